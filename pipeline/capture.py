@@ -1,0 +1,77 @@
+"""FFN activation hooks and the truncated forward.
+
+``LayerCapture`` hooks the activation modules of the requested layers, keeps each layer's
+patch-token activations as ``(batch, rows * cols, units)`` (prefix tokens dropped), and stops
+the forward as soon as the deepest requested layer has fired: nothing past it is computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from pipeline.models.registry import FFNLayer
+
+
+class _StopForward(Exception):
+    pass
+
+
+class LayerCapture:
+    """Use as ``with LayerCapture(model, layers) as cap: acts = cap(x)``."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[FFNLayer], truncate: bool = True):
+        self.model = model
+        self.layers = list(layers)
+        self.truncate = truncate
+        self._by_path: dict[str, dict[int, FFNLayer]] = {}
+        for layer in self.layers:
+            self._by_path.setdefault(layer.module, {})[layer.call] = layer
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._calls: dict[str, int] = {}
+        self._out: dict[int, torch.Tensor] = {}
+
+    def __enter__(self) -> LayerCapture:
+        modules = dict(self.model.named_modules())
+        for path in self._by_path:
+            self._hooks.append(modules[path].register_forward_hook(self._hook(path)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+    def _hook(self, path: str):
+        wanted = self._by_path[path]
+
+        def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
+            call = self._calls.get(path, 0)
+            self._calls[path] = call + 1
+            layer = wanted.get(call)
+            if layer is None:
+                return
+            self._out[layer.index] = patch_tokens(output, layer)
+            if self.truncate and len(self._out) == len(self.layers):
+                raise _StopForward
+
+        return hook
+
+    def __call__(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Run the (truncated) forward; returns {layer index: (B, rows*cols, units)}."""
+        self._calls = {}
+        self._out = {}
+        with contextlib.suppress(_StopForward):
+            self.model(x)
+        out, self._out = self._out, {}
+        return out
+
+
+def patch_tokens(output: torch.Tensor, layer: FFNLayer) -> torch.Tensor:
+    """``(B, tokens, C)`` or ``(B, H, W, C)`` activations to ``(B, rows*cols, C)`` patch tokens."""
+    if output.dim() == 4:
+        return output.flatten(1, 2)
+    return output[:, layer.prefix_tokens:, :]

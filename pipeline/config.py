@@ -1,0 +1,96 @@
+"""One ``AtlasConfig`` for every stage, with presets; saved in ``atlas.json`` beside the atlas."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import AtlasError
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEFAULT_DATASET = "hf:timm/imagenet-1k-wds"
+
+
+@dataclass
+class AtlasConfig:
+    model: str = "vit_base_patch16_224"
+    weights: str = "hub"  # hub | random | PATH
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # hf:<id>[:<config>] | imagefolder:<dir> | webdataset:<dir> | synthetic:<n>
+    dataset: str = DEFAULT_DATASET
+    split: str = "validation"
+    out: str = "atlas"
+    layers: str | None = None  # "2,5" | "0:6" | None = all
+    channels: str | None = None  # "0:16" | None = all
+    recipe: str = "default"  # default | paper
+    steps: int | None = None  # overrides the recipe's step count
+    topk: int = 16
+    seed: int = 0
+    batch_size: int = 0  # features per visualization batch; 0 = sized to the device
+    index_batch_size: int = 64  # images per index batch
+    workers: int = 2  # DataLoader workers for decoding
+    max_images: int | None = None  # stop the index pass after this many images
+    checkpoint_every: int = 50  # index batches between checkpoints
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AtlasConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def demo_config(**overrides: Any) -> AtlasConfig:
+    """The offline demo: the small ViT trained on procedural images shipped in ``data/demo``."""
+    card_path = DEMO_DIR / "model.json"
+    if not card_path.is_file():
+        raise AtlasError(f"the demo model is missing ({card_path}); reinstall from a full checkout")
+    card = json.loads(card_path.read_text())
+    cfg = AtlasConfig(
+        model=card["model"],
+        weights=str(DEMO_DIR / card["weights"]),
+        model_kwargs=dict(card["model_kwargs"]),
+        dataset="synthetic:2000",
+        split="validation",
+        out="atlas-demo",
+        steps=None,
+        topk=12,
+        index_batch_size=128,
+        workers=1,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+PRESETS = {"demo": demo_config}
+
+
+def parse_selection(spec: str | None, n: int, what: str) -> list[int]:
+    """``None``/"all" → all of range(n); "2,5" → [2, 5]; "0:6" → 0..5; mixes like "0:3,7"."""
+    if spec is None or spec.strip() in ("", "all"):
+        return list(range(n))
+    chosen: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if ":" in part:
+                lo, _, hi = part.partition(":")
+                start = int(lo) if lo else 0
+                stop = int(hi) if hi else n
+                chosen.extend(range(start, min(stop, n)))
+                if start >= n or start < 0 or stop < start:
+                    raise ValueError
+            else:
+                value = int(part)
+                if not 0 <= value < n:
+                    raise ValueError
+                chosen.append(value)
+        except ValueError:
+            raise AtlasError(f"bad --{what} '{spec}': expected e.g. '2,5' or '0:6' "
+                             f"within 0..{n - 1}") from None
+    return sorted(set(chosen))

@@ -1,0 +1,56 @@
+"""Everything a stage needs, prepared once from an ``AtlasConfig``: model, spec, store, device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline import distributed
+from pipeline.config import AtlasConfig, parse_selection
+from pipeline.models import ModelSpec, create_model, spec_for
+from pipeline.models.load import weights_id
+from pipeline.store import AtlasStore
+
+
+@dataclass
+class Run:
+    config: AtlasConfig
+    model: nn.Module
+    spec: ModelSpec
+    store: AtlasStore
+    device: torch.device
+    weights_id: str
+
+    @property
+    def layers(self) -> list[int]:
+        """Layer indices selected by ``--layers``."""
+        return parse_selection(self.config.layers, len(self.spec.layers), "layers")
+
+    def units(self, layer: int) -> list[int]:
+        """Unit indices of ``layer`` selected by ``--channels``."""
+        return parse_selection(self.config.channels, self.spec.layers[layer].units, "channels")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", distributed.local_rank())
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def prepare(config: AtlasConfig) -> Run:
+    """Load the model, describe it, and open (or start) the atlas directory."""
+    distributed.init_from_env()
+    device = resolve_device(config.device)
+    model = create_model(config.model, config.weights, config.model_kwargs, config.seed)
+    spec = spec_for(model, config.model, config.model_kwargs)
+    model.to(device)
+    store = AtlasStore(config.out)
+    wid = weights_id(config.weights, config.seed)
+    if distributed.is_main():
+        store.init(config.to_dict(), spec.to_dict(), wid)
+    distributed.barrier()
+    return Run(config, model, spec, store, device, wid)

@@ -1,0 +1,151 @@
+"""The atlas on disk: layout, atomic writes, manifests and resume.
+
+Layout of an atlas directory (``--out DIR``)::
+
+    DIR/atlas.json                         config, model spec, weights id, versions
+    DIR/visualize/L{layer:03d}/chunk-{start:05d}.json   one finished chunk of units
+    DIR/visualize/L{layer:03d}/u{unit:05d}.png          the unit's visualization (lossless)
+    DIR/index/...                          dataset top-k, histograms, patch maps, thumbnails
+    DIR/build/docs/...                     generated Markdown for mkdocs (rebuildable)
+    DIR/site/...                           the built static site
+
+Every file is written to a temporary name in the same directory and renamed into place, so
+a killed run leaves either the old file or the new one, never half of one. A chunk's JSON is
+written last: its presence means every image it names is on disk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pipeline import ATLAS_VERSION
+from pipeline.errors import AtlasError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any, indent: int | None = None) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False))
+
+
+def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 ``(H, W, 3)`` array to PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class AtlasStore:
+    """Read and write one atlas directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- manifest ---------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "atlas.json"
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.exists():
+            raise AtlasError(f"{self.root} holds no atlas (no atlas.json): run `vit-atlas build`")
+        return read_json(self.manifest_path)
+
+    def init(self, config: dict[str, Any], model: dict[str, Any], weights_id: str) -> None:
+        """Write ``atlas.json``; refuse to mix results of another model or weights."""
+        if self.exists():
+            old = self.manifest()
+            for key, new in (("model", model["name"]), ("weights_id", weights_id)):
+                was = old["model"]["name"] if key == "model" else old.get(key)
+                if was != new:
+                    raise AtlasError(
+                        f"{self.root} already holds an atlas of {key} '{was}', not '{new}': "
+                        "choose another --out"
+                    )
+            if old["model"]["layers"] != model["layers"]:
+                raise AtlasError(f"{self.root} holds an atlas of a differently shaped model "
+                                 "(other --model-kwargs?): choose another --out")
+        atomic_write_json(self.manifest_path, {
+            "format_version": FORMAT_VERSION,
+            "atlas_version": ATLAS_VERSION,
+            "config": config,
+            "model": model,
+            "weights_id": weights_id,
+        }, indent=2)
+
+    # -- visualizations ---------------------------------------------------------------------
+    def vis_dir(self, layer: int) -> Path:
+        return self.root / "visualize" / f"L{layer:03d}"
+
+    def vis_chunk_path(self, layer: int, start: int) -> Path:
+        return self.vis_dir(layer) / f"chunk-{start:05d}.json"
+
+    @staticmethod
+    def vis_image_name(unit: int) -> str:
+        return f"u{unit:05d}.png"
+
+    def vis_chunk_done(self, layer: int, start: int, recipe: dict[str, Any]) -> bool:
+        path = self.vis_chunk_path(layer, start)
+        if not path.is_file():
+            return False
+        try:
+            return read_json(path).get("recipe") == recipe
+        except (OSError, ValueError):
+            return False
+
+    def write_vis_chunk(self, layer: int, start: int, recipe: dict[str, Any],
+                        results: list[dict[str, Any]], images: list[np.ndarray]) -> None:
+        """Images first, then the chunk JSON that marks them finished."""
+        for result, image in zip(results, images, strict=True):
+            name = self.vis_image_name(result["unit"])
+            atomic_write_bytes(self.vis_dir(layer) / name, encode_png(image))
+            result["image"] = name
+        atomic_write_json(self.vis_chunk_path(layer, start), {
+            "layer": layer, "start": start, "recipe": recipe, "units": results,
+        })
+
+    def vis_results(self, layer: int) -> dict[int, dict[str, Any]]:
+        """{unit: {"unit", "activation", "image", ...}} of every finished chunk of ``layer``."""
+        out: dict[int, dict[str, Any]] = {}
+        for path in sorted(self.vis_dir(layer).glob("chunk-*.json")):
+            for result in read_json(path)["units"]:
+                out[result["unit"]] = result
+        return out
