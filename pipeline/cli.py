@@ -1,0 +1,209 @@
+"""``vit-atlas``: argument parsing only; every subcommand calls a stage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import PRESETS, AtlasConfig, demo_config
+from pipeline.errors import AtlasError
+from pipeline.store import AtlasStore, read_json
+
+S = argparse.SUPPRESS  # options the user did not give stay out of the namespace
+
+# One example per family and size, with the counts `vit-atlas models` prints.
+EXAMPLE_MODELS = [
+    "vit_base_patch16_224", "vit_base_patch32_224", "vit_large_patch16_224",
+    "deit_base_patch16_224", "deit_base_distilled_patch16_224",
+    "coat_lite_tiny", "coat_tiny", "convit_tiny", "convit_base", "pit_ti_224", "pit_b_224",
+    "swin_tiny_patch4_window7_224", "twins_svt_small", "twins_pcpvt_small",
+    "vit_base_patch16_clip_quickgelu_224.openai", "vit_base_patch32_clip_quickgelu_224.openai",
+]
+
+
+def _add_atlas_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("atlas")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=S,
+                   help="start from a preset (default when --model is not given: demo)")
+    g.add_argument("--model", default=S, help="timm model name, e.g. vit_base_patch16_224")
+    g.add_argument("--weights", default=S,
+                   help="hub (timm pretrained), random (seeded init) or PATH to a checkpoint")
+    g.add_argument("--model-kwargs", nargs="*", default=S, metavar="KEY=VALUE",
+                   help="passed to timm.create_model, e.g. img_size=64 patch_size=8")
+    g.add_argument("--dataset", default=S, help="hf:<id>[:<config>] | imagefolder:<dir> | "
+                   "webdataset:<dir> | synthetic:<n> (default hf:timm/imagenet-1k-wds)")
+    g.add_argument("--split", default=S, help="dataset split (default validation)")
+    g.add_argument("--out", default=S, help="atlas directory (default atlas-demo for the demo)")
+    g.add_argument("--layers", default=S, help="FFN layers, e.g. '2,5' or '0:6' (default all)")
+    g.add_argument("--channels", default=S, help="units per layer, e.g. '0:16' (default all)")
+    g.add_argument("--recipe", default=S, help="visualization recipe: default | paper")
+    g.add_argument("--steps", type=int, default=S, help="optimization steps (overrides recipe)")
+    g.add_argument("--topk", type=int, default=S, help="dataset examples kept per unit")
+    g.add_argument("--seed", type=int, default=S, help="base seed (default 0)")
+    g.add_argument("--batch-size", type=int, default=S,
+                   help="features per visualization batch (default: sized to the device)")
+    g.add_argument("--index-batch-size", type=int, default=S, help="images per index batch")
+    g.add_argument("--workers", type=int, default=S, help="DataLoader decoding workers")
+    g.add_argument("--max-images", type=int, default=S, help="stop indexing after N images")
+    g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vit-atlas",
+        description="Visualize every FFN unit of a vision transformer, index its top dataset "
+                    "examples and publish a static atlas.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in [
+        ("build", "all three stages: visualize, index, site (no options: the offline demo)"),
+        ("visualize", "optimize an image for every selected FFN unit"),
+        ("index", "stream a dataset and keep each unit's top-k examples and patch maps"),
+    ]:
+        _add_atlas_options(sub.add_parser(name, help=text, description=text))
+    p = sub.add_parser("site", help="rebuild DIR/site from what DIR holds",
+                       description="Rebuild DIR/site from what DIR holds.")
+    p.add_argument("--out", default="atlas-demo", help="atlas directory")
+    p = sub.add_parser("serve", help="serve a built atlas on localhost",
+                       description="Serve DIR/site on localhost and print the URL.")
+    p.add_argument("--out", default="atlas-demo", help="atlas directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p = sub.add_parser("models", help="list supported models with layer and unit counts",
+                       description="List supported families and models.")
+    p.add_argument("name", nargs="?", help="describe this model's FFN layers in detail")
+    p.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--all", action="store_true", help="every timm name in a supported family")
+    return parser
+
+
+def resolve_config(args: dict[str, Any]) -> AtlasConfig:
+    """Preset or saved config (``--out`` holding an atlas) first, then the options given."""
+    from pipeline.models import parse_model_kwargs
+
+    given = {k: v for k, v in args.items() if k != "command"}
+    preset = given.pop("preset", None)
+    if "model_kwargs" in given:
+        given["model_kwargs"] = parse_model_kwargs(given["model_kwargs"])
+    if preset is not None:
+        config = PRESETS[preset]()
+    elif "model" in given:
+        config = AtlasConfig(model=given["model"])
+        if "out" not in given:
+            config.out = f"atlas-{given['model'].replace('/', '_')}"
+    else:
+        out = Path(given.get("out", "atlas-demo"))
+        saved = AtlasStore(out)
+        if saved.exists():  # continue the atlas that --out holds with its own settings
+            config = AtlasConfig.from_dict(read_json(saved.manifest_path)["config"])
+        else:
+            config = demo_config()
+    for key, value in given.items():
+        setattr(config, key, value)
+    return config
+
+
+def _models(name: str | None, kwargs: list[str], show_all: bool) -> None:
+    import timm
+
+    from pipeline.models import parse_model_kwargs, supported_families
+    from pipeline.models.registry import describe, family_of
+
+    families = supported_families()
+    if show_all:
+        for family in families.values():
+            names = sorted({n for p in family.patterns for n in timm.list_models(p)})
+            names = [n for n in names if family_of(n) is family]
+            print(f"{family.name} ({len(names)}): {' '.join(names)}")
+        return
+    import torch
+
+    def spec(n: str, kw: dict):
+        from pipeline.models.load import check_model_name
+
+        check_model_name(n)
+        with torch.device("meta"):  # shapes only: no weights allocated, no download
+            model = timm.create_model(n, pretrained=False, **kw)
+        from pipeline.models import data_config
+
+        cfg = data_config(model, kw)
+        return describe(model, n, cfg["input_size"], cfg["mean"], cfg["std"])
+
+    if name:
+        s = spec(name, parse_model_kwargs(kwargs))
+        print(f"{s.name}  family={s.family}  input={s.input_size}  "
+              f"layers={len(s.layers)}  units={s.total_units}")
+        print(f"{'layer':>5}  {'stage':>5}  {'prefix':>6}  {'grid':>7}  {'units':>5}  module")
+        for layer in s.layers:
+            call = f"  (call {layer.call})" if layer.call else ""
+            print(f"{layer.index:>5}  {layer.stage:>5}  {layer.prefix_tokens:>6}  "
+                  f"{layer.grid[0]:>3}x{layer.grid[1]:<3}  {layer.units:>5}  {layer.module}{call}")
+        return
+    print(f"{'model':<46} {'family':<9} {'layers':>6} {'units':>7}  notes")
+    for n in EXAMPLE_MODELS:
+        s = spec(n, {})
+        print(f"{n:<46} {s.family:<9} {len(s.layers):>6} {s.total_units:>7}  "
+              f"{families[s.family].notes}")
+    print("\nAny timm name of these families works (`vit-atlas models --all`); "
+          "`vit-atlas models NAME` shows a model's layers.")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    command = args.command
+    if command == "models":
+        _models(args.name, args.model_kwargs, args.all)
+        return
+    if command in ("site", "serve"):
+        from pipeline import pages
+
+        store = AtlasStore(args.out)
+        if command == "site":
+            site = pages.build_site(store)
+            print(f"site built in {site}")
+        else:
+            site = store.root / "site"
+            if not (site / "index.html").is_file():
+                raise AtlasError(f"no built site in {site}: run `vit-atlas build` or "
+                                 f"`vit-atlas site --out {args.out}` first")
+            pages.serve(site, args.host, args.port)
+        return
+
+    from pipeline import distributed
+    from pipeline.runtime import prepare
+
+    config = resolve_config(vars(args))
+    run = prepare(config)
+    if command in ("visualize", "build"):
+        from pipeline.visualize.stage import run_visualize
+
+        run_visualize(run)
+    if command in ("index", "build"):
+        from pipeline.index.stage import run_index
+
+        run_index(run)
+    if command == "build" and distributed.is_main():
+        from pipeline import pages
+
+        site = pages.build_site(run.store)
+        print(f"\nAtlas built in {run.store.root}. Browse it with:\n"
+              f"  vit-atlas serve --out {run.store.root}\n"
+              f"or open {site / 'index.html'} in a browser.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run_command(args)
+    except AtlasError as exc:
+        print(f"vit-atlas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nvit-atlas: interrupted; rerun the same command to resume where it stopped",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

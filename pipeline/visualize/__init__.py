@@ -1,0 +1,1 @@
+"""Feature visualization, split as in lucent: parameterization, transforms, objectives, render."""
