@@ -3,20 +3,28 @@
 Files under ``DIR/index/``::
 
     examples.json       {"classes": [names] | null, "examples": [{"id", "label", "thumb"}],
-                         "images_seen": n, "skipped": [{"id", "reason"}], "dataset", "split"}
-                        (an example's position in "examples" is its example number)
+                         "images_seen": n, "skipped": [{"id", "reason", "number"}],
+                         "dataset", "split", "format_version", "fingerprint", "topk",
+                         "layers"}
+                        (an example's position in "examples" is its example number; an
+                        example that did not decode keeps its place, with "skipped": true)
+                        Written last: its presence means the index is complete.
     L{layer:03d}.npz    arrays of one layer, see ``LayerIndex``
-    thumbs/             one thumbnail per distinct selected image
+    thumbs/             one thumbnail per distinct selected image, thumbs/{number:07d}.png
+    work/               checkpoints of an unfinished run (see ``checkpoint``)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipeline.store import AtlasStore, read_json
+from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json
+
+INDEX_FORMAT = 1
 
 
 @dataclass
@@ -29,7 +37,20 @@ class LayerIndex:
     mean: np.ndarray  # (units,) float32 mean score over all images
     max: np.ndarray  # (units,) float32 max score
     top_classes: np.ndarray  # (units, c) int64 classes with highest mean score; -1 = none
-    top_class_means: np.ndarray  # (units, c) float32 their mean scores
+    top_class_means: np.ndarray  # (units, c) float32 their mean scores; NaN = none
+    units: np.ndarray | None = None  # (units,) int64 channel of each row (None: 0..units-1)
+
+    def unit_row(self, unit: int) -> int | None:
+        """Row of channel ``unit`` in the arrays, or None if it was not indexed."""
+        if self.units is None:
+            return unit if 0 <= unit < len(self.top_ids) else None
+        hit = np.flatnonzero(self.units == unit)
+        return int(hit[0]) if len(hit) else None
+
+    def top(self, row: int) -> list[tuple[int, float]]:
+        """``(example number, score)`` of row ``row``'s filled slots, best first."""
+        return [(int(i), float(s)) for i, s in zip(self.top_ids[row], self.top_scores[row],
+                                                   strict=True) if i >= 0]
 
 
 @dataclass
@@ -83,4 +104,26 @@ def load_layer_index(store: AtlasStore, layer: int) -> LayerIndex | None:
     if not path.is_file():
         return None
     with np.load(path) as z:
-        return LayerIndex(**{k: z[k] for k in LayerIndex.__dataclass_fields__})
+        return LayerIndex(**{f.name: z[f.name] for f in fields(LayerIndex) if f.name in z.files})
+
+
+def write_layer_index(store: AtlasStore, layer: int, index: LayerIndex) -> None:
+    """Write ``L{layer:03d}.npz`` atomically."""
+    arrays = {f.name: getattr(index, f.name) for f in fields(LayerIndex)
+              if getattr(index, f.name) is not None}
+    atomic_save_npz(layer_path(store, layer), **arrays)
+
+
+def write_examples(store: AtlasStore, data: dict[str, Any]) -> None:
+    """Write ``examples.json`` atomically (last: it marks the index complete)."""
+    atomic_write_json(index_dir(store) / "examples.json", data)
+
+
+def read_examples_json(store: AtlasStore) -> dict[str, Any] | None:
+    path = index_dir(store) / "examples.json"
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,114 @@
+"""Resumable state of the streaming pass, one set of files per process under DIR/index/work/.
+
+``work/r{rank}of{world}/state.npz``
+    every layer's statistics (heaps, histograms, sums) as arrays, plus ``meta`` (JSON): the
+    index fingerprint, how many of this rank's records were consumed, the source's
+    ``state_dict()`` there, and whether the pass finished.
+``work/r{rank}of{world}/examples-{start:010d}.json``
+    the records (number, id, label) consumed between two checkpoints, so that the list of all
+    examples never has to sit in memory. A chunk is written before the state that covers it.
+
+Both are written atomically; a killed run resumes from the last state and gives the same
+result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.index.loader import Batch
+from pipeline.index.stats import LayerStats
+from pipeline.store import atomic_save_npz, atomic_write_json, read_json
+
+
+def rank_dir(work: Path, rank: int, world: int) -> Path:
+    return work / f"r{rank}of{world}"
+
+
+@dataclass
+class PassState:
+    meta: dict[str, Any]
+    stats: dict[int, dict[str, np.ndarray]]
+
+
+def save_state(path: Path, meta: dict[str, Any], stats: dict[int, LayerStats]) -> None:
+    arrays = {f"L{index:03d}.{key}": value
+              for index, s in stats.items() for key, value in s.state().items()}
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_save_npz(path, **arrays)
+
+
+def load_state(path: Path) -> PassState | None:
+    """The saved state, or None if absent or unreadable (then the pass starts over)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            stats: dict[int, dict[str, np.ndarray]] = {}
+            for key in z.files:
+                if key == "meta":
+                    continue
+                layer, _, name = key.partition(".")
+                stats.setdefault(int(layer[1:]), {})[name] = z[key]
+        return PassState(meta, stats)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@dataclass
+class ExampleLog:
+    """Records consumed since the last checkpoint; flushed to a chunk file at each one."""
+
+    dir: Path
+    start: int = 0  # this rank's consumed count where the pending chunk begins
+    records: list[list] = field(default_factory=list)
+    skipped: list[list] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+
+    def add(self, batch: Batch) -> None:
+        for number, ident, label, name in batch.records:
+            self.records.append([number, ident, label])
+            if label is not None and name is not None:
+                self.names.setdefault(label, name)
+        self.skipped.extend([list(s) for s in batch.skipped])
+
+    def flush(self, end: int) -> None:
+        atomic_write_json(self.dir / f"examples-{self.start:010d}.json", {
+            "start": self.start, "end": end, "records": self.records, "skipped": self.skipped,
+            "names": {str(k): v for k, v in self.names.items()},
+        })
+        self.start, self.records, self.skipped, self.names = end, [], [], {}
+
+    def drop_after(self, consumed: int) -> None:
+        """Remove chunks a killed run wrote past its last saved state."""
+        for path in self.dir.glob("examples-*.json"):
+            if int(path.stem.split("-")[1]) >= consumed:
+                path.unlink(missing_ok=True)
+
+    def read(self) -> tuple[list[list], list[list], dict[int, str]]:
+        """All flushed records (ordered), skipped entries and class names of this rank."""
+        records: list[list] = []
+        skipped: list[list] = []
+        names: dict[int, str] = {}
+        expect = 0
+        for path in sorted(self.dir.glob("examples-*.json")):
+            chunk = read_json(path)
+            if chunk["start"] != expect:
+                raise RuntimeError(f"index work files are inconsistent at {path}")
+            expect = chunk["end"]
+            records.extend(chunk["records"])
+            skipped.extend(chunk["skipped"])
+            for k, v in chunk["names"].items():
+                names.setdefault(int(k), v)
+        return records, skipped, names
+
+
+def clear(work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)

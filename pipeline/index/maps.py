@@ -1,0 +1,129 @@
+"""Second pass: patch-wise activation maps of the selected examples, and their thumbnails.
+
+Only the examples some unit selected are decoded again (the stream is filtered by example
+number). Each is run once through the model; every (unit, slot) that shows it gets the
+unit's activation on the layer's token grid. The thumbnail is the model-input crop itself,
+de-normalized (what the model saw), at most ``THUMB_MAX`` px, stored once per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.index.loader import BatchPlan, make_loader
+from pipeline.index.scan import Scanner
+from pipeline.store import atomic_write_bytes, atomic_write_text, encode_png
+
+THUMB_MAX = 224
+
+
+def thumb_name(number: int) -> str:
+    """Thumbnail path relative to DIR/index."""
+    return f"thumbs/{number:07d}.png"
+
+
+def thumbnail(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+              max_side: int = THUMB_MAX) -> np.ndarray:
+    """A normalized model input ``(3, H, W)`` back to uint8 ``(H', W', 3)`` pixels."""
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    img = (x.float() * s + m).clamp(0, 1).mul(255).add(0.5).to(torch.uint8)
+    arr = img.permute(1, 2, 0).numpy()
+    if max(arr.shape[:2]) > max_side:
+        pil = Image.fromarray(arr)
+        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        arr = np.asarray(pil)
+    return arr
+
+
+def prepare_thumbs(root: Path, key: Any) -> None:
+    """Empty ``root/thumbs`` unless it was made for the same ``key`` (dataset, split and
+    model input): a thumbnail is found by example number, so it is reused across reruns."""
+    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    marker = root / "thumbs" / "KEY"
+    if marker.is_file() and marker.read_text().strip() == tag:
+        return
+    shutil.rmtree(root / "thumbs", ignore_errors=True)
+    atomic_write_text(marker, tag + "\n")
+
+
+@dataclass(frozen=True)
+class ThumbWriter:
+    """Writes one image's thumbnail if it is not there yet (runs in DataLoader workers)."""
+
+    root: Path  # DIR/index
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, number: int, x: torch.Tensor) -> None:
+        path = self.root / thumb_name(number)
+        if not path.is_file():
+            atomic_write_bytes(path, encode_png(thumbnail(x, self.mean, self.std)))
+
+
+class SlotTable:
+    """Which ``(unit row, slot)`` entries of one layer's top-k show which example."""
+
+    def __init__(self, top_ids: np.ndarray, keep: np.ndarray | None = None):
+        flat = np.flatnonzero(top_ids.ravel() >= 0 if keep is None else keep.ravel())
+        numbers = top_ids.ravel()[flat]
+        order = np.argsort(numbers, kind="stable")
+        self.slots, self.numbers = flat[order], numbers[order]
+        self.k = top_ids.shape[1]
+
+    def lookup(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For a batch's example numbers: (batch position, unit row, flat slot) triples."""
+        lo = np.searchsorted(self.numbers, numbers, side="left")
+        hi = np.searchsorted(self.numbers, numbers, side="right")
+        counts = hi - lo
+        pos = np.repeat(np.arange(len(numbers)), counts)
+        starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+        idx = starts + np.arange(counts.sum())
+        slots = self.slots[idx]
+        return pos, slots // self.k, slots
+
+
+def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers: int,
+                 tables: dict[int, SlotTable], grids: dict[int, tuple[int, int]],
+                 thumbs: ThumbWriter | None = None, progress=None,
+                 ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], list[list]]:
+    """Run the selected examples of ``plan``; returns ``{layer: (flat slots, maps (M, rows,
+    cols))}`` for the slots this process saw, and the examples that failed to decode."""
+    pieces: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in tables}
+    failed: list[list] = []
+    pin = scanner.device.type == "cuda"
+    for batch in make_loader(plan, decoder, transform, workers, pin, on_decoded=thumbs):
+        failed.extend(list(s) for s in batch.skipped)
+        if progress is not None:
+            progress.update(len(batch.records))
+        if batch.pixels is None:
+            continue
+        acts = scanner.activations(batch.pixels)
+        for index, table in tables.items():
+            pos, rows, slots = table.lookup(batch.numbers)
+            if len(slots) == 0:
+                continue
+            a = acts[index]
+            with torch.inference_mode():
+                picked = a[torch.as_tensor(pos, device=a.device), :,
+                           torch.as_tensor(rows, device=a.device)]
+                picked = picked.float().cpu().numpy()
+            pieces[index].append((slots, picked.reshape(len(slots), *grids[index])))
+    out = {}
+    for index, parts in pieces.items():
+        rows, cols = grids[index]
+        if parts:
+            out[index] = (np.concatenate([p[0] for p in parts]),
+                          np.concatenate([p[1] for p in parts]).astype(np.float32))
+        else:
+            out[index] = (np.zeros(0, np.int64), np.zeros((0, rows, cols), np.float32))
+    return out, failed

@@ -1,0 +1,74 @@
+"""One forward per batch feeds every selected FFN layer: scores and statistics.
+
+Score(image, unit) = the unit's activation averaged over patch tokens (prefix tokens
+excluded, as ``LayerCapture`` returns them). The forward runs under ``inference_mode``, with
+bf16 autocast on CUDA, and stops after the deepest selected layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.capture import LayerCapture
+from pipeline.index.stats import LayerStats
+from pipeline.models.registry import FFNLayer
+
+FINITE = float(np.finfo(np.float32).max)
+
+
+class Scanner:
+    """Use as ``with Scanner(model, layers, units, k, device) as s: s.update(batch...)``."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[FFNLayer],
+                 units: dict[int, list[int]], k: int, device: torch.device,
+                 num_classes: int = 0):
+        self.model, self.layers, self.device = model, list(layers), device
+        self.units = {layer.index: list(units[layer.index]) for layer in self.layers}
+        self._select = {
+            layer.index: None if self.units[layer.index] == list(range(layer.units))
+            else torch.tensor(self.units[layer.index], device=device)
+            for layer in self.layers
+        }
+        self.stats = {layer.index: LayerStats(len(self.units[layer.index]), k, num_classes)
+                      for layer in self.layers}
+        self._capture = LayerCapture(model, self.layers)
+
+    def __enter__(self) -> Scanner:
+        self._capture.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._capture.__exit__(*exc)
+
+    def activations(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``{layer: (B, rows*cols, selected units)}`` patch-token activations."""
+        x = pixels.to(self.device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                    enabled=self.device.type == "cuda"):
+            acts = self._capture(x)
+        out = {}
+        for index, a in acts.items():
+            sel = self._select[index]
+            out[index] = a if sel is None else a.index_select(-1, sel)
+        return out
+
+    def scores(self, pixels: torch.Tensor) -> dict[int, np.ndarray]:
+        """``{layer: (B, units)}`` float32 mean-over-patches scores."""
+        out = {}
+        with torch.inference_mode():
+            for index, a in self.activations(pixels).items():
+                s = a.float().mean(dim=1)
+                s = torch.nan_to_num(s, nan=0.0, posinf=FINITE, neginf=-FINITE)
+                out[index] = s.cpu().numpy()
+        return out
+
+    def update(self, pixels: torch.Tensor, numbers: np.ndarray, labels: np.ndarray) -> None:
+        """Score one batch and add it to every layer's statistics."""
+        if len(numbers) == 0:
+            return
+        for index, s in self.scores(pixels).items():
+            self.stats[index].update(s, numbers, labels)

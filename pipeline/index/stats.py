@@ -1,0 +1,107 @@
+"""Everything the index keeps per unit of one layer while streaming: top-k, histogram,
+mean, max and per-class means. Memory is ``units × (k + bins + classes)``, independent of
+the number of images; every part checkpoints to arrays and merges exactly across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from pipeline.index.histogram import DEFAULT_BINS, StreamingHistogram
+from pipeline.index.topk import TopK
+
+TOP_CLASSES = 5
+
+
+class LayerStats:
+    """Streaming statistics of one layer's scores ``(images, units)``."""
+
+    def __init__(self, units: int, k: int, num_classes: int = 0, bins: int = DEFAULT_BINS):
+        self.units, self.k = units, k
+        self.topk = TopK(units, k)
+        self.hist = StreamingHistogram(units, bins)
+        self.total = np.zeros(units, dtype=np.float64)
+        self.count = 0
+        self.class_sum = np.zeros((num_classes, units), dtype=np.float64)
+        self.class_count = np.zeros(num_classes, dtype=np.int64)
+
+    def update(self, scores: np.ndarray, numbers: np.ndarray, labels: np.ndarray) -> None:
+        """Add ``scores`` ``(n, units)`` float32 of examples ``numbers`` (increasing) with
+        ``labels`` (``-1``: none)."""
+        if len(numbers) == 0:
+            return
+        self.topk.add(scores, numbers)
+        self.hist.add(scores)
+        self.total += scores.sum(axis=0, dtype=np.float64)
+        self.count += len(numbers)
+        labelled = labels >= 0
+        if labelled.any():
+            lab = labels[labelled]
+            self._grow_classes(int(lab.max()) + 1)
+            torch.from_numpy(self.class_sum).index_add_(
+                0, torch.from_numpy(lab), torch.from_numpy(scores[labelled].astype(np.float64)))
+            self.class_count += np.bincount(lab, minlength=len(self.class_count))
+
+    def _grow_classes(self, n: int) -> None:
+        if n > len(self.class_count):
+            extra = n - len(self.class_count)
+            self.class_sum = np.concatenate([self.class_sum, np.zeros((extra, self.units))])
+            self.class_count = np.concatenate([self.class_count, np.zeros(extra, np.int64)])
+
+    # -- results -----------------------------------------------------------------------------
+    def mean(self) -> np.ndarray:
+        return (self.total / max(self.count, 1)).astype(np.float32)
+
+    def max(self) -> np.ndarray:
+        return np.where(self.count > 0, self.hist.hi, 0.0).astype(np.float32)
+
+    def top_classes(self, c: int = TOP_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+        """``(classes, means)`` ``(units, c)``: the classes with the highest mean score (ties to
+        the lower class); ``-1`` / NaN where fewer than ``c`` classes were seen."""
+        seen = self.class_count > 0
+        means = np.full((self.units, c), np.nan, dtype=np.float32)
+        classes = np.full((self.units, c), -1, dtype=np.int64)
+        if not seen.any():
+            return classes, means
+        avg = (self.class_sum[seen] / self.class_count[seen, None]).T  # (units, seen classes)
+        ids = np.flatnonzero(seen)
+        order = np.argsort(-avg, axis=1, kind="stable")[:, :c]
+        m = order.shape[1]
+        classes[:, :m] = ids[order]
+        means[:, :m] = np.take_along_axis(avg, order, axis=1)
+        return classes, means
+
+    # -- checkpoint / merge ------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        out = {f"topk.{k}": v for k, v in self.topk.state().items()}
+        out.update({f"hist.{k}": v for k, v in self.hist.state().items()})
+        out.update(total=self.total.copy(), count=np.array(self.count, dtype=np.int64),
+                   class_sum=self.class_sum.copy(), class_count=self.class_count.copy())
+        return out
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.topk.load({k[5:]: v for k, v in state.items() if k.startswith("topk.")})
+        self.hist.load({k[5:]: v for k, v in state.items() if k.startswith("hist.")})
+        self.total = np.array(state["total"], dtype=np.float64)
+        self.count = int(state["count"])
+        self.class_sum = np.array(state["class_sum"], dtype=np.float64)
+        self.class_count = np.array(state["class_count"], dtype=np.int64)
+
+    @classmethod
+    def merge(cls, parts: Sequence[LayerStats]) -> LayerStats:
+        """Statistics of the union of disjoint streams (exact for top-k, histogram, max)."""
+        first = parts[0]
+        out = cls(first.units, first.k, 0, first.hist.bins)
+        out.topk = TopK.merge([p.topk for p in parts])
+        out.hist = StreamingHistogram.merge([p.hist for p in parts])
+        out.total = np.sum([p.total for p in parts], axis=0)
+        out.count = sum(p.count for p in parts)
+        out._grow_classes(max(len(p.class_count) for p in parts))
+        for p in parts:
+            n = len(p.class_count)
+            out.class_sum[:n] += p.class_sum
+            out.class_count[:n] += p.class_count
+        return out
