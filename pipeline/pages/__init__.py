@@ -1,0 +1,26 @@
+"""The site stage: an atlas directory → a static, citable mkdocs-material site.
+
+``build_site(store)`` writes ``DIR/site``; ``serve(site_dir)`` serves it on localhost.
+(Imported lazily: serving needs neither mkdocs nor the model registry.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.pages.serve import make_server, serve
+
+if TYPE_CHECKING:
+    from pipeline.store import AtlasStore
+
+
+def build_site(store: AtlasStore, site_dir: Path | None = None, *,
+               workers: int | None = None) -> Path:
+    """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``)."""
+    from pipeline.pages.build import build_site as build
+
+    return build(store, site_dir, workers=workers)
+
+
+__all__ = ["build_site", "make_server", "serve"]

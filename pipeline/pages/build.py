@@ -1,0 +1,246 @@
+"""The site stage: atlas → Markdown in ``DIR/build/docs`` → mkdocs → ``DIR/site``.
+
+Work is split across two kinds of process so mkdocs (single-threaded) never waits:
+the main process writes every page's Markdown, then runs mkdocs; worker processes meanwhile
+write each feature's ``feature.json``, link its visualization and copy the dataset thumbnails
+straight into the output (not through mkdocs, which would copy them one ``File`` at a time).
+mkdocs builds into a fresh temporary directory (``dirty=True`` only stops it from cleaning
+that directory under the workers' feet); the previous site is replaced only when all is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+from pipeline.errors import AtlasError
+from pipeline.pages import urls
+from pipeline.pages.assets import link_or_copy
+from pipeline.pages.cite import build_year
+from pipeline.pages.data import AtlasView, page_units
+from pipeline.pages.feature import FeatureWriter, SiteInfo, example_path
+from pipeline.pages.overview import LayerSummary, home_section, layer_page, model_page
+from pipeline.pages.search import ClassIndex, models_index
+from pipeline.store import AtlasStore, atomic_write_bytes
+
+REPO = Path(__file__).resolve().parents[2]
+MKDOCS_YML = REPO / "mkdocs.yml"
+HANDBOOK = REPO / "site"  # the hand-written pages (mkdocs docs_dir)
+MODELS_MARKER = "<!-- atlas:models -->"
+log = logging.getLogger(__name__)
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Atomic write of a site file, world-readable like the pages mkdocs writes."""
+    atomic_write_bytes(path, data)
+    os.chmod(path, 0o644)
+
+
+class DocsWriter:
+    """Writes the mkdocs sources, skipping unchanged files and pruning stale ones."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.written: set[str] = set()
+
+    def write(self, rel: str, content: str | bytes) -> None:
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        path = self.root / rel
+        self.written.add(rel)
+        try:
+            if path.read_bytes() == data:
+                return
+        except OSError:
+            pass
+        atomic_write_bytes(path, data)
+
+    def prune(self) -> None:
+        for dirpath, _, filenames in os.walk(self.root, topdown=False):
+            for name in filenames:
+                path = Path(dirpath, name)
+                if path.relative_to(self.root).as_posix() not in self.written:
+                    path.unlink()
+            if not os.listdir(dirpath) and Path(dirpath) != self.root:
+                os.rmdir(dirpath)
+
+
+def _handbook(docs: DocsWriter, home_cards: str) -> None:
+    """Copy the hand-written pages and assets, composing the home page with the model cards."""
+    for path in sorted(HANDBOOK.rglob("*")):
+        rel = path.relative_to(HANDBOOK).as_posix()
+        if path.is_dir() or rel.startswith("overrides/"):
+            continue
+        data = path.read_bytes()
+        if rel == "index.md":
+            data = data.decode("utf-8").replace(MODELS_MARKER, home_cards).encode("utf-8")
+        docs.write(rel, data)
+
+
+# -- worker side: feature.json, visualizations, thumbnails ----------------------------------
+_ATLAS: dict[str, AtlasView] = {}
+
+
+def _atlas(root: str) -> AtlasView:
+    if root not in _ATLAS:
+        _ATLAS.clear()
+        _ATLAS[root] = AtlasView(AtlasStore(root))
+    return _ATLAS[root]
+
+
+def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> int:
+    """Write ``feature.json`` and link ``visualization.png`` for every unit of ``layer``."""
+    atlas = _atlas(root)
+    view = atlas.layer(layer)
+    writer = FeatureWriter(info, view, atlas.examples)
+    for unit in view.units:
+        out = Path(site, urls.feature_dir(info.slug, layer, unit))
+        record = json.dumps(writer.record(unit), ensure_ascii=False, separators=(",", ":"),
+                            allow_nan=False)
+        _publish(out / urls.FEATURE_JSON, record.encode("utf-8"))
+        vis = view.vis_path(unit)
+        if vis is not None:
+            link_or_copy(vis, out / urls.VISUALIZATION)
+            os.chmod(out / urls.VISUALIZATION, 0o644)
+    return len(view.units)
+
+
+def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
+    """Copy the thumbnails of the dataset examples that some page shows."""
+    examples = _atlas(root).examples
+    if examples is None:
+        return 0
+    for n in numbers:
+        src, dst = examples.thumb_path(n), example_path(slug, examples.thumbs, n)
+        if src is not None and dst is not None and src.is_file():
+            link_or_copy(src, Path(site, dst))
+            os.chmod(Path(site, dst), 0o644)
+    return len(numbers)
+
+
+# -- main side: Markdown pages, search indexes, mkdocs ---------------------------------------
+def _write_pages(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, classes: ClassIndex,
+                 used_examples: set[int]) -> list[LayerSummary]:
+    layers = sorted(info.units_by_layer)
+    summaries = []
+    for i, layer in enumerate(layers):
+        view = atlas.layer(layer)
+        writer = FeatureWriter(info, view, atlas.examples)
+        for unit in view.units:
+            docs.write(f"{urls.feature_dir(atlas.slug, layer, unit)}/index.md",
+                       writer.markdown(unit))
+        prev = layers[i - 1] if i > 0 else None
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        docs.write(f"{urls.layer_dir(atlas.slug, layer)}/index.md",
+                   layer_page(atlas, view, prev, nxt))
+        summaries.append(LayerSummary.of(view))
+        classes.add(view)
+        if view.index is not None:
+            used_examples.update(int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0)
+    docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
+    return summaries
+
+
+def _nav(base_nav: list | None, atlas: AtlasView, layers: list[int]) -> list:
+    model = [f"{atlas.slug}/index.md"]
+    model += [{f"Layer {layer}": f"{atlas.slug}/{layer}/index.md"} for layer in layers]
+    nav = list(base_nav or [{"Home": "index.md"}])
+    return [nav[0], {atlas.slug: model}, *nav[1:]]
+
+
+class _NoDirtyWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "dirty' build" not in record.getMessage()
+
+
+def run_mkdocs(docs_dir: Path, site_dir: Path,
+               nav_for: Callable[[list], list] | None = None) -> None:
+    """Build ``docs_dir`` into ``site_dir`` with the repository's ``mkdocs.yml``."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    cfg = load_config(config_file=str(MKDOCS_YML), docs_dir=str(docs_dir),
+                      site_dir=str(site_dir))
+    if nav_for is not None:
+        cfg["nav"] = nav_for(cfg["nav"])
+    build_log = logging.getLogger("mkdocs.commands.build")
+    no_dirty = _NoDirtyWarning()
+    build_log.addFilter(no_dirty)
+    try:
+        build(cfg, dirty=True)
+    finally:
+        build_log.removeFilter(no_dirty)
+
+
+def _site_url() -> str | None:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    cfg = yaml.load(MKDOCS_YML.read_text(encoding="utf-8"), Loader=_Loader) or {}
+    return cfg.get("site_url") or None
+
+
+def _swap(tmp: Path, site_dir: Path) -> None:
+    """Replace ``site_dir`` by ``tmp``; the old site is deleted only after the swap."""
+    old = None
+    if site_dir.exists():
+        old = site_dir.with_name(f".{site_dir.name}.old-{os.getpid()}")
+        os.replace(site_dir, old)
+    os.replace(tmp, site_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_site(store: AtlasStore, site_dir: Path | None = None, *,
+               workers: int | None = None) -> Path:
+    """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``)."""
+    if not MKDOCS_YML.is_file() or not HANDBOOK.is_dir():
+        raise AtlasError(f"the site templates are missing ({MKDOCS_YML}, {HANDBOOK}): "
+                         "run from a full checkout of the repository")
+    atlas = AtlasView(store)
+    site_dir = Path(site_dir) if site_dir is not None else store.root / "site"
+    units_by_layer = {layer.index: units for layer in atlas.spec.layers
+                      if (units := page_units(store, layer))}
+    info = SiteInfo.of(atlas, units_by_layer, build_year(), _site_url())
+    docs = DocsWriter(store.root / "build" / "docs")
+    site_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in site_dir.parent.glob(f".{site_dir.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{site_dir.name}.tmp-", dir=site_dir.parent))
+    os.chmod(tmp, 0o755)
+    workers = workers or max(1, (os.cpu_count() or 2) - 1)
+    try:
+        with ProcessPoolExecutor(workers) as pool:
+            jobs: list[Future] = [pool.submit(_layer_files, str(store.root), str(tmp), layer, info)
+                                  for layer in sorted(units_by_layer)]
+            classes, used = ClassIndex(info.class_names), set()
+            summaries = _write_pages(atlas, info, docs, classes, used)
+            jobs.append(pool.submit(_example_files, str(store.root), str(tmp), atlas.slug,
+                                    sorted(used)))
+            _handbook(docs, home_section(atlas, summaries))
+            docs.prune()
+            index = models_index([(atlas, summaries, units_by_layer)])
+            _publish(tmp / urls.MODELS_JSON, _json(index))
+            if classes.names:
+                _publish(tmp / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
+            run_mkdocs(docs.root, tmp, lambda nav: _nav(nav, atlas, sorted(units_by_layer)))
+            for job in jobs:
+                job.result()
+        _swap(tmp, site_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return site_dir
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")

@@ -1,0 +1,133 @@
+"""A synthetic atlas written through the store's own writers, for tests and the site benchmark.
+
+Visualizations are procedural patterns (no optimization), index files follow
+``pipeline.index.results`` exactly, and a few strings are deliberately hostile: a class name
+full of HTML and an example id with odd characters.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.index.results import index_dir, layer_path
+from pipeline.models.registry import ModelSpec
+from pipeline.store import (
+    AtlasStore,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    encode_png,
+)
+
+TRICKY_CLASS = "<b>\"cat\" & 'dog'</b>"
+TRICKY_ID = "odd id #1?x=<i>y</i>&z=\"q\" 'ü'/..\\n.jpg"
+FAKE_RECIPE = {"name": "fake", "steps": 1, "lr": 0.1, "note": "procedural, not optimized"}
+CHUNK = 64
+
+
+def tiny_spec(**model_kwargs: Any) -> ModelSpec:
+    """The registry's spec of a (small, random) ``vit_tiny_patch16_224``."""
+    from pipeline.models import create_model, spec_for
+
+    name = "vit_tiny_patch16_224"
+    return spec_for(create_model(name, "random", model_kwargs), name, model_kwargs)
+
+
+def pattern(seed: int, size: int) -> np.ndarray:
+    """A smooth colourful ``(size, size, 3)`` uint8 image, different for every seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    freq = rng.uniform(2, 12, size=(3, 2)).astype(np.float32)
+    phase = rng.uniform(0, 6.3, size=3).astype(np.float32)
+    chans = [np.sin(freq[c, 0] * x * 6.3 + freq[c, 1] * y * 6.3 + phase[c]) for c in range(3)]
+    return ((np.stack(chans, -1) * 0.5 + 0.5) * 255).astype(np.uint8)
+
+
+def _write_vis_layer(root: str, layer: int, units: int, size: int) -> None:
+    store = AtlasStore(root)
+    for start in range(0, units, CHUNK):
+        ids = range(start, min(start + CHUNK, units))
+        results = [{"unit": u, "activation": float(5 + (u * 7919 % 1000) / 100)} for u in ids]
+        images = [pattern(layer * 100003 + u, size) for u in ids]
+        store.write_vis_chunk(layer, start, dict(FAKE_RECIPE), results, images)
+
+
+def _write_index_layer(root: str, layer: int, units: int, grid: tuple[int, int], topk: int,
+                       n_examples: int, n_classes: int, bins: int) -> None:
+    rng = np.random.default_rng(1000 + layer)
+    k = min(topk, n_examples)
+    top_ids = np.argsort(rng.random((units, n_examples)), axis=1)[:, :k].astype(np.int64)
+    top_ids[0, 0] = 0  # unit 0's best example is the one with the odd id
+    top_ids[0, 1:] = np.arange(1, k)
+    if units > 1 and k > 2:
+        top_ids[1, k - 2:] = -1  # unit 1 has two empty slots
+    top_scores = np.sort(rng.gamma(2.0, 1.0, (units, k)).astype(np.float32), axis=1)[:, ::-1]
+    top_scores = np.where(top_ids < 0, np.float32(0), top_scores).astype(np.float32)
+    rows, cols = grid
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    cy = rng.uniform(0, rows, (units, k, 1, 1))
+    cx = rng.uniform(0, cols, (units, k, 1, 1))
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.1 * rows * cols + 1))
+    maps = (blob * top_scores[:, :, None, None] * 2 - 0.1).astype(np.float32)
+    lo = rng.uniform(-0.2, 0, units).astype(np.float32)
+    hi = top_scores[:, 0] + 0.01
+    hist_edges = np.linspace(lo, hi, bins + 1, axis=1).astype(np.float32)
+    hist_counts = rng.poisson(np.exp(-np.linspace(0, 6, bins)) * 400, (units, bins))
+    c = min(5, n_classes)
+    top_classes = np.argsort(rng.random((units, n_classes)), axis=1)[:, :c].astype(np.int64)
+    top_classes[0] = np.arange(c)  # unit 0's top class is the HTML one
+    top_class_means = np.sort(rng.random((units, c)).astype(np.float32), axis=1)[:, ::-1]
+    atomic_save_npz(
+        layer_path(AtlasStore(root), layer),
+        top_ids=top_ids, top_scores=np.ascontiguousarray(top_scores), maps=maps,
+        hist_counts=hist_counts.astype(np.int64), hist_edges=hist_edges,
+        mean=(top_scores.mean(axis=1) * 0.2).astype(np.float32), max=top_scores[:, 0].copy(),
+        top_classes=top_classes, top_class_means=np.ascontiguousarray(top_class_means),
+    )
+
+
+def _write_examples(store: AtlasStore, n_examples: int, n_classes: int, thumb: int) -> None:
+    classes = [TRICKY_CLASS] + [f"class {i} ({'ab' * (i % 3)})" for i in range(1, n_classes)]
+    examples = []
+    for n in range(n_examples):
+        ex_id = TRICKY_ID if n == 0 else f"val/img_{n:05d}.JPEG"
+        rel = f"thumbs/{n:05d}.png"
+        atomic_write_bytes(index_dir(store) / rel, encode_png(pattern(7 + n, thumb)))
+        examples.append({"id": ex_id, "label": n % n_classes, "thumb": rel})
+    atomic_write_json(index_dir(store) / "examples.json", {
+        "classes": classes, "examples": examples, "images_seen": n_examples * 10,
+        "skipped": [], "dataset": "synthetic:fake", "split": "validation",
+    })
+
+
+def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examples: int = 48,
+                    n_classes: int = 12, vis_size: int | None = None, thumb_size: int = 32,
+                    vis_units: int | None = None, index_layers: list[int] | None = None,
+                    bins: int = 32, workers: int = 1) -> AtlasStore:
+    """Write a complete synthetic atlas of ``spec`` under ``root``.
+
+    ``vis_units``: visualize only the first n units of each layer (default all);
+    ``index_layers``: layers with dataset index files (default all).
+    """
+    store = AtlasStore(root)
+    config = {"model": spec.name, "weights": "random", "dataset": "synthetic:fake",
+              "split": "validation", "topk": topk, "recipe": "fake", "steps": 1}
+    store.init(config, spec.to_dict(), "random(seed=0)")
+    size = vis_size or spec.input_size[-1]
+    _write_examples(store, n_examples, n_classes, thumb_size)
+    indexed = range(len(spec.layers)) if index_layers is None else index_layers
+    jobs = []
+    with ProcessPoolExecutor(workers) as pool:
+        for layer in spec.layers:
+            units = layer.units if vis_units is None else min(vis_units, layer.units)
+            jobs.append(pool.submit(_write_vis_layer, str(root), layer.index, units, size))
+            if layer.index in indexed:
+                jobs.append(pool.submit(_write_index_layer, str(root), layer.index, layer.units,
+                                        layer.grid, topk, n_examples, n_classes, bins))
+        for job in jobs:
+            job.result()
+    return store

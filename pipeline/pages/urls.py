@@ -1,0 +1,54 @@
+"""Site layout: where each page and file lives, and relative links between them.
+
+``<slug>/`` model page, ``<slug>/<layer>/`` layer page, ``<slug>/<layer>/<unit>/`` feature page
+with ``feature.json`` and ``visualization.png`` beside it, ``<slug>/examples/e<n><ext>`` dataset
+thumbnails, ``<slug>/classes.json`` the class search index, ``models.json`` the jump index.
+Every link the pages contain is relative, so the site works from any sub-path.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+# Top-level names the hand-written pages and theme use: a model slug must not shadow them.
+RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "data-format",
+            "models.json", "404.html", "index.html", "sitemap.xml", "sitemap.xml.gz"}
+
+VISUALIZATION = "visualization.png"
+FEATURE_JSON = "feature.json"
+MODELS_JSON = "models.json"
+CLASSES_JSON = "classes.json"
+
+
+def model_slug(name: str) -> str:
+    """A readable URL segment for a model name: ``[A-Za-z0-9._-]`` kept, others become ``-``."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+    return f"{slug}-model" if slug.lower() in RESERVED else slug
+
+
+def model_dir(slug: str) -> str:
+    return slug
+
+
+def layer_dir(slug: str, layer: int) -> str:
+    return f"{slug}/{layer}"
+
+
+def feature_dir(slug: str, layer: int, unit: int) -> str:
+    return f"{slug}/{layer}/{unit}"
+
+
+def example_file(slug: str, number: int, suffix: str) -> str:
+    return f"{slug}/examples/e{number}{suffix}"
+
+
+def relative(target: str, from_dir: str) -> str:
+    """Relative URL from the directory page ``from_dir`` (site path) to ``target`` (site path).
+
+    A trailing ``/`` on ``target`` is kept (directory URLs).
+    """
+    rel = posixpath.relpath(target.rstrip("/") or ".", from_dir or ".")
+    if target.endswith("/"):
+        rel = "./" if rel == "." else rel + "/"
+    return rel

@@ -1,0 +1,267 @@
+/*
+ * ViT Feature Atlas: the little interactivity the static pages need.
+ * - jump box (every page): "layer/unit" → feature page; other text → units by class name
+ * - feature pages: heatmap overlays painted from the page's quantized maps, legend, toggle,
+ *   keyboard shortcuts, absolute permalink in the Cite block
+ * - layer pages: filter the grid by unit number or top class
+ * Everything is fetched by relative URL; strings reach the DOM only through textContent.
+ */
+(function () {
+  "use strict";
+
+  var cache = {};
+  function getJSON(url) {
+    if (!cache[url]) {
+      cache[url] = fetch(url).then(function (r) {
+        if (!r.ok) throw new Error(r.status + " " + url);
+        return r.json();
+      });
+    }
+    return cache[url];
+  }
+  function join(base, path) {
+    return (base || ".").replace(/\/+$/, "") + "/" + path;
+  }
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  /* ---- jump box ------------------------------------------------------------------------ */
+  var JUMP = /^\s*(?:([A-Za-z0-9][\w.\-]*)\s*\/\s*)?[Ll]?(\d+)\s*(?:[\/.:,]|\s)\s*[Uu]?(\d+)\s*\/?\s*$/;
+
+  function pickModel(index, slug) {
+    var models = index.models || [];
+    for (var i = 0; i < models.length; i++) if (models[i].slug === slug) return models[i];
+    return models[0];
+  }
+  function findLayer(model, layer) {
+    for (var i = 0; i < model.layers.length; i++) if (model.layers[i].layer === layer) return model.layers[i];
+    return null;
+  }
+
+  function setupJump(form) {
+    var base = form.getAttribute("data-base") || ".";
+    var input = form.querySelector("input[name=q]");
+    var msg = form.querySelector(".atlas-jump-msg");
+    var list = form.querySelector(".atlas-jump-results");
+    var timer = null;
+    var models = function () { return getJSON(join(base, "models.json")); };
+
+    function say(text) { msg.textContent = text || ""; }
+    function clear() { list.textContent = ""; list.hidden = true; }
+
+    function resolve(q) {
+      var m = JUMP.exec(q);
+      if (!m) return Promise.resolve(null);
+      return models().then(function (index) {
+        var model = pickModel(index, m[1] || form.getAttribute("data-model"));
+        if (m[1]) {
+          for (var i = 0; i < index.models.length; i++) if (index.models[i].slug === m[1]) model = index.models[i];
+        }
+        if (!model) return { error: "This site holds no atlas." };
+        var layer = parseInt(m[2], 10), unit = parseInt(m[3], 10);
+        var info = findLayer(model, layer);
+        if (!info) return { error: "No layer " + layer + " in " + model.slug + "." };
+        var ok = info.pages ? info.pages.indexOf(unit) >= 0 : unit < info.units;
+        if (!ok) return { error: "Layer " + layer + " has no page for unit " + unit + " (" + info.units + " units)." };
+        return { url: join(base, model.slug + "/" + layer + "/" + unit + "/") };
+      });
+    }
+
+    function searchClasses(q) {
+      return models().then(function (index) {
+        var model = pickModel(index, form.getAttribute("data-model"));
+        if (!model || !model.classes) return { model: model, hits: [] };
+        return getJSON(join(base, model.classes)).then(function (ci) {
+          var needle = q.toLowerCase(), hits = [];
+          for (var c = 0; c < ci.classes.length && hits.length < 8; c++) {
+            if (String(ci.classes[c]).toLowerCase().indexOf(needle) >= 0) hits.push(c);
+          }
+          return { model: model, hits: hits, index: ci };
+        });
+      });
+    }
+
+    function showClasses(res) {
+      clear();
+      if (!res.hits.length) { say("No class matches."); return; }
+      say("");
+      res.hits.forEach(function (c) {
+        var li = el("li");
+        li.appendChild(el("strong", null, res.index.classes[c]));
+        var units = res.index.units[c] || [];
+        if (!units.length) li.appendChild(el("span", null, " – no unit ranks it first"));
+        for (var i = 0; i < units.length && i < 16; i += 2) {
+          var a = el("a", null, "L" + units[i] + "/U" + units[i + 1]);
+          a.href = join(base, res.model.slug + "/" + units[i] + "/" + units[i + 1] + "/");
+          li.appendChild(document.createTextNode(" "));
+          li.appendChild(a);
+        }
+        list.appendChild(li);
+      });
+      list.hidden = false;
+    }
+
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      var q = input.value.trim();
+      if (q.length < 2 || JUMP.test(q) || /^\d+$/.test(q)) { clear(); say(""); return; }
+      timer = setTimeout(function () {
+        searchClasses(q).then(showClasses).catch(function () { say("Class search unavailable."); });
+      }, 150);
+    });
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var q = input.value.trim();
+      if (!q) return;
+      resolve(q).then(function (r) {
+        if (r && r.url) { window.location.href = r.url; return; }
+        if (r && r.error) { say(r.error); return; }
+        return searchClasses(q).then(function (res) {
+          showClasses(res);
+          var first = list.querySelector("a");
+          if (first) window.location.href = first.href;
+        });
+      }).catch(function () { say("No atlas index found on this site."); });
+    });
+  }
+
+  /* ---- heatmaps ------------------------------------------------------------------------ */
+  // An "inferno"-like colormap, interpolated between fixed stops (legend uses the same LUT).
+  var STOPS = [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
+               [245, 125, 21], [250, 193, 39], [252, 255, 164]];
+  var LUT = (function () {
+    var lut = new Uint8ClampedArray(256 * 3);
+    for (var v = 0; v < 256; v++) {
+      var x = v / 255 * (STOPS.length - 1), i = Math.min(Math.floor(x), STOPS.length - 2), t = x - i;
+      for (var ch = 0; ch < 3; ch++) lut[v * 3 + ch] = STOPS[i][ch] + (STOPS[i + 1][ch] - STOPS[i][ch]) * t;
+    }
+    return lut;
+  })();
+
+  function paint(canvas, bytes, rows, cols) {
+    canvas.width = cols;
+    canvas.height = rows;
+    var ctx = canvas.getContext("2d");
+    var img = ctx.createImageData(cols, rows);
+    for (var p = 0; p < rows * cols; p++) {
+      var v = bytes[p];
+      img.data[p * 4] = LUT[v * 3];
+      img.data[p * 4 + 1] = LUT[v * 3 + 1];
+      img.data[p * 4 + 2] = LUT[v * 3 + 2];
+      img.data[p * 4 + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+  function decode(b64) {
+    var s = atob(b64), out = new Uint8Array(s.length);
+    for (var i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    return out;
+  }
+
+  function setupHeatmaps() {
+    var node = document.getElementById("atlas-heatmaps");
+    if (!node) return;
+    var data = JSON.parse(node.textContent);
+    document.querySelectorAll(".atlas-ex").forEach(function (fig) {
+      var i = parseInt(fig.getAttribute("data-i"), 10);
+      var canvas = fig.querySelector("canvas.atlas-heat");
+      if (canvas && data.maps[i]) paint(canvas, decode(data.maps[i]), data.rows, data.cols);
+    });
+    var bar = document.querySelector(".atlas-legend-bar");
+    if (bar) {
+      var ramp = new Uint8Array(256);
+      for (var v = 0; v < 256; v++) ramp[v] = v;
+      paint(bar, ramp, 1, 256);
+    }
+    var lo = document.querySelector(".atlas-legend-lo"), hi = document.querySelector(".atlas-legend-hi");
+    if (lo) lo.textContent = String(data.lo);
+    if (hi) hi.textContent = String(data.hi);
+    var button = document.querySelector(".atlas-heat-toggle");
+    if (button) button.addEventListener("click", toggleHeatmaps);
+  }
+  function toggleHeatmaps() {
+    var off = document.body.classList.toggle("atlas-heat-off");
+    var button = document.querySelector(".atlas-heat-toggle");
+    if (button) {
+      button.setAttribute("aria-pressed", off ? "false" : "true");
+      button.firstChild.textContent = off ? "Heatmaps off " : "Heatmaps on ";
+    }
+  }
+
+  /* ---- feature page: keys, permalink ---------------------------------------------------- */
+  var ALIAS = { "[": "h", "]": "l" };
+  function setupKeys() {
+    document.addEventListener("keydown", function (ev) {
+      if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+      var t = ev.target;
+      if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) {
+        if (ev.key === "Escape") t.blur();
+        return;
+      }
+      var key = ALIAS[ev.key] || ev.key;
+      if (key === "/") {
+        var q = document.querySelector(".atlas-jump input");
+        if (q) { ev.preventDefault(); q.focus(); }
+        return;
+      }
+      if (key === "m") { toggleHeatmaps(); return; }
+      var link = document.querySelector('a[data-key="' + key + '"]');
+      if (link) { ev.preventDefault(); window.location.href = link.href; }
+    });
+  }
+  function setupCite() {
+    var link = document.querySelector("[data-permalink]");
+    if (!link) return;
+    var stated = link.getAttribute("data-permalink");
+    if (/^[a-z]+:\/\//i.test(stated)) { link.href = stated; return; }
+    var abs = new URL(".", window.location.href).href;
+    link.href = abs;
+    link.textContent = abs;
+    var bib = document.querySelector(".atlas-bibtex");
+    if (bib) bib.textContent = bib.textContent.split("{" + stated + "}").join("{" + abs + "}");
+    var copy = document.querySelector(".atlas-copy");
+    if (copy && bib) copy.addEventListener("click", function () {
+      var done = function () { copy.textContent = "Copied"; };
+      if (navigator.clipboard) navigator.clipboard.writeText(bib.textContent).then(done, function () {});
+    });
+  }
+
+  /* ---- layer page filter ---------------------------------------------------------------- */
+  function setupFilter(input) {
+    var grid = document.querySelector(".atlas-grid");
+    var count = document.querySelector(".atlas-filter-count");
+    if (!grid) return;
+    var cells = Array.prototype.slice.call(grid.querySelectorAll("a[data-u]"));
+    var classes = cells.map(function (a) { return (a.getAttribute("data-c") || "").toLowerCase(); });
+    input.addEventListener("input", function () {
+      var q = input.value.trim().toLowerCase(), shown = 0;
+      var range = /^(\d+)\s*[-:]\s*(\d+)$/.exec(q);
+      cells.forEach(function (a, i) {
+        var u = a.getAttribute("data-u"), ok;
+        if (!q) ok = true;
+        else if (range) ok = +u >= +range[1] && +u <= +range[2];
+        else if (/^\d+$/.test(q)) ok = u.indexOf(q) === 0;
+        else ok = classes[i].indexOf(q) >= 0;
+        a.hidden = !ok;
+        if (ok) shown++;
+      });
+      if (count) count.textContent = q ? shown + " of " + cells.length + " units" : "";
+    });
+  }
+
+  function init() {
+    document.querySelectorAll("form.atlas-jump").forEach(setupJump);
+    document.querySelectorAll(".atlas-filter-input").forEach(setupFilter);
+    if (document.body.classList.contains("atlas-feature-page")) {
+      setupHeatmaps();
+      setupKeys();
+      setupCite();
+    }
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
