@@ -24,6 +24,7 @@ DataLoader workers, where a broken file costs one skipped example and never the 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
@@ -196,11 +197,11 @@ def hub_error(exc: BaseException, repo: str) -> AtlasError:
     names = {t.__name__ for e in chain for t in type(e).__mro__}
     text = " ".join(str(e) for e in chain)
     page = f"https://huggingface.co/datasets/{repo}"
-    login = ("then log in with `huggingface-cli login` (or `hf auth login`), or set HF_TOKEN to "
-             "a read token from https://huggingface.co/settings/tokens")
+    login = ("log in with `huggingface-cli login` (or `hf auth login`), or set HF_TOKEN to a "
+             "read token from https://huggingface.co/settings/tokens")
     if "GatedRepoError" in names or "gated" in text.lower():
         return AtlasError(f"dataset '{repo}' is gated on the Hugging Face hub and this account "
-                          f"has no access: accept its terms on {page}, {login}.")
+                          f"has no access: accept its terms on {page}, then {login}.")
     if names & NETWORK_NAMES or "ConnectionError" in names or "TimeoutError" in names \
             or "Couldn't reach" in text:
         return AtlasError(f"cannot reach the Hugging Face hub to stream '{repo}' (no network, "
@@ -211,7 +212,7 @@ def hub_error(exc: BaseException, repo: str) -> AtlasError:
                    if getattr(e, "response", None) is not None), None)
     if status in (401, 403):
         return AtlasError(f"the Hugging Face hub refused access to '{repo}' (HTTP {status}): "
-                          f"check that you may use it on {page}, {login}.")
+                          f"check that you may use it on {page}, then {login}.")
     if names & {"RepositoryNotFoundError", "DatasetNotFoundError", "DataFilesNotFoundError"}:
         return AtlasError(f"dataset '{repo}' was not found on the Hugging Face hub (or is "
                           f"private): check the id at {page}; for a private one, {login}.")
@@ -307,12 +308,14 @@ class HFSource(Source):
                 resumed = True
             except Exception:  # another datasets version: fall back to skipping
                 resumed = False
-        if skip and not resumed:
-            ds = ds.skip(skip)
         self._live = ds
         j = skip
         try:
-            for ex in ds:
+            stream = iter(ds)
+            if skip and not resumed:  # read past them: ``ds.skip`` counts before the node split
+                for _ in itertools.islice(stream, skip):
+                    pass
+            for ex in stream:
                 yield self._record(ex, rank + world * j)
                 j += 1
         except AtlasError:

@@ -9,6 +9,7 @@ decode becomes a *skipped* entry of its batch instead of an exception.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -102,7 +103,7 @@ class DecodeBatches(Dataset):
             except Exception as exc:  # a broken file skips one example, never the run
                 ident = rec.id or f"#{rec.number}"
                 records.append((rec.number, ident, rec.label, rec.label_name))
-                skipped.append((rec.number, ident, f"{type(exc).__name__}: {exc}"[:300]))
+                skipped.append((rec.number, ident, skip_reason(exc)))
                 continue
             numbers.append(rec.number)
             labels.append(-1 if dec.label is None else dec.label)
@@ -114,6 +115,12 @@ class DecodeBatches(Dataset):
             pixels=torch.stack(pixels) if pixels else None,
             records=records, skipped=skipped, consumed=batch.consumed, state=batch.state,
         )
+
+
+def skip_reason(exc: BaseException) -> str:
+    """A short, reproducible reason (no object addresses) for the run report."""
+    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "data", str(exc))
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def _whole(batch: Batch) -> Batch:

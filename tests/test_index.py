@@ -1,0 +1,256 @@
+"""The index stage end to end on a tiny random ViT and small local datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.index.results import index_dir, load_examples, load_layer_index
+from pipeline.index.stage import run_index
+from pipeline.index.topk import brute_force_topk
+from tests.test_index_support import (
+    BROKEN,
+    HTML_NAME,
+    assert_same_index,
+    brute_force_scores,
+    tiny_run,
+    write_odd_imagefolder,
+    write_webdataset,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _layers(run):
+    return {i: load_layer_index(run.store, i) for i in run.layers}
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """One uninterrupted index of 60 synthetic images, shared by several tests."""
+    out = tmp_path_factory.mktemp("synthetic") / "atlas"
+    run = tiny_run(out, "synthetic:60")
+    run_index(run)
+    return run
+
+
+def test_topk_equals_brute_force(synthetic_run):
+    run = synthetic_run
+    scores, skipped, labels = brute_force_scores(run)
+    assert skipped == []
+    k = run.config.topk
+    for index, full in scores.items():
+        li = load_layer_index(run.store, index)
+        ids, top = brute_force_topk(full, k)
+        np.testing.assert_array_equal(li.top_ids, ids)
+        np.testing.assert_allclose(li.top_scores, top, atol=1e-6, rtol=0)
+        assert (np.diff(li.top_scores, axis=1) <= 0).all()
+        np.testing.assert_allclose(li.mean, full.mean(0), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(li.max, full.max(0), atol=0, rtol=0)
+        np.testing.assert_array_equal(li.units, np.arange(full.shape[1]))
+        # histogram: every image once, in the bin its score falls in
+        assert (li.hist_counts.sum(1) == len(full)).all()
+        for u in (0, 17, full.shape[1] - 1):
+            edges = li.hist_edges[u].astype(np.float64)
+            expect = np.array([((full[:, u] >= lo) & (full[:, u] < hi)).sum()
+                               for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
+            np.testing.assert_array_equal(li.hist_counts[u], expect)
+        # top classes by mean score
+        lab = np.array(labels)
+        means = np.stack([full[lab == c].mean(0) for c in range(lab.max() + 1)], axis=1)
+        best = np.argsort(-means, axis=1, kind="stable")[:, :5]
+        np.testing.assert_array_equal(li.top_classes, best)
+        np.testing.assert_allclose(li.top_class_means,
+                                   np.take_along_axis(means, best, 1), atol=1e-6)
+        # patch maps: their mean is the score, grid as the layer's
+        layer = run.spec.layers[index]
+        assert li.maps.shape == (full.shape[1], k, *layer.grid)
+        np.testing.assert_allclose(li.maps.mean(axis=(2, 3)), li.top_scores, atol=1e-5)
+
+
+def test_examples_and_thumbnails(synthetic_run):
+    run = synthetic_run
+    ex = load_examples(run.store)
+    assert len(ex.ids) == 60 and ex.images_seen == 60 and ex.skipped == []
+    assert ex.ids[7] == "synthetic-validation-000007" and ex.label_name(7) == "diagonal stripes"
+    shown = set()
+    for li in _layers(run).values():
+        shown |= set(li.top_ids.ravel().tolist())
+    for number in range(60):
+        path = ex.thumb_path(number)
+        assert (path is not None) == (number in shown)
+        if path is not None:
+            assert path.is_file() and path.name == f"{number:07d}.png"
+    from PIL import Image
+
+    with Image.open(ex.thumb_path(min(shown))) as im:
+        assert im.size == (32, 32) and im.mode == "RGB"
+    assert not (index_dir(run.store) / "work").exists()
+
+
+def test_finished_index_is_skipped(synthetic_run, capfd):
+    run = synthetic_run
+    path = index_dir(run.store) / "L000.npz"
+    before = path.stat().st_mtime_ns
+    run_index(run)
+    assert path.stat().st_mtime_ns == before
+    assert "nothing to do" in capfd.readouterr().err
+
+
+def test_batch_size_and_workers_do_not_matter(synthetic_run, tmp_path):
+    other = tiny_run(tmp_path / "atlas", "synthetic:60", index_batch_size=13, workers=2,
+                     checkpoint_every=2)
+    run_index(other)
+    ref = _layers(synthetic_run)
+    for index, li in _layers(other).items():
+        assert_same_index(ref[index], li)
+        assert np.abs(ref[index].hist_counts - li.hist_counts).sum(1).max() <= 2
+    a, b = load_examples(synthetic_run.store), load_examples(other.store)
+    assert a.ids == b.ids and a.thumbs == b.thumbs
+
+
+def test_resume_after_interruption_equals_uninterrupted(synthetic_run, tmp_path):
+    run = tiny_run(tmp_path / "atlas", "synthetic:60", checkpoint_every=2)
+    run_index(run, stop_after_batches=3)  # checkpoint after batch 2; batch 3 is lost
+    work = index_dir(run.store) / "work"
+    assert (work / "r0of1" / "state.npz").is_file()
+    assert not (index_dir(run.store) / "examples.json").exists()
+    run_index(run, stop_after_batches=2)  # resumes, stops again
+    run_index(run)
+    ref = _layers(synthetic_run)
+    for index, li in _layers(run).items():
+        np.testing.assert_array_equal(li.top_ids, ref[index].top_ids)
+        np.testing.assert_array_equal(li.top_scores, ref[index].top_scores)
+        np.testing.assert_array_equal(li.hist_counts, ref[index].hist_counts)
+        np.testing.assert_allclose(li.mean, ref[index].mean, atol=1e-7)
+        np.testing.assert_array_equal(li.maps, ref[index].maps)
+    a = json.loads((index_dir(run.store) / "examples.json").read_text())
+    b = json.loads((index_dir(synthetic_run.store) / "examples.json").read_text())
+    assert a["examples"] == b["examples"] and a["images_seen"] == b["images_seen"] == 60
+
+
+def test_resume_webdataset_from_state_dict(tmp_path):
+    """A streaming source resumes from its saved state_dict, mid-shard."""
+    wds = write_webdataset(tmp_path / "wds", 40, shards=3)
+    ref = tiny_run(tmp_path / "ref", f"webdataset:{wds}")
+    run_index(ref)
+    run = tiny_run(tmp_path / "atlas", f"webdataset:{wds}", checkpoint_every=1)
+    run_index(run, stop_after_batches=2)
+    meta = np.load(index_dir(run.store) / "work" / "r0of1" / "state.npz")["meta"]
+    state = json.loads(str(meta))
+    assert state["consumed"] == 16 and state["source_state"] is not None
+    run_index(run)
+    ref_layers = _layers(ref)
+    for index, li in _layers(run).items():
+        np.testing.assert_array_equal(li.top_ids, ref_layers[index].top_ids)
+        np.testing.assert_array_equal(li.top_scores, ref_layers[index].top_scores)
+    assert load_examples(run.store).ids == load_examples(ref.store).ids
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from pipeline.index.stage import run_index
+from tests.test_index_support import tiny_run
+run_index(tiny_run(Path(sys.argv[1]), "synthetic:240", index_batch_size=8, checkpoint_every=1))
+"""
+
+
+def test_kill_9_then_rerun_resumes(synthetic_run, tmp_path):
+    out = tmp_path / "atlas"
+    state = out / "index" / "work" / "r0of1" / "state.npz"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        consumed = 0
+        while time.time() < deadline and consumed < 24:
+            time.sleep(0.05)
+            if state.is_file():
+                try:
+                    consumed = json.loads(str(np.load(state)["meta"]))["consumed"]
+                except Exception:  # being replaced right now
+                    continue
+        assert consumed >= 24, "the child never checkpointed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "index" / "examples.json").exists()
+    run = tiny_run(out, "synthetic:240", fresh=False, index_batch_size=8)
+    run_index(run)
+    ref = tiny_run(tmp_path / "ref", "synthetic:240", index_batch_size=32, checkpoint_every=100)
+    run_index(ref)
+    ref_layers = _layers(ref)
+    for index, li in _layers(run).items():
+        assert_same_index(ref_layers[index], li)
+    assert load_examples(run.store).ids == load_examples(ref.store).ids
+
+
+def test_broken_files_are_skipped_and_reported(tmp_path, capfd):
+    root = write_odd_imagefolder(tmp_path / "odd")
+    run = tiny_run(tmp_path / "atlas", f"imagefolder:{root}", workers=2, topk=20)
+    run_index(run)
+    data = json.loads((index_dir(run.store) / "examples.json").read_text())
+    skipped = {s["id"].split("/")[-1]: s for s in data["skipped"]}
+    assert set(skipped) == BROKEN
+    assert "truncated" in skipped["truncated.jpg"]["reason"]
+    assert " at 0x" not in json.dumps(data["skipped"])  # reasons are reproducible
+    assert data["images_seen"] == 12 - len(BROKEN)
+    entries = {e["id"].split("/")[-1]: e for e in data["examples"]}
+    assert len(entries) == 12
+    for name, entry in entries.items():
+        assert entry.get("skipped", False) == (name in BROKEN)
+        assert (entry["thumb"] is None) == (name in BROKEN)  # k=20: every good image shown
+    assert data["classes"] == ["even", "odd"]
+    li = load_layer_index(run.store, 0)
+    bad = [s["number"] for s in data["skipped"]]
+    assert not np.isin(li.top_ids, bad).any()
+    assert (li.top_ids[:, 9:] == -1).all() and np.isneginf(li.top_scores[:, 9:]).all()
+    err = capfd.readouterr().err
+    assert "3 skipped" in err and "truncated.jpg" in err
+
+
+def test_html_class_name_survives(tmp_path):
+    wds = write_webdataset(tmp_path / "wds", 24, class_names=["plain", HTML_NAME])
+    run = tiny_run(tmp_path / "atlas", f"webdataset:{wds}")
+    run_index(run)
+    raw = (index_dir(run.store) / "examples.json").read_text(encoding="utf-8")
+    data = json.loads(raw)
+    assert data["classes"][1] == HTML_NAME and data["classes"][0] == "plain"
+    ex = load_examples(run.store)
+    assert ex.label_name(1) == HTML_NAME
+
+
+def test_channel_subset_and_max_images(synthetic_run, tmp_path):
+    run = tiny_run(tmp_path / "atlas", "synthetic:60", channels="3:7,10", layers="1",
+                   max_images=50)
+    run_index(run)
+    assert not (index_dir(run.store) / "L000.npz").exists()
+    li = load_layer_index(run.store, 1)
+    np.testing.assert_array_equal(li.units, [3, 4, 5, 6, 10])
+    assert li.top_ids.shape == (5, 4) and li.unit_row(10) == 4 and li.unit_row(7) is None
+    scores, _, _ = brute_force_scores(synthetic_run)
+    ids, top = brute_force_topk(scores[1][:50, [3, 4, 5, 6, 10]], 4)
+    np.testing.assert_array_equal(li.top_ids, ids)
+    np.testing.assert_allclose(li.top_scores, top, atol=1e-6)
+    assert len(load_examples(run.store).ids) == 50
+
+
+def test_new_configuration_replaces_old_index(tmp_path):
+    run = tiny_run(tmp_path / "atlas", "synthetic:30", layers="0")
+    run_index(run)
+    run2 = tiny_run(tmp_path / "atlas", "synthetic:30", fresh=False, layers="1", topk=3)
+    run_index(run2)
+    root = index_dir(run.store)
+    assert not (root / "L000.npz").exists()  # stale layer of the old configuration
+    assert load_layer_index(run2.store, 1).top_ids.shape[1] == 3
