@@ -1,0 +1,73 @@
+"""``torchrun --nproc-per-node 2`` (gloo, CPU) gives the same index as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.index.results import index_dir, load_examples, load_layer_index
+from pipeline.index.stage import run_index
+from tests.test_index_support import tiny_run, write_webdataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Each rank: AtlasConfig → prepare() → run_index(), for two sources in one process group.
+SCRIPT = """
+import sys
+from pathlib import Path
+from pipeline import distributed
+from pipeline.index.stage import run_index
+from pipeline.runtime import prepare
+from tests.test_index_support import tiny_config
+
+out, wds = Path(sys.argv[1]), sys.argv[2]
+run_index(prepare(tiny_config(out / "synthetic", "synthetic:70", index_batch_size=6)))
+run_index(prepare(tiny_config(out / "wds", f"webdataset:{wds}", index_batch_size=5,
+                              channels="0:40")))
+assert distributed.world_size() == 2
+"""
+
+
+def test_two_processes_equal_one(tmp_path):
+    wds = write_webdataset(tmp_path / "data", 45, shards=2, broken={7: b"junk", 30: b"GIF89a-cut"})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--no-python", sys.executable, "-c", SCRIPT,
+         str(tmp_path / "multi"), str(wds)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    cases = [("synthetic", "synthetic:70", {}),
+             ("wds", f"webdataset:{wds}", {"channels": "0:40"})]
+    for name, spec, extra in cases:
+        single = tiny_run(tmp_path / "single" / name, spec, index_batch_size=16, **extra)
+        run_index(single)
+        multi = tiny_run(tmp_path / "multi" / name, spec, fresh=False, **extra)
+        for index in single.layers:
+            a, b = load_layer_index(single.store, index), load_layer_index(multi.store, index)
+            np.testing.assert_array_equal(b.top_ids, a.top_ids)
+            np.testing.assert_allclose(b.top_scores, a.top_scores, atol=1e-6, rtol=0)
+            np.testing.assert_array_equal(b.hist_counts, a.hist_counts)
+            np.testing.assert_array_equal(b.hist_edges, a.hist_edges)
+            np.testing.assert_allclose(b.mean, a.mean, atol=1e-6)
+            np.testing.assert_array_equal(b.max, a.max)
+            np.testing.assert_array_equal(b.top_classes, a.top_classes)
+            np.testing.assert_allclose(b.top_class_means, a.top_class_means, atol=1e-6)
+            np.testing.assert_allclose(b.maps, a.maps, atol=1e-5)
+            np.testing.assert_array_equal(b.units, a.units)
+        ea = json.loads((index_dir(single.store) / "examples.json").read_text())
+        eb = json.loads((index_dir(multi.store) / "examples.json").read_text())
+        for key in ("examples", "skipped", "classes", "images_seen", "fingerprint"):
+            assert ea[key] == eb[key], (name, key)
+        thumbs = [t for t in load_examples(multi.store).thumbs if t]
+        assert thumbs and all((index_dir(multi.store) / t).is_file() for t in thumbs)
+        assert not (index_dir(multi.store) / "work").exists()
+    skipped = json.loads((index_dir(multi.store) / "examples.json").read_text())["skipped"]
+    assert [s["number"] for s in skipped] == [7, 30]  # one broken file on each rank
