@@ -24,7 +24,7 @@ from pipeline.pages import urls
 from pipeline.pages.assets import link_or_copy
 from pipeline.pages.cite import build_year
 from pipeline.pages.data import AtlasView, page_units
-from pipeline.pages.feature import FeatureWriter, SiteInfo, example_path
+from pipeline.pages.feature import FeatureWriter, SiteInfo, example_path, site_extra
 from pipeline.pages.overview import LayerSummary, home_section, layer_page, model_page
 from pipeline.pages.search import ClassIndex, models_index
 from pipeline.store import AtlasStore, atomic_write_bytes
@@ -125,12 +125,14 @@ def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
 
 # -- main side: Markdown pages, search indexes, mkdocs ---------------------------------------
 def _write_pages(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, classes: ClassIndex,
-                 used_examples: set[int]) -> list[LayerSummary]:
+                 used_examples: set[int], extra: dict) -> list[LayerSummary]:
+    """Every page's Markdown; fills ``extra`` (``config.extra.atlas``) layer by layer."""
     layers = sorted(info.units_by_layer)
     summaries = []
     for i, layer in enumerate(layers):
         view = atlas.layer(layer)
         writer = FeatureWriter(info, view, atlas.examples)
+        extra["layers"][layer] = writer.layer_extra()
         for unit in view.units:
             docs.write(f"{urls.feature_dir(atlas.slug, layer, unit)}/index.md",
                        writer.markdown(unit))
@@ -158,9 +160,13 @@ class _NoDirtyWarning(logging.Filter):
         return "dirty' build" not in record.getMessage()
 
 
-def run_mkdocs(docs_dir: Path, site_dir: Path,
-               nav_for: Callable[[list], list] | None = None) -> None:
-    """Build ``docs_dir`` into ``site_dir`` with the repository's ``mkdocs.yml``."""
+def run_mkdocs(docs_dir: Path, site_dir: Path, nav_for: Callable[[list], list] | None = None,
+               extra: dict | None = None) -> None:
+    """Build ``docs_dir`` into ``site_dir`` with the repository's ``mkdocs.yml``.
+
+    ``nav_for`` maps the handbook's nav to the site's; ``extra`` becomes
+    ``config.extra.atlas`` for the templates.
+    """
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
 
@@ -168,6 +174,8 @@ def run_mkdocs(docs_dir: Path, site_dir: Path,
                       site_dir=str(site_dir))
     if nav_for is not None:
         cfg["nav"] = nav_for(cfg["nav"])
+    if extra is not None:
+        cfg["extra"]["atlas"] = extra
     build_log = logging.getLogger("mkdocs.commands.build")
     no_dirty = _NoDirtyWarning()
     build_log.addFilter(no_dirty)
@@ -221,8 +229,8 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
         with ProcessPoolExecutor(workers) as pool:
             jobs: list[Future] = [pool.submit(_layer_files, str(store.root), str(tmp), layer, info)
                                   for layer in sorted(units_by_layer)]
-            classes, used = ClassIndex(info.class_names), set()
-            summaries = _write_pages(atlas, info, docs, classes, used)
+            classes, used, extra = ClassIndex(info.class_names), set(), site_extra(info)
+            summaries = _write_pages(atlas, info, docs, classes, used, extra)
             jobs.append(pool.submit(_example_files, str(store.root), str(tmp), atlas.slug,
                                     sorted(used)))
             _handbook(docs, home_section(atlas, summaries))
@@ -231,7 +239,8 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
             _publish(tmp / urls.MODELS_JSON, _json(index))
             if classes.names:
                 _publish(tmp / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
-            run_mkdocs(docs.root, tmp, lambda nav: _nav(nav, atlas, sorted(units_by_layer)))
+            run_mkdocs(docs.root, tmp, lambda nav: _nav(nav, atlas, sorted(units_by_layer)),
+                       extra)
             for job in jobs:
                 job.result()
         _swap(tmp, site_dir)

@@ -1,8 +1,17 @@
 """One feature: its page (Markdown with data in front matter) and its ``feature.json``.
 
-The page's Markdown holds the data as YAML front matter, read by the lean ``feature.html``
-template (escaping every string with ``|e``); its body is a single JSON script with the
-quantized heatmaps. No per-example HTML goes through Markdown, which keeps mkdocs fast.
+The page is rendered by the lean ``feature.html`` template from three sources, chosen so that
+mkdocs does as little per-page work as possible (9,000+ pages):
+
+- what the whole model shares (model, weights, dataset, version) and what a layer shares
+  (module, stage, grid, recipes) go once into ``config.extra.atlas`` (``site_extra``,
+  ``FeatureWriter.layer_extra``);
+- what is the unit's own goes into the page's YAML front matter, with each top example packed
+  into a single scalar (``markup.pack``: fewer YAML nodes to construct) and the quantized
+  heatmaps as one JSON string;
+- the Markdown body is one sentence: no HTML goes through Markdown at all.
+
+Every string reaches HTML through the template's ``|e``.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from pipeline.pages.assets import (
 )
 from pipeline.pages.cite import bibtex, cite_key
 from pipeline.pages.data import AtlasView, LayerView
-from pipeline.pages.markup import front_matter, num, script_json
+from pipeline.pages.markup import SEP, front_matter, num, pack, script_json
 from pipeline.store import FORMAT_VERSION
 
 
@@ -55,6 +64,13 @@ class SiteInfo:
                    units_by_layer, year, site_url)
 
 
+def site_extra(info: SiteInfo) -> dict[str, Any]:
+    """The model-wide part of ``config.extra.atlas`` (layers are added per layer)."""
+    return {"model": info.model, "slug": info.slug, "weights": info.weights,
+            "dataset": info.dataset, "images_seen": info.images_seen,
+            "atlas_version": info.atlas_version, "sep": SEP, "layers": {}}
+
+
 def _nearest(units: list[int], unit: int) -> int:
     i = bisect.bisect_left(units, unit)
     if i == len(units):
@@ -64,30 +80,24 @@ def _nearest(units: list[int], unit: int) -> int:
     return units[i] if units[i] - unit < unit - units[i - 1] else units[i - 1]
 
 
-def neighbours(info: SiteInfo, layer: int, unit: int) -> dict[str, str | None]:
-    """Relative URLs (from the feature page) of the previous/next unit and layer."""
-    here = urls.feature_dir(info.slug, layer, unit)
+def neighbours(info: SiteInfo, layer: int, unit: int) -> list[str | None]:
+    """Relative URLs from the feature page: previous/next unit, previous/next layer."""
     units = info.units_by_layer[layer]
     i = bisect.bisect_left(units, unit)
     layers = sorted(info.units_by_layer)
     j = layers.index(layer)
 
-    def unit_url(u: int | None) -> str | None:
-        return None if u is None else urls.relative(urls.feature_dir(info.slug, layer, u) + "/",
-                                                     here)
-
-    def layer_url(other: int | None) -> str | None:
-        if other is None:
+    def other_layer(k: int) -> str | None:
+        if not 0 <= k < len(layers):
             return None
-        u = _nearest(info.units_by_layer[other], unit)
-        return urls.relative(urls.feature_dir(info.slug, other, u) + "/", here)
+        return f"../../{layers[k]}/{_nearest(info.units_by_layer[layers[k]], unit)}/"
 
-    return {
-        "prev_unit": unit_url(units[i - 1] if i > 0 else None),
-        "next_unit": unit_url(units[i + 1] if i + 1 < len(units) else None),
-        "prev_layer": layer_url(layers[j - 1] if j > 0 else None),
-        "next_layer": layer_url(layers[j + 1] if j + 1 < len(layers) else None),
-    }
+    return [
+        f"../{units[i - 1]}/" if i > 0 else None,
+        f"../{units[i + 1]}/" if i + 1 < len(units) else None,
+        other_layer(j - 1),
+        other_layer(j + 1),
+    ]
 
 
 def _round(x: float, digits: int = 6) -> float | None:
@@ -128,14 +138,28 @@ class FeatureWriter:
         self.ids = examples.ids if examples is not None else []
         self.labels = examples.labels if examples is not None else []
         self.thumbs = examples.thumbs if examples is not None else []
-        spec = view.spec
-        self.layer = spec.index
-        self.module = spec.module + (f" (call {spec.call})" if spec.call else "")
+        self.layer = view.spec.index
+        self.recipes: list[dict] = []
+        self.recipe_of: dict[int, int] = {}
+        for unit, recipe in sorted(view.recipes.items()):
+            if recipe not in self.recipes:
+                self.recipes.append(recipe)
+            self.recipe_of[unit] = self.recipes.index(recipe)
 
-    def _image(self, n: int, here: str) -> str | None:
-        """Relative URL of example ``n``'s thumbnail from the page at ``here``."""
+    def layer_extra(self) -> dict[str, Any]:
+        """This layer's part of ``config.extra.atlas`` (what all its feature pages share)."""
+        s = self.view.spec
+        return {
+            "module": s.module + (f" (call {s.call})" if s.call else ""),
+            "stage": s.stage, "grid": f"{s.grid[0]}×{s.grid[1]}", "units": s.units,
+            "prefix": s.prefix_tokens,
+            "recipes": [[_recipe_summary(r), json.dumps(r, sort_keys=True)] for r in self.recipes],
+        }
+
+    def _image(self, n: int) -> str | None:
+        """Relative URL of example ``n``'s thumbnail from a feature page."""
         path = example_path(self.info.slug, self.thumbs, n)
-        return None if path is None else urls.relative(path, here)
+        return None if path is None else "../../" + path.split("/", 1)[1]
 
     def _example(self, n: int) -> tuple[str, int | None, str | None]:
         """``(id, label, class name)`` of example number ``n``."""
@@ -150,76 +174,57 @@ class FeatureWriter:
         return (self.info.site_url.rstrip("/") + "/" + path) if self.info.site_url else path
 
     def markdown(self, unit: int) -> str:
-        """The feature page source: front matter + heatmap script."""
+        """The feature page source: front matter and one sentence."""
         info, view, layer = self.info, self.view, self.layer
-        here = urls.feature_dir(info.slug, layer, unit)
         idx = view.index
-        slots = _top_slots(view, unit)
-        names = info.class_names or []
-        top = []
-        for s in slots:
-            n = int(idx.top_ids[unit, s])
-            ex_id, _, name = self._example(n)
-            top.append([n, ex_id, num(float(idx.top_scores[unit, s])), self._image(n, here), name])
-        feature: dict[str, Any] = {
-            "model": info.model, "slug": info.slug, "weights": info.weights,
-            "layer": layer, "unit": unit, "module": self.module, "stage": view.spec.stage,
-            "grid": f"{view.spec.grid[0]}×{view.spec.grid[1]}", "units": view.spec.units,
-            "prefix": view.spec.prefix_tokens,
-            "vis": urls.VISUALIZATION if unit in view.vis else None,
-            "activation": num(view.activation(unit)) if unit in view.vis else None,
-            "recipe": _recipe_summary(view.recipes.get(unit)),
-            "recipe_json": json.dumps(view.recipes.get(unit) or {}, sort_keys=True),
-            "dataset": info.dataset, "atlas_version": info.atlas_version,
-        }
         meta: dict[str, Any] = {
             "template": "feature.html",
             "title": f"{info.slug} · layer {layer} · unit {unit}",
             "model": info.slug,
             "search": {"exclude": True},
-            "feature": feature,
+            "layer": layer,
+            "unit": unit,
+            "activation": num(view.activation(unit)) if unit in view.vis else None,
+            "recipe": self.recipe_of.get(unit),
             "links": neighbours(info, layer, unit),
-            "top": top,
         }
-        maps_json = ""
         if idx is not None:
-            feature["mean"] = num(float(idx.mean[unit]))
-            feature["max"] = num(float(idx.max[unit]))
-            feature["seen"] = info.images_seen
+            slots = _top_slots(view, unit)
+            names = info.class_names or []
+            top = []
+            for s in slots:
+                n = int(idx.top_ids[unit, s])
+                ex_id, _, name = self._example(n)
+                top.append(pack(num(float(idx.top_scores[unit, s])), self._image(n) or "",
+                                name or "", ex_id))
+            meta["top"] = top
             meta["classes"] = [
-                [names[c], num(float(m))]
+                pack(num(float(m)), names[c])
                 for c, m in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)
                 if 0 <= c < len(names)
             ]
             counts, edges = idx.hist_counts[unit], idx.hist_edges[unit]
             thr = float(idx.top_scores[unit, slots[-1]]) if slots else float("nan")
-            meta["hist"] = {
-                "path": histogram_path(counts), "lo": num(float(edges[0])),
-                "hi": num(float(edges[-1])), "mean_x": histogram_x(float(idx.mean[unit]), edges),
-                "top_x": histogram_x(thr, edges),
-            }
+            meta["stats"] = [num(float(idx.mean[unit])), num(float(idx.max[unit]))]
+            meta["hist"] = [histogram_path(counts), num(float(edges[0])), num(float(edges[-1])),
+                            histogram_x(float(idx.mean[unit]), edges), histogram_x(thr, edges)]
             maps = idx.maps[unit, slots]
             lo, hi = heatmap_scale(maps)
-            maps_json = script_json({"rows": int(maps.shape[1]) if maps.ndim == 3 else 0,
-                                     "cols": int(maps.shape[2]) if maps.ndim == 3 else 0,
-                                     "lo": _round(lo, 4), "hi": _round(hi, 4),
-                                     "maps": encode_heatmaps(maps, lo, hi)})
+            rows, cols = maps.shape[1:] if maps.ndim == 3 else view.spec.grid
+            meta["maps"] = script_json({"rows": int(rows), "cols": int(cols),
+                                        "lo": _round(lo, 4), "hi": _round(hi, 4),
+                                        "maps": encode_heatmaps(maps, lo, hi)})
         url = self.permalink(unit)
-        meta["cite"] = {
-            "permalink": url,
-            "bibtex": bibtex(key=cite_key(info.slug, layer, unit), model=info.model,
-                             weights=info.weights, layer=layer, module=view.spec.module,
-                             unit=unit, atlas_version=info.atlas_version, url=url,
-                             year=info.year),
-        }
-        body = (f'<script type="application/json" id="atlas-heatmaps">{maps_json}</script>\n'
-                if maps_json else "")
-        return front_matter(meta) + "\n" + body
+        meta["cite"] = [url, bibtex(key=cite_key(info.slug, layer, unit), model=info.model,
+                                    weights=info.weights, layer=layer, module=view.spec.module,
+                                    unit=unit, atlas_version=info.atlas_version, url=url,
+                                    year=info.year)]
+        return (front_matter(meta)
+                + f"\nUnit {unit} of FFN layer {layer} of the model; data in feature.json.\n")
 
     def record(self, unit: int) -> dict[str, Any]:
         """``feature.json``: the page's data in full precision (schema: data-format page)."""
         info, view, layer = self.info, self.view, self.layer
-        here = urls.feature_dir(info.slug, layer, unit)
         idx = view.index
         names = info.class_names or []
         rec: dict[str, Any] = {
@@ -258,7 +263,7 @@ class FeatureWriter:
                 "id": ex_id,
                 "example": n,
                 "score": _round(idx.top_scores[unit, s]),
-                "image": self._image(n, here),
+                "image": self._image(n),
                 "heatmap": heat,
             }
             if label is not None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from typing import Any
 
+_YAML_UNSAFE = re.compile(r'[^ !#-\[\]-~]')  # not printable ASCII, or a quote or backslash
 _YAML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -28,21 +30,17 @@ def text(value: object) -> str:
 attr = text
 
 
+def _yaml_escape(match: re.Match) -> str:
+    ch = match.group()
+    if ch in _YAML_ESCAPES:
+        return _YAML_ESCAPES[ch]
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def yaml_str(value: str) -> str:
     """A YAML double-quoted scalar: printable ASCII kept, everything else escaped."""
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch in _YAML_ESCAPES:
-            out.append(_YAML_ESCAPES[ch])
-        elif 0x20 <= code < 0x7F:
-            out.append(ch)
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
+    return '"' + _YAML_UNSAFE.sub(_yaml_escape, value) + '"'
 
 
 def yaml_value(value: Any) -> str:
@@ -71,6 +69,15 @@ def front_matter(meta: dict[str, Any]) -> str:
     lines.extend(f"{key}: {yaml_value(value)}" for key, value in meta.items())
     lines.append("---\n")
     return "\n".join(lines)
+
+
+SEP = "\x1f"  # ASCII unit separator: joins the fields of one packed scalar
+
+
+def pack(*fields: str) -> str:
+    """Fields joined by ``SEP`` into one YAML scalar (the last field may contain ``SEP``)."""
+    *head, last = fields
+    return SEP.join([f.replace(SEP, " ") for f in head] + [last])
 
 
 def script_json(obj: Any) -> str:
