@@ -61,9 +61,12 @@ class Scanner:
         out = {}
         with torch.inference_mode():
             for index, a in self.activations(pixels).items():
-                s = a.float().mean(dim=1)
-                s = torch.nan_to_num(s, nan=0.0, posinf=FINITE, neginf=-FINITE)
-                out[index] = s.cpu().numpy()
+                # sum / n rather than mean(): torch's CPU mean over a strided middle axis is
+                # ~10x slower; float32 accumulation also under bf16 autocast
+                s = a.sum(dim=1, dtype=torch.float32).cpu().numpy()
+                s /= np.float32(a.shape[1])  # small arrays: numpy, no thread pool wake-ups
+                out[index] = np.nan_to_num(s, copy=False, nan=0.0, posinf=FINITE,
+                                           neginf=-FINITE)
         return out
 
     def update(self, pixels: torch.Tensor, numbers: np.ndarray, labels: np.ndarray) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from pipeline.index.histogram import DEFAULT_BINS, StreamingHistogram
 from pipeline.index.topk import TopK
@@ -41,8 +40,8 @@ class LayerStats:
         if labelled.any():
             lab = labels[labelled]
             self._grow_classes(int(lab.max()) + 1)
-            torch.from_numpy(self.class_sum).index_add_(
-                0, torch.from_numpy(lab), torch.from_numpy(scores[labelled].astype(np.float64)))
+            # ufunc.at adds row by row, in example order: the sums do not depend on batching
+            np.add.at(self.class_sum, lab, scores[labelled].astype(np.float64))
             self.class_count += np.bincount(lab, minlength=len(self.class_count))
 
     def _grow_classes(self, n: int) -> None:

@@ -1,0 +1,226 @@
+"""Benchmark of the index stage on this machine (CPU unless --device says otherwise).
+
+1. Scan cost vs the bare forward, on the same pre-decoded batches:
+   bare     ``model(x)`` (the full forward, no hooks)
+   capture  the truncated forward with FFN hooks and the mean-over-patches scores
+   index    capture + FAISS heaps, histograms, sums and class means (``Scanner.update``)
+   Runs alternate and the median of ``--repeats`` is kept, to damp noise from other load.
+2. Decode throughput: JPEGs from a WebDataset tar through the DataLoader workers (decode +
+   eval transform), no model.
+3. Peak memory (VmHWM of the main process) and speed of a whole ``run_index`` on
+   ``synthetic:N`` for several N, each in a fresh process: memory must not grow with N.
+
+Usage: ``python scripts/bench_index.py [--sizes 1000 5000 20000] [--quick]``. Uses the demo
+model (data/demo) when present, else a random ViT of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DEMO_SHAPE = {"img_size": 64, "patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3,
+              "num_classes": 12}
+
+
+def bench_config(out: Path, dataset: str, workers: int, device: str):
+    from pipeline.config import AtlasConfig, demo_config
+
+    try:
+        cfg = demo_config(out=str(out), dataset=dataset, workers=workers, device=device)
+    except Exception:  # no demo model in this checkout: same shape, random weights
+        cfg = AtlasConfig(model="vit_tiny_patch16_224", weights="random",
+                          model_kwargs=dict(DEMO_SHAPE), dataset=dataset, out=str(out),
+                          topk=12, index_batch_size=128, workers=workers, device=device)
+    return cfg
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- 1. scan vs bare forward ----------------------------------------------------------------
+def bench_scan(args) -> dict:
+    import numpy as np
+    import torch
+
+    from pipeline.data.sources import open_source
+    from pipeline.index.loader import BatchPlan, make_loader
+    from pipeline.index.scan import Scanner
+    from pipeline.models import eval_transform
+    from pipeline.runtime import prepare
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = bench_config(Path(tmp) / "atlas", f"synthetic:{args.images}", args.workers,
+                           args.device)
+        run = prepare(cfg)
+    model, device = run.model, run.device
+    source = open_source(cfg.dataset, cfg.split, run.spec.input_size[-1])
+    transform = eval_transform(model, cfg.model_kwargs)
+    plan = BatchPlan(source, cfg.index_batch_size)
+    batches = [(b.pixels, b.numbers, b.labels)
+               for b in make_loader(plan, source.decoder, transform, args.workers)]
+    n = sum(len(b[1]) for b in batches)
+    layers = [run.spec.layers[i] for i in run.layers]
+    units = {layer.index: run.units(layer.index) for layer in layers}
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for x, _, _ in batches:
+                model(x.to(device))
+
+    def capture() -> None:
+        with Scanner(model, layers, units, cfg.topk, device) as s:
+            for x, _, _ in batches:
+                s.scores(x)
+
+    def index() -> None:
+        with Scanner(model, layers, units, cfg.topk, device, 12) as s:
+            for x, numbers, labels in batches:
+                s.update(x, numbers, labels)
+
+    runs = {"bare": bare, "capture": capture, "index": index}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    bare()  # warm-up
+    for _ in range(args.repeats):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    total_units = sum(len(u) for u in units.values())
+    return {"model": f"{cfg.model} {cfg.model_kwargs}", "images": n,
+            "batch": cfg.index_batch_size, "layers": len(layers), "units": total_units,
+            "threads": torch.get_num_threads(),
+            **{f"{k}_img_s": n / v for k, v in med.items()},
+            "index_over_bare": med["index"] / med["bare"],
+            "index_over_capture": med["index"] / med["capture"],
+            "spread": {k: [round(n / t, 1) for t in v] for k, v in times.items()},
+            "np": np.__version__}
+
+
+# -- 2. decode throughput -------------------------------------------------------------------
+def bench_decode(args) -> dict:
+    import io
+    import tarfile
+
+    from pipeline.data import synthetic
+    from pipeline.data.sources import open_source
+    from pipeline.index.loader import BatchPlan, make_loader
+    from pipeline.models import create_model, eval_transform
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "wds"
+        root.mkdir()
+        with tarfile.open(root / "bench-validation-0000.tar", "w") as tar:
+            for i, (_, image, label) in enumerate(
+                    synthetic.iter_examples(args.decode_images, size=args.decode_size)):
+                buf = io.BytesIO()
+                image.save(buf, format="JPEG", quality=90)
+                for ext, data in (("jpg", buf.getvalue()), ("cls", str(label).encode())):
+                    info = tarfile.TarInfo(f"img{i:06d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        model = create_model("vit_tiny_patch16_224", "random", DEMO_SHAPE)
+        transform = eval_transform(model, DEMO_SHAPE)
+        for workers in sorted({0, args.workers}):
+            source = open_source(f"webdataset:{root}", "validation")
+            t = time.perf_counter()
+            n = sum(len(b.numbers) for b in make_loader(
+                BatchPlan(source, 128), source.decoder, transform, workers))
+            out[f"workers={workers}"] = n / (time.perf_counter() - t)
+    return {"jpeg_size": args.decode_size, "images": args.decode_images, "img_s": out}
+
+
+# -- 3. memory vs number of images ----------------------------------------------------------
+def child(n: int, out: str, workers: int, device: str) -> None:
+    from pipeline.index.stage import run_index
+    from pipeline.runtime import prepare
+
+    run = prepare(bench_config(Path(out), f"synthetic:{n}", workers, device))
+    base = rss_mb()
+    t = time.perf_counter()
+    run_index(run)
+    dt = time.perf_counter() - t
+    print(json.dumps({"images": n, "seconds": dt, "img_s": n / dt,
+                      "rss_after_model_mb": base, "peak_rss_mb": peak_rss_mb()}))
+
+
+def bench_memory(args) -> list[dict]:
+    rows = []
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), tmp, "--workers", str(args.workers),
+                 "--device", args.device],
+                capture_output=True, text=True, cwd=REPO)
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr[-3000:])
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"  synthetic:{n}: {rows[-1]['img_s']:.0f} img/s end to end, peak RSS "
+                  f"{rows[-1]['peak_rss_mb']:.0f} MB", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    p.add_argument("--images", type=int, default=1024, help="images for the scan comparison")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--decode-images", type=int, default=1000)
+    p.add_argument("--decode-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--child", nargs=2, metavar=("N", "OUT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(int(args.child[0]), args.child[1], args.workers, args.device)
+        return
+    if args.quick:
+        args.sizes, args.images, args.repeats, args.decode_images = [200, 600], 256, 2, 200
+    print(f"bench_index on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    scan = bench_scan(args)
+    print(f"\n1. scan vs bare forward ({scan['images']} pre-decoded images, batch "
+          f"{scan['batch']}, {scan['layers']} layers / {scan['units']} units, "
+          f"{scan['threads']} threads; {scan['model']})")
+    for k in ("bare", "capture", "index"):
+        print(f"   {k:8s} {scan[f'{k}_img_s']:8.1f} img/s   runs: {scan['spread'][k]}")
+    print(f"   index / bare    = {scan['index_over_bare']:.3f}  "
+          f"(overhead {100 * (scan['index_over_bare'] - 1):+.1f}%, target <= +15%)")
+    print(f"   index / capture = {scan['index_over_capture']:.3f}  (heaps + histograms + sums)")
+    dec = bench_decode(args)
+    print(f"\n2. decode + eval transform, {dec['images']} JPEGs of {dec['jpeg_size']} px:")
+    for k, v in dec["img_s"].items():
+        print(f"   {k}: {v:.1f} img/s")
+    print("\n3. run_index on synthetic:N (fresh process each):")
+    mem = bench_memory(args)
+    lo, hi = mem[0], mem[-1]
+    print(f"   peak RSS {lo['peak_rss_mb']:.0f} MB at {lo['images']} images vs "
+          f"{hi['peak_rss_mb']:.0f} MB at {hi['images']} ({hi['images'] / lo['images']:.0f}x "
+          f"images): ratio {hi['peak_rss_mb'] / lo['peak_rss_mb']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
