@@ -1,9 +1,13 @@
 """The site stage: atlas → Markdown in ``DIR/build/docs`` → mkdocs → ``DIR/site``.
 
-Work is split across two kinds of process so mkdocs (single-threaded) never waits:
-the main process writes every page's Markdown, then runs mkdocs; worker processes meanwhile
-write each feature's ``feature.json``, link its visualization and copy the dataset thumbnails
-straight into the output (not through mkdocs, which would copy them one ``File`` at a time).
+mkdocs is single-threaded and the slowest part, so the work around it is arranged to keep it
+busy and alone on the critical path:
+
+1. every CPU writes Markdown, one layer per task (feature pages, layer page);
+2. this process writes the model and home pages and runs mkdocs, while the other CPUs write
+   each feature's ``feature.json``, link its visualization and copy the dataset thumbnails
+   straight into the output (mkdocs would copy them one ``File`` object at a time).
+
 mkdocs builds into a fresh temporary directory (``dirty=True`` only stops it from cleaning
 that directory under the workers' feet); the previous site is replaced only when all is done.
 """
@@ -17,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import AtlasError
@@ -123,29 +128,32 @@ def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
     return len(numbers)
 
 
-# -- main side: Markdown pages, search indexes, mkdocs ---------------------------------------
-def _write_pages(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, classes: ClassIndex,
-                 used_examples: set[int], extra: dict) -> list[LayerSummary]:
-    """Every page's Markdown; fills ``extra`` (``config.extra.atlas``) layer by layer."""
-    layers = sorted(info.units_by_layer)
-    summaries = []
-    for i, layer in enumerate(layers):
-        view = atlas.layer(layer)
-        writer = FeatureWriter(info, view, atlas.examples)
-        extra["layers"][layer] = writer.layer_extra()
-        for unit in view.units:
-            docs.write(f"{urls.feature_dir(atlas.slug, layer, unit)}/index.md",
-                       writer.markdown(unit))
-        prev = layers[i - 1] if i > 0 else None
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        docs.write(f"{urls.layer_dir(atlas.slug, layer)}/index.md",
-                   layer_page(atlas, view, prev, nxt))
-        summaries.append(LayerSummary.of(view))
-        classes.add(view)
-        if view.index is not None:
-            used_examples.update(int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0)
-    docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
-    return summaries
+@dataclass
+class LayerPages:
+    """What writing one layer's pages tells the model-level pages."""
+
+    summary: LayerSummary
+    extra: dict  # the layer's part of config.extra.atlas
+    classes: list[tuple[int, float, int, int]]  # class search entries
+    examples: set[int]  # example numbers the pages show
+    written: set[str]  # Markdown files written (relative to the docs dir)
+
+
+def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: int | None,
+                 info: SiteInfo) -> LayerPages:
+    """Write the Markdown of every feature page of ``layer`` and of the layer page."""
+    atlas = _atlas(root)
+    view = atlas.layer(layer)
+    docs = DocsWriter(Path(docs_root))
+    writer = FeatureWriter(info, view, atlas.examples)
+    for unit in view.units:
+        docs.write(f"{urls.feature_dir(info.slug, layer, unit)}/index.md", writer.markdown(unit))
+    docs.write(f"{urls.layer_dir(info.slug, layer)}/index.md", layer_page(atlas, view, prev, nxt))
+    used = set()
+    if view.index is not None:
+        used = {int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0}
+    return LayerPages(LayerSummary.of(view), writer.layer_extra(),
+                      ClassIndex(info.class_names).entries(view), used, docs.written)
 
 
 def _nav(base_nav: list | None, atlas: AtlasView, layers: list[int]) -> list:
@@ -224,23 +232,36 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{site_dir.name}.tmp-", dir=site_dir.parent))
     os.chmod(tmp, 0o755)
-    workers = workers or max(1, (os.cpu_count() or 2) - 1)
+    cpus = workers or os.cpu_count() or 2
+    root, layers = str(store.root), sorted(units_by_layer)
     try:
-        with ProcessPoolExecutor(workers) as pool:
-            jobs: list[Future] = [pool.submit(_layer_files, str(store.root), str(tmp), layer, info)
-                                  for layer in sorted(units_by_layer)]
-            classes, used, extra = ClassIndex(info.class_names), set(), site_extra(info)
-            summaries = _write_pages(atlas, info, docs, classes, used, extra)
-            jobs.append(pool.submit(_example_files, str(store.root), str(tmp), atlas.slug,
-                                    sorted(used)))
+        # 1. every CPU writes Markdown, layer by layer
+        with ProcessPoolExecutor(cpus) as pool:
+            neighbours = zip([None, *layers[:-1]], [*layers[1:], None], strict=True)
+            pages = [job.result() for job in [
+                pool.submit(_layer_pages, root, str(docs.root), layer, prev, nxt, info)
+                for layer, (prev, nxt) in zip(layers, neighbours, strict=True)]]
+        # 2. mkdocs on this process while the others write feature.json and copy images
+        with ProcessPoolExecutor(max(1, cpus - 1)) as pool:
+            jobs: list[Future] = [pool.submit(_layer_files, root, str(tmp), layer, info)
+                                  for layer in layers]
+            used = set().union(*(p.examples for p in pages))
+            jobs.append(pool.submit(_example_files, root, str(tmp), atlas.slug, sorted(used)))
+            summaries = [p.summary for p in pages]
+            extra = site_extra(info)
+            extra["layers"] = {layer: p.extra for layer, p in zip(layers, pages, strict=True)}
+            classes = ClassIndex(info.class_names)
+            for p in pages:
+                docs.written |= p.written
+                classes.extend(p.classes)
+            docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
             _handbook(docs, home_section(atlas, summaries))
             docs.prune()
             index = models_index([(atlas, summaries, units_by_layer)])
             _publish(tmp / urls.MODELS_JSON, _json(index))
             if classes.names:
                 _publish(tmp / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
-            run_mkdocs(docs.root, tmp, lambda nav: _nav(nav, atlas, sorted(units_by_layer)),
-                       extra)
+            run_mkdocs(docs.root, tmp, lambda nav: _nav(nav, atlas, layers), extra)
             for job in jobs:
                 job.result()
         _swap(tmp, site_dir)

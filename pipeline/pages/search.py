@@ -41,14 +41,18 @@ class ClassIndex:
         self.names = class_names or []
         self.units: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
 
-    def add(self, view: LayerView) -> None:
+    def entries(self, view: LayerView) -> list[tuple[int, float, int, int]]:
+        """``(class, mean, layer, unit)`` for every top class of every unit of ``view``."""
         idx = view.index
         if idx is None or not self.names:
-            return
-        for unit in view.units:
-            for c, mean in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True):
-                if 0 <= c < len(self.names):
-                    self.units[int(c)].append((float(mean), view.layer, unit))
+            return []
+        return [(int(c), float(mean), view.layer, unit) for unit in view.units
+                for c, mean in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)
+                if 0 <= c < len(self.names)]
+
+    def extend(self, entries: list[tuple[int, float, int, int]]) -> None:
+        for c, mean, layer, unit in entries:
+            self.units[c].append((mean, layer, unit))
 
     def to_json(self) -> dict[str, Any]:
         """``{"classes": [name], "units": [[layer, unit, ...] per class, best first]}``."""
