@@ -4,7 +4,8 @@
    bare     ``model(x)`` (the full forward, no hooks)
    capture  the truncated forward with FFN hooks and the mean-over-patches scores
    index    capture + FAISS heaps, histograms, sums and class means (``Scanner.update``)
-   Runs alternate and the median of ``--repeats`` is kept, to damp noise from other load.
+   Runs alternate; the median and the best of ``--repeats`` are reported (the best is the
+   least disturbed by other load on a shared machine).
 2. Decode throughput: JPEGs from a WebDataset tar through the DataLoader workers (decode +
    eval transform), no model.
 3. Peak memory (VmHWM of the main process) and speed of a whole ``run_index`` on
@@ -108,6 +109,7 @@ def bench_scan(args) -> dict:
             fn()
             times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
     total_units = sum(len(u) for u in units.values())
     return {"model": f"{cfg.model} {cfg.model_kwargs}", "images": n,
             "batch": cfg.index_batch_size, "layers": len(layers), "units": total_units,
@@ -115,6 +117,8 @@ def bench_scan(args) -> dict:
             **{f"{k}_img_s": n / v for k, v in med.items()},
             "index_over_bare": med["index"] / med["bare"],
             "index_over_capture": med["index"] / med["capture"],
+            "best_index_over_bare": best["index"] / best["bare"],
+            "best_index_over_capture": best["index"] / best["capture"],
             "spread": {k: [round(n / t, 1) for t in v] for k, v in times.items()},
             "np": np.__version__}
 
@@ -193,6 +197,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--sections", nargs="+", default=["scan", "decode", "memory"],
+                   choices=["scan", "decode", "memory"])
     p.add_argument("--child", nargs=2, metavar=("N", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -201,19 +207,33 @@ def main() -> None:
     if args.quick:
         args.sizes, args.images, args.repeats, args.decode_images = [200, 600], 256, 2, 200
     print(f"bench_index on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    scan = bench_scan(args)
+    if "scan" in args.sections:
+        report_scan(bench_scan(args))
+    if "decode" in args.sections:
+        report_decode(bench_decode(args))
+    if "memory" in args.sections:
+        report_memory(args)
+
+
+def report_scan(scan: dict) -> None:
     print(f"\n1. scan vs bare forward ({scan['images']} pre-decoded images, batch "
           f"{scan['batch']}, {scan['layers']} layers / {scan['units']} units, "
           f"{scan['threads']} threads; {scan['model']})")
     for k in ("bare", "capture", "index"):
         print(f"   {k:8s} {scan[f'{k}_img_s']:8.1f} img/s   runs: {scan['spread'][k]}")
-    print(f"   index / bare    = {scan['index_over_bare']:.3f}  "
-          f"(overhead {100 * (scan['index_over_bare'] - 1):+.1f}%, target <= +15%)")
-    print(f"   index / capture = {scan['index_over_capture']:.3f}  (heaps + histograms + sums)")
-    dec = bench_decode(args)
+    print(f"   index / bare    = {scan['index_over_bare']:.3f} median, "
+          f"{scan['best_index_over_bare']:.3f} best-of  (target <= 1.15)")
+    print(f"   index / capture = {scan['index_over_capture']:.3f} median, "
+          f"{scan['best_index_over_capture']:.3f} best-of  (heaps + histograms + sums)")
+
+
+def report_decode(dec: dict) -> None:
     print(f"\n2. decode + eval transform, {dec['images']} JPEGs of {dec['jpeg_size']} px:")
     for k, v in dec["img_s"].items():
         print(f"   {k}: {v:.1f} img/s")
+
+
+def report_memory(args) -> None:
     print("\n3. run_index on synthetic:N (fresh process each):")
     mem = bench_memory(args)
     lo, hi = mem[0], mem[-1]

@@ -199,7 +199,7 @@ def hub_error(exc: BaseException, repo: str) -> AtlasError:
     page = f"https://huggingface.co/datasets/{repo}"
     login = ("log in with `huggingface-cli login` (or `hf auth login`), or set HF_TOKEN to a "
              "read token from https://huggingface.co/settings/tokens")
-    if "GatedRepoError" in names or "gated" in text.lower():
+    if "GatedRepoError" in names or re.search(r"\bgated\b", text, re.IGNORECASE):
         return AtlasError(f"dataset '{repo}' is gated on the Hugging Face hub and this account "
                           f"has no access: accept its terms on {page}, then {login}.")
     if names & NETWORK_NAMES or "ConnectionError" in names or "TimeoutError" in names \

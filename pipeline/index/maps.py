@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from pipeline.index.loader import BatchPlan, make_loader
+from pipeline.index.memory import Trimmer
 from pipeline.index.scan import Scanner
 from pipeline.store import atomic_write_bytes, atomic_write_text, encode_png
 
@@ -101,7 +102,9 @@ def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers:
     pieces: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in tables}
     failed: list[list] = []
     pin = scanner.device.type == "cuda"
+    trim = Trimmer()
     for batch in make_loader(plan, decoder, transform, workers, pin, on_decoded=thumbs):
+        trim()
         failed.extend(list(s) for s in batch.skipped)
         if progress is not None:
             progress.update(len(batch.records))

@@ -31,6 +31,7 @@ from pipeline.index.comm import broadcast, gather
 from pipeline.index.histogram import DEFAULT_BINS
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.maps import SlotTable, ThumbWriter, collect_maps, prepare_thumbs, thumb_name
+from pipeline.index.memory import Trimmer
 from pipeline.index.results import (
     INDEX_FORMAT,
     LayerIndex,
@@ -158,9 +159,11 @@ def _scan(job: IndexJob, scanner: Scanner, source: Source, transform,
                disable=not distributed.is_main(), dynamic_ncols=True)
     loader = make_loader(plan, source.decoder, transform, cfg.workers,
                          pin_memory=job.run.device.type == "cuda")
+    trim = Trimmer()
     for batches, batch in enumerate(loader, start=1):
         if batch.pixels is not None:
             scanner.update(batch.pixels, batch.numbers, batch.labels)
+        trim()
         log.add(batch)
         consumed, source_state = batch.consumed, batch.state
         if batch.records:
