@@ -1,0 +1,67 @@
+"""``torchrun -m pipeline build`` over 2 CPU processes (gloo) gives the single-process atlas."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.index.results import load_layer_index
+from pipeline.store import AtlasStore
+from tests.conftest import TINY_KWARGS, TINY_MODEL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _args(out: Path, channels: str) -> list[str]:
+    return ["build", "--model", TINY_MODEL, "--weights", "random", "--model-kwargs",
+            *[f"{k}={v}" for k, v in TINY_KWARGS.items()], "--out", str(out),
+            "--dataset", "synthetic:40", "--steps", "6", "--topk", "3", "--channels", channels,
+            "--workers", "0", "--index-batch-size", "8"]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _pixels(store: AtlasStore, layer: int) -> dict[int, np.ndarray]:
+    return {u: np.asarray(Image.open(store.vis_dir(layer) / r["image"]), dtype=np.int16)
+            for u, r in store.vis_results(layer).items()}
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    _run([sys.executable, "-m", "pipeline", *_args(single, "0:130")])
+    # a previous (e.g. dead) run left the first chunk of layer 0: it must be reused, not redone
+    _run([sys.executable, "-m", "pipeline", "visualize",
+          *_args(multi, "0:64")[1:], "--layers", "0"])
+    kept = (AtlasStore(multi).vis_dir(0) / "chunk-00000.json").stat().st_mtime_ns
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+          "-m", "pipeline", *_args(multi, "0:130")])
+
+    a, b = AtlasStore(single), AtlasStore(multi)
+    assert (b.vis_dir(0) / "chunk-00000.json").stat().st_mtime_ns == kept
+    for layer in (0, 1):
+        ra, rb = a.vis_results(layer), b.vis_results(layer)
+        assert sorted(ra) == sorted(rb) == list(range(130))
+        for unit in ra:
+            assert abs(ra[unit]["activation"] - rb[unit]["activation"]) < 1e-4
+        pa, pb = _pixels(a, layer), _pixels(b, layer)
+        assert max(np.abs(pa[u] - pb[u]).max() for u in pa) <= 2
+        ia, ib = load_layer_index(a, layer), load_layer_index(b, layer)
+        np.testing.assert_array_equal(ia.top_ids, ib.top_ids)
+        np.testing.assert_allclose(ia.top_scores, ib.top_scores, atol=1e-5)
+    # the site was built once, with a page and a feature.json per unit
+    site = multi / "site"
+    pages = list(site.rglob("feature.json"))
+    assert len(pages) == 2 * 130
+    feature = json.loads(next(iter(pages)).read_text())
+    assert feature["model"] == TINY_MODEL and len(feature["top"]) == 3
