@@ -259,3 +259,13 @@ def test_urls():
     assert model_slug("a/b c<d>") == "a-b-c-d" and model_slug("assets") == "assets-model"
     assert model_slug("..") == "model"
     assert relative("m/3/17/", "m/3/16") == "../17/" and relative("m/", "m/3") == "../"
+
+
+def test_atlas_without_results_builds_an_empty_site(tmp_path: Path):
+    spec = tiny_spec(**TINY)
+    store = AtlasStore(tmp_path / "atlas")
+    store.init({"model": spec.name, "dataset": "synthetic:8"}, spec.to_dict(), "hub")
+    site = build.build_site(store, tmp_path / "out" / "site")
+    assert (site / "index.html").is_file() and (site / SLUG / "index.html").is_file()
+    assert json.loads((site / "models.json").read_text())["models"][0]["layers"] == []
+    assert not (site / SLUG / "classes.json").exists()

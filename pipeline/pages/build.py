@@ -23,8 +23,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import AtlasError
+
+if TYPE_CHECKING:
+    from mkdocs.config.defaults import MkDocsConfig
 from pipeline.pages import urls
 from pipeline.pages.assets import link_or_copy
 from pipeline.pages.cite import build_year
@@ -156,6 +160,26 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
                       ClassIndex(info.class_names).entries(view), used, docs.written)
 
 
+def _model_level(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, site: Path,
+                 pages: dict[int, LayerPages]) -> dict:
+    """Model and home pages, the handbook, the search indexes; returns ``config.extra.atlas``."""
+    summaries = [p.summary for p in pages.values()]
+    classes = ClassIndex(info.class_names)
+    for p in pages.values():
+        docs.written |= p.written
+        classes.extend(p.classes)
+    docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
+    _handbook(docs, home_section(atlas, summaries))
+    docs.prune()
+    _publish(site / urls.MODELS_JSON, _json(models_index([(atlas, summaries,
+                                                           info.units_by_layer)])))
+    if classes.names:
+        _publish(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
+    extra = site_extra(info)
+    extra["layers"] = {layer: p.extra for layer, p in pages.items()}
+    return extra
+
+
 def _nav(base_nav: list | None, atlas: AtlasView, layers: list[int]) -> list:
     model = [f"{atlas.slug}/index.md"]
     model += [{f"Layer {layer}": f"{atlas.slug}/{layer}/index.md"} for layer in layers]
@@ -168,18 +192,20 @@ class _NoDirtyWarning(logging.Filter):
         return "dirty' build" not in record.getMessage()
 
 
-def run_mkdocs(docs_dir: Path, site_dir: Path, nav_for: Callable[[list], list] | None = None,
-               extra: dict | None = None) -> None:
-    """Build ``docs_dir`` into ``site_dir`` with the repository's ``mkdocs.yml``.
-
-    ``nav_for`` maps the handbook's nav to the site's; ``extra`` becomes
-    ``config.extra.atlas`` for the templates.
-    """
-    from mkdocs.commands.build import build
+def mkdocs_config(docs_dir: Path, site_dir: Path) -> MkDocsConfig:
+    """The repository's ``mkdocs.yml`` pointed at ``docs_dir`` and ``site_dir``."""
     from mkdocs.config import load_config
 
-    cfg = load_config(config_file=str(MKDOCS_YML), docs_dir=str(docs_dir),
-                      site_dir=str(site_dir))
+    return load_config(config_file=str(MKDOCS_YML), docs_dir=str(docs_dir),
+                       site_dir=str(site_dir))
+
+
+def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
+               extra: dict | None = None) -> None:
+    """Build with ``cfg``; ``nav_for`` maps the handbook's nav to the site's, ``extra``
+    becomes ``config.extra.atlas`` for the templates."""
+    from mkdocs.commands.build import build
+
     if nav_for is not None:
         cfg["nav"] = nav_for(cfg["nav"])
     if extra is not None:
@@ -191,17 +217,6 @@ def run_mkdocs(docs_dir: Path, site_dir: Path, nav_for: Callable[[list], list] |
         build(cfg, dirty=True)
     finally:
         build_log.removeFilter(no_dirty)
-
-
-def _site_url() -> str | None:
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    _Loader.add_multi_constructor("", lambda loader, suffix, node: None)
-    cfg = yaml.load(MKDOCS_YML.read_text(encoding="utf-8"), Loader=_Loader) or {}
-    return cfg.get("site_url") or None
 
 
 def _swap(tmp: Path, site_dir: Path) -> None:
@@ -225,43 +240,33 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
     site_dir = Path(site_dir) if site_dir is not None else store.root / "site"
     units_by_layer = {layer.index: units for layer in atlas.spec.layers
                       if (units := page_units(store, layer))}
-    info = SiteInfo.of(atlas, units_by_layer, build_year(), _site_url())
     docs = DocsWriter(store.root / "build" / "docs")
     site_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in site_dir.parent.glob(f".{site_dir.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    for kind in ("tmp", "old"):  # left by an interrupted build
+        for stale in site_dir.parent.glob(f".{site_dir.name}.{kind}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    docs.root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{site_dir.name}.tmp-", dir=site_dir.parent))
-    os.chmod(tmp, 0o755)
     cpus = workers or os.cpu_count() or 2
     root, layers = str(store.root), sorted(units_by_layer)
     try:
+        os.chmod(tmp, 0o755)
+        cfg = mkdocs_config(docs.root, tmp)
+        info = SiteInfo.of(atlas, units_by_layer, build_year(), cfg["site_url"] or None)
         # 1. every CPU writes Markdown, layer by layer
         with ProcessPoolExecutor(cpus) as pool:
-            neighbours = zip([None, *layers[:-1]], [*layers[1:], None], strict=True)
+            prev, nxt = [None, *layers[:-1]], [*layers[1:], None]
             pages = [job.result() for job in [
-                pool.submit(_layer_pages, root, str(docs.root), layer, prev, nxt, info)
-                for layer, (prev, nxt) in zip(layers, neighbours, strict=True)]]
+                pool.submit(_layer_pages, root, str(docs.root), layer, prev[i], nxt[i], info)
+                for i, layer in enumerate(layers)]]
         # 2. mkdocs on this process while the others write feature.json and copy images
         with ProcessPoolExecutor(max(1, cpus - 1)) as pool:
             jobs: list[Future] = [pool.submit(_layer_files, root, str(tmp), layer, info)
                                   for layer in layers]
             used = set().union(*(p.examples for p in pages))
             jobs.append(pool.submit(_example_files, root, str(tmp), atlas.slug, sorted(used)))
-            summaries = [p.summary for p in pages]
-            extra = site_extra(info)
-            extra["layers"] = {layer: p.extra for layer, p in zip(layers, pages, strict=True)}
-            classes = ClassIndex(info.class_names)
-            for p in pages:
-                docs.written |= p.written
-                classes.extend(p.classes)
-            docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
-            _handbook(docs, home_section(atlas, summaries))
-            docs.prune()
-            index = models_index([(atlas, summaries, units_by_layer)])
-            _publish(tmp / urls.MODELS_JSON, _json(index))
-            if classes.names:
-                _publish(tmp / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
-            run_mkdocs(docs.root, tmp, lambda nav: _nav(nav, atlas, layers), extra)
+            extra = _model_level(atlas, info, docs, tmp, dict(zip(layers, pages, strict=True)))
+            run_mkdocs(cfg, lambda nav: _nav(nav, atlas, layers), extra)
             for job in jobs:
                 job.result()
         _swap(tmp, site_dir)
