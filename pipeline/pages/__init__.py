@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 
 def build_site(store: AtlasStore, site_dir: Path | None = None, *,
                workers: int | None = None) -> Path:
-    """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``)."""
+    """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``).
+
+    ``workers``: processes to use (default: every CPU). The previous site stays in place until
+    the new one is complete.
+    """
     from pipeline.pages.build import build_site as build
 
     return build(store, site_dir, workers=workers)

@@ -232,7 +232,11 @@ def _swap(tmp: Path, site_dir: Path) -> None:
 
 def build_site(store: AtlasStore, site_dir: Path | None = None, *,
                workers: int | None = None) -> Path:
-    """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``)."""
+    """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``).
+
+    ``workers``: processes to use (default: every CPU). The previous site stays in place until
+    the new one is complete.
+    """
     if not MKDOCS_YML.is_file() or not HANDBOOK.is_dir():
         raise AtlasError(f"the site templates are missing ({MKDOCS_YML}, {HANDBOOK}): "
                          "run from a full checkout of the repository")
