@@ -90,6 +90,8 @@ def test_layout_and_feature_json(small_site: Path):
     top = feature["top"][0]["image"]
     assert (small_site / SLUG / "0" / "0" / top).resolve().is_file()
     assert len(feature["histogram"]["edges"]) == len(feature["histogram"]["counts"]) + 1
+    for name in ("feature.json", "visualization.png", "index.html"):  # publishable as is
+        assert (small_site / SLUG / "0" / "0" / name).stat().st_mode & 0o444 == 0o444
     empty = json.loads((small_site / SLUG / "0" / "1" / "feature.json").read_text())
     assert len(empty["top"]) == 4  # two empty slots of 6 are dropped
     novis = json.loads((small_site / SLUG / "0" / "170" / "feature.json").read_text())

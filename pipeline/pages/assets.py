@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import math
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +70,10 @@ def histogram_x(value: float, edges: np.ndarray) -> float | None:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Put ``src`` at ``dst`` atomically: a hard link where the file system allows, else a copy."""
+    """Put ``src`` at ``dst`` atomically: a hard link where the file system allows, else a copy.
+
+    Linked files share the store's inode, so they are made world-readable (as pages are).
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:
@@ -79,9 +81,6 @@ def link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         atomic_write_bytes(dst, Path(src).read_bytes())
         return
+    if os.stat(tmp).st_mode & 0o444 != 0o444:
+        os.chmod(tmp, 0o644)
     os.replace(tmp, dst)
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    """Copy a small directory of hand-written files (overwriting)."""
-    shutil.copytree(src, dst, dirs_exist_ok=True)

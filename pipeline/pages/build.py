@@ -46,9 +46,8 @@ log = logging.getLogger(__name__)
 
 
 def _publish(path: Path, data: bytes) -> None:
-    """Atomic write of a site file, world-readable like the pages mkdocs writes."""
+    """Atomic write of a site file (the usual file mode, like the pages mkdocs writes)."""
     atomic_write_bytes(path, data)
-    os.chmod(path, 0o644)
 
 
 class DocsWriter:
@@ -115,7 +114,6 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> int:
         vis = view.vis_path(unit)
         if vis is not None:
             link_or_copy(vis, out / urls.VISUALIZATION)
-            os.chmod(out / urls.VISUALIZATION, 0o644)
     return len(view.units)
 
 
@@ -128,7 +126,6 @@ def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
         src, dst = examples.thumb_path(n), example_path(slug, examples.thumbs, n)
         if src is not None and dst is not None and src.is_file():
             link_or_copy(src, Path(site, dst))
-            os.chmod(Path(site, dst), 0o644)
     return len(numbers)
 
 
