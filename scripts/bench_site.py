@@ -33,11 +33,15 @@ sys.path.insert(0, str(REPO))
 
 def build_child(root: str) -> None:
     """Run in a fresh interpreter: build the site of ``root`` and print figures as JSON."""
+    import logging
+
     import mkdocs.commands.build  # noqa: F401  (imports are not part of the stage's time)
 
     from pipeline.pages.build import build_site  # imports torch via the model registry
     from pipeline.store import AtlasStore
 
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("pipeline.pages.build").setLevel(logging.INFO)
     rss_before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     t0, c0 = time.perf_counter(), os.times()
@@ -101,6 +105,8 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool) -> 
     proc = subprocess.run([sys.executable, __file__, "--child", str(root)], check=True,
                           capture_output=True, text=True)
     child = json.loads(proc.stdout.strip().splitlines()[-1])
+    child["phases"] = " ".join(line.split("; ", 1)[-1] for line in proc.stderr.splitlines()
+                               if "feature pages;" in line)
     site = Path(child["site"])
     n, mean_html, max_html, mean_json = page_sizes(site, model_slug(spec.name))
     idx = load_layer_index(AtlasStore(root), 0)
@@ -125,6 +131,7 @@ def report(r: dict) -> None:
           f"= {r['pages_per_s']:.0f} feature pages/s "
           f"(CPU: main {r['cpu_main_s']:.1f} s + workers {r['cpu_workers_s']:.1f} s; "
           f"{r['cpu_pages_per_s']:.0f} pages per CPU-second)")
+    print(f"         phases (wall): {r['phases']}")
     print(f"         peak RSS main {r['maxrss_main_kb'] * mb:.0f} MiB "
           f"(+{(r['maxrss_main_kb'] - r['maxrss_main_before_kb']) * mb:.0f} MiB over its "
           f"{r['maxrss_main_before_kb'] * mb:.0f} MiB after imports), "

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -254,12 +255,14 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
         os.chmod(tmp, 0o755)
         cfg = mkdocs_config(docs.root, tmp)
         info = SiteInfo.of(atlas, units_by_layer, build_year(), cfg["site_url"] or None)
+        clock = _Phases()
         # 1. every CPU writes Markdown, layer by layer
         with ProcessPoolExecutor(cpus) as pool:
             prev, nxt = [None, *layers[:-1]], [*layers[1:], None]
             pages = [job.result() for job in [
                 pool.submit(_layer_pages, root, str(docs.root), layer, prev[i], nxt[i], info)
                 for i, layer in enumerate(layers)]]
+        clock.lap("markdown")
         # 2. mkdocs on this process while the others write feature.json and copy images
         with ProcessPoolExecutor(max(1, cpus - 1)) as pool:
             jobs: list[Future] = [pool.submit(_layer_files, root, str(tmp), layer, info)
@@ -268,13 +271,33 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
             jobs.append(pool.submit(_example_files, root, str(tmp), atlas.slug, sorted(used)))
             extra = _model_level(atlas, info, docs, tmp, dict(zip(layers, pages, strict=True)))
             run_mkdocs(cfg, lambda nav: _nav(nav, atlas, layers), extra)
+            clock.lap("mkdocs")
             for job in jobs:
                 job.result()
+            clock.lap("files (after mkdocs)")
         _swap(tmp, site_dir)
+        clock.lap("swap")
+        log.info("site: %d feature pages; %s", sum(map(len, units_by_layer.values())), clock)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return site_dir
+
+
+class _Phases:
+    """Wall time of the build's phases, for the log."""
+
+    def __init__(self) -> None:
+        self.laps: list[tuple[str, float]] = []
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.laps)
 
 
 def _json(obj: object) -> bytes:
