@@ -196,6 +196,7 @@ def main() -> None:
     p.add_argument("--decode-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--sections", nargs="+", default=["scan", "decode", "memory"],
                    choices=["scan", "decode", "memory"])
@@ -204,6 +205,10 @@ def main() -> None:
     if args.child:
         child(int(args.child[0]), args.child[1], args.workers, args.device)
         return
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.sizes, args.images, args.repeats, args.decode_images = [200, 600], 256, 2, 200
     print(f"bench_index on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")

@@ -254,3 +254,30 @@ def test_new_configuration_replaces_old_index(tmp_path):
     root = index_dir(run.store)
     assert not (root / "L000.npz").exists()  # stale layer of the old configuration
     assert load_layer_index(run2.store, 1).top_ids.shape[1] == 3
+
+
+def test_background_statistics_equal_inline(synthetic_run):
+    """The CUDA path's overlap (statistics in a background thread) changes nothing."""
+    import torch
+
+    from pipeline.data.sources import open_source
+    from pipeline.index.scan import Scanner
+    from pipeline.models import eval_transform
+
+    run = synthetic_run
+    source = open_source("synthetic:40", "validation", 32)
+    transform = eval_transform(run.model, run.config.model_kwargs)
+    recs = list(source.records())
+    x = torch.stack([transform(source.decoder(r).image) for r in recs])
+    labels = np.array([r.number % 12 for r in recs])
+    layers = [run.spec.layers[i] for i in run.layers]
+    units = {layer.index: run.units(layer.index) for layer in layers}
+    states = []
+    for overlap in (False, True):
+        with Scanner(run.model, layers, units, 4, run.device, 12, overlap=overlap) as s:
+            for a in range(0, 40, 7):
+                s.update(x[a:a + 7], np.arange(a, min(a + 7, 40)), labels[a:a + 7])
+            states.append({i: st.state() for i, st in s.stats.items()})
+    for index, state in states[0].items():
+        for key, value in state.items():
+            np.testing.assert_array_equal(states[1][index][key], value)

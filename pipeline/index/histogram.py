@@ -50,6 +50,7 @@ class StreamingHistogram:
         self.origin = np.zeros(units, dtype=np.int64)
         self.lo = np.full(units, np.inf, dtype=np.float32)
         self.hi = np.full(units, -np.inf, dtype=np.float32)
+        self._offset = np.arange(units, dtype=np.int64) * bins  # row starts in counts.ravel()
 
     def _regrid(self, exp: np.ndarray, origin: np.ndarray) -> None:
         """Move counts to a coarser-or-equal grid (``exp ≥ self.exp``)."""
@@ -79,10 +80,11 @@ class StreamingHistogram:
         lo, hi = scores.min(axis=0), scores.max(axis=0)
         if (lo < self.lo).any() or (hi > self.hi).any():
             self._grow(lo, hi)
-        w = np.ldexp(1.0, self.exp)
-        idx = np.floor(scores.astype(np.float64) / w).astype(np.int64) - self.origin
-        flat = (idx + np.arange(self.units, dtype=np.int64) * self.bins).ravel()
-        self.counts += np.bincount(flat, minlength=self.units * self.bins).reshape(
+        # x · 2**-e is exact in float32 and |x| / w < 2**(EDGE_BITS + 1): floor is exact too
+        inv = np.ldexp(np.float32(1.0), -self.exp).astype(np.float32)
+        idx = np.floor(np.asarray(scores, dtype=np.float32) * inv).astype(np.int64)
+        idx += self._offset - self.origin
+        self.counts += np.bincount(idx.ravel(), minlength=self.units * self.bins).reshape(
             self.units, self.bins)
 
     def edges(self) -> np.ndarray:

@@ -2,12 +2,15 @@
 
 Score(image, unit) = the unit's activation averaged over patch tokens (prefix tokens
 excluded, as ``LayerCapture`` returns them). The forward runs under ``inference_mode``, with
-bf16 autocast on CUDA, and stops after the deepest selected layer.
+bf16 autocast on CUDA, and stops after the deepest selected layer. On CUDA the statistics of
+batch i (CPU work: heaps, histograms) run in one background thread while the GPU computes
+batch i+1; one thread, in order, so the results are the same as inline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -25,7 +28,7 @@ class Scanner:
 
     def __init__(self, model: nn.Module, layers: Sequence[FFNLayer],
                  units: dict[int, list[int]], k: int, device: torch.device,
-                 num_classes: int = 0):
+                 num_classes: int = 0, overlap: bool | None = None):
         self.model, self.layers, self.device = model, list(layers), device
         self.units = {layer.index: list(units[layer.index]) for layer in self.layers}
         self._select = {
@@ -33,16 +36,36 @@ class Scanner:
             else torch.tensor(self.units[layer.index], device=device)
             for layer in self.layers
         }
-        self.stats = {layer.index: LayerStats(len(self.units[layer.index]), k, num_classes)
-                      for layer in self.layers}
+        self._stats = {layer.index: LayerStats(len(self.units[layer.index]), k, num_classes)
+                       for layer in self.layers}
         self._capture = LayerCapture(model, self.layers)
+        overlap = device.type == "cuda" if overlap is None else overlap
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="index-stats") if overlap else None
+        self._pending: Future | None = None
 
     def __enter__(self) -> Scanner:
         self._capture.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._capture.__exit__(*exc)
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._capture.__exit__(*exc)
+
+    @property
+    def stats(self) -> dict[int, LayerStats]:
+        """Every layer's statistics, up to date (waits for a pending update)."""
+        self.wait()
+        return self._stats
+
+    def wait(self) -> None:
+        """Finish the pending background update (re-raising its error, if any)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def activations(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
         """``{layer: (B, rows*cols, selected units)}`` patch-token activations."""
@@ -73,5 +96,14 @@ class Scanner:
         """Score one batch and add it to every layer's statistics."""
         if len(numbers) == 0:
             return
-        for index, s in self.scores(pixels).items():
-            self.stats[index].update(s, numbers, labels)
+        scores = self.scores(pixels)
+        if self._pool is None:
+            self._add(scores, numbers, labels)
+            return
+        self.wait()
+        self._pending = self._pool.submit(self._add, scores, numbers, labels)
+
+    def _add(self, scores: dict[int, np.ndarray], numbers: np.ndarray,
+             labels: np.ndarray) -> None:
+        for index, s in scores.items():
+            self._stats[index].update(s, numbers, labels)

@@ -156,7 +156,7 @@ def _scan(job: IndexJob, scanner: Scanner, source: Source, transform,
     total = source.length if cfg.max_images is None else min(
         cfg.max_images, source.length or cfg.max_images)
     bar = tqdm(total=total, initial=consumed * job.world, unit="img", desc="index",
-               disable=not distributed.is_main(), dynamic_ncols=True)
+               disable=not distributed.is_main(), dynamic_ncols=True, mininterval=0.5)
     loader = make_loader(plan, source.decoder, transform, cfg.workers,
                          pin_memory=job.run.device.type == "cuda")
     trim = Trimmer()
@@ -232,7 +232,7 @@ def _maps(job: IndexJob, scanner: Scanner, source: Source, transform,
     spec = job.run.spec
     thumbs = ThumbWriter(job.root, tuple(spec.mean), tuple(spec.std))
     bar = tqdm(total=len(wanted), unit="img", desc="maps", disable=not distributed.is_main(),
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=0.5)
     pieces, failed = collect_maps(scanner, plan, source.decoder, transform, cfg.workers,
                                   tables, grids, thumbs, bar)
     bar.close()

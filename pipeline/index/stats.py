@@ -40,8 +40,14 @@ class LayerStats:
         if labelled.any():
             lab = labels[labelled]
             self._grow_classes(int(lab.max()) + 1)
-            # ufunc.at adds row by row, in example order: the sums do not depend on batching
-            np.add.at(self.class_sum, lab, scores[labelled].astype(np.float64))
+            rows = scores[labelled].astype(np.float64)
+            if len(np.unique(lab)) == len(lab):  # typical of shuffled data: one row per class
+                self.class_sum[lab] += rows
+            else:  # group rows by class (in example order) and add each group's sum
+                order = np.argsort(lab, kind="stable")
+                lab, rows = lab[order], rows[order]
+                starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+                self.class_sum[lab[starts]] += np.add.reduceat(rows, starts, axis=0)
             self.class_count += np.bincount(lab, minlength=len(self.class_count))
 
     def _grow_classes(self, n: int) -> None:
