@@ -131,3 +131,23 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
         for job in jobs:
             job.result()
     return store
+
+
+def main() -> None:
+    """``python -m pipeline.pages.fake OUT``: a small fake atlas (then ``vit-atlas site``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("out", type=Path)
+    p.add_argument("--full", action="store_true",
+                   help="every unit of vit_tiny_patch16_224 (12 x 768) instead of a 2-layer toy")
+    args = p.parse_args()
+    spec = tiny_spec() if args.full else tiny_spec(img_size=32, patch_size=8, depth=2,
+                                                   embed_dim=48, num_heads=2)
+    make_fake_atlas(args.out, spec, topk=16 if args.full else 8, vis_size=64 if args.full
+                    else None, workers=2)
+    print(f"fake atlas in {args.out}: build it with `vit-atlas site --out {args.out}`")
+
+
+if __name__ == "__main__":
+    main()
