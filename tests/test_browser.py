@@ -61,7 +61,10 @@ def page(browser, served):
 
 
 def _images_loaded(pg) -> tuple[int, list[str]]:
+    """(number of images, those that failed), once every image (lazy ones too) settled."""
     pg.wait_for_load_state("load")
+    pg.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    pg.wait_for_function("Array.from(document.images).every(i => i.complete)")
     broken = pg.evaluate("""() => Array.from(document.images)
         .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)""")
     return pg.evaluate("document.images.length"), broken
