@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import AtlasError
-
-if TYPE_CHECKING:
-    from mkdocs.config.defaults import MkDocsConfig
 from pipeline.pages import urls
 from pipeline.pages.assets import link_or_copy
 from pipeline.pages.cite import build_year
@@ -39,16 +36,14 @@ from pipeline.pages.overview import LayerSummary, home_section, layer_page, mode
 from pipeline.pages.search import ClassIndex, models_index
 from pipeline.store import AtlasStore, atomic_write_bytes
 
+if TYPE_CHECKING:
+    from mkdocs.config.defaults import MkDocsConfig
+
 REPO = Path(__file__).resolve().parents[2]
 MKDOCS_YML = REPO / "mkdocs.yml"
 HANDBOOK = REPO / "site"  # the hand-written pages (mkdocs docs_dir)
 MODELS_MARKER = "<!-- atlas:models -->"
 log = logging.getLogger(__name__)
-
-
-def _publish(path: Path, data: bytes) -> None:
-    """Atomic write of a site file (the usual file mode, like the pages mkdocs writes)."""
-    atomic_write_bytes(path, data)
 
 
 class DocsWriter:
@@ -91,7 +86,7 @@ def _handbook(docs: DocsWriter, home_cards: str) -> None:
         docs.write(rel, data)
 
 
-# -- worker side: feature.json, visualizations, thumbnails ----------------------------------
+# -- worker processes: one layer's Markdown, or its feature.json and images ----------------
 _ATLAS: dict[str, AtlasView] = {}
 
 
@@ -111,7 +106,7 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> int:
         out = Path(site, urls.feature_dir(info.slug, layer, unit))
         record = json.dumps(writer.record(unit), ensure_ascii=False, separators=(",", ":"),
                             allow_nan=False)
-        _publish(out / urls.FEATURE_JSON, record.encode("utf-8"))
+        atomic_write_bytes(out / urls.FEATURE_JSON, record.encode("utf-8"))
         vis = view.vis_path(unit)
         if vis is not None:
             link_or_copy(vis, out / urls.VISUALIZATION)
@@ -158,6 +153,7 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
                       ClassIndex(info.class_names).entries(view), used, docs.written)
 
 
+# -- this process: model-level pages, mkdocs, swap ------------------------------------------
 def _model_level(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, site: Path,
                  pages: dict[int, LayerPages]) -> dict:
     """Model and home pages, the handbook, the search indexes; returns ``config.extra.atlas``."""
@@ -169,10 +165,10 @@ def _model_level(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, site: Path,
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
     _handbook(docs, home_section(atlas, summaries))
     docs.prune()
-    _publish(site / urls.MODELS_JSON, _json(models_index([(atlas, summaries,
+    atomic_write_bytes(site / urls.MODELS_JSON, _json(models_index([(atlas, summaries,
                                                            info.units_by_layer)])))
     if classes.names:
-        _publish(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
+        atomic_write_bytes(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
     extra = site_extra(info)
     extra["layers"] = {layer: p.extra for layer, p in pages.items()}
     return extra
