@@ -49,7 +49,8 @@ def tiny_run(out: Path, dataset: str, fresh: bool = True, **overrides) -> Run:
 
 def brute_force_scores(run: Run) -> tuple[dict[int, np.ndarray], list[int], list[int | None]]:
     """Every example's scores ``{layer: (n, units)}`` (NaN rows for undecodable ones), with
-    the stream's labels, computed the straightforward way: one image at a time."""
+    the stream's labels, computed the straightforward way: one image at a time, the mean of
+    its full patch-token activations (not the scan's pooled hooks)."""
     cfg = run.config
     source = open_source(cfg.dataset, cfg.split, image_size=run.spec.input_size[-1])
     transform = eval_transform(run.model, cfg.model_kwargs)
@@ -72,8 +73,8 @@ def brute_force_scores(run: Run) -> tuple[dict[int, np.ndarray], list[int], list
                     rows[index].append(np.full(len(units[index]), np.nan, np.float32))
                 continue
             labels.append(dec.label)
-            for index, s in scanner.scores(x).items():
-                rows[index].append(s[0])
+            for index, a in scanner.activations(x).items():  # full maps, plain float64 mean
+                rows[index].append(a[0].double().mean(0).float().numpy())
     return {i: np.stack(r) for i, r in rows.items()}, skipped, labels
 
 

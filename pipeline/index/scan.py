@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pipeline.capture import LayerCapture
+from pipeline.index.pooled import PooledCapture
 from pipeline.index.stats import LayerStats
 from pipeline.models.registry import FFNLayer
 
@@ -24,7 +25,8 @@ FINITE = float(np.finfo(np.float32).max)
 
 
 class Scanner:
-    """Use as ``with Scanner(model, layers, units, k, device) as s: s.update(batch...)``."""
+    """Use as ``with Scanner(model, layers, units, k, device) as s: s.update(batch...)``;
+    scores come from ``PooledCapture`` (reduced in the hooks), maps from ``LayerCapture``."""
 
     def __init__(self, model: nn.Module, layers: Sequence[FFNLayer],
                  units: dict[int, list[int]], k: int, device: torch.device,
@@ -38,13 +40,13 @@ class Scanner:
         }
         self._stats = {layer.index: LayerStats(len(self.units[layer.index]), k, num_classes)
                        for layer in self.layers}
-        self._capture = LayerCapture(model, self.layers)
-        overlap = device.type == "cuda" if overlap is None else overlap
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="index-stats") if overlap else None
+        self.overlap = device.type == "cuda" if overlap is None else overlap
+        self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
 
     def __enter__(self) -> Scanner:
-        self._capture.__enter__()
+        if self.overlap:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="index-stats")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -53,7 +55,7 @@ class Scanner:
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
-            self._capture.__exit__(*exc)
+                self._pool = None
 
     @property
     def stats(self) -> dict[int, LayerStats]:
@@ -67,12 +69,17 @@ class Scanner:
         if pending is not None:
             pending.result()
 
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.device.type == "cuda")
+
     def activations(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
-        """``{layer: (B, rows*cols, selected units)}`` patch-token activations."""
+        """``{layer: (B, rows*cols, selected units)}`` patch-token activations (for maps).
+        Hooks are on only during the call, so the model stays usable in between."""
         x = pixels.to(self.device, non_blocking=True)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.device.type == "cuda"):
-            acts = self._capture(x)
+        with torch.inference_mode(), self._autocast(), \
+                LayerCapture(self.model, self.layers) as capture:
+            acts = capture(x)
         out = {}
         for index, a in acts.items():
             sel = self._select[index]
@@ -81,16 +88,13 @@ class Scanner:
 
     def scores(self, pixels: torch.Tensor) -> dict[int, np.ndarray]:
         """``{layer: (B, units)}`` float32 mean-over-patches scores."""
-        out = {}
-        with torch.inference_mode():
-            for index, a in self.activations(pixels).items():
-                # sum / n rather than mean(): torch's CPU mean over a strided middle axis is
-                # ~10x slower; float32 accumulation also under bf16 autocast
-                s = a.sum(dim=1, dtype=torch.float32).cpu().numpy()
-                s /= np.float32(a.shape[1])  # small arrays: numpy, no thread pool wake-ups
-                out[index] = np.nan_to_num(s, copy=False, nan=0.0, posinf=FINITE,
-                                           neginf=-FINITE)
-        return out
+        x = pixels.to(self.device, non_blocking=True)
+        with torch.inference_mode(), self._autocast(), \
+                PooledCapture(self.model, self.layers, self._select) as capture:
+            pooled = capture(x)
+        return {index: np.nan_to_num(s.cpu().numpy(), copy=False, nan=0.0, posinf=FINITE,
+                                     neginf=-FINITE)
+                for index, s in pooled.items()}
 
     def update(self, pixels: torch.Tensor, numbers: np.ndarray, labels: np.ndarray) -> None:
         """Score one batch and add it to every layer's statistics."""
