@@ -172,3 +172,40 @@ def test_thumbnail_undoes_normalization_and_caps_size():
     np.testing.assert_allclose(out, np.round(pixels.transpose(1, 2, 0) * 255), atol=1)
     big = thumbnail(torch.zeros(3, 300, 450), mean, std)
     assert big.shape == (149, 224, 3)
+
+
+SMALL = {
+    "coat_tiny": {},
+    "swin_tiny_patch4_window7_224": {"embed_dim": 24, "depths": (1, 1, 2, 1),
+                                     "num_heads": (1, 1, 1, 1)},
+    "pit_ti_distilled_224": {},
+    "convit_tiny": {"depth": 4, "local_up_to_layer": 2, "embed_dim": 48},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_pooled_scores_equal_the_mean_of_captured_patch_tokens(name):
+    """Shared modules firing several times (CoaT), (B, H, W, C) outputs (Swin), prefix
+    tokens (PiT distilled, ConViT): the in-hook pooling equals the plain patch mean."""
+    import torch
+
+    from pipeline.capture import LayerCapture
+    from pipeline.index.pooled import PooledCapture
+    from pipeline.models import create_model, spec_for
+
+    model = create_model(name, "random", SMALL[name])
+    spec = spec_for(model, name, SMALL[name])
+    layers = spec.layers[-4:] if name == "coat_tiny" else spec.layers[::3]
+    x = torch.randn(2, *spec.input_size)
+    select = {layers[0].index: torch.tensor([5, 1, 2])}
+    with torch.inference_mode():
+        with LayerCapture(model, layers) as cap:
+            full = cap(x)
+        with PooledCapture(model, layers, select) as pooled_cap:
+            pooled = pooled_cap(x)
+    assert set(pooled) == {layer.index for layer in layers}
+    for layer in layers:
+        expect = full[layer.index].double().mean(1)
+        if layer.index in select:
+            expect = expect[:, select[layer.index]]
+        torch.testing.assert_close(pooled[layer.index].double(), expect, atol=1e-5, rtol=1e-5)
