@@ -156,7 +156,10 @@ def test_resume_webdataset_from_state_dict(tmp_path):
     for index, li in _layers(run).items():
         np.testing.assert_array_equal(li.top_ids, ref_layers[index].top_ids)
         np.testing.assert_array_equal(li.top_scores, ref_layers[index].top_scores)
-    assert load_examples(run.store).ids == load_examples(ref.store).ids
+        np.testing.assert_array_equal(li.maps, ref_layers[index].maps)  # pass 2 from the start
+    a, b = load_examples(run.store), load_examples(ref.store)
+    assert a.ids == b.ids and a.thumbs == b.thumbs
+    assert all(a.thumb_path(n).is_file() for n in range(len(a.ids)) if a.thumbs[n])
 
 
 KILL_SCRIPT = """

@@ -147,10 +147,14 @@ def test_streams_shard_by_example_number_and_resume(tmp_path):
         it = src.records(1, 3)
         head = [next(it) for _ in range(5)]
         state = src.state_dict()
-        rest = [r.number for r in open_source(spec).records(1, 3, skip=5, state=state)]
+        resumed = open_source(spec)
+        rest = [r.number for r in resumed.records(1, 3, skip=5, state=state)]
         skipped = [r.number for r in open_source(spec).records(1, 3, skip=5)]
         assert [r.number for r in head] + rest == [n for n, _ in shards[1]]
         assert skipped == rest
+        # a resumed stream leaves no trace: the next one (the maps pass) starts at 0
+        assert [(r.number, r.id) for r in resumed.records()] == everything
+        assert [(r.number, r.id) for r in resumed.records(1, 3)] == shards[1]
         if spec.startswith("webdataset"):
             assert state is not None
 

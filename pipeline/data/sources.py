@@ -28,7 +28,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -260,18 +260,22 @@ class SyntheticSource(Source):
 
 
 class HFSource(Source):
-    """Any ``datasets`` IterableDataset: hub datasets and the local folder/tar builders."""
+    """Any ``datasets`` IterableDataset: hub datasets and the local folder/tar builders.
 
-    def __init__(self, spec: str, split: str, dataset: Any, root: Path | None = None):
+    ``load()`` opens the dataset; every stream gets a freshly opened one, because a
+    ``load_state_dict()`` (resume) sticks to the dataset object and its example iterables
+    and would make later streams (the maps pass) start there too.
+    """
+
+    def __init__(self, spec: str, split: str, load: Callable[[], Any],
+                 root: Path | None = None):
         from datasets import ClassLabel
         from datasets import Image as HFImage
 
-        self.spec, self.split, self.root = spec, split, root
+        self.spec, self.split, self.root, self._load = spec, split, root, load
         self.decoder = Decoder("file", split)
+        dataset = self._with_features(load())
         features = dataset.features
-        if features is None:
-            dataset = dataset._resolve_features()  # reads one example to learn the columns
-            features = dataset.features
         if features is None:
             raise AtlasError(f"{spec}: cannot tell the columns of this dataset")
         self.image_col = next((c for c, f in features.items() if isinstance(f, HFImage)), None) \
@@ -287,18 +291,32 @@ class HFSource(Source):
                 self.class_names = imagenet_class_names()
         self.id_col = next((c for c in ID_COLUMNS if c in features), None)
         self.json_col = "json" if "json" in features else None
-        self.dataset = dataset.decode(False) if isinstance(features.get(self.image_col), HFImage) \
-            else dataset
+        self._undecoded = isinstance(features.get(self.image_col), HFImage)
+        self._unused: Any = self._prepare(dataset)
         splits = getattr(dataset.info, "splits", None) or {}
         info = splits.get(split) if hasattr(splits, "get") else None
         self.length = getattr(info, "num_examples", None) or None
         self._live: Any = None
 
+    @staticmethod
+    def _with_features(dataset: Any) -> Any:
+        if dataset.features is None:
+            dataset = dataset._resolve_features()  # reads one example to learn the columns
+        return dataset
+
+    def _prepare(self, dataset: Any) -> Any:
+        dataset = self._with_features(dataset)
+        return dataset.decode(False) if self._undecoded else dataset  # decode in workers
+
+    def _fresh(self) -> Any:
+        ds, self._unused = self._unused, None
+        return ds if ds is not None else self._prepare(self._load())
+
     def records(self, rank: int = 0, world: int = 1, skip: int = 0,
                 state: dict | None = None) -> Iterator[Record]:
         from datasets.distributed import split_dataset_by_node
 
-        ds = self.dataset
+        ds = self._fresh()
         if world > 1:  # "examples": rank keeps examples i ≡ rank (mod world): global numbers
             ds = split_dataset_by_node(ds, rank=rank, world_size=world, strategy="examples")
         resumed = False
@@ -370,13 +388,15 @@ def _open_imagefolder(path: Path, split: str) -> Source:
 
     if not path.is_dir():
         raise AtlasError(f"imagefolder: {path} is not a directory")
-    try:
-        dsets = datasets.load_dataset("imagefolder", data_dir=str(path), streaming=True)
-    except Exception as exc:
-        raise AtlasError(f"imagefolder:{path}: no readable images ({type(exc).__name__}: "
-                         f"{exc})") from exc
-    return HFSource(f"imagefolder:{path}", split, _pick_split(dsets, split, str(path)),
-                    root=path.resolve())
+    def load() -> Any:
+        try:
+            dsets = datasets.load_dataset("imagefolder", data_dir=str(path), streaming=True)
+        except Exception as exc:
+            raise AtlasError(f"imagefolder:{path}: no readable images ({type(exc).__name__}: "
+                             f"{exc})") from exc
+        return _pick_split(dsets, split, str(path))
+
+    return HFSource(f"imagefolder:{path}", split, load, root=path.resolve())
 
 
 def _open_webdataset(path: Path, split: str) -> Source:
@@ -387,28 +407,32 @@ def _open_webdataset(path: Path, split: str) -> Source:
         raise AtlasError(f"webdataset: no .tar shards under {path}")
     keyed = [p for p in tars if re.search(rf"(^|[-_.]){re.escape(split)}([-_.]|$)", p.name)]
     files = [str(p) for p in (keyed or tars)]
-    try:
-        ds = datasets.load_dataset("webdataset", data_files={split: files}, split=split,
-                                   streaming=True)
-    except Exception as exc:
-        raise AtlasError(f"webdataset:{path}: cannot read the shards ({type(exc).__name__}: "
-                         f"{exc})") from exc
-    return HFSource(f"webdataset:{path}", split, ds)
+    def load() -> Any:
+        try:
+            return datasets.load_dataset("webdataset", data_files={split: files}, split=split,
+                                         streaming=True)
+        except Exception as exc:
+            raise AtlasError(f"webdataset:{path}: cannot read the shards "
+                             f"({type(exc).__name__}: {exc})") from exc
+
+    return HFSource(f"webdataset:{path}", split, load)
 
 
 def _open_hub(repo: str, config: str | None, split: str) -> Source:
     import datasets
 
-    try:
-        ds = datasets.load_dataset(repo, config, split=split, streaming=True, token=_hf_token())
-    except ValueError as exc:
-        if "split" in str(exc).lower():
-            raise AtlasError(f"hf:{repo}: {exc} (pass --split)") from exc
-        raise hub_error(exc, repo) from exc
-    except Exception as exc:
-        raise hub_error(exc, repo) from exc
-    spec = f"hf:{repo}" + (f":{config}" if config else "")
-    return HFSource(spec, split, ds)
+    def load() -> Any:
+        try:
+            return datasets.load_dataset(repo, config, split=split, streaming=True,
+                                         token=_hf_token())
+        except ValueError as exc:
+            if "split" in str(exc).lower():
+                raise AtlasError(f"hf:{repo}: {exc} (pass --split)") from exc
+            raise hub_error(exc, repo) from exc
+        except Exception as exc:
+            raise hub_error(exc, repo) from exc
+
+    return HFSource(f"hf:{repo}" + (f":{config}" if config else ""), split, load)
 
 
 def open_source(spec: str, split: str = "validation", image_size: int = 64) -> Source:

@@ -29,15 +29,20 @@ INDEX_FORMAT = 1
 
 @dataclass
 class LayerIndex:
+    # Row i of every array is the i-th indexed unit: channel ``units[i]`` (all channels of
+    # the layer unless --channels picked a subset); use ``unit_row`` to find a channel.
     top_ids: np.ndarray  # (units, k) int64 example numbers, best first; -1 = empty slot
-    top_scores: np.ndarray  # (units, k) float32 mean-over-patches activation, descending
+    # (units, k) float32 mean-over-patches activation, descending; -inf in empty slots.
+    # Ties are broken to the lower example number.
+    top_scores: np.ndarray
     maps: np.ndarray  # (units, k, rows, cols) float32 patch-wise activation of each top example
     hist_counts: np.ndarray  # (units, bins) int64 histogram of scores over all images
-    hist_edges: np.ndarray  # (units, bins + 1) float32 bin edges
+    hist_edges: np.ndarray  # (units, bins + 1) float32 bin edges (per unit, power-of-two
+    # wide bins covering [min, max]: see ``histogram``)
     mean: np.ndarray  # (units,) float32 mean score over all images
     max: np.ndarray  # (units,) float32 max score
     top_classes: np.ndarray  # (units, c) int64 classes with highest mean score; -1 = none
-    top_class_means: np.ndarray  # (units, c) float32 their mean scores; NaN = none
+    top_class_means: np.ndarray  # (units, c) float32 their mean scores; 0 = none
     units: np.ndarray | None = None  # (units,) int64 channel of each row (None: 0..units-1)
 
     def unit_row(self, unit: int) -> int | None:
