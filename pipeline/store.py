@@ -110,7 +110,7 @@ class AtlasStore:
                         f"{self.root} already holds an atlas of {key} '{was}', not '{new}': "
                         "choose another --out"
                     )
-            if old["model"]["layers"] != model["layers"]:
+            if old["model"]["layers"] != json.loads(json.dumps(model["layers"])):
                 raise AtlasError(f"{self.root} holds an atlas of a differently shaped model "
                                  "(other --model-kwargs?): choose another --out")
         atomic_write_json(self.manifest_path, {

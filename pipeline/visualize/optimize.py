@@ -12,7 +12,7 @@ from torch import nn
 from pipeline.capture import LayerCapture
 from pipeline.models.registry import FFNLayer, ModelSpec
 from pipeline.visualize.objectives import total_variation, unit_mean
-from pipeline.visualize.param import clamp_, from_uint8, pixel_init, to_uint8
+from pipeline.visualize.param import PARAMS, from_uint8, to_uint8
 from pipeline.visualize.recipe import Recipe
 from pipeline.visualize.transforms import augment, plan
 
@@ -57,16 +57,16 @@ def render(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[i
     size = tuple(spec.input_size[1:])
     generators = [torch.Generator().manual_seed(feature_seed(seed, spec.name, layer.index, u))
                   for u in units]
-    images = pixel_init(generators, size).to(device).requires_grad_(True)
+    param = PARAMS[recipe.param](generators, size, device)
     aug = plan(generators, recipe, size).to(device)
     normalize = Normalize(spec, device)
     unit_index = torch.tensor(list(units), device=device).repeat_interleave(recipe.copies)
-    optimizer = torch.optim.Adam([images], lr=recipe.lr, betas=recipe.betas)
+    optimizer = torch.optim.Adam(param.parameters(), lr=recipe.lr, betas=recipe.betas)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.steps)
     b = len(units)
     with LayerCapture(model, [layer], truncate=recipe.truncate) as capture:
         for step in range(recipe.steps):
-            x = augment(images, aug, step, recipe)
+            x = augment(param.image(), aug, step, recipe)
             with autocast(device):
                 acts = capture(normalize(x))[layer.index]
             objective = unit_mean(acts, unit_index).view(b, recipe.copies).mean(1)
@@ -77,8 +77,9 @@ def render(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[i
             loss.backward()
             optimizer.step()
             schedule.step()
-            clamp_(images)
-    stored = to_uint8(images).cpu()
+            param.after_step()
+    with torch.no_grad():
+        stored = to_uint8(param.image()).cpu()
     scores = layer_scores(model, spec, layer, from_uint8(stored).to(device))
     activation = scores.gather(1, torch.tensor(list(units), device=device)[:, None])[:, 0]
     return stored, activation.cpu()

@@ -54,13 +54,19 @@ def augment(images: torch.Tensor, aug: AugmentationPlan, step: int, recipe: Reci
     """``(B, 3, H, W)`` → ``(B * copies, 3, H, W)`` augmented views for ``step``."""
     b, c = images.shape[0], recipe.copies
     x = images.repeat_interleave(c, dim=0)
+    remaining = (recipe.steps - step) / recipe.steps
     if recipe.colour_jitter:
         m = aug.jitter_mean[:, step].reshape(b * c, 3, 1, 1)
         s = aug.jitter_scale[:, step].reshape(b * c, 3, 1, 1)
+        if recipe.anneal_jitter:
+            strength = remaining**recipe.anneal_jitter
+            m, s = m * strength, s**strength
         x = (x - m) / s
     if recipe.offset:
-        remaining = (recipe.steps - step) / recipe.steps
         x = x + aug.offset[:, step].reshape(b * c, 3, 1, 1) * (recipe.offset * remaining)
     if recipe.roll:
-        x = roll_each(x, aug.shift[:, step].repeat_interleave(c, dim=0))
+        shift = aug.shift[:, step]
+        if recipe.anneal_roll:
+            shift = (shift * remaining**recipe.anneal_roll).round().long()
+        x = roll_each(x, shift.repeat_interleave(c, dim=0))
     return x

@@ -1,0 +1,60 @@
+"""The demo atlas: every channel of the shipped demo model gets a page, and its
+visualizations excite their own unit more than the unit's best dataset example does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import demo_config
+from pipeline.index.results import load_layer_index
+from pipeline.store import AtlasStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _build(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "build", "--preset", "demo",
+                           "--out", str(out), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_demo_atlas_has_a_page_for_every_channel(tmp_path):
+    out = tmp_path / "demo"
+    proc = _build(out, "--steps", "2", "--max-images", "300")
+    assert "vit-atlas serve --out" in proc.stdout
+    manifest = AtlasStore(out).manifest()
+    layers = manifest["model"]["layers"]
+    assert len(layers) == 4 and all(layer["units"] == 384 for layer in layers)
+    model_dirs = [p for p in (out / "site").iterdir() if (p / "0" / "0").is_dir()]
+    assert len(model_dirs) == 1
+    for layer in layers:
+        for unit in range(layer["units"]):
+            page = model_dirs[0] / str(layer["index"]) / str(unit)
+            assert (page / "index.html").is_file(), page
+            feature = json.loads((page / "feature.json").read_text())
+            assert (feature["layer"], feature["unit"]) == (layer["index"], unit)
+
+
+def test_visualizations_beat_the_best_dataset_example(tmp_path):
+    out = tmp_path / "demo"
+    _build(out, "--channels", "0:16", "--max-images", "1000")
+    store = AtlasStore(out)
+    wins = []
+    for layer in range(4):
+        vis = store.vis_results(layer)
+        index = load_layer_index(store, layer)
+        units = index.units if index.units is not None else range(len(index.top_scores))
+        assert len(units) == 16
+        for row, unit in enumerate(units):
+            wins.append(vis[int(unit)]["activation"] > index.top_scores[row, 0])
+    fraction = float(np.mean(wins))
+    print(f"visualization beats the best of 1000 dataset images for {fraction:.0%} of "
+          f"{len(wins)} units (steps={demo_config().steps})")
+    assert fraction >= 0.75

@@ -1,0 +1,191 @@
+"""The visualization engine: objective rises, per-feature determinism, resume, every family."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.config import demo_config
+from pipeline.models import create_model, spec_for
+from pipeline.runtime import prepare
+from pipeline.store import AtlasStore
+from pipeline.visualize.optimize import feature_seed, layer_scores, render
+from pipeline.visualize.param import from_uint8, pixel_init
+from pipeline.visualize.recipe import DEFAULT, PAPER
+from pipeline.visualize.stage import run_visualize
+from tests.conftest import TINY_KWARGS, TINY_MODEL
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = create_model(TINY_MODEL, "random", TINY_KWARGS)
+    return model, spec_for(model, TINY_MODEL, TINY_KWARGS)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    config = demo_config()
+    model = create_model(config.model, config.weights, config.model_kwargs)
+    return model, spec_for(model, config.model, config.model_kwargs)
+
+
+@pytest.mark.parametrize("recipe", [DEFAULT, PAPER], ids=["default", "paper"])
+def test_objective_rises_on_the_trained_demo_model(demo, recipe):
+    model, spec = demo
+    layer, units = spec.layers[2], list(range(0, 384, 24))
+    size = spec.input_size[1:]
+    gens = [torch.Generator().manual_seed(feature_seed(0, spec.name, 2, u)) for u in units]
+    before = layer_scores(model, spec, layer, pixel_init(gens, size))[:, units].diagonal()
+    images, after = render(model, spec, layer, units, recipe.with_steps(40), 0, CPU)
+    assert images.shape == (16, *size, 3) and images.dtype == torch.uint8
+    assert (after > before).float().mean() >= 0.85
+    assert after.mean() > before.mean() + 0.1
+    # the reported activation is the objective on the stored image
+    again = layer_scores(model, spec, layer, from_uint8(images))[:, units].diagonal()
+    torch.testing.assert_close(again, after)
+
+
+def test_target_unit_wins_on_its_own_visualization(demo):
+    """Each unit responds more to its own visualization than to the other units' ones, and
+    ranks far above chance among its layer's units on it."""
+    model, spec = demo
+    layer, units = spec.layers[1], list(range(0, 384, 12))
+    images, _ = render(model, spec, layer, units, DEFAULT.with_steps(60), 0, CPU)
+    scores = layer_scores(model, spec, layer, from_uint8(images))[:, units]  # image x unit
+    own_image_wins = (scores.argmax(dim=0) == torch.arange(len(units))).float().mean()
+    assert own_image_wins >= 0.5  # chance: 1/32
+    full = layer_scores(model, spec, layer, from_uint8(images))
+    ranks = [(full[i] > full[i, u]).sum().item() for i, u in enumerate(units)]
+    assert np.median(ranks) < 384 * 0.1
+
+
+@pytest.mark.parametrize("recipe", [DEFAULT, PAPER], ids=["default", "paper"])
+def test_image_independent_of_batch(tiny, recipe):
+    model, spec = tiny
+    recipe = recipe.with_steps(20)
+    alone, a_alone = render(model, spec, spec.layers[1], [5], recipe, 0, CPU)
+    batch, a_batch = render(model, spec, spec.layers[1], [9, 5, 0, 33, 7], recipe, 0, CPU)
+    diff = (alone[0].int() - batch[1].int()).abs()
+    assert diff.max() <= 2 and diff.float().mean() < 0.05
+    assert float(a_alone[0]) == pytest.approx(float(a_batch[1]), abs=1e-3)
+    other_seed, _ = render(model, spec, spec.layers[1], [5], recipe, 1, CPU)
+    assert (other_seed[0].int() - alone[0].int()).abs().float().mean() > 10
+
+
+FAMILY_CASES = [
+    ("deit_tiny_distilled_patch16_224", {"img_size": 32, "patch_size": 8, "depth": 2}, -1),
+    ("convit_tiny", {"img_size": 32, "patch_size": 8, "depth": 2, "local_up_to_layer": 1}, 1),
+    ("pit_ti_224", {"img_size": 64}, -1),
+    ("coat_tiny", {}, 9),  # a parallel-block layer (shared mlp, second scale)
+    ("swin_tiny_patch4_window7_224", {}, 3),
+    ("twins_pcpvt_small", {}, 4),
+    ("vit_base_patch32_clip_quickgelu_224", {"depth": 2}, 1),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,layer", FAMILY_CASES, ids=[c[0] for c in FAMILY_CASES])
+def test_every_family_renders(name, kwargs, layer):
+    model = create_model(name, "random", kwargs)
+    spec = spec_for(model, name, kwargs)
+    target = spec.layers[layer]
+    images, act = render(model, spec, target, [0, 1], DEFAULT.with_steps(2), 0, CPU)
+    assert images.shape == (2, *spec.input_size[1:], 3)
+    assert torch.isfinite(act).all()
+
+
+def _stage_results(store: AtlasStore, layers) -> dict:
+    out = {}
+    for layer in layers:
+        for unit, r in store.vis_results(layer).items():
+            pixels = np.asarray(Image.open(store.vis_dir(layer) / r["image"]))
+            out[(layer, unit)] = (r["activation"], pixels)
+    return out
+
+
+def test_stage_writes_chunks_and_skips_finished(tiny_config):
+    tiny_config.channels = "60:70"
+    tiny_config.batch_size = 4
+    run = prepare(tiny_config)
+    run_visualize(run)
+    store = run.store
+    chunks = sorted(p.name for p in store.vis_dir(0).glob("chunk-*.json"))
+    assert chunks == ["chunk-00000.json", "chunk-00064.json"]  # units 60-63 and 64-69
+    assert sorted(store.vis_results(1)) == list(range(60, 70))
+    assert not list(store.root.rglob("*.tmp"))
+    mtimes = {p: p.stat().st_mtime_ns for p in store.root.rglob("chunk-*.json")}
+    run_visualize(run)  # nothing to do
+    assert {p: p.stat().st_mtime_ns for p in store.root.rglob("chunk-*.json")} == mtimes
+    run.config.steps = 3  # another recipe: chunks are redone
+    run_visualize(run)
+    assert json.loads((store.vis_dir(0) / "chunk-00000.json").read_text())["recipe"]["steps"] == 3
+
+
+def test_interrupted_stage_resumes_to_the_same_result(tiny_config, tmp_path, monkeypatch):
+    tiny_config.channels = "0:192"
+    tiny_config.batch_size = 64
+    clean = prepare(tiny_config)
+    run_visualize(clean)
+    expected = _stage_results(clean.store, [0, 1])
+
+    tiny_config.out = str(tmp_path / "interrupted")
+    tiny_config.batch_size = 48  # a different batch size after the restart, too
+    run = prepare(tiny_config)
+    calls = {"n": 0}
+    real = AtlasStore.write_vis_chunk
+
+    def dying(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AtlasStore, "write_vis_chunk", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_visualize(run)
+    monkeypatch.setattr(AtlasStore, "write_vis_chunk", real)
+    assert len(list(run.store.root.rglob("chunk-*.json"))) == 2
+    tiny_config.batch_size = 32
+    run_visualize(prepare(tiny_config))
+    got = _stage_results(run.store, [0, 1])
+    assert got.keys() == expected.keys()
+    for key, (act, pixels) in expected.items():
+        assert got[key][0] == pytest.approx(act, abs=1e-4)
+        assert np.abs(got[key][1].astype(int) - pixels.astype(int)).max() <= 2
+
+
+def test_kill_9_then_rerun(tmp_path):
+    out = tmp_path / "atlas"
+    cmd = [sys.executable, "-m", "pipeline", "visualize", "--model", TINY_MODEL,
+           "--weights", "random", "--model-kwargs", *[f"{k}={v}" for k, v in TINY_KWARGS.items()],
+           "--out", str(out), "--steps", "40", "--batch-size", "64", "--channels", "0:192"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "visualize" / "L000" / "chunk-00000.json"
+    deadline = time.time() + 240
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert first.exists()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.rglob("chunk-*.json")))
+    assert 1 <= done < 6
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" in rerun.stdout + rerun.stderr
+    store = AtlasStore(out)
+    assert all(len(store.vis_results(layer)) == 192 for layer in (0, 1))
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    for layer in (0, 1):
+        for r in store.vis_results(layer).values():
+            Image.open(Path(store.vis_dir(layer)) / r["image"]).verify()
