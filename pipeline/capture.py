@@ -8,7 +8,7 @@ the forward as soon as the deepest requested layer has fired: nothing past it is
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -21,12 +21,18 @@ class _StopForward(Exception):
 
 
 class LayerCapture:
-    """Use as ``with LayerCapture(model, layers) as cap: acts = cap(x)``."""
+    """Use as ``with LayerCapture(model, layers) as cap: acts = cap(x)``.
 
-    def __init__(self, model: nn.Module, layers: Sequence[FFNLayer], truncate: bool = True):
+    ``reduce(layer, patch_acts)``, if given, is applied inside the hook the moment a layer
+    fires (e.g. a mean over patches), so the full activation is never kept.
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[FFNLayer], truncate: bool = True,
+                 reduce: Callable[[FFNLayer, torch.Tensor], torch.Tensor] | None = None):
         self.model = model
         self.layers = list(layers)
         self.truncate = truncate
+        self.reduce = reduce
         self._by_path: dict[str, dict[int, FFNLayer]] = {}
         for layer in self.layers:
             self._by_path.setdefault(layer.module, {})[layer.call] = layer
@@ -54,7 +60,8 @@ class LayerCapture:
             layer = wanted.get(call)
             if layer is None:
                 return
-            self._out[layer.index] = patch_tokens(output, layer)
+            acts = patch_tokens(output, layer)
+            self._out[layer.index] = acts if self.reduce is None else self.reduce(layer, acts)
             if self.truncate and len(self._out) == len(self.layers):
                 raise _StopForward
 
