@@ -37,19 +37,43 @@ def read_visualizations(store: AtlasStore, layer: int) -> tuple[dict[int, dict],
     return results, recipes
 
 
-def indexed_units(store: AtlasStore, layer: int) -> int:
-    """How many units the dataset index of ``layer`` covers (0 if not indexed)."""
+def indexed_units(store: AtlasStore, layer: int) -> list[int]:
+    """The channels the dataset index of ``layer`` covers (none if not indexed)."""
     path = layer_path(store, layer)
     if not path.is_file():
-        return 0
+        return []
     with np.load(path) as z:
-        return int(z["top_ids"].shape[0])
+        if "units" in z.files:
+            return [int(u) for u in z["units"]]
+        return list(range(int(z["top_ids"].shape[0])))
+
+
+def by_channel(index: LayerIndex, n_units: int) -> LayerIndex:
+    """The index with row ``u`` = channel ``u`` (an index of a ``--channels`` subset stores
+    only the selected rows); channels not indexed get empty rows (no examples, zero counts)."""
+    if index.units is None:
+        return index
+    rows = index.units.astype(np.int64)
+
+    def scatter(a: np.ndarray, fill) -> np.ndarray:
+        out = np.full((n_units, *a.shape[1:]), fill, dtype=a.dtype)
+        out[rows] = a
+        return out
+
+    edges = np.broadcast_to(index.hist_edges[:1], (n_units, index.hist_edges.shape[1])).copy()
+    edges[rows] = index.hist_edges
+    return LayerIndex(
+        top_ids=scatter(index.top_ids, -1), top_scores=scatter(index.top_scores, -np.inf),
+        maps=scatter(index.maps, 0), hist_counts=scatter(index.hist_counts, 0),
+        hist_edges=edges, mean=scatter(index.mean, 0), max=scatter(index.max, 0),
+        top_classes=scatter(index.top_classes, -1),
+        top_class_means=scatter(index.top_class_means, np.nan), units=None)
 
 
 def page_units(store: AtlasStore, layer: FFNLayer) -> list[int]:
     """Units of ``layer`` that get a page (visualized or indexed), without loading the maps."""
     vis, _ = read_visualizations(store, layer.index)
-    found = set(vis) | set(range(indexed_units(store, layer.index)))
+    found = set(vis) | set(indexed_units(store, layer.index))
     return sorted(u for u in found if 0 <= u < layer.units)
 
 
@@ -72,7 +96,7 @@ class LayerView:
         """Units that get a page: visualized or indexed."""
         found = set(self.vis)
         if self.index is not None:
-            found.update(range(self.index.top_ids.shape[0]))
+            found.update(int(u) for u in np.flatnonzero(self.index.top_ids.max(axis=1) >= 0))
         return sorted(u for u in found if 0 <= u < self.spec.units)
 
     def vis_path(self, unit: int) -> Path | None:
@@ -147,5 +171,7 @@ class AtlasView:
 
     def layer(self, index: int) -> LayerView:
         vis, recipes = read_visualizations(self.store, index)
-        return LayerView(self.store, self.spec.layers[index], vis, recipes,
-                         load_layer_index(self.store, index))
+        spec = self.spec.layers[index]
+        index_ = load_layer_index(self.store, index)
+        return LayerView(self.store, spec, vis, recipes,
+                         None if index_ is None else by_channel(index_, spec.units))
