@@ -12,7 +12,7 @@ from torch import nn
 from pipeline.capture import LayerCapture
 from pipeline.models.registry import FFNLayer, ModelSpec
 from pipeline.visualize.objectives import total_variation, unit_mean
-from pipeline.visualize.param import PARAMS, from_uint8, to_uint8
+from pipeline.visualize.param import PixelParam, from_uint8, to_uint8
 from pipeline.visualize.recipe import Recipe
 from pipeline.visualize.transforms import augment, plan
 
@@ -57,7 +57,7 @@ def render(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[i
     size = tuple(spec.input_size[1:])
     generators = [torch.Generator().manual_seed(feature_seed(seed, spec.name, layer.index, u))
                   for u in units]
-    param = PARAMS[recipe.param](generators, size, device)
+    param = PixelParam(generators, size, device)
     aug = plan(generators, recipe, size).to(device)
     normalize = Normalize(spec, device)
     unit_index = torch.tensor(list(units), device=device).repeat_interleave(recipe.copies)

@@ -1,14 +1,10 @@
-"""Image parameterizations, lucent-style: plain pixels (the paper's) or a decorrelated Fourier
-basis. Each maps its parameters to ``(B, 3, H, W)`` images in [0, 1]; every feature's init is
-drawn from that feature's own generator."""
+"""Image parameterization, lucent-style: plain pixels in [0, 1] (the paper's), one image per
+feature, each initialised from that feature's own generator. (A decorrelated Fourier basis was
+measured in scripts/bench_visualize.py: smoother, but a lower objective at equal steps.)"""
 
 from __future__ import annotations
 
 import torch
-
-# Square root of ImageNet's colour correlation (lucid), columns normalised to max norm 1.
-_COLOUR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
-_COLOUR_SQRT = _COLOUR_SQRT / _COLOUR_SQRT.norm(dim=0).max()
 
 
 class PixelParam:
@@ -28,39 +24,6 @@ class PixelParam:
     def after_step(self) -> None:
         with torch.no_grad():
             self.pixels.clamp_(0.0, 1.0)
-
-
-class FourierParam:
-    """Spectrum scaled by 1/frequency, inverse FFT, colour decorrelation, sigmoid. The 1/f
-    scaling preconditions the optimizer towards smooth images (Olah et al., Distill 2017)."""
-
-    def __init__(self, generators: list[torch.Generator], size: tuple[int, int],
-                 device: torch.device, decay: float = 1.0, init_std: float = 0.01):
-        h, w = size
-        fy = torch.fft.fftfreq(h)[:, None]
-        fx = torch.fft.rfftfreq(w)[None, :]
-        freqs = (fx**2 + fy**2).sqrt()
-        self.scale = (1.0 / freqs.clamp(min=1.0 / max(h, w)) ** decay).to(device)
-        self.size = size
-        init = torch.stack([torch.randn(3, h, w // 2 + 1, 2, generator=g) * init_std
-                            for g in generators])
-        self.spectrum = init.to(device).requires_grad_(True)
-        self.colour = _COLOUR_SQRT.to(device)
-
-    def parameters(self) -> list[torch.Tensor]:
-        return [self.spectrum]
-
-    def image(self) -> torch.Tensor:
-        spectrum = torch.view_as_complex(self.spectrum) * self.scale
-        x = torch.fft.irfft2(spectrum, s=self.size, norm="ortho") / 4.0
-        x = torch.einsum("ij,bjhw->bihw", self.colour, x)
-        return torch.sigmoid(x)
-
-    def after_step(self) -> None:
-        pass
-
-
-PARAMS = {"pixel": PixelParam, "fourier": FourierParam}
 
 
 def pixel_init(generators: list[torch.Generator], size: tuple[int, int]) -> torch.Tensor:

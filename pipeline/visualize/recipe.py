@@ -10,14 +10,12 @@ class Recipe:
     """Everything that decides a visualization besides the model and the seed."""
 
     name: str
-    param: str = "pixel"  # pixel (the paper's) | fourier
     steps: int = 400
     lr: float = 0.1
     betas: tuple[float, float] = (0.5, 0.99)
     copies: int = 8  # augmented views of each image per step
     colour_jitter: bool = True  # per-copy per-channel (x - m) / s, m ~ U(-1, 1), s = e^U(-1, 1)
     anneal_jitter: float = 0.0  # > 0: scale m and log s by (remaining / total) ** anneal_jitter
-    anneal_roll: float = 0.0  # > 0: scale the translation by (remaining / total) ** anneal_roll
     offset: float = 0.5  # per-copy per-channel N(0, 1) * offset * remaining / total
     roll: float = 32 / 224  # max translation as a fraction of the side (32 px at 224)
     tv: float = 0.0005  # weight of the total-variation regularizer (0.0005 * tv, tv = 1.0)

@@ -65,8 +65,5 @@ def augment(images: torch.Tensor, aug: AugmentationPlan, step: int, recipe: Reci
     if recipe.offset:
         x = x + aug.offset[:, step].reshape(b * c, 3, 1, 1) * (recipe.offset * remaining)
     if recipe.roll:
-        shift = aug.shift[:, step]
-        if recipe.anneal_roll:
-            shift = (shift * remaining**recipe.anneal_roll).round().long()
-        x = roll_each(x, shift.repeat_interleave(c, dim=0))
+        x = roll_each(x, aug.shift[:, step].repeat_interleave(c, dim=0))
     return x
