@@ -48,6 +48,12 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=S, help="DataLoader decoding workers")
     g.add_argument("--max-images", type=int, default=S, help="stop indexing after N images")
     g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=S,
+                   help="torch.compile each FFN block for visualization (default off: "
+                   "measure with scripts/bench_fast_paths.py first)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
+                   help="channels-last convolutions (default off; helps conv-heavy families "
+                   "on some GPUs: measure with scripts/bench_fast_paths.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,8 @@ class AtlasConfig:
     max_images: int | None = None  # stop the index pass after this many images
     checkpoint_every: int = 50  # index batches between checkpoints
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False  # regional torch.compile of the FFN blocks (visualization)
+    channels_last: bool = False  # channels-last memory format for the model's convolutions
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

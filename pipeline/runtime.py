@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pipeline import distributed
+from pipeline.compilation import compile_blocks
 from pipeline.config import AtlasConfig, parse_selection
 from pipeline.models import ModelSpec, create_model, spec_for
 from pipeline.models.load import weights_id
@@ -41,6 +42,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def apply_fast_paths(model: nn.Module, spec: ModelSpec, use_compile: bool,
+                     use_channels_last: bool) -> None:
+    """The optional speed-ups: neither changes results beyond float rounding."""
+    if use_channels_last:  # convolutions follow their weight's memory format
+        model.to(memory_format=torch.channels_last)
+    if use_compile:
+        compile_blocks(model, spec)
+
+
 def prepare(config: AtlasConfig) -> Run:
     """Load the model, describe it, and open (or start) the atlas directory."""
     distributed.init_from_env()
@@ -48,6 +58,7 @@ def prepare(config: AtlasConfig) -> Run:
     model = create_model(config.model, config.weights, config.model_kwargs, config.seed)
     spec = spec_for(model, config.model, config.model_kwargs)
     model.to(device)
+    apply_fast_paths(model, spec, config.compile, config.channels_last)
     store = AtlasStore(config.out)
     wid = weights_id(config.weights, config.seed)
     if distributed.is_main():

@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from benchlib import matmul_peak, peak_dtype, sync
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.config import demo_config
@@ -26,24 +27,6 @@ from pipeline.visualize.objectives import tv_per_pixel
 from pipeline.visualize.optimize import layer_scores, render
 from pipeline.visualize.param import from_uint8
 from pipeline.visualize.recipe import DEFAULT, PAPER, Recipe
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def step_flops(model, spec, layer, recipe: Recipe, n_features: int, device) -> float:
@@ -117,7 +100,7 @@ def main() -> None:
         default_features += [(li, int(u)) for u in units]
         paper_features += [(li, int(u)) for u in units[:args.paper_features]]
 
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = peak_dtype(device)
     peak = matmul_peak(device, dtype)
     print(f"model {name} ({weights}), input {spec.input_size}, layers {layers}, "
           f"{args.steps} steps, device {device}, threads {torch.get_num_threads()}")

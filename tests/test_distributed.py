@@ -1,11 +1,14 @@
-"""``torchrun -m pipeline build`` over 2 CPU processes (gloo) gives the single-process atlas."""
+"""``torchrun -m pipeline build`` over 2 CPU processes (gloo) gives the single-process atlas,
+also when a rank dies and the job is rerun."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +68,62 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     assert len(pages) == 2 * 130
     feature = json.loads(next(iter(pages)).read_text())
     assert feature["model"] == TINY_MODEL and len(feature["top"]) == 3
+
+
+def _rank_pid(parent: int, rank: int) -> int | None:
+    """The pid of torchrun worker ``rank`` among the children of ``parent`` (via /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
+    """Rank 1 is killed mid-job; the rerun keeps both ranks' finished chunks, redoes the rest
+    and ends with the single-process atlas."""
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    # 2 layers x 192 units = 6 chunks of 64: rank 0 gets the even ones, rank 1 the odd ones
+    args = [*_args(multi, "0:192"), "--steps", "100", "--batch-size", "64"][1:]
+    _run([sys.executable, "-m", "pipeline", "visualize",
+          *[str(single) if a == str(multi) else a for a in args]])
+    store = AtlasStore(multi)
+    rank0_first, rank1_first = (store.vis_chunk_path(0, 0), store.vis_chunk_path(0, 64))
+    rank1_last = store.vis_chunk_path(1, 128)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            "--nproc-per-node", "2", "-m", "pipeline", "visualize", *args],
+                           cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (rank0_first.exists() and rank1_first.exists()):
+            assert job.poll() is None and time.monotonic() < deadline, "job ended too early"
+            time.sleep(0.05)
+        victim = _rank_pid(job.pid, 1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        assert job.wait(timeout=120) != 0  # torchrun reports the dead worker
+    finally:
+        job.kill()
+        job.wait()
+    assert not rank1_last.exists()  # rank 1 died with work left
+    finished = {p: p.stat().st_mtime_ns for p in store.root.rglob("chunk-*.json")}
+    assert rank0_first in finished and rank1_first in finished
+
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+          "2", "-m", "pipeline", "visualize", *args])
+    for path, mtime in finished.items():  # every rank's finished chunks were kept as they were
+        assert path.stat().st_mtime_ns == mtime
+    a = AtlasStore(single)
+    for layer in (0, 1):
+        ra, rb = a.vis_results(layer), store.vis_results(layer)
+        assert sorted(ra) == sorted(rb) == list(range(192))
+        pa, pb = _pixels(a, layer), _pixels(store, layer)
+        assert max(np.abs(pa[u] - pb[u]).max() for u in pa) <= 2

@@ -1,0 +1,46 @@
+"""Optional regional ``torch.compile`` of the blocks that hold an FFN.
+
+Blocks of one class share their compiled code (regional compilation), so a 24-block model
+costs about one block's compile. Dynamo does not guard on module hooks, so compiled code must
+never meet a hook it was not traced with: a block whose FFN activation carries a hook (the
+target of ``LayerCapture``) runs eagerly, the blocks before it run compiled. That makes
+compilation pay off in visualization (truncated forward + backward, many steps) and not in
+the index, whose every layer is hooked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from pipeline.capture import block_path
+from pipeline.models.registry import ModelSpec
+
+
+class _EagerWhenHooked:
+    """A block's ``forward``: compiled, unless one of ``watched`` carries a forward hook."""
+
+    def __init__(self, eager: Callable, compiled: Callable, watched: list[nn.Module]):
+        self.eager, self.compiled, self.watched = eager, compiled, watched
+
+    def __call__(self, *args, **kwargs):
+        if any(m._forward_hooks for m in self.watched):
+            return self.eager(*args, **kwargs)
+        return self.compiled(*args, **kwargs)
+
+
+def compile_blocks(model: nn.Module, spec: ModelSpec, mode: str | None = None) -> int:
+    """Give each FFN block a compiled ``forward``; returns the number of blocks."""
+    modules = dict(model.named_modules())
+    acts_by_block: dict[str, list[nn.Module]] = {}
+    for layer in spec.layers:
+        acts = acts_by_block.setdefault(block_path(layer.module), [])
+        if modules[layer.module] not in acts:
+            acts.append(modules[layer.module])
+    for path, acts in acts_by_block.items():
+        block = modules[path]
+        eager = block.forward
+        block.forward = _EagerWhenHooked(eager, torch.compile(eager, mode=mode), acts)
+    return len(acts_by_block)

@@ -1,0 +1,74 @@
+"""The optional fast paths: regional torch.compile and channels-last give eager's results."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from pipeline.capture import LayerCapture
+from pipeline.cli import build_parser, resolve_config
+from pipeline.compilation import compile_blocks
+from pipeline.models import create_model, spec_for
+from pipeline.runtime import apply_fast_paths, prepare
+from pipeline.visualize.optimize import render
+from pipeline.visualize.recipe import DEFAULT
+from tests.conftest import TINY_KWARGS, TINY_MODEL
+
+CPU = torch.device("cpu")
+KWARGS = {**TINY_KWARGS, "depth": 3}
+
+
+def _tiny():
+    model = create_model(TINY_MODEL, "random", KWARGS)
+    return model, spec_for(model, TINY_MODEL, KWARGS)
+
+
+def test_compiled_blocks_capture_the_layer_and_stop_after_its_block():
+    torch._dynamo.reset()
+    counters.clear()
+    model, spec = _tiny()
+    x = torch.rand(2, 3, 32, 32)
+    with LayerCapture(model, [spec.layers[1]]) as capture:
+        expected = capture(x)[1]
+    assert compile_blocks(model, spec) == 3
+    ran_after = []
+    model.blocks[2].register_forward_pre_hook(lambda *_: ran_after.append(True))
+    with LayerCapture(model, [spec.layers[1]]) as capture:
+        got = capture(x)[1]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert not ran_after  # truncated: the block after the target never ran
+    assert counters["frames"]["ok"] >= 1  # block 0 ran compiled (block 1, hooked, eagerly)
+    # and with no hook anywhere every block runs compiled, hooks added later included
+    with LayerCapture(model, [spec.layers[2]], truncate=False) as capture:
+        assert capture(x)[2].shape == (2, 16, 192)
+
+
+@pytest.mark.parametrize("use_compile,use_channels_last",
+                         [(True, False), (False, True), (True, True)],
+                         ids=["compile", "channels-last", "both"])
+def test_fast_paths_render_the_eager_images(use_compile, use_channels_last):
+    torch._dynamo.reset()
+    model, spec = _tiny()
+    recipe = DEFAULT.with_steps(10)
+    eager, a_eager = render(model, spec, spec.layers[1], [0, 5, 9], recipe, 0, CPU)
+    apply_fast_paths(model, spec, use_compile, use_channels_last)
+    fast, a_fast = render(model, spec, spec.layers[1], [0, 5, 9], recipe, 0, CPU)
+    diff = (fast.int() - eager.int()).abs()
+    assert diff.max() <= 4 and diff.float().mean() < 0.1
+    torch.testing.assert_close(a_fast, a_eager, atol=1e-2, rtol=1e-2)
+
+
+def test_cli_flags_reach_the_model(tmp_path):
+    args = build_parser().parse_args(
+        ["visualize", "--model", TINY_MODEL, "--weights", "random", "--model-kwargs",
+         *[f"{k}={v}" for k, v in KWARGS.items()], "--out", str(tmp_path / "a"),
+         "--compile", "--channels-last"])
+    config = resolve_config(vars(args))
+    assert config.compile and config.channels_last
+    run = prepare(config)
+    assert type(run.model.blocks[0].forward).__name__ == "_EagerWhenHooked"
+    weight = run.model.patch_embed.proj.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not resolve_config(vars(build_parser().parse_args(
+        ["visualize", "--model", TINY_MODEL, "--no-compile"]))).compile
