@@ -34,15 +34,25 @@ DEMO_SHAPE = {"img_size": 64, "patch_size": 8, "embed_dim": 96, "depth": 4, "num
               "num_classes": 12}
 
 
-def bench_config(out: Path, dataset: str, workers: int, device: str):
+def bench_config(out: Path, dataset: str, workers: int, device: str, model: list[str] | None,
+                 batch: int | None = None):
+    """The demo model, or ``model`` = [name, weights, key=value...] (e.g. a ViT-B on a GPU)."""
     from pipeline.config import AtlasConfig, demo_config
+    from pipeline.models import parse_model_kwargs
 
-    try:
-        cfg = demo_config(out=str(out), dataset=dataset, workers=workers, device=device)
-    except Exception:  # no demo model in this checkout: same shape, random weights
-        cfg = AtlasConfig(model="vit_tiny_patch16_224", weights="random",
-                          model_kwargs=dict(DEMO_SHAPE), dataset=dataset, out=str(out),
-                          topk=12, index_batch_size=128, workers=workers, device=device)
+    if model:
+        cfg = AtlasConfig(model=model[0], weights=model[1] if len(model) > 1 else "random",
+                          model_kwargs=parse_model_kwargs(model[2:]), dataset=dataset,
+                          out=str(out), workers=workers, device=device)
+    else:
+        try:
+            cfg = demo_config(out=str(out), dataset=dataset, workers=workers, device=device)
+        except Exception:  # no demo model in this checkout: same shape, random weights
+            cfg = AtlasConfig(model="vit_tiny_patch16_224", weights="random",
+                              model_kwargs=dict(DEMO_SHAPE), dataset=dataset, out=str(out),
+                              topk=12, index_batch_size=128, workers=workers, device=device)
+    if batch:
+        cfg.index_batch_size = batch
     return cfg
 
 
@@ -65,6 +75,8 @@ def bench_scan(args) -> dict:
     """Per-batch timings, the three variants interleaved batch by batch in rotating order,
     so that other load on the machine hits all three alike; medians over all samples."""
     import torch
+    from benchlib import matmul_peak, peak_dtype, sync
+    from torch.utils.flop_counter import FlopCounterMode
 
     from pipeline.data.sources import open_source
     from pipeline.index.loader import BatchPlan, make_loader
@@ -74,7 +86,7 @@ def bench_scan(args) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = bench_config(Path(tmp) / "atlas", f"synthetic:{args.images}", args.workers,
-                           args.device)
+                           args.device, args.model, args.batch)
         run = prepare(cfg)
     model, device = run.model, run.device
     source = open_source(cfg.dataset, cfg.split, run.spec.input_size[-1])
@@ -115,10 +127,15 @@ def bench_scan(args) -> dict:
             for name in names[shift:] + names[:shift]:
                 t, c = time.perf_counter(), time.process_time()
                 variants[name](x, numbers, labels)
+                sync(device)
                 times[name].append(time.perf_counter() - t)
                 cpu[name].append(time.process_time() - c)
         offset[0] += args.images
+    sync(device)
     med = {k: statistics.median(v) for k, v in times.items()}
+    with FlopCounterMode(display=False) as counter, cap:  # the index's truncated forward
+        cap.scores(batches[0][0][:1])
+    peak = matmul_peak(device)
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
     bs = cfg.index_batch_size
     return {"model": f"{cfg.model} {cfg.model_kwargs}", "samples": len(times["bare"]),
@@ -126,6 +143,8 @@ def bench_scan(args) -> dict:
             "threads": torch.get_num_threads(),
             **{f"{k}_img_s": bs / v for k, v in med.items()},
             "index_over_bare": med["index"] / med["bare"],
+            "peak_dtype": str(peak_dtype(device)).removeprefix("torch."), "peak_gflops": peak / 1e9,
+            "index_peak_fraction": counter.get_total_flops() * bs / med["index"] / peak,
             "index_over_capture": med["index"] / med["capture"],
             "cpu_index_over_bare": cpu_med["index"] / cpu_med["bare"],
             "cpu_index_over_capture": cpu_med["index"] / cpu_med["capture"],
@@ -173,7 +192,7 @@ def child(n: int, out: str, workers: int, device: str) -> None:
     from pipeline.index.stage import run_index
     from pipeline.runtime import prepare
 
-    run = prepare(bench_config(Path(out), f"synthetic:{n}", workers, device))
+    run = prepare(bench_config(Path(out), f"synthetic:{n}", workers, device, None))
     base = rss_mb()
     scan_peak: list[float] = []
     maps = stage._maps
@@ -219,6 +238,10 @@ def main() -> None:
     p.add_argument("--decode-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--model", nargs="+", metavar="NAME [WEIGHTS [KEY=VALUE ...]]",
+                   help="scan section: this model instead of the demo, e.g. "
+                   "vit_base_patch16_224 random")
+    p.add_argument("--batch", type=int, help="scan section: images per batch")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--sections", nargs="+", default=["scan", "decode", "memory"],
@@ -254,6 +277,8 @@ def report_scan(scan: dict) -> None:
           f"{scan['cpu_index_over_bare']:.3f} CPU time  (target <= 1.15)")
     print(f"   index / capture = {scan['index_over_capture']:.3f} wall, "
           f"{scan['cpu_index_over_capture']:.3f} CPU time  (heaps + histograms + sums)")
+    print(f"   index at {100 * scan['index_peak_fraction']:.1f}% of the measured "
+          f"{scan['peak_dtype']} matmul peak ({scan['peak_gflops']:.0f} GFLOP/s)")
 
 
 def report_decode(dec: dict) -> None:
