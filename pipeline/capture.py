@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from pipeline.models.registry import FFNLayer
+from pipeline.models.spec import FFNLayer
 
 
 class _StopForward(Exception):

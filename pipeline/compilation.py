@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.capture import block_path
-from pipeline.models.registry import ModelSpec
+from pipeline.models.spec import ModelSpec
 
 
 class _EagerWhenHooked:

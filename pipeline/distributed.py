@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TypeVar
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+
+# Ranks wait for each other at the end of a stage, and rank 0 merges and writes the index and
+# the site while the others wait: far longer than the 10-minute NCCL default on a big model.
+TIMEOUT = timedelta(hours=int(os.environ.get("VIT_ATLAS_DIST_TIMEOUT_H", 6)))
 
 
 def init_from_env() -> None:
@@ -23,7 +28,7 @@ def init_from_env() -> None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=TIMEOUT)
 
 
 def is_distributed() -> bool:
@@ -56,3 +61,21 @@ def shard(items: Sequence[T], rank_: int | None = None, world: int | None = None
     r = rank() if rank_ is None else rank_
     w = world_size() if world is None else world
     return list(items[r::w])
+
+
+def gather(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` (picklable) in rank order on rank 0; None elsewhere."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's ``obj`` (picklable) on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -117,8 +117,12 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
     finished = {p: p.stat().st_mtime_ns for p in store.root.rglob("chunk-*.json")}
     assert rank0_first in finished and rank1_first in finished
 
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-          "2", "-m", "pipeline", "visualize", *args])
+    plan = [store.vis_chunk_path(layer, start) for layer in (0, 1) for start in (0, 64, 128)]
+    unfinished = [p for p in plan if p not in finished]
+    rerun = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                  "--nproc-per-node", "2", "-m", "pipeline", "visualize", *args])
+    # the leftover chunks are shared out afresh: rank 0 takes every other one, its own or not
+    assert f"visualize: {64 * len(unfinished[0::2])} features in this process" in rerun.stdout
     for path, mtime in finished.items():  # every rank's finished chunks were kept as they were
         assert path.stat().st_mtime_ns == mtime
     a = AtlasStore(single)

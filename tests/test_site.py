@@ -271,3 +271,15 @@ def test_atlas_without_results_builds_an_empty_site(tmp_path: Path):
     assert (site / "index.html").is_file() and (site / SLUG / "index.html").is_file()
     assert json.loads((site / "models.json").read_text())["models"][0]["layers"] == []
     assert not (site / SLUG / "classes.json").exists()
+
+
+def test_site_command_does_not_load_torch():
+    """``vit-atlas site`` / ``serve`` read what the atlas holds: no torch or timm start-up."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.cli, pipeline.pages.build, pipeline.pages.serve; "
+            "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"

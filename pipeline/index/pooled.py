@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.capture import LayerCapture
-from pipeline.models.registry import FFNLayer
+from pipeline.models.spec import FFNLayer
 
 
 def patch_mean(tokens: torch.Tensor) -> torch.Tensor:

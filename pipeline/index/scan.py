@@ -19,7 +19,7 @@ from torch import nn
 from pipeline.capture import LayerCapture
 from pipeline.index.pooled import PooledCapture
 from pipeline.index.stats import LayerStats
-from pipeline.models.registry import FFNLayer
+from pipeline.models.spec import FFNLayer
 
 FINITE = float(np.finfo(np.float32).max)
 

@@ -34,7 +34,6 @@ from tqdm import tqdm
 from pipeline import distributed
 from pipeline.data.sources import Source, open_source, readable_class_names
 from pipeline.index import checkpoint as ckpt
-from pipeline.index.comm import broadcast, gather
 from pipeline.index.histogram import DEFAULT_BINS
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.maps import SlotTable, ThumbWriter, collect_maps, prepare_thumbs, thumb_name
@@ -102,7 +101,7 @@ def _say(msg: str) -> None:
 def run_index(run: Run, *, stop_after_batches: int | None = None) -> None:
     """Build (or resume, or skip if complete) DIR/index for ``run``'s model and dataset."""
     job = IndexJob.from_run(run)
-    if broadcast(job.complete() if distributed.is_main() else None):
+    if distributed.broadcast(job.complete() if distributed.is_main() else None):
         _say(f"index: complete for this configuration ({job.root}), nothing to do")
         return
     if distributed.is_main():
@@ -114,12 +113,12 @@ def run_index(run: Run, *, stop_after_batches: int | None = None) -> None:
     classes = len(source.class_names or [])
     with Scanner(run.model, job.layers, job.units, cfg.topk, run.device, classes) as scanner:
         finished = _scan(job, scanner, source, transform, stop_after_batches)
-        if not all(broadcast(gather(finished))):
+        if not all(distributed.broadcast(distributed.gather(finished))):
             _say("index: interrupted; rerun to resume from the last checkpoint")
             return
         merged = _merge(job, scanner.stats)
         examples = _gather_examples(job)
-        top_ids = broadcast({i: s.topk.result()[0] for i, s in merged.items()}
+        top_ids = distributed.broadcast({i: s.topk.result()[0] for i, s in merged.items()}
                             if merged is not None else None)
         maps, failed = _maps(job, scanner, source, transform, top_ids)
     if distributed.is_main():
@@ -191,7 +190,7 @@ def _merge(job: IndexJob, stats: dict[int, LayerStats]) -> dict[int, LayerStats]
         return stats
     out = {}
     for index, s in stats.items():
-        states = gather(s.state())
+        states = distributed.gather(s.state())
         if states is not None:
             parts = []
             for state in states:
@@ -210,7 +209,7 @@ class ExampleList:
 
 
 def _gather_examples(job: IndexJob) -> ExampleList | None:
-    parts = gather(ckpt.ExampleLog(job.rank_dir).read())
+    parts = distributed.gather(ckpt.ExampleLog(job.rank_dir).read())
     if parts is None:
         return None
     records = sorted((r for p in parts for r in p[0]), key=lambda r: r[0])
@@ -243,10 +242,10 @@ def _maps(job: IndexJob, scanner: Scanner, source: Source, transform,
     pieces, failed = collect_maps(scanner, plan, source.decoder, transform, cfg.workers,
                                   tables, grids, thumbs, bar)
     bar.close()
-    failed_all = gather(failed)
+    failed_all = distributed.gather(failed)
     out: dict[int, np.ndarray] = {}
     for index, ids in top_ids.items():
-        parts = gather(pieces[index])
+        parts = distributed.gather(pieces[index])
         if parts is None:
             continue
         rows, cols = grids[index]

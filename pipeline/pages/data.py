@@ -16,7 +16,7 @@ from pipeline.index.results import (
     load_examples,
     load_layer_index,
 )
-from pipeline.models.registry import FFNLayer, ModelSpec
+from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.pages.urls import model_slug
 from pipeline.store import AtlasStore, read_json
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.index.results import index_dir, layer_path
-from pipeline.models.registry import ModelSpec
+from pipeline.models.spec import ModelSpec
 from pipeline.store import (
     AtlasStore,
     atomic_save_npz,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pipeline.capture import LayerCapture
-from pipeline.models.registry import FFNLayer, ModelSpec
+from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.visualize.objectives import total_variation, unit_mean
 from pipeline.visualize.param import PixelParam, from_uint8, to_uint8
 from pipeline.visualize.recipe import Recipe

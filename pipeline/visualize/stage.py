@@ -89,11 +89,16 @@ def run_visualize(run: Run) -> None:
     recipe = recipe_for(run)
     recipe_dict = recipe.to_dict()
     store = run.store
-    mine = distributed.shard(plan_chunks(run))
-    todo = [c for c in mine if not store.vis_chunk_done(c.layer, c.start, recipe_dict)]
+    planned = plan_chunks(run)
+    # Rank 0 lists the unfinished chunks and every rank takes its share of those, so a rerun
+    # after a rank died spreads that rank's leftover work over all ranks.
+    unfinished = distributed.broadcast(
+        [c for c in planned if not store.vis_chunk_done(c.layer, c.start, recipe_dict)]
+        if distributed.is_main() else None)
+    todo = distributed.shard(unfinished)
     batch_size = auto_batch_size(run, recipe)
     total = sum(len(c.units) for c in todo)
-    done_before = sum(len(c.units) for c in mine) - total
+    done_before = sum(len(c.units) for c in planned) - sum(len(c.units) for c in unfinished)
     bar = tqdm(total=total, unit="feat", desc=f"visualize [{recipe.name}, {recipe.steps} steps]",
                disable=not distributed.is_main() or total == 0, dynamic_ncols=True)
     if done_before and distributed.is_main():
