@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from pipeline.errors import AtlasError
+from pipeline.resources import demo_dir
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEFAULT_DATASET = "hf:timm/imagenet-1k-wds"
 
 
@@ -48,13 +47,14 @@ class AtlasConfig:
 
 def demo_config(**overrides: Any) -> AtlasConfig:
     """The offline demo: the small ViT trained on procedural images shipped in ``data/demo``."""
-    card_path = DEMO_DIR / "model.json"
+    demo = demo_dir()
+    card_path = demo / "model.json"
     if not card_path.is_file():
         raise AtlasError(f"the demo model is missing ({card_path}); reinstall from a full checkout")
     card = json.loads(card_path.read_text())
     cfg = AtlasConfig(
         model=card["model"],
-        weights=str(DEMO_DIR / card["weights"]),
+        weights=str(demo / card["weights"]),
         model_kwargs=dict(card["model_kwargs"]),
         dataset="synthetic:2000",
         split="validation",

@@ -14,6 +14,7 @@ import yaml
 from pipeline.pages import build, markup
 from pipeline.pages.fake import TRICKY_CLASS, TRICKY_ID, make_fake_atlas, tiny_spec
 from pipeline.pages.urls import model_slug, relative
+from pipeline.resources import mkdocs_yml
 from pipeline.store import AtlasStore
 
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}
@@ -233,7 +234,7 @@ def test_handbook_builds_alone_in_strict_mode(tmp_path: Path):
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
-    cfg = load_config(config_file=str(build.MKDOCS_YML), site_dir=str(tmp_path / "hb"),
+    cfg = load_config(config_file=str(mkdocs_yml()), site_dir=str(tmp_path / "hb"),
                       strict=True)
     mkdocs_build(cfg)
     assert (tmp_path / "hb" / "data-format" / "index.html").is_file()

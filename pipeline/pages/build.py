@@ -34,14 +34,12 @@ from pipeline.pages.data import AtlasView, page_units
 from pipeline.pages.feature import FeatureWriter, SiteInfo, example_path, site_extra
 from pipeline.pages.overview import LayerSummary, home_section, layer_page, model_page
 from pipeline.pages.search import ClassIndex, models_index
+from pipeline.resources import handbook_dir, mkdocs_yml
 from pipeline.store import AtlasStore, atomic_write_bytes
 
 if TYPE_CHECKING:
     from mkdocs.config.defaults import MkDocsConfig
 
-REPO = Path(__file__).resolve().parents[2]
-MKDOCS_YML = REPO / "mkdocs.yml"
-HANDBOOK = REPO / "site"  # the hand-written pages (mkdocs docs_dir)
 MODELS_MARKER = "<!-- atlas:models -->"
 log = logging.getLogger(__name__)
 
@@ -76,8 +74,9 @@ class DocsWriter:
 
 def _handbook(docs: DocsWriter, home_cards: str) -> None:
     """Copy the hand-written pages and assets, composing the home page with the model cards."""
-    for path in sorted(HANDBOOK.rglob("*")):
-        rel = path.relative_to(HANDBOOK).as_posix()
+    handbook = handbook_dir()
+    for path in sorted(handbook.rglob("*")):
+        rel = path.relative_to(handbook).as_posix()
         if path.is_dir() or rel.startswith("overrides/"):
             continue
         data = path.read_bytes()
@@ -187,11 +186,12 @@ class _NoDirtyWarning(logging.Filter):
 
 
 def mkdocs_config(docs_dir: Path, site_dir: Path) -> MkDocsConfig:
-    """The repository's ``mkdocs.yml`` pointed at ``docs_dir`` and ``site_dir``."""
+    """The shipped ``mkdocs.yml`` pointed at ``docs_dir`` and ``site_dir`` (made absolute:
+    mkdocs resolves relative paths against the config file's directory, not the cwd)."""
     from mkdocs.config import load_config
 
-    return load_config(config_file=str(MKDOCS_YML), docs_dir=str(docs_dir),
-                       site_dir=str(site_dir))
+    return load_config(config_file=str(mkdocs_yml()), docs_dir=str(Path(docs_dir).resolve()),
+                       site_dir=str(Path(site_dir).resolve()))
 
 
 def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
@@ -231,9 +231,10 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
     ``workers``: processes to use (default: every CPU). The previous site stays in place until
     the new one is complete.
     """
-    if not MKDOCS_YML.is_file() or not HANDBOOK.is_dir():
-        raise AtlasError(f"the site templates are missing ({MKDOCS_YML}, {HANDBOOK}): "
-                         "run from a full checkout of the repository")
+    if not mkdocs_yml().is_file() or not handbook_dir().is_dir():
+        raise AtlasError(f"the site templates are missing ({mkdocs_yml()}, {handbook_dir()}): "
+                         "run from a checkout of the repository, or reinstall the package "
+                         "(its data files are missing)")
     atlas = AtlasView(store)
     site_dir = Path(site_dir) if site_dir is not None else store.root / "site"
     units_by_layer = {layer.index: units for layer in atlas.spec.layers
