@@ -288,3 +288,38 @@ def test_background_statistics_equal_inline(synthetic_run):
     for index, state in states[0].items():
         for key, value in state.items():
             np.testing.assert_array_equal(states[1][index][key], value)
+
+
+def test_kill_9_in_the_maps_pass_then_rerun_resumes_it(tmp_path, capfd):
+    """The second pass checkpoints too: a rerun keeps the maps found before the kill."""
+    out = tmp_path / "atlas"
+    state = out / "index" / "work" / "r0of1" / "maps-state.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        done = 0
+        while time.time() < deadline and done < 24:
+            time.sleep(0.02)
+            try:
+                done = json.loads(state.read_text())["done"]
+            except (OSError, ValueError, KeyError):
+                continue
+        assert done >= 24, "the maps pass never checkpointed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    saved = json.loads(state.read_text())
+    assert not saved["finished"] and not (out / "index" / "examples.json").exists()
+    capfd.readouterr()
+    run = tiny_run(out, "synthetic:240", fresh=False, index_batch_size=8)
+    run_index(run)
+    assert f"maps: resuming after {saved['consumed']} examples" in capfd.readouterr().err
+    ref = tiny_run(tmp_path / "ref", "synthetic:240", index_batch_size=32, checkpoint_every=100)
+    run_index(ref)
+    ref_layers = _layers(ref)
+    for index, li in _layers(run).items():
+        assert_same_index(ref_layers[index], li)
+        np.testing.assert_allclose(li.maps, ref_layers[index].maps, atol=1e-5)
+    assert load_examples(run.store).thumbs == load_examples(ref.store).thumbs

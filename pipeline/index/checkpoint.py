@@ -8,7 +8,11 @@
     the records (number, id, label) consumed between two checkpoints, so that the list of all
     examples never has to sit in memory. A chunk is written before the state that covers it.
 
-Both are written atomically; a killed run resumes from the last state and gives the same
+``work/r{rank}of{world}/maps-state.json`` and ``maps-{start:010d}.npz``
+    the same for the second pass: where it stands (records consumed, source state, images
+    done, failed decodes), and the patch maps found between two checkpoints.
+
+All are written atomically; a killed run resumes from the last state and gives the same
 result as an uninterrupted one.
 """
 
@@ -108,6 +112,79 @@ class ExampleLog:
             for k, v in chunk["names"].items():
                 names.setdefault(int(k), v)
         return records, skipped, names
+
+
+MapPieces = dict[int, list[tuple[np.ndarray, np.ndarray]]]  # layer -> [(flat slots, maps)]
+
+
+@dataclass
+class MapsProgress:
+    consumed: int = 0  # records of this rank's share read by the second pass
+    source_state: str | None = None
+    done: int = 0  # selected images run so far
+    failed: list[list] = field(default_factory=list)
+    finished: bool = False
+
+
+@dataclass
+class MapsLog:
+    """Checkpoints of the second pass: a chunk file of new maps, then the state covering it."""
+
+    dir: Path
+    fingerprint: str
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / "maps-state.json"
+
+    def _chunks(self) -> list[tuple[int, Path]]:
+        return sorted((int(p.stem.split("-")[1]), p) for p in self.dir.glob("maps-*.npz"))
+
+    def progress(self) -> MapsProgress | None:
+        """The saved progress of this configuration's pass, if any."""
+        try:
+            saved = read_json(self.state_path)
+        except (OSError, ValueError):
+            return None
+        if not saved or saved.get("fingerprint") != self.fingerprint:
+            return None
+        return MapsProgress(saved["consumed"], saved["source_state"], saved["done"],
+                            saved["failed"], saved["finished"])
+
+    def load(self) -> tuple[MapsProgress, MapPieces]:
+        """The saved progress and maps (dropping chunks past it), or a fresh start."""
+        progress = self.progress()
+        if progress is None:
+            for _, path in self._chunks():
+                path.unlink(missing_ok=True)
+            return MapsProgress(), {}
+        pieces: MapPieces = {}
+        for start, path in self._chunks():
+            if start >= progress.consumed:  # written by a killed run after its last state
+                path.unlink(missing_ok=True)
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                for key in z.files:
+                    if key.endswith(".slots"):
+                        layer = key.removesuffix(".slots")
+                        pieces.setdefault(int(layer[1:]), []).append(
+                            (z[key], z[f"{layer}.maps"]))
+        return progress, pieces
+
+    def save(self, start: int, progress: MapsProgress, new: MapPieces) -> None:
+        """Write the maps found since ``start`` (this rank's consumed count), then the state."""
+        arrays = {}
+        for index, parts in new.items():
+            if parts:
+                arrays[f"L{index:03d}.slots"] = np.concatenate([p[0] for p in parts])
+                arrays[f"L{index:03d}.maps"] = np.concatenate([p[1] for p in parts])
+        if arrays:
+            atomic_save_npz(self.dir / f"maps-{start:010d}.npz", **arrays)
+        atomic_write_json(self.state_path, {
+            "fingerprint": self.fingerprint, "consumed": progress.consumed,
+            "source_state": progress.source_state, "done": progress.done,
+            "failed": progress.failed, "finished": progress.finished,
+        })
 
 
 def clear(work: Path) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.index.checkpoint import MapPieces, MapsLog, MapsProgress
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.memory import Trimmer
 from pipeline.index.scan import Scanner
@@ -96,31 +97,50 @@ class SlotTable:
 def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers: int,
                  tables: dict[int, SlotTable], grids: dict[int, tuple[int, int]],
                  thumbs: ThumbWriter | None = None, progress=None,
+                 log: MapsLog | None = None, every: int = 50,
                  ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], list[list]]:
     """Run the selected examples of ``plan``; returns ``{layer: (flat slots, maps (M, rows,
-    cols))}`` for the slots this process saw, and the examples that failed to decode."""
-    pieces: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in tables}
-    failed: list[list] = []
+    cols))}`` for the slots this process saw, and the examples that failed to decode.
+
+    With ``log``, resumes from its last checkpoint (``plan`` must start there: see
+    ``MapsLog.progress``) and checkpoints every ``every`` batches."""
+    state, pieces = log.load() if log is not None else (MapsProgress(), {})
+    pieces = {i: pieces.get(i, []) for i in tables}
+    if progress is not None:
+        progress.update(state.done)
+    new: MapPieces = {i: [] for i in tables}
+    start = state.consumed
     pin = scanner.device.type == "cuda"
     trim = Trimmer()
-    for batch in make_loader(plan, decoder, transform, workers, pin, on_decoded=thumbs):
+    loader = () if state.finished else make_loader(plan, decoder, transform, workers, pin,
+                                                   on_decoded=thumbs)
+    for batches, batch in enumerate(loader, start=1):
         trim()
-        failed.extend(list(s) for s in batch.skipped)
+        state.failed.extend(list(s) for s in batch.skipped)
+        state.done += len(batch.records)
+        state.consumed, state.source_state = batch.consumed, batch.state
         if progress is not None:
             progress.update(len(batch.records))
-        if batch.pixels is None:
-            continue
-        acts = scanner.activations(batch.pixels)
-        for index, table in tables.items():
-            pos, rows, slots = table.lookup(batch.numbers)
-            if len(slots) == 0:
-                continue
-            a = acts[index]
-            with torch.inference_mode():
-                picked = a[torch.as_tensor(pos, device=a.device), :,
-                           torch.as_tensor(rows, device=a.device)]
-                picked = picked.float().cpu().numpy()
-            pieces[index].append((slots, picked.reshape(len(slots), *grids[index])))
+        if batch.pixels is not None:
+            acts = scanner.activations(batch.pixels)
+            for index, table in tables.items():
+                pos, rows, slots = table.lookup(batch.numbers)
+                if len(slots) == 0:
+                    continue
+                a = acts[index]
+                with torch.inference_mode():
+                    picked = a[torch.as_tensor(pos, device=a.device), :,
+                               torch.as_tensor(rows, device=a.device)]
+                    picked = picked.float().cpu().numpy()
+                piece = (slots, picked.reshape(len(slots), *grids[index]).astype(np.float32))
+                new[index].append(piece)
+                pieces[index].append(piece)
+        if log is not None and batches % max(1, every) == 0:
+            log.save(start, state, new)
+            new, start = {i: [] for i in tables}, state.consumed
+    if log is not None and not state.finished:
+        state.finished = True
+        log.save(start, state, new)
     out = {}
     for index, parts in pieces.items():
         rows, cols = grids[index]
@@ -129,4 +149,5 @@ def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers:
                           np.concatenate([p[1] for p in parts]).astype(np.float32))
         else:
             out[index] = (np.zeros(0, np.int64), np.zeros((0, rows, cols), np.float32))
-    return out, failed
+    return out, state.failed
+

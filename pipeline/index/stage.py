@@ -233,14 +233,19 @@ def _maps(job: IndexJob, scanner: Scanner, source: Source, transform,
               for i, ids in top_ids.items()}
     wanted = np.unique(np.concatenate([t.numbers for t in tables.values()]))
     grids = {layer.index: layer.grid for layer in job.layers}
-    plan = BatchPlan(source, cfg.index_batch_size, job.rank, job.world, stop=cfg.max_images,
-                     wanted=wanted)
+    log = ckpt.MapsLog(job.rank_dir, job.fingerprint)
+    at = log.progress() or ckpt.MapsProgress()
+    if at.consumed:
+        _say(f"maps: resuming after {at.consumed * job.world} examples")
+    plan = BatchPlan(source, cfg.index_batch_size, job.rank, job.world, skip=at.consumed,
+                     state=json.loads(at.source_state) if at.source_state else None,
+                     stop=cfg.max_images, wanted=wanted)
     spec = job.run.spec
     thumbs = ThumbWriter(job.root, tuple(spec.mean), tuple(spec.std))
     bar = tqdm(total=len(wanted), unit="img", desc="maps", disable=not distributed.is_main(),
                dynamic_ncols=True, mininterval=0.5)
     pieces, failed = collect_maps(scanner, plan, source.decoder, transform, cfg.workers,
-                                  tables, grids, thumbs, bar)
+                                  tables, grids, thumbs, bar, log, cfg.checkpoint_every)
     bar.close()
     failed_all = distributed.gather(failed)
     out: dict[int, np.ndarray] = {}
