@@ -18,11 +18,9 @@ import copy
 import time
 
 import torch
-from benchlib import sync
+from benchlib import add_model_options, load_model, sync
 
-from pipeline.config import demo_config
-from pipeline.models import create_model, parse_model_kwargs, spec_for
-from pipeline.runtime import apply_fast_paths, resolve_device
+from pipeline.runtime import apply_fast_paths
 from pipeline.visualize.optimize import render
 from pipeline.visualize.recipe import DEFAULT
 
@@ -51,26 +49,13 @@ def run_variant(base, spec, layers, units, steps, device, use_compile, use_chann
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", help="timm name (default: the demo model)")
-    p.add_argument("--weights", default="random")
-    p.add_argument("--model-kwargs", nargs="*", default=[])
+    add_model_options(p)
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--features", type=int, default=64, help="features per layer (one batch)")
     p.add_argument("--layers", default=None, help="e.g. 0,3 (default: middle and last)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if args.model:
-        name, weights, kwargs = args.model, args.weights, parse_model_kwargs(args.model_kwargs)
-    else:
-        demo = demo_config()
-        name, weights, kwargs = demo.model, demo.weights, demo.model_kwargs
-    model = create_model(name, weights, kwargs).to(device)
-    spec = spec_for(model, name, kwargs)
+    name, weights, model, spec, device = load_model(args)
     n = len(spec.layers)
     layers = ([int(x) for x in args.layers.split(",")] if args.layers
               else sorted({n // 2, n - 1}))

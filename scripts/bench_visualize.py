@@ -17,12 +17,9 @@ import argparse
 import time
 
 import torch
-from benchlib import matmul_peak, peak_dtype, sync
+from benchlib import add_model_options, load_model, matmul_peak, peak_dtype, sync
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.config import demo_config
-from pipeline.models import create_model, parse_model_kwargs, spec_for
-from pipeline.runtime import resolve_device
 from pipeline.visualize.objectives import tv_per_pixel
 from pipeline.visualize.optimize import layer_scores, render
 from pipeline.visualize.param import from_uint8
@@ -69,27 +66,14 @@ def measure(model, spec, features, recipe: Recipe, batched: bool, device):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", help="timm name (default: the demo model)")
-    p.add_argument("--weights", default="random")
-    p.add_argument("--model-kwargs", nargs="*", default=[])
+    add_model_options(p)
     p.add_argument("--steps", type=int, default=100, help="steps for both recipes")
     p.add_argument("--paper-features", type=int, default=4, help="features per layer, paper")
     p.add_argument("--default-features", type=int, default=64, help="features per layer")
     p.add_argument("--layers", default=None, help="layers to sample, e.g. 0,3 (default: first, "
                    "middle, last)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if args.model:
-        name, weights, kwargs = args.model, args.weights, parse_model_kwargs(args.model_kwargs)
-    else:
-        demo = demo_config()
-        name, weights, kwargs = demo.model, demo.weights, demo.model_kwargs
-    model = create_model(name, weights, kwargs).to(device)
-    spec = spec_for(model, name, kwargs)
+    name, weights, model, spec, device = load_model(args)
     n_layers = len(spec.layers)
     layers = ([int(x) for x in args.layers.split(",")] if args.layers
               else sorted({0, n_layers // 2, n_layers - 1}))

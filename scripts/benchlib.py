@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -33,3 +34,30 @@ def matmul_peak(device: torch.device, dtype: torch.dtype | None = None, n: int =
         a @ b
     sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """--model/--weights/--model-kwargs, --device and --threads."""
+    p.add_argument("--model", help="timm name (default: the demo model)")
+    p.add_argument("--weights", default="random")
+    p.add_argument("--model-kwargs", nargs="*", default=[])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+
+
+def load_model(args: argparse.Namespace):
+    """The model the options name, on its device: (name, weights, model, spec, device)."""
+    from pipeline.config import demo_config
+    from pipeline.models import create_model, parse_model_kwargs, spec_for
+    from pipeline.runtime import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.model:
+        name, weights, kwargs = args.model, args.weights, parse_model_kwargs(args.model_kwargs)
+    else:
+        demo = demo_config()
+        name, weights, kwargs = demo.model, demo.weights, demo.model_kwargs
+    model = create_model(name, weights, kwargs).to(device)
+    return name, weights, model, spec_for(model, name, kwargs), device

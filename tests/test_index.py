@@ -171,27 +171,31 @@ run_index(tiny_run(Path(sys.argv[1]), "synthetic:240", index_batch_size=8, check
 """
 
 
-def test_kill_9_then_rerun_resumes(synthetic_run, tmp_path):
-    out = tmp_path / "atlas"
-    state = out / "index" / "work" / "r0of1" / "state.npz"
+def _kill_9_when(out: Path, ready, timeout: float = 180) -> None:
+    """Index ``out`` in a child process and ``kill -9`` it as soon as ``ready()`` holds."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 90
-        consumed = 0
-        while time.time() < deadline and consumed < 24:
-            time.sleep(0.05)
-            if state.is_file():
-                try:
-                    consumed = json.loads(str(np.load(state)["meta"]))["consumed"]
-                except Exception:  # being replaced right now
-                    continue
-        assert consumed >= 24, "the child never checkpointed"
+        deadline = time.time() + timeout
+        while True:
+            assert time.time() < deadline and proc.poll() is None, "no checkpoint to kill at"
+            try:
+                if ready():
+                    break
+            except Exception:  # not written yet, or being replaced right now
+                pass
+            time.sleep(0.02)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill_9_then_rerun_resumes(synthetic_run, tmp_path):
+    out = tmp_path / "atlas"
+    state = out / "index" / "work" / "r0of1" / "state.npz"
+    _kill_9_when(out, lambda: json.loads(str(np.load(state)["meta"]))["consumed"] >= 24)
     assert not (out / "index" / "examples.json").exists()
     run = tiny_run(out, "synthetic:240", fresh=False, index_batch_size=8)
     run_index(run)
@@ -294,22 +298,7 @@ def test_kill_9_in_the_maps_pass_then_rerun_resumes_it(tmp_path, capfd):
     """The second pass checkpoints too: a rerun keeps the maps found before the kill."""
     out = tmp_path / "atlas"
     state = out / "index" / "work" / "r0of1" / "maps-state.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        done = 0
-        while time.time() < deadline and done < 24:
-            time.sleep(0.02)
-            try:
-                done = json.loads(state.read_text())["done"]
-            except (OSError, ValueError, KeyError):
-                continue
-        assert done >= 24, "the maps pass never checkpointed"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    _kill_9_when(out, lambda: json.loads(state.read_text())["done"] >= 24)
     saved = json.loads(state.read_text())
     assert not saved["finished"] and not (out / "index" / "examples.json").exists()
     capfd.readouterr()

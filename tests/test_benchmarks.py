@@ -1,0 +1,34 @@
+"""The benchmark scripts run (tiny settings) and print their figures: they must not rot.
+Their numbers are not checked here: speed targets live in the scripts' own output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+CASES = {
+    "bench_visualize.py": (["--steps", "2", "--paper-features", "1", "--default-features", "4",
+                            "--layers", "0"], ["speed-up default/paper", "% peak"]),
+    "bench_fast_paths.py": (["--steps", "2", "--features", "4", "--layers", "0",
+                             "--variants", "eager", "channels-last"],
+                            ["channels-last", "x eager"]),
+    "bench_index.py": (["--quick", "--sections", "scan", "--images", "256", "--repeats", "1",
+                        "--workers", "0"], ["index / bare", "matmul peak"]),
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_script_runs(script):
+    args, expected = CASES[script]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for text in expected:
+        assert text in proc.stdout, proc.stdout[-2000:]
