@@ -33,6 +33,10 @@ class _EagerWhenHooked:
 
 def compile_blocks(model: nn.Module, spec: ModelSpec, mode: str | None = None) -> int:
     """Give each FFN block a compiled ``forward``; returns the number of blocks."""
+    # One compiled variant per stage shape, grad mode and batch shape: a multi-stage model
+    # (Swin, PiT, CoaT) passes Dynamo's default of 8 per code object and would fall back to
+    # eager without a word.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     modules = dict(model.named_modules())
     acts_by_block: dict[str, list[nn.Module]] = {}
     for layer in spec.layers:
