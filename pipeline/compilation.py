@@ -10,12 +10,16 @@ the index, whose every layer is hooked.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from pipeline.capture import block_path
+from pipeline.errors import AtlasError
 from pipeline.models.spec import ModelSpec
 
 
@@ -31,8 +35,24 @@ class _EagerWhenHooked:
         return self.compiled(*args, **kwargs)
 
 
+def missing_compiler(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot generate code for ``device`` here, or None."""
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "--compile on CUDA needs Triton (pip install triton)"
+    if device.type == "cpu":
+        compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+        if not any(shutil.which(c) for c in compilers if c):
+            return ("--compile on the CPU needs a C++ compiler (g++ or clang++; Debian: "
+                    "apt install g++), or leave --compile off")
+    return None
+
+
 def compile_blocks(model: nn.Module, spec: ModelSpec, mode: str | None = None) -> int:
     """Give each FFN block a compiled ``forward``; returns the number of blocks."""
+    param = next(model.parameters(), None)
+    problem = missing_compiler(param.device if param is not None else torch.device("cpu"))
+    if problem:
+        raise AtlasError(problem)
     # One compiled variant per stage shape, grad mode and batch shape: a multi-stage model
     # (Swin, PiT, CoaT) passes Dynamo's default of 8 per code object and would fall back to
     # eager without a word.

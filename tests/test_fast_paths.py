@@ -9,6 +9,7 @@ from torch._dynamo.utils import counters
 from pipeline.capture import LayerCapture
 from pipeline.cli import build_parser, resolve_config
 from pipeline.compilation import compile_blocks
+from pipeline.errors import AtlasError
 from pipeline.models import create_model, spec_for
 from pipeline.runtime import apply_fast_paths, prepare
 from pipeline.visualize.optimize import render
@@ -72,3 +73,12 @@ def test_cli_flags_reach_the_model(tmp_path):
     assert weight.is_contiguous(memory_format=torch.channels_last)
     assert not resolve_config(vars(build_parser().parse_args(
         ["visualize", "--model", TINY_MODEL, "--no-compile"]))).compile
+
+
+def test_compile_without_a_cpp_compiler_is_a_clear_error(monkeypatch):
+    model, spec = _tiny()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(AtlasError, match="needs a C\\+\\+ compiler"):
+        compile_blocks(model, spec)
+    assert type(model.blocks[0].forward).__name__ == "method"  # the model is left as it was
