@@ -4,9 +4,8 @@
 patch-token activations as ``(batch, rows * cols, units)`` (prefix tokens dropped), and stops
 the forward as soon as the deepest requested layer has fired: nothing past it is computed.
 
-Under ``torch.compile`` (see ``pipeline.compilation``) an exception cannot leave a compiled
-region, so inside one the activation hook only records, and the forward stops when the block
-holding the deepest layer returns (a hook on that block, which runs outside the region).
+The hooks run eagerly: ``pipeline.compilation`` runs a block whose FFN carries a hook without
+its compiled code.
 """
 
 from __future__ import annotations
@@ -48,9 +47,6 @@ class LayerCapture:
         modules = dict(self.model.named_modules())
         for path in self._by_path:
             self._hooks.append(modules[path].register_forward_hook(self._hook(path)))
-        if self.truncate:
-            for path in {block_path(layer.module) for layer in self.layers}:
-                self._hooks.append(modules[path].register_forward_hook(self._stop_if_done))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -69,14 +65,10 @@ class LayerCapture:
                 return
             acts = patch_tokens(output, layer)
             self._out[layer.index] = acts if self.reduce is None else self.reduce(layer, acts)
-            if not torch.compiler.is_compiling():
-                self._stop_if_done()
+            if self.truncate and len(self._out) == len(self.layers):
+                raise _StopForward
 
         return hook
-
-    def _stop_if_done(self, *_hook_args) -> None:
-        if self.truncate and len(self._out) == len(self.layers):
-            raise _StopForward
 
     def __call__(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """Run the (truncated) forward; returns {layer index: (B, rows*cols, units)}."""
@@ -86,11 +78,6 @@ class LayerCapture:
             self.model(x)
         out, self._out = self._out, {}
         return out
-
-
-def block_path(act_path: str) -> str:
-    """The block an FFN activation belongs to: ``blocks.3.mlp.act`` → ``blocks.3``."""
-    return act_path.rsplit(".", 2)[0] if act_path.count(".") >= 2 else ""
 
 
 def patch_tokens(output: torch.Tensor, layer: FFNLayer) -> torch.Tensor:

@@ -18,7 +18,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from pipeline.capture import block_path
 from pipeline.errors import AtlasError
 from pipeline.models.spec import ModelSpec
 
@@ -33,6 +32,11 @@ class _EagerWhenHooked:
         if any(m._forward_hooks for m in self.watched):
             return self.eager(*args, **kwargs)
         return self.compiled(*args, **kwargs)
+
+
+def block_path(act_path: str) -> str:
+    """The block an FFN activation belongs to: ``blocks.3.mlp.act`` → ``blocks.3``."""
+    return act_path.rsplit(".", 2)[0] if act_path.count(".") >= 2 else ""
 
 
 def missing_compiler(device: torch.device) -> str | None:

@@ -26,7 +26,7 @@ def _tiny():
     return model, spec_for(model, TINY_MODEL, KWARGS)
 
 
-def test_compiled_blocks_capture_the_layer_and_stop_after_its_block():
+def test_compiled_blocks_capture_the_layer_and_truncate():
     torch._dynamo.reset()
     counters.clear()
     model, spec = _tiny()
