@@ -3,9 +3,9 @@
 Blocks of one class share their compiled code (regional compilation), so a 24-block model
 costs about one block's compile. Dynamo does not guard on module hooks, so compiled code must
 never meet a hook it was not traced with: a block whose FFN activation carries a hook (the
-target of ``LayerCapture``) runs eagerly, the blocks before it run compiled. That makes
-compilation pay off in visualization (truncated forward + backward, many steps) and not in
-the index, whose every layer is hooked.
+target of ``LayerCapture``) runs eagerly, the blocks before it run compiled. So compilation
+can only help visualization (truncated forward + backward, many steps), not the index, whose
+every layer is hooked. Whether it helps is measured by ``scripts/bench_fast_paths.py``.
 """
 
 from __future__ import annotations
