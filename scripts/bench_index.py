@@ -99,9 +99,10 @@ def bench_scan(args) -> dict:
     units = {layer.index: run.units(layer.index) for layer in layers}
     offset = [0]
 
-    def bare(x, numbers, labels) -> None:
-        with torch.inference_mode():
-            model(x.to(device))
+    def bare(x, numbers, labels) -> None:  # in the scan's precision (bf16 autocast on CUDA)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                    enabled=device.type == "cuda"):
+            model(x.to(device, non_blocking=True))
 
     def capture(x, numbers, labels) -> None:
         with cap:  # hooks on only while it runs: the bare forward must not see them
