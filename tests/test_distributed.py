@@ -131,3 +131,32 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
         assert sorted(ra) == sorted(rb) == list(range(192))
         pa, pb = _pixels(a, layer), _pixels(store, layer)
         assert max(np.abs(pa[u] - pb[u]).max() for u in pa) <= 2
+
+
+def test_two_nodes_through_rendezvous_equal_one_process(tmp_path):
+    """``--nnodes 2`` over torchrun's c10d rendezvous (as ``srun torchrun`` runs it): ranks
+    come from the rendezvous, not from the local rank, and the atlas is the same."""
+    import socket
+
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    _run([sys.executable, "-m", "pipeline", *_args(single, "0:70")])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t",
+         "-m", "pipeline", *_args(multi, "0:70")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), "\n".join(o[-2000:] for o in outputs)
+    assert sum("Atlas built in" in o for o in outputs) == 1  # the site, once
+    a, b = AtlasStore(single), AtlasStore(multi)
+    for layer in (0, 1):
+        assert sorted(b.vis_results(layer)) == list(range(70))
+        pa, pb = _pixels(a, layer), _pixels(b, layer)
+        assert max(np.abs(pa[u] - pb[u]).max() for u in pa) <= 2
+        ia, ib = load_layer_index(a, layer), load_layer_index(b, layer)
+        np.testing.assert_array_equal(ia.top_ids, ib.top_ids)
