@@ -14,11 +14,24 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from pipeline.errors import AtlasError
+
 T = TypeVar("T")
 
-# Ranks wait for each other at the end of a stage, and rank 0 merges and writes the index and
-# the site while the others wait: far longer than the 10-minute NCCL default on a big model.
-TIMEOUT = timedelta(hours=int(os.environ.get("VIT_ATLAS_DIST_TIMEOUT_H", 6)))
+
+def _timeout() -> timedelta:
+    """Ranks wait for each other at the end of a stage, and rank 0 merges and writes the index
+    and the site while the others wait: far longer than NCCL's 10-minute default on a big
+    model. ``VIT_ATLAS_DIST_TIMEOUT_H`` (hours, default 6) overrides it."""
+    raw = os.environ.get("VIT_ATLAS_DIST_TIMEOUT_H", "6")
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = -1.0
+    if not hours > 0:
+        raise AtlasError(f"VIT_ATLAS_DIST_TIMEOUT_H must be a positive number of hours, "
+                         f"not '{raw}'")
+    return timedelta(hours=hours)
 
 
 def init_from_env() -> None:
@@ -28,7 +41,7 @@ def init_from_env() -> None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend, timeout=TIMEOUT)
+        dist.init_process_group(backend=backend, timeout=_timeout())
 
 
 def is_distributed() -> bool:

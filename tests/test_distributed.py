@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipeline.index.results import load_layer_index
@@ -160,3 +161,15 @@ def test_two_nodes_through_rendezvous_equal_one_process(tmp_path):
         assert max(np.abs(pa[u] - pb[u]).max() for u in pa) <= 2
         ia, ib = load_layer_index(a, layer), load_layer_index(b, layer)
         np.testing.assert_array_equal(ia.top_ids, ib.top_ids)
+
+
+def test_bad_timeout_setting_is_a_clear_error(monkeypatch):
+    from pipeline import distributed
+    from pipeline.errors import AtlasError
+
+    monkeypatch.setenv("VIT_ATLAS_DIST_TIMEOUT_H", "0.5")
+    assert distributed._timeout().total_seconds() == 1800
+    for bad in ("six", "0", "-1"):
+        monkeypatch.setenv("VIT_ATLAS_DIST_TIMEOUT_H", bad)
+        with pytest.raises(AtlasError, match="positive number of hours"):
+            distributed._timeout()
