@@ -59,7 +59,7 @@ def demo_config(**overrides: Any) -> AtlasConfig:
         dataset="synthetic:2000",
         split="validation",
         out="atlas-demo",
-        steps=256,  # 71% of units beat their best dataset example (45% at 64); ~9 min on 2 cores
+        steps=256,  # 72% of units beat their best dataset example (45% at 64); ~8 min on 2 cores
         topk=12,
         index_batch_size=128,
         workers=1,

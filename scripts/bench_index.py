@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import proc_status_kb
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -54,20 +56,6 @@ def bench_config(out: Path, dataset: str, workers: int, device: str, model: list
     if batch:
         cfg.index_batch_size = batch
     return cfg
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # -- 1. scan vs bare forward ----------------------------------------------------------------
@@ -194,12 +182,12 @@ def child(n: int, out: str, workers: int, device: str) -> None:
     from pipeline.runtime import prepare
 
     run = prepare(bench_config(Path(out), f"synthetic:{n}", workers, device, None))
-    base = rss_mb()
+    base = proc_status_kb("VmRSS") / 1024
     scan_peak: list[float] = []
     maps = stage._maps
 
     def timed_maps(*a, **kw):  # the peak so far is the scan's (pass 1) peak
-        scan_peak.append(peak_rss_mb())
+        scan_peak.append(proc_status_kb("VmHWM") / 1024)
         return maps(*a, **kw)
 
     stage._maps = timed_maps
@@ -208,7 +196,7 @@ def child(n: int, out: str, workers: int, device: str) -> None:
     dt = time.perf_counter() - t
     print(json.dumps({"images": n, "seconds": dt, "img_s": n / dt,
                       "rss_after_model_mb": base, "scan_peak_rss_mb": scan_peak[0],
-                      "peak_rss_mb": peak_rss_mb()}))
+                      "peak_rss_mb": proc_status_kb("VmHWM") / 1024}))
 
 
 def bench_memory(args) -> list[dict]:

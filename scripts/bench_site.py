@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import proc_status_kb
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,12 +38,12 @@ def build_child(root: str) -> None:
 
     import mkdocs.commands.build  # noqa: F401  (imports are not part of the stage's time)
 
-    from pipeline.pages.build import build_site  # imports torch via the model registry
+    from pipeline.pages.build import build_site
     from pipeline.store import AtlasStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("pipeline.pages.build").setLevel(logging.INFO)
-    rss_before = _status_kb("VmRSS")
+    rss_before = proc_status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     t0, c0 = time.perf_counter(), os.times()
     site = build_site(AtlasStore(root))
@@ -52,18 +53,10 @@ def build_child(root: str) -> None:
     cpu_children = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
     print(json.dumps({
         "site": str(site), "wall_s": wall, "cpu_main_s": cpu, "cpu_workers_s": cpu_children,
-        "maxrss_main_kb": _status_kb("VmHWM"),
+        "maxrss_main_kb": proc_status_kb("VmHWM"),
         "maxrss_main_before_kb": rss_before,
         "maxrss_workers_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }))
-
-
-def _status_kb(field: str) -> int:
-    """A memory figure of this process from /proc/self/status (kB)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def page_sizes(site: Path, slug: str) -> tuple[int, float, int, float]:

@@ -1,26 +1,45 @@
-"""Helpers shared by the benchmark scripts: device timing and the measured matmul peak."""
+"""Helpers shared by the benchmark scripts: device timing, the measured matmul peak, model
+options, process memory. torch is imported where needed (bench_site runs without it)."""
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+
+def proc_status_kb(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, e.g. VmRSS or VmHWM (kB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def peak_dtype(device: torch.device) -> torch.dtype:
     """The dtype the pipeline computes in: bf16 (autocast) on CUDA, float32 elsewhere."""
+    import torch
+
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype | None = None, n: int = 4096,
                 reps: int = 10) -> float:
     """Achieved FLOP/s of a large square matmul: this device's practical peak."""
+    import torch
+
     dtype = dtype or peak_dtype(device)
     if device.type == "cpu":
         n = min(n, 2048)
@@ -47,6 +66,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def load_model(args: argparse.Namespace):
     """The model the options name, on its device: (name, weights, model, spec, device)."""
+    import torch
+
     from pipeline.config import demo_config
     from pipeline.models import create_model, parse_model_kwargs, spec_for
     from pipeline.runtime import resolve_device

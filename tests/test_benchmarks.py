@@ -20,6 +20,8 @@ CASES = {
                             ["channels-last", "x eager"]),
     "bench_index.py": (["--quick", "--sections", "scan", "--images", "256", "--repeats", "1",
                         "--workers", "0"], ["index / bare", "matmul peak"]),
+    "bench_site.py": (["--units", "16", "--small-units", "8", "--examples", "100"],
+                      ["feature pages/s", "peak RSS main"]),
 }
 
 

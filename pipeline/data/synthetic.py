@@ -12,16 +12,15 @@ The held-out set is the same generator with another seed (``SPLIT_SEEDS``).
 
 from __future__ import annotations
 
-import io
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from pipeline.store import atomic_write_bytes, encode_png
 
 CLASS_NAMES: tuple[str, ...] = (
     "circle",
@@ -286,17 +285,6 @@ def class_dirname(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()).strip("_") or "class"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_imagefolder(root: str | Path, n: int, split: str = "train", size: int = 64) -> Path:
     """Write the first ``n`` examples of ``split`` as ``root/<class dir>/<id>.png``.
 
@@ -314,7 +302,5 @@ def export_imagefolder(root: str | Path, n: int, split: str = "train", size: int
         if path.exists():
             continue
         image, _ = make_example(index, seed, size)
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        _atomic_write(path, buf.getvalue())
+        atomic_write_bytes(path, encode_png(np.asarray(image)))
     return root

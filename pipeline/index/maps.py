@@ -146,7 +146,7 @@ def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers:
         rows, cols = grids[index]
         if parts:
             out[index] = (np.concatenate([p[0] for p in parts]),
-                          np.concatenate([p[1] for p in parts]).astype(np.float32))
+                          np.concatenate([p[1] for p in parts]))  # float32 pieces
         else:
             out[index] = (np.zeros(0, np.int64), np.zeros((0, rows, cols), np.float32))
     return out, state.failed

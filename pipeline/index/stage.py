@@ -12,10 +12,10 @@ that many batches (as a kill would: nothing beyond the last checkpoint is saved)
 
 Memory: O(units × (k + bins + classes)) during the scan, whatever the number of images; the
 list of example ids is written to chunk files at each checkpoint and only read back at the
-end to write examples.json. The maps pass is not checkpointed (a rerun redoes it; thumbnails
-already written are kept). Under torchrun each rank writes the thumbnails of its share, so
-multi-node runs need ``--out`` on a shared filesystem (as the other stages do); statistics,
-example lists and maps travel to rank 0 by ``gather_object``.
+end to write examples.json. The maps pass checkpoints too (``checkpoint.MapsLog``), and
+thumbnails already written are kept. Under torchrun each rank writes the thumbnails of its
+share, so multi-node runs need ``--out`` on a shared filesystem (as the other stages do);
+statistics, example lists and maps travel to rank 0 by ``gather_object``.
 """
 
 from __future__ import annotations

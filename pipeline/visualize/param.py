@@ -1,6 +1,6 @@
 """Image parameterization, lucent-style: plain pixels in [0, 1] (the paper's), one image per
 feature, each initialised from that feature's own generator. (A decorrelated Fourier basis was
-measured in scripts/bench_visualize.py: smoother, but a lower objective at equal steps.)"""
+tried and dropped: smoother, but a lower objective at equal steps.)"""
 
 from __future__ import annotations
 
