@@ -14,7 +14,6 @@ from pipeline.pages.fake import TRICKY_CLASS, TRICKY_ID
 from tests.test_site import SLUG, VIS_UNITS, build_small_site
 
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs /usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +35,9 @@ def served(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
+
+    # a missing browser is a set-up error, not a reason to skip
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh --test`"
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
