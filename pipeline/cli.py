@@ -47,6 +47,9 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--index-batch-size", type=int, default=S, help="images per index batch")
     g.add_argument("--workers", type=int, default=S, help="DataLoader decoding workers")
     g.add_argument("--max-images", type=int, default=S, help="stop indexing after N images")
+    g.add_argument("--stats-images", type=int, default=S,
+                   help="dataset images measured for the mean spectrum and colour statistics "
+                   "the visualization recipes use (default 1024)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=S,
                    help="torch.compile each FFN block for visualization (default off: "
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "examples and publish a static atlas.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [
-        ("build", "all three stages: visualize, index, site (no options: the offline demo)"),
+        ("build", "all three stages: index, visualize, site (no options: the offline demo)"),
         ("visualize", "optimize an image for every selected FFN unit"),
         ("index", "stream a dataset and keep each unit's top-k examples and patch maps"),
     ]:
@@ -180,14 +183,14 @@ def run_command(args: argparse.Namespace) -> None:
 
     config = resolve_config(vars(args))
     run = prepare(config)
+    if command in ("index", "build"):  # first: visualization reads the dataset's statistics
+        from pipeline.index.stage import run_index
+
+        run_index(run)
     if command in ("visualize", "build"):
         from pipeline.visualize.stage import run_visualize
 
         run_visualize(run)
-    if command in ("index", "build"):
-        from pipeline.index.stage import run_index
-
-        run_index(run)
     if command == "build" and distributed.is_main():
         from pipeline import pages
 

@@ -31,6 +31,7 @@ class AtlasConfig:
     index_batch_size: int = 64  # images per index batch
     workers: int = 2  # DataLoader workers for decoding
     max_images: int | None = None  # stop the index pass after this many images
+    stats_images: int = 1024  # first N dataset images measured for spectrum and colour stats
     checkpoint_every: int = 50  # index batches between checkpoints
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False  # regional torch.compile of the FFN blocks (visualization)

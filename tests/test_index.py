@@ -13,9 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.index.results import index_dir, load_examples, load_layer_index
-from pipeline.index.stage import run_index
+from pipeline.errors import AtlasError
+from pipeline.index.results import (
+    index_dir,
+    load_examples,
+    load_image_stats,
+    load_layer_index,
+    require_index,
+)
+from pipeline.index.stage import IndexJob, run_index
 from pipeline.index.topk import brute_force_topk
+from pipeline.store import AtlasStore
 from tests.test_index_support import (
     BROKEN,
     HTML_NAME,
@@ -57,6 +65,8 @@ def test_topk_equals_brute_force(synthetic_run):
             - full[ids[swapped], np.nonzero(swapped)[0]]) <= 1e-6)
         assert (np.diff(li.top_scores, axis=1) <= 0).all()
         np.testing.assert_allclose(li.mean, full.mean(0), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(li.std, full.astype(np.float64).std(0), atol=1e-5, rtol=0)
+        assert li.std.dtype == np.float32
         np.testing.assert_allclose(li.max, full.max(0), atol=1e-6, rtol=0)
         np.testing.assert_array_equal(li.units, np.arange(full.shape[1]))
         # histogram: every image once, in the bin its score falls in (a score within float
@@ -135,6 +145,7 @@ def test_resume_after_interruption_equals_uninterrupted(synthetic_run, tmp_path)
         np.testing.assert_array_equal(li.top_scores, ref[index].top_scores)
         np.testing.assert_array_equal(li.hist_counts, ref[index].hist_counts)
         np.testing.assert_allclose(li.mean, ref[index].mean, atol=1e-7)
+        np.testing.assert_allclose(li.std, ref[index].std, atol=1e-7)
         np.testing.assert_array_equal(li.maps, ref[index].maps)
     a = json.loads((index_dir(run.store) / "examples.json").read_text())
     b = json.loads((index_dir(synthetic_run.store) / "examples.json").read_text())
@@ -312,3 +323,58 @@ def test_kill_9_in_the_maps_pass_then_rerun_resumes_it(tmp_path, capfd):
         assert_same_index(ref_layers[index], li)
         np.testing.assert_allclose(li.maps, ref_layers[index].maps, atol=1e-5)
     assert load_examples(run.store).thumbs == load_examples(ref.store).thumbs
+
+
+def test_require_index_returns_every_layer_and_the_image_statistics(synthetic_run):
+    run = synthetic_run
+    got = require_index(run.store, [1, 0], IndexJob.from_run(run).fingerprint)
+    assert sorted(got.layers) == [0, 1]
+    for index, li in got.layers.items():
+        np.testing.assert_array_equal(li.top_ids, load_layer_index(run.store, index).top_ids)
+    assert got.image_stats.count == 60 == load_image_stats(run.store).count
+    h, w = run.spec.input_size[-2:]
+    assert got.image_stats.spectrum.shape == (3, h, w // 2 + 1)
+
+
+def test_require_index_says_what_is_missing_and_how_to_get_it(synthetic_run, tmp_path):
+    empty = AtlasStore(tmp_path / "empty")
+    how = r"fidelity is measured against the index; run `vit-atlas index --out .*` \(same options\)"
+    with pytest.raises(AtlasError, match=r"has no dataset index for layer 3: .*" + how):
+        require_index(empty, [3])
+    with pytest.raises(AtlasError, match="has no dataset index for layers 2, 5: "):
+        require_index(synthetic_run.store, [0, 2, 5])
+    with pytest.raises(AtlasError, match="made with other options"):
+        require_index(synthetic_run.store, [0], fingerprint="another")
+    half = tiny_run(tmp_path / "half", "synthetic:60")
+    run_index(half, stop_after_batches=1)
+    with pytest.raises(AtlasError, match="has an unfinished dataset index for layers 0, 1: "):
+        require_index(half.store, [0, 1])
+
+
+def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
+    """``build`` runs index, then visualize (which reads the index), then the site."""
+    import types
+
+    import pipeline
+    import pipeline.index.stage
+    import pipeline.runtime
+    from pipeline import cli
+
+    calls = []
+    fake_visualize = types.ModuleType("pipeline.visualize.stage")
+    fake_visualize.run_visualize = lambda run: calls.append("visualize")
+    fake_pages = types.ModuleType("pipeline.pages")
+    fake_pages.build_site = lambda store: calls.append("site") or tmp_path
+    monkeypatch.setitem(sys.modules, "pipeline.visualize.stage", fake_visualize)
+    monkeypatch.setitem(sys.modules, "pipeline.pages", fake_pages)
+    monkeypatch.setattr(pipeline, "pages", fake_pages, raising=False)
+    monkeypatch.setattr(pipeline.runtime, "prepare",
+                        lambda cfg: types.SimpleNamespace(store=AtlasStore(tmp_path)))
+    monkeypatch.setattr(pipeline.index.stage, "run_index", lambda run: calls.append("index"))
+    cli.run_command(cli.build_parser().parse_args(["build", "--out", str(tmp_path / "a"),
+                                                   "--stats-images", "64"]))
+    assert calls == ["index", "visualize", "site"]
+    calls.clear()
+    cli.run_command(cli.build_parser().parse_args(["visualize", "--out", str(tmp_path / "a")]))
+    assert calls == ["visualize"]
+    assert cli.resolve_config({"command": "index", "stats_images": 64}).stats_images == 64

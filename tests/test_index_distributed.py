@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.index.results import index_dir, load_examples, load_layer_index
+from pipeline.index.results import index_dir, load_examples, load_image_stats, load_layer_index
 from pipeline.index.stage import run_index
 from tests.test_index_support import assert_same_index, tiny_run, write_webdataset
 
@@ -67,6 +67,10 @@ def test_two_processes_equal_one(tmp_path):
         eb = json.loads((index_dir(multi.store) / "examples.json").read_text())
         for key in ("examples", "skipped", "classes", "images_seen", "fingerprint"):
             assert ea[key] == eb[key], (name, key)
+        ia, ib = load_image_stats(single.store), load_image_stats(multi.store)
+        assert ia.count == ib.count and ia.count > 0
+        for key in ("spectrum", "colour_mean", "colour_cov"):
+            np.testing.assert_allclose(getattr(ib, key), getattr(ia, key), rtol=1e-5, atol=1e-6)
         thumbs = [t for t in load_examples(multi.store).thumbs if t]
         assert thumbs and all((index_dir(multi.store) / t).is_file() for t in thumbs)
         assert not (index_dir(multi.store) / "work").exists()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
+import torch
 
 from pipeline.index.checkpoint import load_state, save_state
 from pipeline.index.histogram import StreamingHistogram
+from pipeline.index.image_stats import ImageStats
 from pipeline.index.maps import SlotTable, thumbnail
 from pipeline.index.stats import LayerStats
 from pipeline.index.topk import TopK, brute_force_topk
@@ -124,6 +126,8 @@ def test_layer_stats_merge_and_top_classes():
     merged = LayerStats.merge(parts)
     for got in (whole, merged):
         np.testing.assert_allclose(got.mean(), scores.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(got.std(), scores.astype(np.float64).std(0), rtol=1e-5)
+        assert got.std().dtype == np.float32
         np.testing.assert_array_equal(got.max(), scores.max(0))
         classes, means = got.top_classes(c=5)
         seen = [c for c in range(5) if (labels == c).any()]
@@ -139,13 +143,20 @@ def test_checkpoint_round_trip(tmp_path):
     rng = np.random.default_rng(4)
     s = LayerStats(5, 2)
     s.update(rng.random((9, 5)).astype(np.float32), np.arange(9), np.arange(9) % 3)
-    save_state(tmp_path / "state.npz", {"consumed": 9, "x": [1, "a"]}, {3: s})
+    images = ImageStats((4, 6), limit=5)
+    images.update(torch.rand(7, 3, 4, 6), np.arange(7))
+    save_state(tmp_path / "state.npz", {"consumed": 9, "x": [1, "a"]}, {3: s}, images)
     state = load_state(tmp_path / "state.npz")
-    assert state.meta == {"consumed": 9, "x": [1, "a"]}
+    assert state.meta == {"consumed": 9, "x": [1, "a"]} and set(state.stats) == {3}
     t = LayerStats(5, 2)
     t.load(state.stats[3])
     for key, value in s.state().items():
         np.testing.assert_array_equal(t.state()[key], value)
+    back = ImageStats((4, 6))
+    back.load(state.images)
+    assert back.limit == 5 and back.count == 5
+    for key, value in images.state().items():
+        np.testing.assert_array_equal(back.state()[key], value)
     (tmp_path / "bad.npz").write_bytes(b"half a file")
     assert load_state(tmp_path / "bad.npz") is None
 

@@ -165,5 +165,6 @@ def assert_same_index(a, b, atol: float = 1e-5) -> None:
         assert near[differ].all(), "ids differ where scores are not tied"
     np.testing.assert_array_equal(a.hist_counts.sum(1), b.hist_counts.sum(1))
     np.testing.assert_allclose(a.mean, b.mean, atol=atol, rtol=0)
+    np.testing.assert_allclose(a.std, b.std, atol=10 * atol, rtol=0)
     np.testing.assert_allclose(a.max, b.max, atol=atol, rtol=0)
     np.testing.assert_allclose(a.maps, b.maps, atol=1e-4, rtol=0)

@@ -1,7 +1,8 @@
 """Resumable state of the streaming pass, one set of files per process under DIR/index/work/.
 
 ``work/r{rank}of{world}/state.npz``
-    every layer's statistics (heaps, histograms, sums) as arrays, plus ``meta`` (JSON): the
+    every layer's statistics (heaps, histograms, sums) as arrays ``L{layer:03d}.{name}``, the
+    dataset's image statistics (``images.{name}``, see ``image_stats``), plus ``meta`` (JSON): the
     index fingerprint, how many of this rank's records were consumed, the source's
     ``state_dict()`` there, and whether the pass finished.
 ``work/r{rank}of{world}/examples-{start:010d}.json``
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.index.image_stats import ImageStats
 from pipeline.index.loader import Batch
 from pipeline.index.stats import LayerStats
 from pipeline.store import atomic_save_npz, atomic_write_json, read_json
@@ -39,11 +41,15 @@ def rank_dir(work: Path, rank: int, world: int) -> Path:
 class PassState:
     meta: dict[str, Any]
     stats: dict[int, dict[str, np.ndarray]]
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # ImageStats.state()
 
 
-def save_state(path: Path, meta: dict[str, Any], stats: dict[int, LayerStats]) -> None:
+def save_state(path: Path, meta: dict[str, Any], stats: dict[int, LayerStats],
+               images: ImageStats | None = None) -> None:
     arrays = {f"L{index:03d}.{key}": value
               for index, s in stats.items() for key, value in s.state().items()}
+    if images is not None:
+        arrays.update({f"images.{key}": value for key, value in images.state().items()})
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_save_npz(path, **arrays)
 
@@ -56,12 +62,16 @@ def load_state(path: Path) -> PassState | None:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             stats: dict[int, dict[str, np.ndarray]] = {}
+            images: dict[str, np.ndarray] = {}
             for key in z.files:
                 if key == "meta":
                     continue
-                layer, _, name = key.partition(".")
-                stats.setdefault(int(layer[1:]), {})[name] = z[key]
-        return PassState(meta, stats)
+                group, _, name = key.partition(".")
+                if group == "images":
+                    images[name] = z[key]
+                else:
+                    stats.setdefault(int(group[1:]), {})[name] = z[key]
+        return PassState(meta, stats, images)
     except (OSError, ValueError, KeyError):
         return None
 

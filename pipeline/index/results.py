@@ -1,4 +1,5 @@
-"""Reading a finished index from the store (the contract between the index and the pages).
+"""Reading a finished index from the store (the contract between the index and the stages
+that read it: visualize, pages).
 
 Files under ``DIR/index/``::
 
@@ -10,6 +11,11 @@ Files under ``DIR/index/``::
                         example that did not decode keeps its place, with "skipped": true)
                         Written last: its presence means the index is complete.
     L{layer:03d}.npz    arrays of one layer, see ``LayerIndex``
+    image_stats.npz     statistics of the first ``--stats-images`` dataset images at the
+                        model's input size, see ``DatasetImageStats``: ``spectrum``
+                        (3, H, W//2+1) float32 mean amplitude spectrum, ``colour_mean`` (3,)
+                        and ``colour_cov`` (3, 3) float32 of RGB pixels in [0, 1], ``count``
+                        (images measured). Written before examples.json.
     thumbs/             one thumbnail per distinct selected image, thumbs/{number:07d}.png
     work/               checkpoints of an unfinished run (see ``checkpoint``)
 """
@@ -22,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import AtlasError
 from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: per-unit std, image_stats.npz
 
 
 @dataclass
@@ -40,6 +47,7 @@ class LayerIndex:
     hist_edges: np.ndarray  # (units, bins + 1) float32 bin edges (per unit, power-of-two
     # wide bins covering [min, max]: see ``histogram``)
     mean: np.ndarray  # (units,) float32 mean score over all images
+    std: np.ndarray  # (units,) float32 population std of the score over all images
     max: np.ndarray  # (units,) float32 max score
     top_classes: np.ndarray  # (units, c) int64 classes with highest mean score; -1 = none
     top_class_means: np.ndarray  # (units, c) float32 their mean scores; 0 = none
@@ -109,7 +117,10 @@ def load_layer_index(store: AtlasStore, layer: int) -> LayerIndex | None:
     if not path.is_file():
         return None
     with np.load(path) as z:
-        return LayerIndex(**{f.name: z[f.name] for f in fields(LayerIndex) if f.name in z.files})
+        arrays = {f.name: z[f.name] for f in fields(LayerIndex) if f.name in z.files}
+    if "std" not in arrays:  # an index of format 1 (pages still read it; `index` redoes it)
+        arrays["std"] = np.full(len(arrays["mean"]), np.nan, dtype=np.float32)
+    return LayerIndex(**arrays)
 
 
 def write_layer_index(store: AtlasStore, layer: int, index: LayerIndex) -> None:
@@ -132,3 +143,94 @@ def read_examples_json(store: AtlasStore) -> dict[str, Any] | None:
         return read_json(path)
     except (OSError, ValueError):
         return None
+
+
+# -- dataset image statistics -----------------------------------------------------------------
+@dataclass
+class DatasetImageStats:
+    """Statistics of dataset images at the model's input size, pixels in [0, 1]."""
+
+    spectrum: np.ndarray  # (3, H, W//2+1) float32 mean of |rfft2(image, norm="ortho")|
+    colour_mean: np.ndarray  # (3,) float32 mean RGB over all pixels
+    colour_cov: np.ndarray  # (3, 3) float32 covariance of RGB over all pixels (as np.cov)
+    count: int  # images measured (0: none, every array zero)
+
+
+def image_stats_path(store: AtlasStore) -> Path:
+    return index_dir(store) / "image_stats.npz"
+
+
+def write_image_stats(store: AtlasStore, stats: DatasetImageStats) -> None:
+    """Write ``image_stats.npz`` atomically."""
+    atomic_save_npz(image_stats_path(store), spectrum=stats.spectrum,
+                    colour_mean=stats.colour_mean, colour_cov=stats.colour_cov,
+                    count=np.array(stats.count, dtype=np.int64))
+
+
+def load_image_stats(store: AtlasStore) -> DatasetImageStats | None:
+    """The dataset's image statistics, or None if the index has none (absent or older).
+
+    >>> load_image_stats(AtlasStore("/nonexistent")) is None
+    True
+    """
+    path = image_stats_path(store)
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return DatasetImageStats(spectrum=z["spectrum"], colour_mean=z["colour_mean"],
+                                 colour_cov=z["colour_cov"], count=int(z["count"]))
+
+
+# -- what the visualize stage needs -----------------------------------------------------------
+@dataclass
+class DatasetIndex:
+    """A complete index, as ``require_index`` returns it."""
+
+    layers: dict[int, LayerIndex]  # layer -> its LayerIndex (rows: indexed units)
+    image_stats: DatasetImageStats
+
+
+def require_index(store: AtlasStore, layers: list[int],
+                  fingerprint: str | None = None) -> DatasetIndex:
+    """The complete index of ``layers`` with the dataset's image statistics, or an
+    ``AtlasError`` saying what is missing and how to make it.
+
+    ``fingerprint`` (``IndexJob.from_run(run).fingerprint``), when given, must match the
+    index's: an index made with other options does not count.
+
+    >>> require_index(AtlasStore("/nonexistent"), [3])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.AtlasError: /nonexistent has no dataset index for layer 3: ...
+    """
+    root = store.root
+    fix = (f"the visualization recipe needs the dataset's statistics and fidelity is measured "
+           f"against the index; run `vit-atlas index --out {root}` (same options) first, "
+           f"or `vit-atlas build`")
+
+    def missing(what: str) -> AtlasError:
+        return AtlasError(f"{root} {what}: {fix}")
+
+    data = read_examples_json(store)
+    if data is None:
+        state = "an unfinished" if (index_dir(store) / "work").is_dir() else "no"
+        raise missing(f"has {state} dataset index for {_layer_words(layers)}")
+    if data.get("format_version") != INDEX_FORMAT:
+        raise missing(f"has a dataset index of an older format "
+                      f"({data.get('format_version')}, this version reads {INDEX_FORMAT})")
+    if fingerprint is not None and data.get("fingerprint") != fingerprint:
+        raise missing("has a dataset index made with other options (model, weights, "
+                      "dataset, --channels, --topk, --max-images or --stats-images)")
+    indexed = set(data.get("layers") or [])
+    absent = [i for i in layers if i not in indexed or not layer_path(store, i).is_file()]
+    if absent:
+        raise missing(f"has no dataset index for {_layer_words(absent)}")
+    images = load_image_stats(store)
+    if images is None:
+        raise missing("has a dataset index without image statistics (image_stats.npz)")
+    loaded = {i: load_layer_index(store, i) for i in layers}
+    return DatasetIndex({i: li for i, li in loaded.items() if li is not None}, images)
+
+
+def _layer_words(layers: list[int]) -> str:
+    return f"layer{'' if len(layers) == 1 else 's'} {', '.join(str(i) for i in layers)}"

@@ -1,11 +1,13 @@
 """The ``index`` stage: exact dataset top-k per FFN unit, with patch maps and thumbnails.
 
 1. Scan: stream the dataset once; one truncated forward per batch feeds every selected
-   layer's statistics (``Scanner``). Checkpointed every ``checkpoint_every`` batches; a rerun
-   resumes from there. Under torchrun each rank scans the examples ``n ≡ rank (mod world)``
-   and rank 0 merges the statistics exactly.
+   layer's statistics (``Scanner``), and the first ``--stats-images`` examples feed the
+   dataset's image statistics (``ImageStats``: spectrum, colour). Checkpointed every
+   ``checkpoint_every`` batches; a rerun resumes from there. Under torchrun each rank scans
+   the examples ``n ≡ rank (mod world)`` and rank 0 merges the statistics exactly.
 2. Maps: re-read only the selected examples, record their patch maps and write thumbnails.
-3. Write ``L{layer:03d}.npz`` per layer, then ``examples.json`` (see ``results``).
+3. Write ``L{layer:03d}.npz`` per layer and ``image_stats.npz``, then ``examples.json``
+   (see ``results``).
 
 ``run_index(run)`` is the entry point; ``stop_after_batches`` stops the scan abruptly after
 that many batches (as a kill would: nothing beyond the last checkpoint is saved), for tests.
@@ -35,16 +37,19 @@ from pipeline import distributed
 from pipeline.data.sources import Source, open_source, readable_class_names
 from pipeline.index import checkpoint as ckpt
 from pipeline.index.histogram import DEFAULT_BINS
+from pipeline.index.image_stats import ImageStats, unnormalize
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.maps import SlotTable, ThumbWriter, collect_maps, prepare_thumbs, thumb_name
 from pipeline.index.memory import Trimmer
 from pipeline.index.results import (
     INDEX_FORMAT,
     LayerIndex,
+    image_stats_path,
     index_dir,
     layer_path,
     read_examples_json,
     write_examples,
+    write_image_stats,
     write_layer_index,
 )
 from pipeline.index.scan import Scanner
@@ -73,6 +78,7 @@ class IndexJob:
             "format": INDEX_FORMAT, "model": cfg.model, "weights": run.weights_id,
             "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "split": cfg.split,
             "max_images": cfg.max_images, "topk": cfg.topk, "bins": DEFAULT_BINS,
+            "stats_images": cfg.stats_images,
             "units": {str(i): u for i, u in units.items()},
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -85,6 +91,10 @@ class IndexJob:
     @property
     def rank_dir(self) -> Path:
         return ckpt.rank_dir(self.root / "work", self.rank, self.world)
+
+    def new_image_stats(self) -> ImageStats:
+        """An empty accumulator of the dataset's image statistics at the model's input size."""
+        return ImageStats(tuple(self.run.spec.input_size[-2:]), self.run.config.stats_images)
 
     def complete(self) -> bool:
         data = read_examples_json(self.run.store)
@@ -111,27 +121,30 @@ def run_index(run: Run, *, stop_after_batches: int | None = None) -> None:
     source = open_source(cfg.dataset, cfg.split, image_size=run.spec.input_size[-1])
     transform = eval_transform(run.model, cfg.model_kwargs)
     classes = len(source.class_names or [])
+    images = job.new_image_stats()
     with Scanner(run.model, job.layers, job.units, cfg.topk, run.device, classes) as scanner:
-        finished = _scan(job, scanner, source, transform, stop_after_batches)
+        finished = _scan(job, scanner, images, source, transform, stop_after_batches)
         if not all(distributed.broadcast(distributed.gather(finished))):
             _say("index: interrupted; rerun to resume from the last checkpoint")
             return
         merged = _merge(job, scanner.stats)
+        merged_images = _merge_images(job, images)
         examples = _gather_examples(job)
         top_ids = distributed.broadcast({i: s.topk.result()[0] for i, s in merged.items()}
                             if merged is not None else None)
         maps, failed = _maps(job, scanner, source, transform, top_ids)
     if distributed.is_main():
-        _write(job, source, merged, maps, examples, failed)
+        _write(job, source, merged, merged_images, maps, examples, failed)
     distributed.barrier()
     if distributed.is_main():
         shutil.rmtree(job.root / "work", ignore_errors=True)
 
 
 # -- 1. scan ----------------------------------------------------------------------------------
-def _scan(job: IndexJob, scanner: Scanner, source: Source, transform,
+def _scan(job: IndexJob, scanner: Scanner, images: ImageStats, source: Source, transform,
           stop_after_batches: int | None) -> bool:
-    """Stream this rank's share into ``scanner``; True once the whole share is done."""
+    """Stream this rank's share into ``scanner`` and ``images``; True once the whole share
+    is done."""
     cfg = job.run.config
     state_path = job.rank_dir / "state.npz"
     log = ckpt.ExampleLog(job.rank_dir)
@@ -140,6 +153,8 @@ def _scan(job: IndexJob, scanner: Scanner, source: Source, transform,
     if saved is not None and saved.meta.get("fingerprint") == job.fingerprint:
         for index, arrays in saved.stats.items():
             scanner.stats[index].load(arrays)
+        if saved.images:
+            images.load(saved.images)
         consumed = int(saved.meta["consumed"])
         if saved.meta.get("finished"):
             return True
@@ -155,7 +170,7 @@ def _scan(job: IndexJob, scanner: Scanner, source: Source, transform,
         log.flush(consumed)
         meta = {"fingerprint": job.fingerprint, "consumed": consumed, "finished": finished,
                 "source_state": source_state, "rank": job.rank, "world": job.world}
-        ckpt.save_state(state_path, meta, scanner.stats)
+        ckpt.save_state(state_path, meta, scanner.stats, images)
 
     plan = BatchPlan(source, cfg.index_batch_size, job.rank, job.world, skip=consumed,
                      state=source_state, stop=cfg.max_images)
@@ -166,9 +181,13 @@ def _scan(job: IndexJob, scanner: Scanner, source: Source, transform,
     loader = make_loader(plan, source.decoder, transform, cfg.workers,
                          pin_memory=job.run.device.type == "cuda")
     trim = Trimmer()
+    spec, device = job.run.spec, job.run.device
     for batches, batch in enumerate(loader, start=1):
         if batch.pixels is not None:
             scanner.update(batch.pixels, batch.numbers, batch.labels)
+            if images.wants(batch.numbers).any():
+                pixels = batch.pixels.to(device, non_blocking=True)
+                images.update(unnormalize(pixels, spec.mean, spec.std), batch.numbers)
         trim()
         log.add(batch)
         consumed, source_state = batch.consumed, batch.state
@@ -199,6 +218,21 @@ def _merge(job: IndexJob, stats: dict[int, LayerStats]) -> dict[int, LayerStats]
                 parts.append(part)
             out[index] = LayerStats.merge(parts)
     return out if distributed.is_main() else None
+
+
+def _merge_images(job: IndexJob, images: ImageStats) -> ImageStats | None:
+    """The image statistics over all ranks, on rank 0."""
+    if job.world == 1:
+        return images
+    states = distributed.gather(images.state())
+    if states is None:
+        return None
+    parts = []
+    for state in states:
+        part = job.new_image_stats()
+        part.load(state)
+        parts.append(part)
+    return ImageStats.merge(parts)
 
 
 @dataclass
@@ -273,7 +307,7 @@ def _class_names(source: Source, names: dict[int, str], labels: list) -> list[st
     return known + found
 
 
-def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats],
+def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats], images: ImageStats,
            maps: dict[int, np.ndarray], examples: ExampleList, failed: list[list]) -> None:
     failed_numbers = {int(f[0]) for f in failed}
     shown: set[int] = set()
@@ -283,7 +317,7 @@ def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats],
         write_layer_index(job.run.store, index, LayerIndex(
             top_ids=ids, top_scores=scores, maps=maps[index],
             hist_counts=s.hist.counts, hist_edges=s.hist.edges(),
-            mean=s.mean(), max=s.max(), top_classes=classes,
+            mean=s.mean(), std=s.std(), max=s.max(), top_classes=classes,
             top_class_means=np.nan_to_num(class_means, nan=0.0),
             units=np.asarray(job.units[index], dtype=np.int64),
         ))
@@ -297,6 +331,7 @@ def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats],
         if number in skipped_numbers:
             entry["skipped"] = True
         entries.append(entry)
+    write_image_stats(job.run.store, images.result())
     first = next(iter(stats.values()))
     cfg = job.run.config
     skipped = [{"id": s[1], "reason": s[2], "number": s[0]} for s in examples.skipped]
@@ -329,5 +364,6 @@ def _remove_stale_outputs(job: IndexJob) -> None:
         (job.root / "examples.json").unlink(missing_ok=True)
         for path in job.root.glob("L*.npz"):
             path.unlink(missing_ok=True)
+        image_stats_path(job.run.store).unlink(missing_ok=True)
     cfg = job.run.config
     prepare_thumbs(job.root, [cfg.dataset, cfg.split, cfg.model, cfg.model_kwargs])

@@ -1,6 +1,7 @@
 """Everything the index keeps per unit of one layer while streaming: top-k, histogram,
-mean, max and per-class means. Memory is ``units × (k + bins + classes)``, independent of
-the number of images; every part checkpoints to arrays and merges exactly across processes.
+mean, standard deviation, max and per-class means. Memory is ``units × (k + bins + classes)``,
+independent of the number of images; every part checkpoints to arrays and merges exactly
+across processes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class LayerStats:
         self.topk = TopK(units, k)
         self.hist = StreamingHistogram(units, bins)
         self.total = np.zeros(units, dtype=np.float64)
+        self.total_sq = np.zeros(units, dtype=np.float64)  # sum of squared scores
         self.count = 0
         self.class_sum = np.zeros((num_classes, units), dtype=np.float64)
         self.class_count = np.zeros(num_classes, dtype=np.int64)
@@ -35,6 +37,7 @@ class LayerStats:
         self.topk.add(scores, numbers)
         self.hist.add(scores)
         self.total += scores.sum(axis=0, dtype=np.float64)
+        self.total_sq += np.square(scores, dtype=np.float64).sum(axis=0)
         self.count += len(numbers)
         labelled = labels >= 0
         if labelled.any():
@@ -60,6 +63,19 @@ class LayerStats:
     def mean(self) -> np.ndarray:
         return (self.total / max(self.count, 1)).astype(np.float32)
 
+    def std(self) -> np.ndarray:
+        """Population standard deviation of each unit's score (0 before any image).
+
+        >>> s = LayerStats(1, 1)
+        >>> s.update(np.array([[1.0], [3.0]], np.float32), np.arange(2), np.array([-1, -1]))
+        >>> s.std().tolist()
+        [1.0]
+        """
+        n = max(self.count, 1)
+        mean = self.total / n
+        var = np.maximum(self.total_sq / n - mean * mean, 0.0)
+        return np.sqrt(var).astype(np.float32)
+
     def max(self) -> np.ndarray:
         return np.where(self.count > 0, self.hist.hi, 0.0).astype(np.float32)
 
@@ -83,26 +99,30 @@ class LayerStats:
     def state(self) -> dict[str, np.ndarray]:
         out = {f"topk.{k}": v for k, v in self.topk.state().items()}
         out.update({f"hist.{k}": v for k, v in self.hist.state().items()})
-        out.update(total=self.total.copy(), count=np.array(self.count, dtype=np.int64),
-                   class_sum=self.class_sum.copy(), class_count=self.class_count.copy())
+        out.update(total=self.total.copy(), total_sq=self.total_sq.copy(),
+                   count=np.array(self.count, dtype=np.int64), class_sum=self.class_sum.copy(),
+                   class_count=self.class_count.copy())
         return out
 
     def load(self, state: dict[str, np.ndarray]) -> None:
         self.topk.load({k[5:]: v for k, v in state.items() if k.startswith("topk.")})
         self.hist.load({k[5:]: v for k, v in state.items() if k.startswith("hist.")})
         self.total = np.array(state["total"], dtype=np.float64)
+        self.total_sq = np.array(state["total_sq"], dtype=np.float64)
         self.count = int(state["count"])
         self.class_sum = np.array(state["class_sum"], dtype=np.float64)
         self.class_count = np.array(state["class_count"], dtype=np.int64)
 
     @classmethod
     def merge(cls, parts: Sequence[LayerStats]) -> LayerStats:
-        """Statistics of the union of disjoint streams (exact for top-k, histogram, max)."""
+        """Statistics of the union of disjoint streams (exact for top-k, histogram, max;
+        sums in float64 for mean and std)."""
         first = parts[0]
         out = cls(first.units, first.k, 0, first.hist.bins)
         out.topk = TopK.merge([p.topk for p in parts])
         out.hist = StreamingHistogram.merge([p.hist for p in parts])
         out.total = np.sum([p.total for p in parts], axis=0)
+        out.total_sq = np.sum([p.total_sq for p in parts], axis=0)
         out.count = sum(p.count for p in parts)
         out._grow_classes(max(len(p.class_count) for p in parts))
         for p in parts:

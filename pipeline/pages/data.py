@@ -65,7 +65,8 @@ def by_channel(index: LayerIndex, n_units: int) -> LayerIndex:
     return LayerIndex(
         top_ids=scatter(index.top_ids, -1), top_scores=scatter(index.top_scores, -np.inf),
         maps=scatter(index.maps, 0), hist_counts=scatter(index.hist_counts, 0),
-        hist_edges=edges, mean=scatter(index.mean, 0), max=scatter(index.max, 0),
+        hist_edges=edges, mean=scatter(index.mean, 0), std=scatter(index.std, 0),
+        max=scatter(index.max, 0),
         top_classes=scatter(index.top_classes, -1),
         top_class_means=scatter(index.top_class_means, np.nan), units=None)
 
