@@ -3,8 +3,9 @@
 Layout of an atlas directory (``--out DIR``)::
 
     DIR/atlas.json                         config, model spec, weights id, versions
-    DIR/visualize/L{layer:03d}/chunk-{start:05d}.json   one finished chunk of units
-    DIR/visualize/L{layer:03d}/u{unit:05d}.png          the unit's visualization (lossless)
+    DIR/visualize/<recipe>/L{layer:03d}/chunk-{start:05d}.json   a finished chunk of units
+    DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.png          the unit's visualization
+    DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.attr.png     its attribution map, if any
     DIR/index/...                          dataset top-k, histograms, patch maps, thumbnails
     DIR/build/docs/...                     generated Markdown for mkdocs (rebuildable)
     DIR/site/...                           the built static site
@@ -29,7 +30,7 @@ from PIL import Image
 from pipeline import ATLAS_VERSION
 from pipeline.errors import AtlasError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: visualizations per recipe, fidelity
 
 
 def _umask() -> int:
@@ -122,18 +123,43 @@ class AtlasStore:
         }, indent=2)
 
     # -- visualizations ---------------------------------------------------------------------
-    def vis_dir(self, layer: int) -> Path:
-        return self.root / "visualize" / f"L{layer:03d}"
+    def vis_recipes(self) -> list[str]:
+        """Names of the recipes with results, in the config's ``recipe`` order (the first is
+        the one a feature page shows first), then any others found on disk, by name."""
+        root = self.root / "visualize"
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        order = []
+        if self.exists():
+            order = [r.strip() for r in str(self.manifest()["config"].get("recipe", "")).split(",")]
+        return [n for n in order if n in found] + [n for n in found if n not in order]
 
-    def vis_chunk_path(self, layer: int, start: int) -> Path:
-        return self.vis_dir(layer) / f"chunk-{start:05d}.json"
+    def _recipe_name(self, recipe: str | None) -> str:
+        if recipe is not None:
+            return recipe
+        found = self.vis_recipes()
+        if found:
+            return found[0]
+        if self.exists():
+            return str(self.manifest()["config"].get("recipe", "default")).split(",")[0].strip()
+        return "default"
+
+    def vis_dir(self, layer: int, recipe: str | None = None) -> Path:
+        """``DIR/visualize/<recipe>/L{layer:03d}``; ``recipe=None``: the atlas's first recipe."""
+        return self.root / "visualize" / self._recipe_name(recipe) / f"L{layer:03d}"
+
+    def vis_chunk_path(self, layer: int, start: int, recipe: str | None = None) -> Path:
+        return self.vis_dir(layer, recipe) / f"chunk-{start:05d}.json"
 
     @staticmethod
     def vis_image_name(unit: int) -> str:
         return f"u{unit:05d}.png"
 
+    @staticmethod
+    def vis_attribution_name(unit: int) -> str:
+        return f"u{unit:05d}.attr.png"
+
     def vis_chunk_done(self, layer: int, start: int, recipe: dict[str, Any]) -> bool:
-        path = self.vis_chunk_path(layer, start)
+        path = self.vis_chunk_path(layer, start, recipe["name"])
         if not path.is_file():
             return False
         try:
@@ -142,20 +168,30 @@ class AtlasStore:
             return False
 
     def write_vis_chunk(self, layer: int, start: int, recipe: dict[str, Any],
-                        results: list[dict[str, Any]], images: list[np.ndarray]) -> None:
-        """Images first, then the chunk JSON that marks them finished."""
-        for result, image in zip(results, images, strict=True):
+                        results: list[dict[str, Any]], images: list[np.ndarray],
+                        attributions: list[np.ndarray] | None = None) -> None:
+        """Images (uint8 ``(H, W, 3)``) and attribution maps (uint8 ``(H, W)``, optional)
+        first, then the chunk JSON that marks them finished. ``recipe`` is the recipe's dict
+        (``Recipe.to_dict()``, with its ``name``): it is saved with every chunk."""
+        directory = self.vis_dir(layer, recipe["name"])
+        for i, (result, image) in enumerate(zip(results, images, strict=True)):
             name = self.vis_image_name(result["unit"])
-            atomic_write_bytes(self.vis_dir(layer) / name, encode_png(image))
+            atomic_write_bytes(directory / name, encode_png(image))
             result["image"] = name
-        atomic_write_json(self.vis_chunk_path(layer, start), {
+            if attributions is not None:
+                name = self.vis_attribution_name(result["unit"])
+                atomic_write_bytes(directory / name, encode_png(attributions[i]))
+                result["attribution"] = name
+        atomic_write_json(self.vis_chunk_path(layer, start, recipe["name"]), {
             "layer": layer, "start": start, "recipe": recipe, "units": results,
         })
 
-    def vis_results(self, layer: int) -> dict[int, dict[str, Any]]:
-        """{unit: {"unit", "activation", "image", ...}} of every finished chunk of ``layer``."""
+    def vis_results(self, layer: int, recipe: str | None = None) -> dict[int, dict[str, Any]]:
+        """{unit: {"unit", "activation", "image", "fidelity", "attribution"?, "recipe"}} of
+        every finished chunk of ``layer`` (``"recipe"``: the chunk's recipe dict)."""
         out: dict[int, dict[str, Any]] = {}
-        for path in sorted(self.vis_dir(layer).glob("chunk-*.json")):
-            for result in read_json(path)["units"]:
-                out[result["unit"]] = result
+        for path in sorted(self.vis_dir(layer, recipe).glob("chunk-*.json")):
+            chunk = read_json(path)
+            for result in chunk["units"]:
+                out[result["unit"]] = {**result, "recipe": chunk.get("recipe") or {}}
         return out

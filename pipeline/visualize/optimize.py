@@ -1,18 +1,26 @@
-"""The render loop: optimize one image per (layer, unit) for a batch of units of one layer."""
+"""The render loop: optimize one image per (layer, unit) for a batch of units of one layer.
+
+``render_features`` takes every piece from its recipe (parameterization, transforms,
+objective, optimizer) and returns the stored images, their objective, every unit's score on
+them (for fidelity) and an attribution map (MACO's: accumulated input-gradient magnitudes).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from pipeline.capture import LayerCapture
+from pipeline.index.pooled import patch_mean
 from pipeline.models.spec import FFNLayer, ModelSpec
-from pipeline.visualize.objectives import total_variation, unit_mean
-from pipeline.visualize.param import PixelParam, from_uint8, to_uint8
+from pipeline.precision import autocast
+from pipeline.visualize.objectives import Objective, UnitStats, Views
+from pipeline.visualize.param import PARAMETERIZATIONS, from_uint8, to_uint8
+from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.recipe import Recipe
 from pipeline.visualize.transforms import augment, plan
 
@@ -21,13 +29,6 @@ def feature_seed(seed: int, model: str, layer: int, unit: int) -> int:
     """A 63-bit seed that depends only on (seed, model, layer, unit)."""
     digest = hashlib.sha256(f"{seed}/{model}/{layer}/{unit}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; plain float32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class Normalize(nn.Module):
@@ -47,39 +48,82 @@ def layer_scores(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
     device = images.device
     with LayerCapture(model, [layer]) as capture, autocast(device):
         acts = capture(Normalize(spec, device)(images))[layer.index]
-    return acts.float().mean(dim=1)
+    return patch_mean(acts)
 
 
-def render(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[int],
-           recipe: Recipe, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimize one image per unit. Returns uint8 images ``(B, H, W, 3)`` (CPU) and each unit's
-    objective on its stored (quantized, un-augmented) image, ``(B,)``."""
+@dataclass
+class Rendering:
+    images: torch.Tensor  # (B, H, W, 3) uint8, what is stored
+    activations: torch.Tensor  # (B,) each unit's score on its stored image
+    scores: torch.Tensor  # (B, C) every unit of the layer on each stored image
+    attributions: torch.Tensor  # (B, H, W) uint8 accumulated |input gradient|, max = 255
+
+
+def _optimizer(recipe: Recipe, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    if recipe.optimizer == "nadam":
+        return torch.optim.NAdam(params, lr=recipe.lr, betas=recipe.betas)
+    return torch.optim.Adam(params, lr=recipe.lr, betas=recipe.betas)
+
+
+def _attribution_uint8(total: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` gradient magnitudes → uint8, each image scaled by its 99th percentile."""
+    flat = total.flatten(1)
+    top = flat.quantile(0.99, dim=1).clamp(min=1e-12)[:, None, None]
+    return (total / top).clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[int],
+                    recipe: Recipe, seed: int, device: torch.device, *,
+                    prior: ImagePrior | None = None, stats: UnitStats | None = None,
+                    objective: Objective | None = None) -> Rendering:
+    """Optimize one image per unit of ``layer`` with ``recipe`` (``objective`` overrides the
+    recipe's). ``prior``: the dataset's spectrum and colours (Fourier/phase parameterizations;
+    a 1/f prior without it). ``stats``: the layer's dataset statistics (selectivity term)."""
     size = tuple(spec.input_size[1:])
+    if recipe.needs_unit_stats and stats is None and objective is None:
+        raise ValueError(f"recipe {recipe.name!r} needs the index's per-unit statistics")
     generators = [torch.Generator().manual_seed(feature_seed(seed, spec.name, layer.index, u))
                   for u in units]
-    param = PixelParam(generators, size, device)
+    param = PARAMETERIZATIONS[recipe.param](generators, size, device, prior)
     aug = plan(generators, recipe, size).to(device)
+    objective = objective or recipe.objective()
+    if stats is not None:
+        stats = UnitStats(stats.mean.to(device), stats.std.to(device))
     normalize = Normalize(spec, device)
-    unit_index = torch.tensor(list(units), device=device).repeat_interleave(recipe.copies)
-    optimizer = torch.optim.Adam(param.parameters(), lr=recipe.lr, betas=recipe.betas)
+    unit_index = torch.tensor(list(units), device=device)
+    optimizer = _optimizer(recipe, param.parameters())
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.steps)
-    b = len(units)
+    attribution = torch.zeros(len(units), *size, device=device)
     with LayerCapture(model, [layer], truncate=recipe.truncate) as capture:
         for step in range(recipe.steps):
-            x = augment(param.image(), aug, step, recipe)
+            image = param.image()
+            if not image.requires_grad:
+                raise RuntimeError("parameterization image does not depend on its parameters")
+            image.retain_grad()
+            x = augment(image, aug, step, recipe)
             with autocast(device):
                 acts = capture(normalize(x))[layer.index]
-            objective = unit_mean(acts, unit_index).view(b, recipe.copies).mean(1)
-            tv = total_variation(x).view(b, recipe.copies).mean(1)
+            views = Views(x, acts, unit_index, recipe.copies, stats)
             # A sum of per-feature losses: each image's gradient is its own feature's alone.
-            loss = (recipe.tv * tv - objective).sum()
+            loss = -objective(views).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            attribution += image.grad.detach().abs().sum(1)
             optimizer.step()
             schedule.step()
             param.after_step()
     with torch.no_grad():
         stored = to_uint8(param.image()).cpu()
     scores = layer_scores(model, spec, layer, from_uint8(stored).to(device))
-    activation = scores.gather(1, torch.tensor(list(units), device=device)[:, None])[:, 0]
-    return stored, activation.cpu()
+    activation = scores.gather(1, unit_index[:, None])[:, 0]
+    return Rendering(stored, activation.cpu(), scores.cpu(),
+                     _attribution_uint8(attribution).cpu())
+
+
+def render(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[int],
+           recipe: Recipe, seed: int, device: torch.device,
+           **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """``render_features``' uint8 images ``(B, H, W, 3)`` (CPU) and each unit's objective on
+    its stored (quantized, un-augmented) image ``(B,)``."""
+    out = render_features(model, spec, layer, units, recipe, seed, device, **options)
+    return out.images, out.activations

@@ -1,17 +1,29 @@
-"""Image parameterization, lucent-style: plain pixels in [0, 1] (the paper's), one image per
-feature, each initialised from that feature's own generator. (A decorrelated Fourier basis was
-tried and dropped: smoother, but a lower objective at equal steps.)"""
+"""Image parameterizations, lucent-style: each holds one image per feature, initialised from
+that feature's own generator, and maps its parameters to RGB images in [0, 1].
+
+- ``pixels``: the paper's plain pixels, init U(0, 1), clamped after every step;
+- ``fourier``: lucent's Fourier basis, coefficients scaled by the dataset's amplitude spectrum,
+  colours decorrelated with the dataset's colour covariance, then a sigmoid;
+- ``phase``: MACO's magnitude-constrained phase: the amplitude is fixed to the dataset's mean
+  spectrum, only the phase is optimized; standardized, colour-recorrelated, sigmoid.
+
+``PARAMETERIZATIONS[name](generators, size, device, prior)`` builds one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+from pipeline.visualize.prior import ImagePrior
 
 
 class PixelParam:
     """The paper's: pixels in [0, 1], init U(0, 1), clamped after every step."""
 
     def __init__(self, generators: list[torch.Generator], size: tuple[int, int],
-                 device: torch.device):
+                 device: torch.device, prior: ImagePrior | None = None):
         init = torch.stack([torch.rand(3, *size, generator=g) for g in generators])
         self.pixels = init.to(device).requires_grad_(True)
 
@@ -26,9 +38,89 @@ class PixelParam:
             self.pixels.clamp_(0.0, 1.0)
 
 
+class _SpectralParam:
+    """Shared by the Fourier and phase parameterizations: decorrelated → RGB → sigmoid."""
+
+    def __init__(self, size: tuple[int, int], device: torch.device, prior: ImagePrior | None):
+        prior = prior if prior is not None and prior.size == tuple(size) \
+            else ImagePrior.natural(size)
+        self.size = tuple(size)
+        self.amplitude = prior.amplitude().to(device)  # (H, W//2+1)
+        self.colour = prior.colour_sqrt().to(device)  # (3, 3)
+        mean = prior.colour_mean.clamp(0.05, 0.95)
+        self.centre = torch.logit(mean).to(device).view(1, 3, 1, 1)
+
+    def _to_rgb(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` decorrelated values → RGB in (0, 1)."""
+        rgb = torch.einsum("ij,bjhw->bihw", self.colour, x)
+        return torch.sigmoid(rgb + self.centre)
+
+    def after_step(self) -> None:
+        pass
+
+
+class FourierParam(_SpectralParam):
+    """lucent's Fourier basis, with the dataset's spectrum in place of 1/f."""
+
+    def __init__(self, generators: list[torch.Generator], size: tuple[int, int],
+                 device: torch.device, prior: ImagePrior | None = None, init_std: float = 0.01):
+        super().__init__(size, device, prior)
+        shape = (3, size[0], size[1] // 2 + 1, 2)
+        init = torch.stack([torch.randn(*shape, generator=g) * init_std for g in generators])
+        self.coefficients = init.to(device).requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.coefficients]
+
+    def image(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.coefficients) * self.amplitude
+        x = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+        return self._to_rgb(x * 4.0)
+
+
+class PhaseParam(_SpectralParam):
+    """MACO (Fel et al. 2023): fixed amplitude, optimized phase, init U(-π, π)."""
+
+    def __init__(self, generators: list[torch.Generator], size: tuple[int, int],
+                 device: torch.device, prior: ImagePrior | None = None):
+        super().__init__(size, device, prior)
+        shape = (3, size[0], size[1] // 2 + 1)
+        init = torch.stack([(torch.rand(*shape, generator=g) * 2 - 1) * torch.pi
+                            for g in generators])
+        self.phase = init.to(device).requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.phase]
+
+    def image(self) -> torch.Tensor:
+        spectrum = torch.polar(self.amplitude.expand_as(self.phase), self.phase)
+        x = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+        x = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True).clamp(1e-6)
+        return self._to_rgb(x)
+
+
+Parameterization = PixelParam | FourierParam | PhaseParam
+
+PARAMETERIZATIONS: dict[str, Callable[..., Parameterization]] = {
+    "pixels": PixelParam, "fourier": FourierParam, "phase": PhaseParam,
+}
+
+
+def initial_images(name: str, generators: list[torch.Generator], size: tuple[int, int],
+                   prior: ImagePrior | None = None) -> torch.Tensor:
+    """A parameterization's initial images (CPU), for reports and tests.
+
+    >>> gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    >>> initial_images("fourier", gens, (32, 32)).shape
+    torch.Size([2, 3, 32, 32])
+    """
+    with torch.no_grad():
+        return PARAMETERIZATIONS[name](generators, size, torch.device("cpu"), prior).image()
+
+
 def pixel_init(generators: list[torch.Generator], size: tuple[int, int]) -> torch.Tensor:
-    """The pixel parameterization's initial images (CPU), for reports and tests."""
-    return PixelParam(generators, size, torch.device("cpu")).image().detach()
+    """The pixel parameterization's initial images (CPU)."""
+    return initial_images("pixels", generators, size).detach()
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

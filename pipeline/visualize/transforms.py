@@ -1,4 +1,8 @@
-"""The paper's augmentations, with every random draw made ahead of time per feature.
+"""Augmentations of each step's images, with every random draw made ahead of time per feature.
+
+The paper's: per-copy colour jitter ``(x - m) / s``, a per-copy colour offset annealed to 0, and
+a roll (translation). Added here: random crops (zoom) resized back to the input, MACO-style,
+and Gaussian pixel noise.
 
 Drawing a feature's whole random stream from its own generator before optimizing makes its
 image independent of which other features share the batch, of the batch size and of sharding.
@@ -6,9 +10,10 @@ image independent of which other features share the batch, of the batch size and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 
 from pipeline.visualize.recipe import Recipe
 
@@ -21,23 +26,29 @@ class AugmentationPlan:
     jitter_scale: torch.Tensor  # (B, S, C, 3)
     offset: torch.Tensor  # (B, S, C, 3)  N(0, 1) draws, scaled at use
     shift: torch.Tensor  # (B, S, 2) int64 roll in pixels (shared by a feature's copies)
+    crop: torch.Tensor  # (B, S, C, 3) crop side (fraction of the image), centre y, centre x
+    noise_seed: torch.Tensor  # (B,) int64 seed of each feature's pixel-noise stream
 
     def to(self, device: torch.device) -> AugmentationPlan:
-        return AugmentationPlan(*(t.to(device) for t in
-                                  (self.jitter_mean, self.jitter_scale, self.offset, self.shift)))
+        return AugmentationPlan(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 def plan(generators: list[torch.Generator], recipe: Recipe,
          size: tuple[int, int]) -> AugmentationPlan:
     s, c = recipe.steps, recipe.copies
     max_shift = round(recipe.roll * min(size))
+    lo, hi = recipe.crop or (1.0, 1.0)
     parts = []
     for g in generators:
         mean = torch.rand(s, c, 3, generator=g) * 2 - 1
         scale = torch.exp(torch.rand(s, c, 3, generator=g) * 2 - 1)
         offset = torch.randn(s, c, 3, generator=g)
         shift = torch.randint(-max_shift, max_shift + 1, (s, 2), generator=g)
-        parts.append((mean, scale, offset, shift))
+        side = lo + (hi - lo) * torch.rand(s, c, 1, generator=g)
+        centre = 0.5 + 0.15 * torch.randn(s, c, 2, generator=g)
+        centre = torch.minimum(torch.maximum(centre, side / 2), 1 - side / 2)  # crop inside
+        noise_seed = torch.randint(0, 2**62, (), generator=g)
+        parts.append((mean, scale, offset, shift, torch.cat([side, centre], -1), noise_seed))
     return AugmentationPlan(*(torch.stack(p) for p in zip(*parts, strict=True)))
 
 
@@ -48,6 +59,27 @@ def roll_each(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     cols = (torch.arange(w, device=x.device)[None, :] - shift[:, 1:]) % w  # (N, W)
     x = x.gather(2, rows[:, None, :, None].expand(-1, x.shape[1], -1, w))
     return x.gather(3, cols[:, None, None, :].expand(-1, x.shape[1], h, -1))
+
+
+def crop_each(x: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+    """Crop image i of ``x`` to the square ``crop[i] = (side, cy, cx)`` (fractions of the
+    image) and resize it back to the full size (bilinear), in one ``grid_sample``."""
+    side, cy, cx = crop.unbind(1)
+    theta = torch.zeros(x.shape[0], 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = side, side
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * cx - 1, 2 * cy - 1
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def pixel_noise(aug: AugmentationPlan, step: int, copies: int,
+                shape: tuple[int, int, int]) -> torch.Tensor:
+    """``(B * copies, 3, H, W)`` N(0, 1) noise of ``step``, from each feature's own stream."""
+    draws = []
+    for seed in aug.noise_seed.tolist():
+        g = torch.Generator().manual_seed(int(seed) + step)
+        draws.append(torch.randn(copies, *shape, generator=g))
+    return torch.cat(draws)
 
 
 def augment(images: torch.Tensor, aug: AugmentationPlan, step: int, recipe: Recipe) -> torch.Tensor:
@@ -66,4 +98,9 @@ def augment(images: torch.Tensor, aug: AugmentationPlan, step: int, recipe: Reci
         x = x + aug.offset[:, step].reshape(b * c, 3, 1, 1) * (recipe.offset * remaining)
     if recipe.roll:
         x = roll_each(x, aug.shift[:, step].repeat_interleave(c, dim=0))
+    if recipe.crop:
+        x = crop_each(x, aug.crop[:, step].reshape(b * c, 3))
+    if recipe.noise:
+        noise = pixel_noise(aug, step, c, tuple(x.shape[1:])).to(x.device, x.dtype)
+        x = x + recipe.noise * noise
     return x
