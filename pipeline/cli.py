@@ -38,7 +38,9 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=S, help="atlas directory (default atlas-demo for the demo)")
     g.add_argument("--layers", default=S, help="FFN layers, e.g. '2,5' or '0:6' (default all)")
     g.add_argument("--channels", default=S, help="units per layer, e.g. '0:16' (default all)")
-    g.add_argument("--recipe", default=S, help="visualization recipe: default | paper")
+    g.add_argument("--recipe", "--recipes", dest="recipe", default=S,
+                   help="visualization recipe(s), comma-separated: default | paper | fast | "
+                   "FILE.json (recipe fields); several show as tabs on each page")
     g.add_argument("--steps", type=int, default=S, help="optimization steps (overrides recipe)")
     g.add_argument("--topk", type=int, default=S, help="dataset examples kept per unit")
     g.add_argument("--seed", type=int, default=S, help="base seed (default 0)")

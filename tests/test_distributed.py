@@ -45,8 +45,9 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     single, multi = tmp_path / "single", tmp_path / "multi"
     _run([sys.executable, "-m", "pipeline", *_args(single, "0:130")])
     # a previous (e.g. dead) run left the first chunk of layer 0: it must be reused, not redone
-    _run([sys.executable, "-m", "pipeline", "visualize",
-          *_args(multi, "0:64")[1:], "--layers", "0"])
+    for stage in ("index", "visualize"):
+        _run([sys.executable, "-m", "pipeline", stage,
+              *_args(multi, "0:64")[1:], "--layers", "0"])
     kept = (AtlasStore(multi).vis_dir(0) / "chunk-00000.json").stat().st_mtime_ns
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
           "-m", "pipeline", *_args(multi, "0:130")])
@@ -92,6 +93,9 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
     single, multi = tmp_path / "single", tmp_path / "multi"
     # 2 layers x 192 units = 6 chunks of 64: rank 0 gets the even ones, rank 1 the odd ones
     args = [*_args(multi, "0:192"), "--steps", "100", "--batch-size", "64"][1:]
+    for out in (single, multi):
+        _run([sys.executable, "-m", "pipeline", "index",
+              *[str(out) if a == str(multi) else a for a in args]])
     _run([sys.executable, "-m", "pipeline", "visualize",
           *[str(single) if a == str(multi) else a for a in args]])
     store = AtlasStore(multi)
@@ -115,7 +119,7 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
         job.kill()
         job.wait()
     assert not rank1_last.exists()  # rank 1 died with work left
-    finished = {p: p.stat().st_mtime_ns for p in store.root.rglob("chunk-*.json")}
+    finished = {p: p.stat().st_mtime_ns for p in (store.root / "visualize").rglob("chunk-*.json")}
     assert rank0_first in finished and rank1_first in finished
 
     plan = [store.vis_chunk_path(layer, start) for layer in (0, 1) for start in (0, 64, 128)]
@@ -123,7 +127,7 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
     rerun = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                   "--nproc-per-node", "2", "-m", "pipeline", "visualize", *args])
     # the leftover chunks are shared out afresh: rank 0 takes every other one, its own or not
-    assert f"visualize: {64 * len(unfinished[0::2])} features in this process" in rerun.stdout
+    assert f"visualize [default]: {64 * len(unfinished[0::2])} features in this process" in rerun.stdout
     for path, mtime in finished.items():  # every rank's finished chunks were kept as they were
         assert path.stat().st_mtime_ns == mtime
     a = AtlasStore(single)

@@ -23,6 +23,7 @@ from pipeline.visualize.optimize import feature_seed, layer_scores, render
 from pipeline.visualize.param import from_uint8, pixel_init
 from pipeline.visualize.recipe import DEFAULT, PAPER
 from pipeline.visualize.stage import run_visualize
+from pipeline.index.stage import run_index
 from tests.conftest import TINY_KWARGS, TINY_MODEL
 
 CPU = torch.device("cpu")
@@ -118,15 +119,17 @@ def test_stage_writes_chunks_and_skips_finished(tiny_config):
     tiny_config.channels = "60:70"
     tiny_config.batch_size = 4
     run = prepare(tiny_config)
+    run_index(run)
     run_visualize(run)
     store = run.store
     chunks = sorted(p.name for p in store.vis_dir(0).glob("chunk-*.json"))
     assert chunks == ["chunk-00000.json", "chunk-00064.json"]  # units 60-63 and 64-69
     assert sorted(store.vis_results(1)) == list(range(60, 70))
     assert not list(store.root.rglob("*.tmp"))
-    mtimes = {p: p.stat().st_mtime_ns for p in store.root.rglob("chunk-*.json")}
+    vis = store.root / "visualize"
+    mtimes = {p: p.stat().st_mtime_ns for p in vis.rglob("chunk-*.json")}
     run_visualize(run)  # nothing to do
-    assert {p: p.stat().st_mtime_ns for p in store.root.rglob("chunk-*.json")} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in vis.rglob("chunk-*.json")} == mtimes
     run.config.steps = 3  # another recipe: chunks are redone
     run_visualize(run)
     assert json.loads((store.vis_dir(0) / "chunk-00000.json").read_text())["recipe"]["steps"] == 3
@@ -136,12 +139,14 @@ def test_interrupted_stage_resumes_to_the_same_result(tiny_config, tmp_path, mon
     tiny_config.channels = "0:192"
     tiny_config.batch_size = 64
     clean = prepare(tiny_config)
+    run_index(clean)
     run_visualize(clean)
     expected = _stage_results(clean.store, [0, 1])
 
     tiny_config.out = str(tmp_path / "interrupted")
     tiny_config.batch_size = 48  # a different batch size after the restart, too
     run = prepare(tiny_config)
+    run_index(run)
     calls = {"n": 0}
     real = AtlasStore.write_vis_chunk
 
@@ -155,7 +160,7 @@ def test_interrupted_stage_resumes_to_the_same_result(tiny_config, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         run_visualize(run)
     monkeypatch.setattr(AtlasStore, "write_vis_chunk", real)
-    assert len(list(run.store.root.rglob("chunk-*.json"))) == 2
+    assert len(list((run.store.root / "visualize").rglob("chunk-*.json"))) == 2
     tiny_config.batch_size = 32
     run_visualize(prepare(tiny_config))
     got = _stage_results(run.store, [0, 1])
@@ -170,15 +175,17 @@ def test_kill_9_then_rerun(tmp_path):
     cmd = [sys.executable, "-m", "pipeline", "visualize", "--model", TINY_MODEL,
            "--weights", "random", "--model-kwargs", *[f"{k}={v}" for k, v in TINY_KWARGS.items()],
            "--out", str(out), "--steps", "40", "--batch-size", "64", "--channels", "0:192"]
+    index = subprocess.run([*cmd[:3], "index", *cmd[4:]], capture_output=True, text=True)
+    assert index.returncode == 0, index.stderr
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "visualize" / "L000" / "chunk-00000.json"
+    first = out / "visualize" / "default" / "L000" / "chunk-00000.json"
     deadline = time.time() + 240
     while not first.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert first.exists()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = len(list(out.rglob("chunk-*.json")))
+    done = len(list((out / "visualize").rglob("chunk-*.json")))
     assert 1 <= done < 6
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
@@ -189,3 +196,39 @@ def test_kill_9_then_rerun(tmp_path):
     for layer in (0, 1):
         for r in store.vis_results(layer).values():
             Image.open(Path(store.vis_dir(layer)) / r["image"]).verify()
+
+
+def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
+    from pipeline.errors import AtlasError
+
+    run = prepare(tiny_config)
+    with pytest.raises(AtlasError, match="vit-atlas index"):
+        run_visualize(run)
+    assert not (run.store.root / "visualize").exists()
+
+
+def test_fidelity_fields_and_two_recipes(tiny_config):
+    tiny_config.channels = "0:8"
+    tiny_config.recipe = "default,paper"
+    tiny_config.steps = 4
+    run = prepare(tiny_config)
+    run_index(run)
+    run_visualize(run)
+    store = run.store
+    assert store.vis_recipes() == ["default", "paper"]
+    from pipeline.index.results import load_layer_index
+    index = load_layer_index(store, 1)
+    for name in ("default", "paper"):
+        results = store.vis_results(1, name)
+        assert sorted(results) == list(range(8))
+        for unit, r in results.items():
+            f = r["fidelity"]
+            row = index.unit_row(unit)
+            assert f["vs_best_example"] == pytest.approx(r["activation"] / index.top_scores[row, 0],
+                                                         rel=1e-5)
+            assert f["z"] == pytest.approx((r["activation"] - index.mean[row]) / index.std[row],
+                                           rel=1e-3, abs=1e-3)
+            assert 1 <= f["z_rank"] <= f["of"] == 8
+            attr = np.asarray(Image.open(store.vis_dir(1, name) / r["attribution"]))
+            assert attr.shape == (32, 32) and attr.max() == 255
+            assert r["recipe"]["name"] == name and "objective" in r["recipe"]

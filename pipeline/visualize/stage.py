@@ -1,4 +1,7 @@
-"""The visualize stage: every selected unit, in chunks, batched, sharded, resumable."""
+"""The visualize stage: every selected unit, in chunks, batched, sharded, resumable.
+
+It runs after the index: recipes use the dataset's image prior (spectrum, colours) and per-unit
+statistics, and every image gets its fidelity against the index (``fidelity``)."""
 
 from __future__ import annotations
 
@@ -6,14 +9,18 @@ import os
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from pipeline import distributed
 from pipeline.errors import AtlasError
 from pipeline.runtime import Run
-from pipeline.visualize.optimize import render
-from pipeline.visualize.recipe import RECIPES, Recipe
+from pipeline.index.results import LayerIndex, require_index
+from pipeline.visualize.objectives import UnitStats
+from pipeline.visualize.optimize import render_features
+from pipeline.visualize.prior import ImagePrior
+from pipeline.visualize.recipe import Recipe, get_recipes
 
 CHUNK = 64  # units per chunk file: the unit of resume and of sharding
 
@@ -25,13 +32,48 @@ class Chunk:
     units: tuple[int, ...]
 
 
-def recipe_for(run: Run) -> Recipe:
-    try:
-        base = RECIPES[run.config.recipe]
-    except KeyError:
-        raise AtlasError(f"unknown recipe '{run.config.recipe}' (choose from "
-                         f"{', '.join(RECIPES)})") from None
-    return base.with_steps(run.config.steps)
+def recipes_for(run: Run) -> list[Recipe]:
+    """The config's recipes (``--recipe default,paper``), ``--steps`` overriding each."""
+    return get_recipes(run.config.recipe, run.config.steps)
+
+
+def unit_stats(index: LayerIndex, n_units: int) -> UnitStats:
+    """Per-channel dataset mean/std of a layer (channels the index lacks: mean 0, std 1)."""
+    mean, std = torch.zeros(n_units), torch.ones(n_units)
+    rows = torch.as_tensor(index.units if index.units is not None else range(len(index.mean)))
+    mean[rows] = torch.as_tensor(index.mean, dtype=torch.float32)
+    std[rows] = torch.as_tensor(index.std, dtype=torch.float32).nan_to_num(1.0)
+    return UnitStats(mean, std)
+
+
+def fidelity(index: LayerIndex, units: list[int], activations: torch.Tensor,
+             scores: torch.Tensor) -> list[dict]:
+    """Per unit: its visualization's activation over its best dataset example's score, its
+    z-score, and its rank by z-score among the layer's indexed units on that image (1 = top).
+
+    ``scores`` ``(B, C)``: every unit of the layer on each unit's visualization.
+    """
+    rows = index.units if index.units is not None else np.arange(len(index.mean))
+    cols = torch.as_tensor(rows, dtype=torch.long)
+    mean = torch.as_tensor(index.mean, dtype=torch.float32)
+    std = torch.as_tensor(index.std, dtype=torch.float32).clamp(min=1e-6)
+    z_all = (scores[:, cols] - mean) / std  # (B, indexed units)
+    out = []
+    for i, unit in enumerate(units):
+        row = index.unit_row(unit)
+        if row is None:
+            out.append({"vs_best_example": None, "z": None, "z_rank": None, "of": len(rows)})
+            continue
+        best = float(index.top_scores[row, 0])
+        z = float(z_all[i, row])
+        out.append({
+            "vs_best_example": (float(activations[i]) / best
+                                if np.isfinite(best) and best > 0 else None),
+            "z": z if np.isfinite(z) else None,
+            "z_rank": int((z_all[i] > z_all[i, row]).sum()) + 1,
+            "of": len(rows),
+        })
+    return out
 
 
 def plan_chunks(run: Run) -> list[Chunk]:
@@ -85,8 +127,18 @@ def _batches(chunks: list[Chunk], size: int) -> list[list[Chunk]]:
 
 
 def run_visualize(run: Run) -> None:
-    """Optimize an image for every selected unit; skip chunks a previous run finished."""
-    recipe = recipe_for(run)
+    """Optimize an image for every selected unit with every recipe of the config; skip
+    chunks a previous run finished. Needs the index (``vit-atlas index``) first."""
+    recipes = recipes_for(run)
+    index = require_index(run.store, run.layers)
+    prior = ImagePrior.from_stats(index.image_stats) if index.image_stats.count else None
+    for recipe in recipes:
+        _run_recipe(run, recipe, index.layers, prior)
+    distributed.barrier()
+
+
+def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
+                prior: ImagePrior | None) -> None:
     recipe_dict = recipe.to_dict()
     store = run.store
     planned = plan_chunks(run)
@@ -102,31 +154,37 @@ def run_visualize(run: Run) -> None:
     bar = tqdm(total=total, unit="feat", desc=f"visualize [{recipe.name}, {recipe.steps} steps]",
                disable=not distributed.is_main() or total == 0, dynamic_ncols=True)
     if done_before and distributed.is_main():
-        tqdm.write(f"visualize: resuming, {done_before} features already done")
+        tqdm.write(f"visualize [{recipe.name}]: resuming, {done_before} features already done")
     started = time.perf_counter()
     for group in _batches(todo, batch_size):
         layer = run.spec.layers[group[0].layer]
+        index = indexes[layer.index]
+        stats = unit_stats(index, layer.units)
         units = [u for c in group for u in c.units]
-        images, activations = [], []
+        parts = []
         for i in range(0, len(units), batch_size):  # a chunk larger than a batch: several renders
             part = units[i:i + batch_size]
-            image, activation = render(run.model, run.spec, layer, part, recipe,
-                                       run.config.seed, run.device)
-            images.append(image)
-            activations.append(activation)
+            parts.append(render_features(run.model, run.spec, layer, part, recipe,
+                                         run.config.seed, run.device, prior=prior, stats=stats))
             bar.update(len(part))
-        image, activation = torch.cat(images), torch.cat(activations).tolist()
+        images = torch.cat([p.images for p in parts])
+        attributions = torch.cat([p.attributions for p in parts])
+        activation = torch.cat([p.activations for p in parts])
+        scores = torch.cat([p.scores for p in parts])
+        fidelities = fidelity(index, units, activation, scores)
         offset = 0
         for chunk in group:
             n = len(chunk.units)
-            results = [{"unit": u, "activation": a}
-                       for u, a in zip(chunk.units, activation[offset:offset + n], strict=True)]
+            sl = slice(offset, offset + n)
+            results = [{"unit": u, "activation": float(a), "fidelity": f}
+                       for u, a, f in zip(chunk.units, activation[sl].tolist(), fidelities[sl],
+                                          strict=True)]
             store.write_vis_chunk(chunk.layer, chunk.start, recipe_dict, results,
-                                  [im.numpy() for im in image[offset:offset + n]])
+                                  [im.numpy() for im in images[sl]],
+                                  [a.numpy() for a in attributions[sl]])
             offset += n
     bar.close()
     if total and distributed.is_main():
         rate = total / max(time.perf_counter() - started, 1e-9)
-        tqdm.write(f"visualize: {total} features in this process, {rate:.2f} features/s")
-    distributed.barrier()
-
+        tqdm.write(f"visualize [{recipe.name}]: {total} features in this process, "
+                   f"{rate:.2f} features/s")
