@@ -119,7 +119,8 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
         job.kill()
         job.wait()
     assert not rank1_last.exists()  # rank 1 died with work left
-    finished = {p: p.stat().st_mtime_ns for p in (store.root / "visualize").rglob("chunk-*.json")}
+    vis = store.root / "visualize"
+    finished = {p: p.stat().st_mtime_ns for p in vis.rglob("chunk-*.json")}
     assert rank0_first in finished and rank1_first in finished
 
     plan = [store.vis_chunk_path(layer, start) for layer in (0, 1) for start in (0, 64, 128)]

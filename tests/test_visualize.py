@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from pipeline.config import demo_config
+from pipeline.index.stage import run_index
 from pipeline.models import create_model, spec_for
 from pipeline.runtime import prepare
 from pipeline.store import AtlasStore
@@ -23,7 +24,6 @@ from pipeline.visualize.optimize import feature_seed, layer_scores, render
 from pipeline.visualize.param import from_uint8, pixel_init
 from pipeline.visualize.recipe import DEFAULT, PAPER
 from pipeline.visualize.stage import run_visualize
-from pipeline.index.stage import run_index
 from tests.conftest import TINY_KWARGS, TINY_MODEL
 
 CPU = torch.device("cpu")

@@ -14,9 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline import distributed
-from pipeline.errors import AtlasError
-from pipeline.runtime import Run
 from pipeline.index.results import LayerIndex, require_index
+from pipeline.runtime import Run
 from pipeline.visualize.objectives import UnitStats
 from pipeline.visualize.optimize import render_features
 from pipeline.visualize.prior import ImagePrior
