@@ -1,6 +1,7 @@
 """Benchmark the site stage on a synthetic atlas of every unit of vit_tiny (12 x 768 = 9,216).
 
-For each size it writes a fake atlas (procedural visualizations, random index data in the
+For each size it writes a fake atlas (procedural visualizations of two recipes, the second
+for every other unit, with attribution maps and fidelity figures; random index data in the
 exact store formats, see ``pipeline/pages/fake.py``), then builds the site in a fresh process
 and reports feature pages/s over the whole stage (Markdown, mkdocs, feature.json, assets),
 peak memory (ru_maxrss of the builder and of its worker processes) and bytes per feature page.
@@ -150,7 +151,7 @@ def main() -> None:
     if args.child:
         build_child(args.child)
         return
-    print(f"site benchmark: vit_tiny_patch16_224, 12 layers, top-{args.topk}, "
+    print(f"site benchmark: vit_tiny_patch16_224, 12 layers, top-{args.topk}, 2 recipes, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     results = []
     for units in (args.units, args.small_units):

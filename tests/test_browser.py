@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.pages import make_server
-from pipeline.pages.fake import TRICKY_CLASS, TRICKY_ID
-from tests.test_site import SLUG, VIS_UNITS, build_small_site
+from pipeline.pages import fidelity, make_server
+from pipeline.pages.fake import TRICKY_CLASS, TRICKY_ID, TRICKY_RECIPE
+from pipeline.pages.fake import fidelity as fake_fidelity
+from tests.test_site import SECOND, SLUG, VIS_UNITS, build_small_site
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -77,7 +78,7 @@ def test_feature_page_in_browser(page, served, prefix):
     base = f"{served}{prefix}"
     page.goto(f"{base}/{SLUG}/0/0/")
     count, broken = _images_loaded(page)
-    assert count == 1 + 6 and broken == []  # visualization + top-6 thumbnails
+    assert count == 2 + 2 + 6 and broken == []  # 2 recipes x (image + map) + top-6 thumbnails
     painted = page.evaluate("""() => Array.from(document.querySelectorAll('canvas.atlas-heat'))
         .filter(c => c.width === 4 && c.height === 4).length""")
     assert painted == 6
@@ -110,7 +111,7 @@ def test_feature_page_in_browser(page, served, prefix):
     page.wait_for_url(f"{base}/{SLUG}/0/0/")
     page.keyboard.press("]")
     page.wait_for_url(f"{base}/{SLUG}/1/0/")
-    assert _images_loaded(page) == (1, [])  # layer 1 is not indexed: visualization only
+    assert _images_loaded(page) == (3, [])  # layer 1: no index; 2 images, 1 attribution map
     page.keyboard.press("h")
     page.wait_for_url(f"{base}/{SLUG}/0/0/")
 
@@ -151,6 +152,121 @@ def test_layer_page_filter_and_lazy_grid(page, served):
     assert visible.count() >= 1 and page.locator(".atlas-grid a[data-u='0']").is_visible()
     page.fill(".atlas-filter-input", "")
     assert page.locator(".atlas-grid a[data-u]:visible").count() == 192
+
+
+def _shown_vis(pg) -> list[str]:
+    """File names of the visualization images a reader sees."""
+    return pg.evaluate("""() => Array.from(document.querySelectorAll('.atlas-vis img'))
+        .filter(i => i.offsetParent !== null && !i.classList.contains('atlas-attr'))
+        .map(i => i.getAttribute('src'))""")
+
+
+def test_recipe_tabs_and_attribution_toggle(page, served):
+    page.goto(f"{served}/site/{SLUG}/0/0/")
+    tabs = page.locator(".atlas-tab-label")
+    assert tabs.count() == 2 and tabs.nth(1).text_content().startswith(TRICKY_RECIPE)
+    assert _shown_vis(page) == ["visualization.png"]
+    fid = page.locator(".atlas-fidelity:visible")
+    assert fid.count() == 1 and fid.inner_text().startswith("2.1× the best of 400 dataset images")
+    assert page.locator(".atlas-caution:visible").count() == 0
+
+    # tabs: a click shows the other recipe's image, fidelity line and (here) caution
+    tabs.nth(1).click()
+    assert _shown_vis(page) == [SECOND[0]]
+    assert page.is_checked("#atlas-recipe-1") and not page.is_checked("#atlas-recipe-0")
+    second = fake_fidelity(0, 192, 1)
+    assert page.locator(".atlas-fidelity:visible").inner_text() == fidelity.line(
+        fidelity.clean(second), 400)
+    assert page.locator(".atlas-caution:visible").count() == len(fidelity.cautions(second))
+    # and by keyboard: the tabs are one radio group
+    page.focus("#atlas-recipe-1")
+    page.keyboard.press("ArrowLeft")
+    assert _shown_vis(page) == ["visualization.png"] and page.is_checked("#atlas-recipe-0")
+
+    # attribution map: off, on by button (the visible tab's), off by key, kept across tabs
+    attr = page.locator(".atlas-tab-panel:visible img.atlas-attr")
+    assert attr.count() == 1 and not attr.is_visible()
+    page.locator(".atlas-attr-toggle:visible").click()
+    assert attr.is_visible()
+    assert attr.evaluate("i => getComputedStyle(i).mixBlendMode") == "multiply"
+    assert attr.evaluate("i => i.naturalWidth") > 0
+    assert page.locator(".atlas-attr-toggle:visible").get_attribute("aria-pressed") == "true"
+    tabs.nth(1).click()
+    assert page.locator(".atlas-tab-panel:visible img.atlas-attr").get_attribute("src") == SECOND[1]
+    assert page.locator(".atlas-tab-panel:visible img.atlas-attr").is_visible()
+    page.keyboard.press("a")  # focus is on the tab (a radio input): keys still work
+    assert not page.locator(".atlas-tab-panel:visible img.atlas-attr").is_visible()
+    assert page.locator(".atlas-attr-toggle:visible").get_attribute("aria-pressed") == "false"
+
+    # one recipe, no fidelity: no tabs, no fidelity line, no caution
+    page.goto(f"{served}/site/{SLUG}/0/3/")
+    assert page.locator(".atlas-tab-label").count() == 0
+    assert _shown_vis(page) == ["visualization.png"]
+    assert page.locator(".atlas-fidelity, .atlas-caution").count() == 0
+
+
+def _grid_order(pg) -> list[int]:
+    return pg.evaluate("""() => Array.from(document.querySelectorAll('.atlas-grid a[data-u]'))
+        .filter(a => !a.hidden).map(a => +a.getAttribute('data-u'))""")
+
+
+def _expected_fidelity() -> dict[int, dict | None]:
+    """The primary recipe's fidelity of layer 0's visualized units, as the fake wrote it."""
+    return {u: fidelity.clean(fake_fidelity(u, 192, 0)) for u in range(VIS_UNITS)}
+
+
+def _check_sort_and_filter(pg) -> None:
+    fids = _expected_fidelity()
+    units = list(range(192))
+    assert _grid_order(pg) == units
+    pg.select_option(".atlas-sort", "v")
+    vs = {u: f["vs_best_example"] for u, f in fids.items()
+          if f and f["vs_best_example"] is not None}
+    best = sorted(vs, key=lambda u: (-vs[u], u))
+    order = _grid_order(pg)
+    assert order[:len(best)] == best and sorted(order) == units  # unmeasured last
+    pg.select_option(".atlas-sort", "r")
+    ranks = {u: f["z_rank"] for u, f in fids.items() if f and f["z_rank"] is not None}
+    order = _grid_order(pg)
+    assert order[0] == 0 and order[:len(ranks)] == sorted(ranks, key=lambda u: (ranks[u], u))
+    pg.check(".atlas-trusted")
+    trusted = sorted((u for u, f in fids.items() if fidelity.trusted(f)),
+                     key=lambda u: (ranks[u], u))
+    assert 0 < len(trusted) < VIS_UNITS and _grid_order(pg) == trusted
+    assert pg.locator(".atlas-filter-count").inner_text() == f"{len(trusted)} of 192 units"
+    pg.fill(".atlas-filter-input", "1")  # combined with the text filter
+    assert _grid_order(pg) == [u for u in trusted if str(u).startswith("1")]
+    pg.fill(".atlas-filter-input", "")
+    pg.uncheck(".atlas-trusted")
+    pg.select_option(".atlas-sort", "unit")
+    assert _grid_order(pg) == units
+
+
+def test_layer_page_sorts_and_filters_by_fidelity(page, served):
+    page.goto(f"{served}/sub/site/{SLUG}/0/")
+    _check_sort_and_filter(page)
+
+
+def test_pages_work_from_file_urls(browser, tmp_path_factory):
+    """Opened from disk (file://): the tabs, the toggle and the layer page's sort and filter
+    need no server and no request."""
+    site = build_small_site(tmp_path_factory.mktemp("site"))
+    context = browser.new_context(viewport={"width": 1280, "height": 2400})
+    pg = context.new_page()
+    errors, requests = [], []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.goto((site / SLUG / "0" / "0" / "index.html").as_uri())
+    pg.locator(".atlas-tab-label").nth(1).click()
+    assert _shown_vis(pg) == [SECOND[0]]
+    pg.keyboard.press("a")
+    assert pg.locator(".atlas-tab-panel:visible img.atlas-attr").is_visible()
+    pg.goto((site / SLUG / "0" / "index.html").as_uri())
+    _check_sort_and_filter(pg)
+    # Material's own search worker cannot start from file:// (a browser rule, not ours)
+    assert [e for e in errors if "/search/" not in e] == []
+    assert [u for u in requests if not u.startswith("file://")] == []
+    context.close()
 
 
 def test_material_pages_and_jump_from_home(page, served):

@@ -11,8 +11,17 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from pipeline.pages import build, markup
-from pipeline.pages.fake import TRICKY_CLASS, TRICKY_ID, make_fake_atlas, tiny_spec
+from pipeline.pages import build, fidelity, markup
+from pipeline.pages.fake import (
+    FAKE_FIDELITY,
+    IMAGES_SEEN_PER_EXAMPLE,
+    TRICKY_CLASS,
+    TRICKY_ID,
+    TRICKY_NOTE,
+    TRICKY_RECIPE,
+    make_fake_atlas,
+    tiny_spec,
+)
 from pipeline.pages.urls import model_slug, relative
 from pipeline.resources import mkdocs_yml
 from pipeline.store import AtlasStore
@@ -20,13 +29,18 @@ from pipeline.store import AtlasStore
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}
 VIS_UNITS = 150  # units 150..191 have no visualization
 SLUG = "vit_tiny_patch16_224"
+N_EXAMPLES = 40
+IMAGES_SEEN = N_EXAMPLES * IMAGES_SEEN_PER_EXAMPLE
+SECOND = ("visualization-paper-tv.png", "attribution-paper-tv.png")  # TRICKY_RECIPE's files
 _BUILT: dict[str, Path] = {}
 
 
 def build_small_site(base: Path) -> Path:
-    """2 layers x 192 units; layer 1 not indexed (so it has pages only for visualized units)."""
+    """2 layers x 192 units; layer 1 not indexed (so it has pages only for visualized units).
+    Two recipes: the primary visualizes units 0..149 (attribution maps in layer 0 only), the
+    second (``TRICKY_RECIPE``) the even ones among them, with attribution maps."""
     if "site" not in _BUILT:
-        store = make_fake_atlas(base / "atlas", tiny_spec(**TINY), topk=6, n_examples=40,
+        store = make_fake_atlas(base / "atlas", tiny_spec(**TINY), topk=6, n_examples=N_EXAMPLES,
                                 vis_units=VIS_UNITS, index_layers=[0])
         _BUILT["site"] = build.build_site(store)
     return _BUILT["site"]
@@ -81,7 +95,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 1
+    assert feature["format_version"] == 2
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -91,12 +105,14 @@ def test_layout_and_feature_json(small_site: Path):
     top = feature["top"][0]["image"]
     assert (small_site / SLUG / "0" / "0" / top).resolve().is_file()
     assert len(feature["histogram"]["edges"]) == len(feature["histogram"]["counts"]) + 1
-    for name in ("feature.json", "visualization.png", "index.html"):  # publishable as is
+    for name in ("feature.json", "visualization.png", "attribution.png", *SECOND,
+                 "index.html"):  # publishable as is
         assert (small_site / SLUG / "0" / "0" / name).stat().st_mode & 0o444 == 0o444
     empty = json.loads((small_site / SLUG / "0" / "1" / "feature.json").read_text())
     assert len(empty["top"]) == 4  # two empty slots of 6 are dropped
     novis = json.loads((small_site / SLUG / "0" / "170" / "feature.json").read_text())
     assert novis["visualization"] is None and novis["activation"] is None
+    assert novis["recipes"] == [] and "fidelity" not in novis and "attribution" not in novis
     noindex = json.loads((small_site / SLUG / "1" / "3" / "feature.json").read_text())
     assert noindex["top"] == [] and noindex["histogram"] is None
     index = json.loads((small_site / "models.json").read_text())
@@ -109,8 +125,103 @@ def test_layout_and_feature_json(small_site: Path):
     assert classes["classes"][0] == TRICKY_CLASS and (0, 0) in pairs
 
 
-def _check(schema: dict, value: object, where: str = "$") -> None:
+def test_feature_json_fidelity_and_recipes(small_site: Path):
+    def feature(layer: int, unit: int) -> dict:
+        return json.loads((small_site / SLUG / str(layer) / str(unit) / "feature.json").read_text())
+
+    f = feature(0, 0)
+    assert f["fidelity"] == {**FAKE_FIDELITY[0], "of": 192}
+    assert f["attribution"] == "attribution.png" and f["visualization"] == "visualization.png"
+    assert [r["name"] for r in f["recipes"]] == ["fake", TRICKY_RECIPE]
+    primary, second = f["recipes"]
+    assert primary == {"name": "fake", "recipe": f["recipe"], "visualization": f["visualization"],
+                       "activation": f["activation"], "fidelity": f["fidelity"],
+                       "attribution": f["attribution"]}
+    assert (second["visualization"], second["attribution"]) == SECOND
+    assert second["recipe"]["note"] == TRICKY_NOTE and second["recipe"]["steps"] == 2
+    assert set(second["fidelity"]) == {"vs_best_example", "z", "z_rank", "of"}
+    assert second["activation"] != f["activation"]
+    for name in (primary["visualization"], primary["attribution"], *SECOND):
+        assert (small_site / SLUG / "0" / "0" / name).is_file()
+    odd = feature(0, 1)  # only the primary recipe visualized it
+    assert [r["name"] for r in odd["recipes"]] == ["fake"]
+    assert not (small_site / SLUG / "0" / "1" / SECOND[0]).exists()
+    for unit in (3, 7):  # not measured; measured but every part unknown
+        f = feature(0, unit)
+        assert "fidelity" not in f and f["recipes"][0]["fidelity"] is None
+    assert feature(0, 4)["fidelity"]["vs_best_example"] == 0.43
+    f = feature(1, 0)  # layer 1: no attribution maps of the primary recipe
+    assert "attribution" not in f and "attribution" not in f["recipes"][0]
+    assert f["recipes"][1]["attribution"] == SECOND[1]
+    assert not (small_site / SLUG / "1" / "0" / "attribution.png").exists()
+
+
+def _visible_text(page: Path) -> str:
+    parser = _Strings()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return "\n".join(parser.strings)
+
+
+def test_feature_page_says_fidelity_in_words(small_site: Path):
+    layer0 = small_site / SLUG / "0"
+    page = (layer0 / "0" / "index.html").read_text()
+    words = (f"2.1× the best of {IMAGES_SEEN:,} dataset images · rank 1 of 192 in its layer by "
+             "z-score (z = 4.2)")
+    assert f'<p class="atlas-fidelity atlas-trusted">{words}</p>' in page
+    primary = page.split('id="atlas-recipe-1"')[0]  # the first tab's panel
+    assert "Caution" not in primary and 'class="atlas-attr-toggle"' in primary
+    assert page.count('class="atlas-tab-input"') == 2
+    assert page.count('<figure class="atlas-vis') == 2
+    weak = (layer0 / "4" / "index.html").read_text().split('id="atlas-recipe-1"')[0]
+    assert "0.43× the best of" in weak and "Weaker than the unit&#39;s best dataset image" in weak
+    unselective = (layer0 / "5" / "index.html").read_text()
+    assert "rank 40 of 192" in unselective and "Not selective: 39 other units" in unselective
+    for unit in (3, 7):  # a missing fidelity is not shown (nor cautioned about)
+        page = (layer0 / str(unit) / "index.html").read_text()
+        assert "atlas-fidelity" not in page and "Caution" not in page and "z-score" not in page
+        assert "atlas-tab-input" not in page  # one recipe: no tabs
+        assert "atlas-attr-toggle" in page
+    assert "atlas-attr-toggle" not in (small_site / SLUG / "1" / "1" / "index.html").read_text()
+
+
+def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
+    page = (small_site / SLUG / "0" / "index.html").read_text()
+    assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
+    cells = dict(re.findall(r'data-u="(\d+)"[^>]*?((?: data-[vrt]="[^"]*")*)>', page))
+    assert cells["0"] == ' data-v="2.1" data-r="1" data-t="1"'
+    assert cells["4"] == ' data-v="0.43" data-r="2"' and cells["3"] == cells["7"] == ""
+    assert cells["170"] == ""  # not visualized
+
+
+def test_fidelity_words():
+    f = fidelity.clean({"vs_best_example": 12.345, "z": float("nan"), "z_rank": 30, "of": 3072})
+    assert f == {"vs_best_example": 12.345, "z": None, "z_rank": 30, "of": 3072}
+    assert fidelity.line(f, None) == ("12.3× the unit's best dataset image · rank 30 of 3,072 in "
+                                      "its layer by z-score")
+    assert fidelity.near_top(3072) == 31 and fidelity.near_top(96) == 3
+    assert fidelity.trusted(f) and fidelity.cautions(f) == []
+    f = fidelity.clean({"vs_best_example": None, "z": 1.04, "z_rank": None, "of": 8})
+    assert fidelity.line(f, 50_000) == "z = 1.0 over the dataset" and not fidelity.trusted(f)
+    assert fidelity.clean({"z": None}) is None and fidelity.clean(None) is None
+    assert fidelity.line(None, 10) == "" and fidelity.cautions(None) == []
+    assert len(fidelity.cautions({"vs_best_example": 0.5, "z_rank": 4, "of": 96})) == 2
+
+
+def _check(schema: dict, value: object, where: str = "$", root: dict | None = None) -> None:
     """The subset of JSON Schema the feature schema uses."""
+    root = schema if root is None else root
+    if "$ref" in schema:
+        _check(root["$defs"][schema["$ref"].rsplit("/", 1)[1]], value, where, root)
+    if "anyOf" in schema:
+        errors = []
+        for sub in schema["anyOf"]:
+            try:
+                _check(sub, value, where, root)
+                break
+            except AssertionError as e:
+                errors.append(str(e))
+        else:
+            raise AssertionError(f"{where}: matches none of anyOf: {errors}")
     kinds = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
              "null": type(None), "boolean": bool}
     if "const" in schema:
@@ -124,18 +235,24 @@ def _check(schema: dict, value: object, where: str = "$") -> None:
             assert key in value, f"{where}: missing {key}"
         for key, sub in schema.get("properties", {}).items():
             if key in value:
-                _check(sub, value[key], f"{where}.{key}")
+                _check(sub, value[key], f"{where}.{key}", root)
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
-            _check(schema["items"], item, f"{where}[{i}]")
+            _check(schema["items"], item, f"{where}[{i}]", root)
     if "minimum" in schema and isinstance(value, (int, float)):
         assert value >= schema["minimum"], where
 
 
 def test_feature_json_matches_published_schema(small_site: Path):
     schema = json.loads((small_site / "schema" / "feature.schema.json").read_text())
-    for path in [*sorted((small_site / SLUG).glob("*/*/feature.json"))[::17]]:
+    paths = sorted((small_site / SLUG).glob("*/*/feature.json"))
+    for path in [*paths[::17], *(small_site / SLUG / "0" / str(u) / "feature.json"
+                                 for u in (0, 3, 4, 7, 170))]:
         _check(schema, json.loads(path.read_text()), str(path))
+    fid = schema["$defs"]["fidelity"]["properties"]
+    assert set(fid) == {"vs_best_example", "z", "z_rank", "of"}
+    with pytest.raises(AssertionError):
+        _check(schema, {**json.loads(paths[0].read_text()), "fidelity": {"z": 1}})
 
 
 def test_every_internal_link_and_image_resolves(small_site: Path):
@@ -184,6 +301,12 @@ def test_dataset_strings_are_escaped_everywhere(small_site: Path):
     layer = _Strings()
     layer.feed((small_site / SLUG / "0" / "index.html").read_text())
     assert any(s.startswith(TRICKY_CLASS + "\n") for s in layer.strings)  # data-c attribute
+    # recipe name (tab label, alt text, recipe row) and recipe parameters (the <pre>)
+    page = (small_site / SLUG / "0" / "0" / "index.html").read_text(encoding="utf-8")
+    for needle in (TRICKY_RECIPE, "<&>", "<script>", "</pre><script>"):
+        assert needle not in page
+    assert TRICKY_RECIPE in feature.strings
+    assert any(TRICKY_NOTE.replace('"', '\\"') in s for s in feature.strings)
 
 
 def test_feature_pages_out_of_nav_and_search(small_site: Path):

@@ -97,7 +97,8 @@ def _atlas(root: str) -> AtlasView:
 
 
 def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> int:
-    """Write ``feature.json`` and link ``visualization.png`` for every unit of ``layer``."""
+    """Write ``feature.json`` and link each recipe's visualization and attribution map for
+    every unit of ``layer``."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     writer = FeatureWriter(info, view, atlas.examples)
@@ -106,9 +107,12 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> int:
         record = json.dumps(writer.record(unit), ensure_ascii=False, separators=(",", ":"),
                             allow_nan=False)
         atomic_write_bytes(out / urls.FEATURE_JSON, record.encode("utf-8"))
-        vis = view.vis_path(unit)
-        if vis is not None:
-            link_or_copy(vis, out / urls.VISUALIZATION)
+        for recipe, _ in view.results(unit):
+            vis_file, attr_file = view.files[recipe]
+            link_or_copy(view.vis_path(unit, recipe), out / vis_file)
+            attribution = view.attribution_path(unit, recipe)
+            if attribution is not None:
+                link_or_copy(attribution, out / attr_file)
     return len(view.units)
 
 

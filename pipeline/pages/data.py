@@ -17,24 +17,9 @@ from pipeline.index.results import (
     load_layer_index,
 )
 from pipeline.models.spec import FFNLayer, ModelSpec
-from pipeline.pages.urls import model_slug
-from pipeline.store import AtlasStore, read_json
-
-
-def read_visualizations(store: AtlasStore, layer: int) -> tuple[dict[int, dict], dict[int, dict]]:
-    """``({unit: result}, {unit: recipe})`` from the finished chunk files of ``layer``.
-
-    Like ``AtlasStore.vis_results`` but keeps each chunk's ``recipe`` with its units.
-    """
-    results: dict[int, dict] = {}
-    recipes: dict[int, dict] = {}
-    for path in sorted(store.vis_dir(layer).glob("chunk-*.json")):
-        chunk = read_json(path)
-        recipe = chunk.get("recipe") or {}
-        for result in chunk["units"]:
-            results[result["unit"]] = result
-            recipes[result["unit"]] = recipe
-    return results, recipes
+from pipeline.pages.fidelity import clean
+from pipeline.pages.urls import model_slug, recipe_files
+from pipeline.store import AtlasStore
 
 
 def indexed_units(store: AtlasStore, layer: int) -> list[int]:
@@ -72,47 +57,101 @@ def by_channel(index: LayerIndex, n_units: int) -> LayerIndex:
 
 
 def page_units(store: AtlasStore, layer: FFNLayer) -> list[int]:
-    """Units of ``layer`` that get a page (visualized or indexed), without loading the maps."""
-    vis, _ = read_visualizations(store, layer.index)
-    found = set(vis) | set(indexed_units(store, layer.index))
+    """Units of ``layer`` that get a page (visualized by any recipe, or indexed), without
+    loading the maps."""
+    found = set(indexed_units(store, layer.index))
+    for recipe in store.vis_recipes():
+        found.update(store.vis_results(layer.index, recipe))
     return sorted(u for u in found if 0 <= u < layer.units)
 
 
 @dataclass
 class LayerView:
-    """One FFN layer's results: visualizations (possibly partial) and the dataset index."""
+    """One FFN layer's results: visualizations (possibly partial) and the dataset index.
+
+    ``vis``: ``{recipe: {unit: result}}`` (``store.vis_results``) of every recipe of the atlas,
+    the primary one first; ``files``: ``{recipe: (visualization, attribution)}`` file names
+    beside a feature page (``urls.recipe_files``).
+    """
 
     store: AtlasStore
     spec: FFNLayer
-    vis: dict[int, dict]
-    recipes: dict[int, dict]
+    vis: dict[str, dict[int, dict]]
     index: LayerIndex | None
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            self.files = recipe_files(list(self.vis))
 
     @property
     def layer(self) -> int:
         return self.spec.index
 
+    @property
+    def recipes(self) -> list[str]:
+        """The atlas's recipes, primary first."""
+        return list(self.vis)
+
+    @property
+    def primary(self) -> str | None:
+        return next(iter(self.vis), None)
+
+    @cached_property
+    def visualized(self) -> set[int]:
+        """Units with a visualization of any recipe."""
+        return set().union(*self.vis.values()) if self.vis else set()
+
     @cached_property
     def units(self) -> list[int]:
         """Units that get a page: visualized or indexed."""
-        found = set(self.vis)
+        found = set(self.visualized)
         if self.index is not None:
             found.update(int(u) for u in np.flatnonzero(self.index.top_ids.max(axis=1) >= 0))
         return sorted(u for u in found if 0 <= u < self.spec.units)
 
-    def vis_path(self, unit: int) -> Path | None:
-        result = self.vis.get(unit)
-        return None if result is None else self.store.vis_dir(self.layer) / result["image"]
+    def result(self, unit: int, recipe: str | None = None) -> dict | None:
+        """``unit``'s result of ``recipe`` (default: the primary recipe), if any."""
+        recipe = self.primary if recipe is None else recipe
+        return self.vis.get(recipe, {}).get(unit) if recipe is not None else None
 
-    def activation(self, unit: int) -> float | None:
-        result = self.vis.get(unit)
+    def results(self, unit: int) -> list[tuple[str, dict]]:
+        """``(recipe, result)`` of every recipe that visualized ``unit``, primary first."""
+        return [(r, res[unit]) for r, res in self.vis.items() if unit in res]
+
+    def thumbnail(self, unit: int) -> str | None:
+        """The visualization file the grids show for ``unit``: the first recipe's that has one."""
+        found = self.results(unit)
+        return self.files[found[0][0]][0] if found else None
+
+    def vis_path(self, unit: int, recipe: str | None = None) -> Path | None:
+        result = self.result(unit, recipe)
+        if result is None:
+            return None
+        return self.store.vis_dir(self.layer, recipe or self.primary) / result["image"]
+
+    def attribution_path(self, unit: int, recipe: str | None = None) -> Path | None:
+        result = self.result(unit, recipe)
+        if result is None or not result.get("attribution"):
+            return None
+        return self.store.vis_dir(self.layer, recipe or self.primary) / result["attribution"]
+
+    def activation(self, unit: int, recipe: str | None = None) -> float | None:
+        result = self.result(unit, recipe)
         return None if result is None else float(result["activation"])
 
+    def fidelity(self, unit: int, recipe: str | None = None) -> dict[str, Any] | None:
+        """The measured fidelity (``fidelity.clean``), ``None`` when not measured."""
+        result = self.result(unit, recipe)
+        return None if result is None else clean(result.get("fidelity"))
+
     def ranking_scores(self) -> np.ndarray:
-        """Per unit of ``units``: dataset max if indexed, else the visualization objective."""
+        """Per unit of ``units``: dataset max if indexed, else the visualization objective (of
+        the first recipe that visualized it)."""
         if self.index is not None:
             return np.array([float(self.index.max[u]) for u in self.units])
-        return np.array([self.activation(u) or 0.0 for u in self.units])
+        return np.array([float(found[0][1]["activation"]) if (found := self.results(u)) else 0.0
+                         for u in self.units])
 
     def representatives(self, n: int) -> list[int]:
         """The ``n`` units with the highest ranking score, in unit order."""
@@ -136,9 +175,12 @@ class AtlasView:
     manifest: dict[str, Any] = field(init=False)
     spec: ModelSpec = field(init=False)
 
+    recipes: list[str] = field(init=False)
+
     def __post_init__(self) -> None:
         self.manifest = self.store.manifest()
         self.spec = ModelSpec.from_dict(self.manifest["model"])
+        self.recipes = self.store.vis_recipes()
 
     @property
     def model(self) -> str:
@@ -171,8 +213,9 @@ class AtlasView:
         return f"{cfg.get('dataset', 'unknown')}" + (f" ({split})" if split else "")
 
     def layer(self, index: int) -> LayerView:
-        vis, recipes = read_visualizations(self.store, index)
+        vis = {recipe: self.store.vis_results(index, recipe) for recipe in self.recipes}
         spec = self.spec.layers[index]
         index_ = load_layer_index(self.store, index)
-        return LayerView(self.store, spec, vis, recipes,
-                         None if index_ is None else by_channel(index_, spec.units))
+        return LayerView(self.store, spec, vis,
+                         None if index_ is None else by_channel(index_, spec.units),
+                         recipe_files(self.recipes))

@@ -1,8 +1,9 @@
 """A synthetic atlas written through the store's own writers, for tests and the site benchmark.
 
-Visualizations are procedural patterns (no optimization), index files follow
+Visualizations are procedural patterns (no optimization) of two recipes, with attribution maps
+and fidelity figures (``FAKE_FIDELITY`` names a few units' on purpose); index files follow
 ``pipeline.index.results`` exactly, and a few strings are deliberately hostile: a class name
-full of HTML and an example id with odd characters.
+full of HTML, an example id with odd characters, a second recipe's name and note with markup.
 """
 
 from __future__ import annotations
@@ -26,7 +27,40 @@ from pipeline.store import (
 TRICKY_CLASS = "<b>\"cat\" & 'dog'</b>"
 TRICKY_ID = "odd id #1?x=<i>y</i>&z=\"q\" 'ü'/..\\n.jpg"
 FAKE_RECIPE = {"name": "fake", "steps": 1, "lr": 0.1, "note": "procedural, not optimized"}
+TRICKY_RECIPE = 'paper <&> "tv"'  # the second recipe's name: markup, quotes, a space
+TRICKY_NOTE = "</pre><script>alert(1)</script> & \"q\""
+SECOND_RECIPE = {"name": TRICKY_RECIPE, "steps": 2, "lr": 0.05, "note": TRICKY_NOTE}
 CHUNK = 64
+IMAGES_SEEN_PER_EXAMPLE = 10  # examples.json's images_seen = n_examples * this
+
+# Fidelity of chosen units of the primary recipe, in every layer (others: see ``fidelity``).
+# None: the unit's result has no "fidelity"; a dict of Nones: measured, nothing known.
+FAKE_FIDELITY: dict[int, dict | None] = {
+    0: {"vs_best_example": 2.1, "z": 4.2, "z_rank": 1},  # trusted
+    3: None,  # not measured
+    7: {"vs_best_example": None, "z": None, "z_rank": None},
+    4: {"vs_best_example": 0.43, "z": 3.0, "z_rank": 2},  # weaker than the best example
+    5: {"vs_best_example": 1.5, "z": 0.8, "z_rank": 40},  # not selective
+}
+
+
+def fidelity(unit: int, units: int, recipe: int) -> dict | None:
+    """The fake fidelity of ``unit`` (of ``units`` in its layer) for recipe number ``recipe``."""
+    if recipe == 0 and unit in FAKE_FIDELITY:
+        fixed = FAKE_FIDELITY[unit]
+        return None if fixed is None else {**fixed, "of": units}
+    h = (unit * 7919 + recipe * 104729) % 1000
+    return {"vs_best_example": round(0.5 + h / 400, 4), "z": round(1 + h / 250, 4),
+            "z_rank": 1 + (unit * 53 + recipe * 17) % units, "of": units}
+
+
+def attribution(seed: int, size: int) -> np.ndarray:
+    """A grayscale ``(size, size)`` uint8 map: one soft blob, different for every seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    cy, cx = rng.uniform(0.25, 0.75, 2)
+    blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 0.05)
+    return (blob * 255).astype(np.uint8)
 
 
 def tiny_spec(**model_kwargs: Any) -> ModelSpec:
@@ -47,13 +81,25 @@ def pattern(seed: int, size: int) -> np.ndarray:
     return ((np.stack(chans, -1) * 0.5 + 0.5) * 255).astype(np.uint8)
 
 
-def _write_vis_layer(root: str, layer: int, units: int, size: int) -> None:
+def _write_vis_layer(root: str, layer: int, units: int, size: int, layer_units: int) -> None:
+    """Both recipes of one layer: the primary visualizes ``units`` units, with attribution
+    maps in even layers only; the second recipe every other unit of those, always with maps."""
     store = AtlasStore(root)
-    for start in range(0, units, CHUNK):
-        ids = range(start, min(start + CHUNK, units))
-        results = [{"unit": u, "activation": float(5 + (u * 7919 % 1000) / 100)} for u in ids]
-        images = [pattern(layer * 100003 + u, size) for u in ids]
-        store.write_vis_chunk(layer, start, dict(FAKE_RECIPE), results, images)
+    for r, recipe in enumerate((FAKE_RECIPE, SECOND_RECIPE)):
+        for start in range(0, units, CHUNK):
+            ids = [u for u in range(start, min(start + CHUNK, units)) if r == 0 or u % 2 == 0]
+            results = []
+            for u in ids:
+                result = {"unit": u, "activation": float(5 + r + (u * 7919 % 1000) / 100)}
+                fid = fidelity(u, layer_units, r)
+                if fid is not None:
+                    result["fidelity"] = fid
+                results.append(result)
+            images = [pattern(layer * 100003 + u + r * 7777, size) for u in ids]
+            maps = None
+            if r == 1 or layer % 2 == 0:
+                maps = [attribution(layer * 100003 + u + r, size) for u in ids]
+            store.write_vis_chunk(layer, start, dict(recipe), results, images, maps)
 
 
 def _write_index_layer(root: str, layer: int, units: int, grid: tuple[int, int], topk: int,
@@ -99,8 +145,9 @@ def _write_examples(store: AtlasStore, n_examples: int, n_classes: int, thumb: i
         atomic_write_bytes(index_dir(store) / rel, encode_png(pattern(7 + n, thumb)))
         examples.append({"id": ex_id, "label": n % n_classes, "thumb": rel})
     atomic_write_json(index_dir(store) / "examples.json", {
-        "classes": classes, "examples": examples, "images_seen": n_examples * 10,
-        "skipped": [], "dataset": "synthetic:fake", "split": "validation",
+        "classes": classes, "examples": examples,
+        "images_seen": n_examples * IMAGES_SEEN_PER_EXAMPLE, "skipped": [],
+        "dataset": "synthetic:fake", "split": "validation",
     })
 
 
@@ -110,12 +157,14 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
                     bins: int = 32, workers: int = 1) -> AtlasStore:
     """Write a complete synthetic atlas of ``spec`` under ``root``.
 
-    ``vis_units``: visualize only the first n units of each layer (default all);
+    ``vis_units``: visualize only the first n units of each layer (default all), with the
+    primary recipe ``FAKE_RECIPE``; the second, ``SECOND_RECIPE``, visualizes the even ones;
     ``index_layers``: layers with dataset index files (default all).
     """
     store = AtlasStore(root)
     config = {"model": spec.name, "weights": "random", "dataset": "synthetic:fake",
-              "split": "validation", "topk": topk, "recipe": "fake", "steps": 1}
+              "split": "validation", "topk": topk,
+              "recipe": f"{FAKE_RECIPE['name']},{SECOND_RECIPE['name']}", "steps": 1}
     store.init(config, spec.to_dict(), "random(seed=0)")
     size = vis_size or spec.input_size[-1]
     _write_examples(store, n_examples, n_classes, thumb_size)
@@ -124,7 +173,8 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
     with ProcessPoolExecutor(workers) as pool:
         for layer in spec.layers:
             units = layer.units if vis_units is None else min(vis_units, layer.units)
-            jobs.append(pool.submit(_write_vis_layer, str(root), layer.index, units, size))
+            jobs.append(pool.submit(_write_vis_layer, str(root), layer.index, units, size,
+                                    layer.units))
             if layer.index in indexed:
                 jobs.append(pool.submit(_write_index_layer, str(root), layer.index, layer.units,
                                         layer.grid, topk, n_examples, n_classes, bins))

@@ -6,9 +6,10 @@ mkdocs does as little per-page work as possible (9,000+ pages):
 - what the whole model shares (model, weights, dataset, version) and what a layer shares
   (module, stage, grid, recipes) go once into ``config.extra.atlas`` (``site_extra``,
   ``FeatureWriter.layer_extra``);
-- what is the unit's own goes into the page's YAML front matter, with each top example packed
-  into a single scalar (``markup.pack``: fewer YAML nodes to construct) and the quantized
-  heatmaps as one JSON string;
+- what is the unit's own goes into the page's YAML front matter, with each top example and
+  each recipe's visualization (files, objective, fidelity in words, cautions) packed into a
+  single scalar (``markup.pack``: fewer YAML nodes to construct) and the quantized heatmaps as
+  one JSON string;
 - the Markdown body is one sentence: no HTML goes through Markdown at all.
 
 Every string reaches HTML through the template's ``|e``.
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.index.results import Examples
-from pipeline.pages import urls
+from pipeline.pages import fidelity, urls
 from pipeline.pages.assets import (
     encode_heatmaps,
     heatmap_scale,
@@ -37,7 +38,6 @@ from pipeline.pages.assets import (
 from pipeline.pages.cite import bibtex, cite_key
 from pipeline.pages.data import AtlasView, LayerView
 from pipeline.pages.markup import SEP, front_matter, num, pack, script_json
-from pipeline.store import FORMAT_VERSION
 
 
 @dataclass
@@ -111,10 +111,10 @@ def _top_slots(view: LayerView, unit: int) -> list[int]:
     return [i for i, n in enumerate(view.index.top_ids[unit]) if n >= 0]
 
 
-def _recipe_summary(recipe: dict | None) -> str:
+def _recipe_summary(recipe: dict | None, name: str = "custom") -> str:
     if not recipe:
-        return "–"
-    parts = [str(recipe.get("name", "custom"))]
+        return name if name != "custom" else "–"
+    parts = [str(recipe.get("name", name))]
     if "steps" in recipe:
         steps = recipe["steps"]
         parts.append(f"{steps} step{'s' if steps != 1 else ''}")
@@ -139,12 +139,17 @@ class FeatureWriter:
         self.labels = examples.labels if examples is not None else []
         self.thumbs = examples.thumbs if examples is not None else []
         self.layer = view.spec.index
-        self.recipes: list[dict] = []
-        self.recipe_of: dict[int, int] = {}
-        for unit, recipe in sorted(view.recipes.items()):
-            if recipe not in self.recipes:
-                self.recipes.append(recipe)
-            self.recipe_of[unit] = self.recipes.index(recipe)
+        # distinct (recipe name, recipe dict) pairs of the layer: a recipe's chunks may differ
+        self.recipes: list[tuple[str, dict]] = []
+        self.recipe_of: dict[tuple[str, int], int] = {}
+        seen: dict[tuple[str, str], int] = {}
+        for name, results in view.vis.items():
+            for unit, result in sorted(results.items()):
+                key = (name, json.dumps(result.get("recipe") or {}, sort_keys=True))
+                if key not in seen:
+                    seen[key] = len(self.recipes)
+                    self.recipes.append((name, result.get("recipe") or {}))
+                self.recipe_of[name, unit] = seen[key]
 
     def layer_extra(self) -> dict[str, Any]:
         """This layer's part of ``config.extra.atlas`` (what all its feature pages share)."""
@@ -153,7 +158,8 @@ class FeatureWriter:
             "module": s.module + (f" (call {s.call})" if s.call else ""),
             "stage": s.stage, "grid": f"{s.grid[0]}×{s.grid[1]}", "units": s.units,
             "prefix": s.prefix_tokens,
-            "recipes": [[_recipe_summary(r), json.dumps(r, sort_keys=True)] for r in self.recipes],
+            "recipes": [[_recipe_summary(r, name), json.dumps(r, sort_keys=True), name]
+                        for name, r in self.recipes],
         }
 
     def _image(self, n: int) -> str | None:
@@ -168,6 +174,21 @@ class FeatureWriter:
         names = self.info.class_names or []
         name = names[label] if label is not None and 0 <= label < len(names) else None
         return ex_id, label, name
+
+    def _visualizations(self, unit: int) -> list[str]:
+        """One packed scalar per recipe that visualized ``unit``, primary first: recipe number
+        (in ``layer_extra``'s ``recipes``), objective, image file, attribution file or "",
+        "1" if trusted else "0", fidelity in words or "", then the cautions."""
+        out = []
+        for name, result in self.view.results(unit):
+            vis_file, attr_file = self.view.files[name]
+            fid = fidelity.clean(result.get("fidelity"))
+            out.append(pack(str(self.recipe_of[name, unit]), num(float(result["activation"])),
+                            vis_file, attr_file if result.get("attribution") else "",
+                            "1" if fidelity.trusted(fid) else "0",
+                            fidelity.line(fid, self.info.images_seen),
+                            SEP.join(fidelity.cautions(fid))))
+        return out
 
     def permalink(self, unit: int) -> str:
         path = urls.feature_dir(self.info.slug, self.layer, unit) + "/"
@@ -184,8 +205,7 @@ class FeatureWriter:
             "search": {"exclude": True},
             "layer": layer,
             "unit": unit,
-            "activation": num(view.activation(unit)) if unit in view.vis else None,
-            "recipe": self.recipe_of.get(unit),
+            "vis": self._visualizations(unit),
             "links": neighbours(info, layer, unit),
         }
         if idx is not None:
@@ -227,8 +247,18 @@ class FeatureWriter:
         info, view, layer = self.info, self.view, self.layer
         idx = view.index
         names = info.class_names or []
+        recipes = []
+        for name, result in view.results(unit):
+            vis_file, attr_file = view.files[name]
+            item = {"name": name, "recipe": result.get("recipe") or None,
+                    "visualization": vis_file, "activation": _round(result["activation"]),
+                    "fidelity": fidelity.clean(result.get("fidelity"))}
+            if result.get("attribution"):
+                item["attribution"] = attr_file
+            recipes.append(item)
+        primary = recipes[0] if recipes and recipes[0]["name"] == view.primary else None
         rec: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
+            "format_version": urls.SITE_FORMAT_VERSION,
             "model": info.model,
             "weights": info.weights,
             "layer": layer,
@@ -238,9 +268,16 @@ class FeatureWriter:
             "stage": view.spec.stage,
             "grid": list(view.spec.grid),
             "prefix_tokens": view.spec.prefix_tokens,
-            "recipe": view.recipes.get(unit),
-            "visualization": urls.VISUALIZATION if unit in view.vis else None,
-            "activation": view.activation(unit),
+            "recipe": primary["recipe"] if primary else None,
+            "visualization": primary["visualization"] if primary else None,
+            "activation": primary["activation"] if primary else None,
+        }
+        if primary and primary["fidelity"] is not None:
+            rec["fidelity"] = primary["fidelity"]
+        if primary and "attribution" in primary:
+            rec["attribution"] = primary["attribution"]
+        rec.update({
+            "recipes": recipes,
             "dataset": info.dataset,
             "images_seen": info.images_seen,
             "top": [],
@@ -249,7 +286,7 @@ class FeatureWriter:
             "mean": None,
             "max": None,
             "atlas_version": info.atlas_version,
-        }
+        })
         if idx is None:
             return rec
         slots = _top_slots(view, unit)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.pages import urls
+from pipeline.pages import fidelity, urls
 from pipeline.pages.data import AtlasView, LayerView
 from pipeline.pages.markup import attr, front_matter, text
 
@@ -28,7 +28,7 @@ class LayerSummary:
     pages: int  # units with a page
     visualized: int
     indexed: bool
-    representatives: list[tuple[int, bool]]  # (unit, has a visualization), best first
+    representatives: list[tuple[int, str | None]]  # (unit, visualization file), best first
 
     @classmethod
     def of(cls, view: LayerView) -> LayerSummary:
@@ -37,8 +37,8 @@ class LayerSummary:
         reps.sort(key=lambda u: -scores[u])
         s = view.spec
         return cls(s.index, s.module + (f" (call {s.call})" if s.call else ""), s.stage, s.grid,
-                   s.units, len(view.units), len(view.vis), view.index is not None,
-                   [(u, u in view.vis) for u in reps])
+                   s.units, len(view.units), len(view.visualized), view.index is not None,
+                   [(u, view.thumbnail(u)) for u in reps])
 
 
 def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
@@ -49,8 +49,40 @@ def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
     return f'<a href="{attr(href)}" title="{attr(label)}"{extra}>{inner}{caption}</a>'
 
 
+def _fidelity_data(fid: dict | None) -> str:
+    """A grid cell's fidelity as data attributes (primary recipe): ``data-v`` times the best
+    dataset example, ``data-r`` the z-rank, ``data-t`` 1 if trusted (``fidelity.trusted``)."""
+    if fid is None:
+        return ""
+    out = ""
+    if fid["vs_best_example"] is not None:
+        out += f' data-v="{fid["vs_best_example"]!r}"'
+    if fid["z_rank"] is not None:
+        out += f' data-r="{fid["z_rank"]}"'
+    return out + (' data-t="1"' if fidelity.trusted(fid) else "")
+
+
+def _controls(view: LayerView, measured: bool) -> str:
+    """Filter box, and where fidelity was measured, sort order and the "only trusted" switch."""
+    html = ('<div class="atlas-filter"><input type="search" class="atlas-filter-input" '
+            'placeholder="Filter by unit number or top class" aria-label="Filter units">')
+    if measured:
+        top = fidelity.near_top(view.spec.units)
+        html += (
+            ' <label>Sort <select class="atlas-sort" aria-label="Sort units">'
+            '<option value="unit">by unit number</option>'
+            '<option value="v">by × best dataset example (highest first)</option>'
+            '<option value="r">by z-rank in the layer (best first)</option>'
+            '</select></label>'
+            f' <label title="Trusted: the visualization beats the unit\'s best dataset image '
+            f'(at least 1×) and ranks {top} or better in this layer by z-score">'
+            '<input type="checkbox" class="atlas-trusted"> only trusted</label>')
+    return html + ' <span class="atlas-filter-count" aria-live="polite"></span></div>'
+
+
 def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | None) -> str:
-    """Every unit's visualization as a lazy-loaded grid, with a unit/class filter."""
+    """Every unit's visualization as a lazy-loaded grid, with a unit/class filter and, where
+    fidelity was measured, sorting by it and an "only trusted" filter."""
     s = view.spec
     here = urls.layer_dir(atlas.slug, s.index)
     ex = atlas.examples
@@ -61,30 +93,33 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
         links.append(f'<a href="../{nxt}/">layer {nxt} ›</a>')
     facts = (f"module <code>{text(s.module)}</code> · stage {s.stage} · "
              f"patch grid {s.grid[0]}×{s.grid[1]} · {s.units} units · "
-             f"{len(view.vis)} visualized · "
+             f"{len(view.visualized)} visualized · "
              f"{'dataset index' if view.index is not None else 'no dataset index'}")
     cells = []
+    measured = False
     for u in view.units:
         classes = view.top_class_names(u, ex)
-        src = f"{u}/{urls.VISUALIZATION}" if u in view.vis else None
-        data = f' data-u="{u}" data-c="{attr(chr(10).join(classes))}"'
-        cells.append(_thumb(f"{u}/", src, f"unit {u}", GRID_PX, data, f"<span>{u}</span>"))
+        thumb = view.thumbnail(u)
+        src = f"{u}/{thumb}" if thumb else None
+        fid = view.fidelity(u)
+        measured |= fid is not None
+        data = f' data-u="{u}" data-c="{attr(chr(10).join(classes))}"' + _fidelity_data(fid)
+        label = f"unit {u}" + (f" · {fidelity.short(fid)}" if fid else "")
+        cells.append(_thumb(f"{u}/", src, label, GRID_PX, data, f"<span>{u}</span>"))
     return (
         front_matter({"title": f"{atlas.slug} · layer {s.index}", "model": atlas.slug})
         + f'\n<p class="atlas-facts">{facts}</p>\n\n'
         + f'<p class="atlas-links">{" · ".join(links)}</p>\n\n'
-        + '<div class="atlas-filter"><input type="search" class="atlas-filter-input" '
-          'placeholder="Filter by unit number or top class" aria-label="Filter units">'
-          ' <span class="atlas-filter-count"></span></div>\n\n'
+        + _controls(view, measured) + "\n\n"
         + '<div class="atlas-grid" data-search-exclude>\n' + "\n".join(cells) + "\n</div>\n"
     )
 
 
 def _strip(slug: str, summary: LayerSummary, here: str, n: int, px: int) -> str:
     cells = []
-    for unit, has_vis in summary.representatives[:n]:
+    for unit, thumb in summary.representatives[:n]:
         fdir = urls.feature_dir(slug, summary.layer, unit)
-        src = urls.relative(f"{fdir}/{urls.VISUALIZATION}", here) if has_vis else None
+        src = urls.relative(f"{fdir}/{thumb}", here) if thumb else None
         cells.append(_thumb(urls.relative(fdir + "/", here), src,
                             f"layer {summary.layer} unit {unit}", px))
     return "".join(cells)
@@ -142,9 +177,9 @@ def home_section(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
     for s in summaries:
         if not s.representatives:
             continue
-        unit, has_vis = s.representatives[0]
+        unit, thumb = s.representatives[0]
         fdir = urls.feature_dir(slug, s.layer, unit)
-        src = f"{fdir}/{urls.VISUALIZATION}" if has_vis else None
+        src = f"{fdir}/{thumb}" if thumb else None
         cells.append(f'<figure>{_thumb(fdir + "/", src, f"layer {s.layer} unit {unit}", 72)}'
                      f"<figcaption>L{s.layer}</figcaption></figure>")
     visualized = sum(s.visualized for s in summaries)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.pages.data import AtlasView, LayerView
 from pipeline.pages.overview import LayerSummary
-from pipeline.store import FORMAT_VERSION
+from pipeline.pages.urls import SITE_FORMAT_VERSION
 
 
 def models_index(atlases: list[tuple[AtlasView, list[LayerSummary], dict[int, list[int]]]]
@@ -31,7 +31,7 @@ def models_index(atlases: list[tuple[AtlasView, list[LayerSummary], dict[int, li
                        "layers": layers,
                        "classes": None if atlas.examples is None
                        or atlas.examples.class_names is None else f"{atlas.slug}/classes.json"})
-    return {"format_version": FORMAT_VERSION, "models": models}
+    return {"format_version": SITE_FORMAT_VERSION, "models": models}
 
 
 class ClassIndex:
@@ -60,4 +60,4 @@ class ClassIndex:
         for c in range(len(self.names)):
             ranked = sorted(self.units.get(c, []), key=lambda t: -t[0])
             units.append([v for _, layer, unit in ranked for v in (layer, unit)])
-        return {"format_version": FORMAT_VERSION, "classes": self.names, "units": units}
+        return {"format_version": SITE_FORMAT_VERSION, "classes": self.names, "units": units}

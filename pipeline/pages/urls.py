@@ -1,7 +1,9 @@
 """Site layout: where each page and file lives, and relative links between them.
 
 ``<slug>/`` model page, ``<slug>/<layer>/`` layer page, ``<slug>/<layer>/<unit>/`` feature page
-with ``feature.json`` and ``visualization.png`` beside it, ``<slug>/examples/e<n><ext>`` dataset
+with ``feature.json``, ``visualization.png`` (the primary recipe's) and ``attribution.png`` (its
+attribution map, if any) beside it, and ``visualization-<recipe>.png`` /
+``attribution-<recipe>.png`` for every other recipe; ``<slug>/examples/e<n><ext>`` dataset
 thumbnails, ``<slug>/classes.json`` the class search index, ``models.json`` the jump index.
 Every link the pages contain is relative, so the site works from any sub-path.
 """
@@ -15,7 +17,12 @@ import re
 RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "data-format",
             "models.json", "404.html", "index.html", "sitemap.xml", "sitemap.xml.gz"}
 
+# Version of the site's JSON files (feature.json, models.json, classes.json). 1: first
+# release; 2: fidelity, attribution and per-recipe visualizations in feature.json.
+SITE_FORMAT_VERSION = 2
+
 VISUALIZATION = "visualization.png"
+ATTRIBUTION = "attribution.png"
 FEATURE_JSON = "feature.json"
 MODELS_JSON = "models.json"
 CLASSES_JSON = "classes.json"
@@ -25,6 +32,24 @@ def model_slug(name: str) -> str:
     """A readable URL segment for a model name: ``[A-Za-z0-9._-]`` kept, others become ``-``."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
     return f"{slug}-model" if slug.lower() in RESERVED else slug
+
+
+def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
+    """``{recipe: (visualization file, attribution file)}`` beside a feature page: the first
+    (primary) recipe gets the plain names, every other one its name made URL-safe (as
+    ``model_slug``) and unique: ``visualization-paper.png``."""
+    files: dict[str, tuple[str, str]] = {}
+    used: set[str] = set()
+    for i, name in enumerate(names):
+        if i == 0:
+            files[name] = (VISUALIZATION, ATTRIBUTION)
+            continue
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "recipe"
+        if slug in used:
+            slug = f"{slug}-{i}"
+        used.add(slug)
+        files[name] = (f"visualization-{slug}.png", f"attribution-{slug}.png")
+    return files
 
 
 def model_dir(slug: str) -> str:

@@ -2,8 +2,10 @@
  * ViT Feature Atlas: the little interactivity the static pages need.
  * - jump box (every page): "layer/unit" → feature page; other text → units by class name
  * - feature pages: heatmap overlays painted from the page's quantized maps, legend, toggle,
- *   keyboard shortcuts, absolute permalink in the Cite block
- * - layer pages: filter the grid by unit number or top class
+ *   attribution-map toggle, keyboard shortcuts, absolute permalink in the Cite block (the
+ *   recipe tabs need no script: radio inputs and labels)
+ * - layer pages: filter the grid by unit number, top class or "only trusted"; sort it by unit,
+ *   times the best dataset example, or z-rank
  * Everything is fetched by relative URL; strings reach the DOM only through textContent.
  */
 (function () {
@@ -192,13 +194,28 @@
     }
   }
 
+  /* ---- attribution map ----------------------------------------------------------------- */
+  function toggleAttribution() {
+    var buttons = document.querySelectorAll(".atlas-attr-toggle");
+    if (!buttons.length) return;
+    var on = document.body.classList.toggle("atlas-attr-on");
+    buttons.forEach(function (b) { b.setAttribute("aria-pressed", on ? "true" : "false"); });
+  }
+  function setupAttribution() {
+    document.querySelectorAll(".atlas-attr-toggle").forEach(function (b) {
+      b.addEventListener("click", toggleAttribution);
+    });
+  }
+
   /* ---- feature page: keys, permalink ---------------------------------------------------- */
   var ALIAS = { "[": "h", "]": "l" };
   function setupKeys() {
     document.addEventListener("keydown", function (ev) {
       if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
       var t = ev.target;
-      if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) {
+      var typing = t && ((t.tagName === "INPUT" && !/^(radio|checkbox|button|submit)$/.test(t.type)) ||
+                         t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+      if (typing) {
         if (ev.key === "Escape") t.blur();
         return;
       }
@@ -209,6 +226,7 @@
         return;
       }
       if (key === "m") { toggleHeatmaps(); return; }
+      if (key === "a") { toggleAttribution(); return; }
       var link = document.querySelector('a[data-key="' + key + '"]');
       if (link) { ev.preventDefault(); window.location.href = link.href; }
     });
@@ -230,34 +248,69 @@
     });
   }
 
-  /* ---- layer page filter ---------------------------------------------------------------- */
-  function setupFilter(input) {
-    var grid = document.querySelector(".atlas-grid");
+  /* ---- layer page: filter and sort ------------------------------------------------------ */
+  // Cells carry data-u (unit), data-c (top classes, one per line) and, where fidelity was
+  // measured, data-v (times the best dataset example), data-r (z-rank) and data-t (trusted).
+  function setupGrid(grid) {
+    var input = document.querySelector(".atlas-filter-input");
+    var sort = document.querySelector(".atlas-sort");
+    var trusted = document.querySelector(".atlas-trusted");
     var count = document.querySelector(".atlas-filter-count");
-    if (!grid) return;
     var cells = Array.prototype.slice.call(grid.querySelectorAll("a[data-u]"));
-    var classes = cells.map(function (a) { return (a.getAttribute("data-c") || "").toLowerCase(); });
-    input.addEventListener("input", function () {
-      var q = input.value.trim().toLowerCase(), shown = 0;
-      var range = /^(\d+)\s*[-:]\s*(\d+)$/.exec(q);
-      cells.forEach(function (a, i) {
-        var u = a.getAttribute("data-u"), ok;
+    function num(a, name) {
+      var v = a.getAttribute(name);
+      return v === null || v === "" ? null : parseFloat(v);
+    }
+    var rows = cells.map(function (a) {
+      return { a: a, u: a.getAttribute("data-u"), c: (a.getAttribute("data-c") || "").toLowerCase(),
+               v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1" };
+    });
+    var KEYS = {  // sort keys: smaller first; units without the value go last
+      unit: function (row) { return +row.u; },
+      v: function (row) { return row.v === null ? null : -row.v; },
+      r: function (row) { return row.r; }
+    };
+
+    function filter() {
+      var q = input ? input.value.trim().toLowerCase() : "", only = trusted && trusted.checked;
+      var range = /^(\d+)\s*[-:]\s*(\d+)$/.exec(q), shown = 0;
+      rows.forEach(function (row) {
+        var u = row.u, ok;
         if (!q) ok = true;
         else if (range) ok = +u >= +range[1] && +u <= +range[2];
         else if (/^\d+$/.test(q)) ok = u.indexOf(q) === 0;
-        else ok = classes[i].indexOf(q) >= 0;
-        a.hidden = !ok;
+        else ok = row.c.indexOf(q) >= 0;
+        if (only && !row.t) ok = false;
+        row.a.hidden = !ok;
         if (ok) shown++;
       });
-      if (count) count.textContent = q ? shown + " of " + cells.length + " units" : "";
-    });
+      if (count) count.textContent = q || only ? shown + " of " + rows.length + " units" : "";
+    }
+    function order() {
+      var key = KEYS[sort ? sort.value : "unit"] || KEYS.unit;
+      var sorted = rows.slice().sort(function (x, y) {
+        var a = key(x), b = key(y);
+        if (a === null && b === null) return x.u - y.u;
+        if (a === null) return 1;
+        if (b === null) return -1;
+        return a - b || x.u - y.u;
+      });
+      sorted.forEach(function (row) { grid.appendChild(row.a); });
+    }
+    if (input) input.addEventListener("input", filter);
+    if (trusted) trusted.addEventListener("change", filter);
+    if (sort) sort.addEventListener("change", order);
+    // a form restored by the browser (back button) keeps its state: apply it
+    if (sort && sort.value !== "unit") order();
+    if ((input && input.value) || (trusted && trusted.checked)) filter();
   }
 
   function init() {
     document.querySelectorAll("form.atlas-jump").forEach(setupJump);
-    document.querySelectorAll(".atlas-filter-input").forEach(setupFilter);
+    document.querySelectorAll(".atlas-grid").forEach(setupGrid);
     if (document.body.classList.contains("atlas-feature-page")) {
       setupHeatmaps();
+      setupAttribution();
       setupKeys();
       setupCite();
     }

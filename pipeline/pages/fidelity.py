@@ -1,0 +1,119 @@
+"""How far to trust a visualization, in words: the fidelity line and its cautions.
+
+The visualize stage measures, per unit and recipe (``store.vis_results(...)[unit]["fidelity"]``):
+
+- ``vs_best_example``: the visualization's activation / the unit's best dataset example's score
+  (above 1: the image excites the unit more than any image of the dataset);
+- ``z``: ``(activation - unit mean) / unit std`` over the dataset;
+- ``z_rank`` of ``of``: the unit's rank in its layer by that z-score on its own visualization
+  (1: no other unit of the layer is excited more, relative to its own statistics).
+
+A visualization is **trusted** when it beats its best dataset example (``vs_best_example >= 1``)
+and ranks near the top of its layer (``z_rank <= near_top(of)``: the top 3, or the top 1% in
+layers of more than 300 units). Every part may be missing (not measured): a missing part is
+neither shown nor cautioned about, but a visualization is trusted only if both are measured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+TOP_RANKS = 3  # "near the top": rank <= max(TOP_RANKS, ceil(TOP_FRACTION * of))
+TOP_FRACTION = 0.01
+
+
+def _finite(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def _count(x: Any) -> int | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return int(x)
+
+
+def clean(fidelity: Any) -> dict[str, Any] | None:
+    """The stage's ``fidelity`` dict with non-finite or missing parts as ``None``, rounded to 6
+    significant digits; ``None`` when nothing was measured."""
+    if not isinstance(fidelity, dict):
+        return None
+    vs, z = _finite(fidelity.get("vs_best_example")), _finite(fidelity.get("z"))
+    rank, of = _count(fidelity.get("z_rank")), _count(fidelity.get("of"))
+    if vs is None and z is None and rank is None:
+        return None
+    return {"vs_best_example": None if vs is None else float(f"{vs:.6g}"),
+            "z": None if z is None else float(f"{z:.6g}"),
+            "z_rank": rank, "of": of}
+
+
+def near_top(of: int | None) -> int:
+    """The worst rank that still counts as near the top of a layer of ``of`` units."""
+    return max(TOP_RANKS, math.ceil(TOP_FRACTION * of)) if of else TOP_RANKS
+
+
+def trusted(fidelity: dict[str, Any] | None) -> bool:
+    """Beats its best dataset example and ranks near the top of its layer (both measured)."""
+    if fidelity is None:
+        return False
+    vs, rank = fidelity.get("vs_best_example"), fidelity.get("z_rank")
+    return vs is not None and rank is not None and vs >= 1 and rank <= near_top(fidelity["of"])
+
+
+def ratio(x: float) -> str:
+    """``0.43``, ``2.1``, ``12.3``, ``1,234``: two significant digits below 1, one decimal up to
+    100."""
+    if x < 1:
+        return f"{x:.2g}"
+    return f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def line(fidelity: dict[str, Any] | None, images_seen: int | None) -> str:
+    """``"2.1× the best of 2,000 dataset images · rank 1 of 96 in its layer by z-score
+    (z = 4.2)"``; empty when nothing was measured."""
+    if fidelity is None:
+        return ""
+    parts = []
+    vs, z, rank, of = (fidelity.get(k) for k in ("vs_best_example", "z", "z_rank", "of"))
+    if vs is not None:
+        best = (f"the best of {images_seen:,} dataset images" if images_seen
+                else "the unit's best dataset image")
+        parts.append(f"{ratio(vs)}× {best}")
+    if rank is not None:
+        ranked = f"rank {rank:,}" + (f" of {of:,}" if of else "") + " in its layer by z-score"
+        parts.append(ranked + (f" (z = {z:.1f})" if z is not None else ""))
+    elif z is not None:
+        parts.append(f"z = {z:.1f} over the dataset")
+    return " · ".join(parts)
+
+
+def cautions(fidelity: dict[str, Any] | None) -> list[str]:
+    """Why not to take the image at face value (empty: no measured reason)."""
+    if fidelity is None:
+        return []
+    out = []
+    vs, rank, of = (fidelity.get(k) for k in ("vs_best_example", "z_rank", "of"))
+    if vs is not None and vs < 1:
+        out.append("Weaker than the unit's best dataset image: the dataset examples below "
+                   "show better what drives this unit than this image does.")
+    if rank is not None and rank > near_top(of):
+        others = rank - 1
+        out.append(f"Not selective: {others:,} other units of this layer respond more to this "
+                   "image (by z-score), so it may show what the layer likes in general "
+                   "rather than this unit.")
+    return out
+
+
+def short(fidelity: dict[str, Any] | None) -> str:
+    """A compact form for tooltips: ``"2.1× best · z-rank 1/96"``."""
+    if fidelity is None:
+        return ""
+    parts = []
+    if fidelity.get("vs_best_example") is not None:
+        parts.append(f"{ratio(fidelity['vs_best_example'])}× best")
+    if fidelity.get("z_rank") is not None:
+        of = fidelity.get("of")
+        parts.append(f"z-rank {fidelity['z_rank']}" + (f"/{of}" if of else ""))
+    return " · ".join(parts)
