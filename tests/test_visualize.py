@@ -115,12 +115,18 @@ def _stage_results(store: AtlasStore, layers) -> dict:
     return out
 
 
-def test_stage_writes_chunks_and_skips_finished(tiny_config):
-    tiny_config.channels = "60:70"
-    tiny_config.batch_size = 4
-    run = prepare(tiny_config)
+def _visualized(config, **options):
+    """Set ``options`` on ``config``, then index and visualize it: the prepared run."""
+    for key, value in options.items():
+        setattr(config, key, value)
+    run = prepare(config)
     run_index(run)
     run_visualize(run)
+    return run
+
+
+def test_stage_writes_chunks_and_skips_finished(tiny_config):
+    run = _visualized(tiny_config, channels="60:70", batch_size=4)
     store = run.store
     chunks = sorted(p.name for p in store.vis_dir(0).glob("chunk-*.json"))
     assert chunks == ["chunk-00000.json", "chunk-00064.json"]  # units 60-63 and 64-69
@@ -208,13 +214,7 @@ def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
 
 
 def test_fidelity_fields_and_two_recipes(tiny_config):
-    tiny_config.channels = "0:8"
-    tiny_config.recipe = "default,paper"
-    tiny_config.steps = 4
-    run = prepare(tiny_config)
-    run_index(run)
-    run_visualize(run)
-    store = run.store
+    store = _visualized(tiny_config, channels="0:8", recipe="default,paper", steps=4).store
     assert store.vis_recipes() == ["default", "paper"]
     from pipeline.index.results import load_layer_index
     index = load_layer_index(store, 1)
