@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("site", help="rebuild DIR/site from what DIR holds",
                        description="Rebuild DIR/site from what DIR holds.")
     p.add_argument("--out", default="atlas-demo", help="atlas directory")
+    p = sub.add_parser("evaluate", help="how far to trust an atlas's visualizations",
+                       description="Per recipe: objective against the paper recipe, units "
+                       "beating their best dataset example, z-selectivity, TV/px and spectral "
+                       "distance against the dataset; writes DIR/evaluate/report.json and "
+                       "contact_sheet.png (the Method page defines each figure).")
+    p.add_argument("--out", default="atlas-demo", help="atlas directory")
+    p.add_argument("--reference", default="paper",
+                   help="recipe the objective is relative to (default paper)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p = sub.add_parser("serve", help="serve a built atlas on localhost",
                        description="Serve DIR/site on localhost and print the URL.")
     p.add_argument("--out", default="atlas-demo", help="atlas directory")
@@ -160,6 +169,23 @@ def _models(name: str | None, kwargs: list[str], show_all: bool) -> None:
           "`vit-atlas models NAME` shows a model's layers.")
 
 
+def _evaluate(out: str, reference: str, device: str) -> None:
+    from pipeline.runtime import prepare
+    from pipeline.visualize.evaluate import evaluate_atlas, write_report
+
+    store = AtlasStore(out)
+    if not store.exists():
+        raise AtlasError(f"no atlas in {out}: build one first (`vit-atlas build --out {out}`)")
+    config = AtlasConfig.from_dict(store.manifest()["config"])
+    config.device = device
+    run = prepare(config)
+    if not store.vis_recipes():
+        raise AtlasError(f"{out} has no visualizations: run `vit-atlas visualize --out {out}`")
+    evaluation = evaluate_atlas(store, run.model, run.spec, run.device, reference=reference)
+    print(evaluation.table())
+    print(f"\nreport and contact sheet in {write_report(store, evaluation)}")
+
+
 def run_command(args: argparse.Namespace) -> None:
     command = args.command
     if command == "models":
@@ -182,6 +208,10 @@ def run_command(args: argparse.Namespace) -> None:
 
     from pipeline import distributed
     from pipeline.runtime import prepare
+
+    if command == "evaluate":
+        _evaluate(args.out, args.reference, args.device)
+        return
 
     config = resolve_config(vars(args))
     run = prepare(config)

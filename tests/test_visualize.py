@@ -180,7 +180,8 @@ def test_kill_9_then_rerun(tmp_path):
     out = tmp_path / "atlas"
     cmd = [sys.executable, "-m", "pipeline", "visualize", "--model", TINY_MODEL,
            "--weights", "random", "--model-kwargs", *[f"{k}={v}" for k, v in TINY_KWARGS.items()],
-           "--out", str(out), "--steps", "40", "--batch-size", "64", "--channels", "0:192"]
+           "--out", str(out), "--steps", "40", "--batch-size", "64", "--channels", "0:192",
+           "--dataset", "synthetic:64", "--stats-images", "64"]
     index = subprocess.run([*cmd[:3], "index", *cmd[4:]], capture_output=True, text=True)
     assert index.returncode == 0, index.stderr
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
