@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pipeline.errors import AtlasError
-from pipeline.resources import demo_dir
+from pipeline.resources import bundled_model_dir
 
 DEFAULT_DATASET = "hf:timm/imagenet-1k-wds"
 
@@ -46,20 +46,22 @@ class AtlasConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def demo_config(**overrides: Any) -> AtlasConfig:
-    """The offline demo: the small ViT trained on procedural images shipped in ``data/demo``."""
-    demo = demo_dir()
-    card_path = demo / "model.json"
+def bundled_config(name: str, **overrides: Any) -> AtlasConfig:
+    """An offline atlas of a model bundled in ``data/<name>`` (trained here on procedural
+    images), indexed over 2,000 held-out synthetic images."""
+    folder = bundled_model_dir(name)
+    card_path = folder / "model.json"
     if not card_path.is_file():
-        raise AtlasError(f"the demo model is missing ({card_path}); reinstall from a full checkout")
+        raise AtlasError(f"the bundled model {name!r} is missing ({card_path}); reinstall "
+                         "from a full checkout")
     card = json.loads(card_path.read_text())
     cfg = AtlasConfig(
         model=card["model"],
-        weights=str(demo / card["weights"]),
+        weights=str(folder / card["weights"]),
         model_kwargs=dict(card["model_kwargs"]),
         dataset="synthetic:2000",
         split="validation",
-        out="atlas-demo",
+        out=f"atlas-{name}",
         steps=256,  # 72% of units beat their best dataset example (45% at 64); ~8 min on 2 cores
         topk=12,
         index_batch_size=128,
@@ -70,7 +72,21 @@ def demo_config(**overrides: Any) -> AtlasConfig:
     return cfg
 
 
-PRESETS = {"demo": demo_config}
+def demo_config(**overrides: Any) -> AtlasConfig:
+    """The offline demo: the small ViT trained on procedural images shipped in ``data/demo``.
+
+    >>> demo_config().dataset
+    'synthetic:2000'
+    """
+    return bundled_config("demo", **overrides)
+
+
+def second_config(**overrides: Any) -> AtlasConfig:
+    """The second bundled model (``data/second``), kept for checking recipes off the demo."""
+    return bundled_config("second", **overrides)
+
+
+PRESETS = {"demo": demo_config, "second": second_config}
 
 
 def parse_selection(spec: str | None, n: int, what: str) -> list[int]:

@@ -40,5 +40,10 @@ def handbook_dir() -> Path:
     return resource_root() / "site"
 
 
+def bundled_model_dir(name: str) -> Path:
+    """``data/<name>``: a bundled model (``demo``; ``second``, for checking recipes)."""
+    return resource_root() / "data" / name
+
+
 def demo_dir() -> Path:
-    return resource_root() / "data" / "demo"
+    return bundled_model_dir("demo")

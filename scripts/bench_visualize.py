@@ -1,116 +1,139 @@
-"""Benchmark: the paper's recipe one feature at a time vs the default recipe batched.
+"""Benchmark: how far each recipe's visualizations can be trusted, and how fast they come.
 
-Same model, same number of steps, same features (the paper run takes a subset: it is slow).
-Prints, for each: features/s, mean objective reached (on the stored, un-augmented image),
-smoothness (mean absolute neighbour difference per pixel), the fraction of features whose own
-unit is the top-1 unit of its layer, and achieved FLOP/s as a fraction of this device's
-measured matmul peak (FLOPs of the truncated forward + input-gradient backward, counted by
-``torch.utils.flop_counter``).
+On a bundled model (``--preset demo``, or ``second``: the model recipes are checked on) it
+indexes ``--images`` synthetic images, visualizes the same units of every layer with each
+recipe through the CLI (one process per recipe, process start included in its time), with the
+paper recipe at its published 400 steps as the reference, then prints ``vit-atlas evaluate``'s
+table plus speed:
 
-    python scripts/bench_visualize.py                      # demo model, CPU
-    python scripts/bench_visualize.py --model vit_tiny_patch16_224 --weights random
+- feat/s: features per second of the whole ``vit-atlas visualize`` process;
+- vs paper: that rate over the paper recipe's, the paper run one feature at a time
+  (in-process, as its published code runs, without process start: flattering the paper);
+- % peak: the achieved FLOP/s of the optimization (FLOPs of one step's forward + input-gradient
+  backward counted by ``torch.utils.flop_counter``, times steps) over this device's matmul peak.
+
+    python scripts/bench_visualize.py                             # demo model, CPU, ~10 min
+    python scripts/bench_visualize.py --preset second             # the model not tuned on
+    python scripts/bench_visualize.py --recipes default,fast,my.json --units-per-layer 32
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-from benchlib import add_model_options, load_model, matmul_peak, peak_dtype, sync
+from benchlib import matmul_peak, peak_dtype, sync
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.visualize.objectives import tv_per_pixel
+from pipeline.config import PRESETS
+from pipeline.runtime import prepare
+from pipeline.store import AtlasStore
+from pipeline.visualize.evaluate import evaluate_atlas, write_report
 from pipeline.visualize.optimize import layer_scores, render
-from pipeline.visualize.param import from_uint8
-from pipeline.visualize.recipe import DEFAULT, PAPER, Recipe
+from pipeline.visualize.recipe import PAPER, Recipe, get_recipe
 
 
-def step_flops(model, spec, layer, recipe: Recipe, n_features: int, device) -> float:
+def step_flops(run, layer, recipe: Recipe, n_features: int) -> float:
     """FLOPs of one optimization step for ``n_features`` (counted on a 1-step render)."""
     with FlopCounterMode(display=False) as counter:
-        render(model, spec, layer, list(range(n_features)), recipe.with_steps(1), 0, device)
-    # the 1-step render also evaluates the clean image once (a forward): subtract it
+        render(run.model, run.spec, layer, list(range(n_features)), recipe.with_steps(1), 0,
+               run.device)
+    # the 1-step render also scores the stored image once (a forward): subtract it
+    x = torch.zeros(n_features, *run.spec.input_size, device=run.device)
     with FlopCounterMode(display=False) as clean:
-        layer_scores(model, spec, layer, torch.zeros(n_features, *spec.input_size, device=device))
+        layer_scores(run.model, run.spec, layer, x)
     return counter.get_total_flops() - clean.get_total_flops()
 
 
-def measure(model, spec, features, recipe: Recipe, batched: bool, device):
-    """Render ``features`` [(layer, unit)]; returns rate, objectives, tv, top1, flops."""
-    by_layer: dict[int, list[int]] = {}
-    for layer, unit in features:
-        by_layer.setdefault(layer, []).append(unit)
-    objectives, tvs, top1, flops = {}, {}, {}, 0.0
-    sync(device)
+def cli(*args: str) -> float:
+    """Run ``vit-atlas ARGS``; its wall time in seconds (it must succeed)."""
     t = time.perf_counter()
-    for li, units in by_layer.items():
-        layer = spec.layers[li]
-        groups = [units] if batched else [[u] for u in units]
-        for group in groups:
-            images, act = render(model, spec, layer, group, recipe, 0, device)
-            x = from_uint8(images)
-            scores = layer_scores(model, spec, layer, x.to(device)).cpu()
-            for i, u in enumerate(group):
-                objectives[(li, u)] = float(act[i])
-                tvs[(li, u)] = float(tv_per_pixel(x[i:i + 1])[0])
-                top1[(li, u)] = int(scores[i].argmax()) == u
-    sync(device)
-    seconds = time.perf_counter() - t
-    for li, units in by_layer.items():
-        n = len(units) if batched else 1
-        per_step = step_flops(model, spec, spec.layers[li], recipe, n, device)
-        flops += per_step * recipe.steps * (1 if batched else len(units))
-    return seconds, objectives, tvs, top1, flops
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
+                          text=True)
+    if proc.returncode:
+        sys.exit(f"vit-atlas {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t
+
+
+def paper_one_at_a_time(run, units_by_layer: dict[int, list[int]]) -> float:
+    """Features/s of the paper recipe at 400 steps, one feature per render, in-process."""
+    sync(run.device)
+    t, n = time.perf_counter(), 0
+    for li, units in units_by_layer.items():
+        for u in units:
+            render(run.model, run.spec, run.spec.layers[li], [u], PAPER, 0, run.device)
+            n += 1
+    sync(run.device)
+    return n / (time.perf_counter() - t)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_model_options(p)
-    p.add_argument("--steps", type=int, default=100, help="steps for both recipes")
-    p.add_argument("--paper-features", type=int, default=4, help="features per layer, paper")
-    p.add_argument("--default-features", type=int, default=64, help="features per layer")
-    p.add_argument("--layers", default=None, help="layers to sample, e.g. 0,3 (default: first, "
-                   "middle, last)")
+    p.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    p.add_argument("--recipes", default="default",
+                   help="recipes to compare with the paper's (names or .json files)")
+    p.add_argument("--units-per-layer", type=int, default=16)
+    p.add_argument("--paper-speed-features", type=int, default=1,
+                   help="features per layer timed one at a time with the paper recipe")
+    p.add_argument("--images", type=int, default=2000, help="synthetic images indexed")
+    p.add_argument("--out", default=None, help="atlas folder (default: a temporary one)")
+    p.add_argument("--sheet", default=None, help="copy the contact sheet PNG here")
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    name, weights, model, spec, device = load_model(args)
-    n_layers = len(spec.layers)
-    layers = ([int(x) for x in args.layers.split(",")] if args.layers
-              else sorted({0, n_layers // 2, n_layers - 1}))
-    gen = torch.Generator().manual_seed(0)
-    default_features, paper_features = [], []
-    for li in layers:
-        units = torch.randperm(spec.layers[li].units, generator=gen)[:args.default_features]
-        default_features += [(li, int(u)) for u in units]
-        paper_features += [(li, int(u)) for u in units[:args.paper_features]]
 
-    dtype = peak_dtype(device)
-    peak = matmul_peak(device, dtype)
-    print(f"model {name} ({weights}), input {spec.input_size}, layers {layers}, "
-          f"{args.steps} steps, device {device}, threads {torch.get_num_threads()}")
-    print(f"measured {str(dtype).removeprefix('torch.')} matmul peak: {peak / 1e9:.1f} GFLOP/s\n")
+    out = Path(args.out or tempfile.mkdtemp(prefix="bench-visualize-"))
+    base = ["--preset", args.preset, "--out", str(out), "--device", args.device,
+            "--dataset", f"synthetic:{args.images}"]
+    config = PRESETS[args.preset](out=str(out), device=args.device,
+                                  dataset=f"synthetic:{args.images}")
+    run = prepare(config)
+    n_layers = len(run.spec.layers)
+    stride = max(1, min(l.units for l in run.spec.layers) // args.units_per_layer)
+    units = list(range(0, stride * args.units_per_layer, stride))
+    channels = ",".join(map(str, units))
+    print(f"{args.preset}: {run.spec.name}, {n_layers} layers, units {units[0]}..{units[-1]} "
+          f"step {stride} of every layer, device {run.device}, threads "
+          f"{torch.get_num_threads()}, atlas {out}")
 
-    paper_recipe, default_recipe = PAPER.with_steps(args.steps), DEFAULT.with_steps(args.steps)
-    rows = {}
-    for label, recipe, feats, batched in [
-        ("paper, 1 feature/process", paper_recipe, paper_features, False),
-        ("default, batched", default_recipe, default_features, True),
-    ]:
-        seconds, obj, tv, top1, flops = measure(model, spec, feats, recipe, batched, device)
-        rows[label] = (len(feats) / seconds, obj, tv, top1, flops / seconds)
-    print(f"{'run':<26} {'feat/s':>8} {'objective':>10} {'obj(common)':>11} {'TV/px':>7} "
-          f"{'top-1':>6} {'GFLOP/s':>8} {'% peak':>7}")
-    common = set(paper_features)
-    for label, (rate, obj, tv, top1, fps) in rows.items():
-        mean = sum(obj.values()) / len(obj)
-        mean_common = sum(obj[f] for f in common) / len(common)
-        print(f"{label:<26} {rate:>8.3f} {mean:>10.4f} {mean_common:>11.4f} "
-              f"{sum(tv.values()) / len(tv):>7.4f} {sum(top1.values()) / len(top1):>6.2f} "
-              f"{fps / 1e9:>8.1f} {100 * fps / peak:>6.1f}%")
-    (pr, pobj, *_), (dr, dobj, *_) = rows.values()
-    print(f"\nspeed-up default/paper: {dr / pr:.1f}x features/s; objective on common features: "
-          f"paper {sum(pobj[f] for f in common) / len(common):.4f} vs default "
-          f"{sum(dobj[f] for f in common) / len(common):.4f}")
+    seconds = cli("index", *base)
+    print(f"index of {args.images} images: {seconds:.1f} s")
+    recipes = [get_recipe(r) for r in args.recipes.split(",") if r.strip()]
+    rates = {}
+    for recipe in [PAPER, *recipes]:
+        spec = recipe.name if recipe.name in ("paper", "default", "fast") else None
+        if spec is None:  # a .json recipe: pass the file it came from
+            spec = next(r for r in args.recipes.split(",") if Path(r).stem == recipe.name)
+        seconds = cli("visualize", *base, "--channels", channels, "--recipe", spec,
+                      "--steps", str(recipe.steps))
+        rates[recipe.name] = (n_layers * len(units) / seconds, recipe)
+        print(f"visualize [{recipe.name}, {recipe.steps} steps]: {seconds:.1f} s")
+
+    paper_rate = paper_one_at_a_time(
+        run, {li: units[:args.paper_speed_features] for li in range(n_layers)})
+    dtype = peak_dtype(run.device)
+    peak = matmul_peak(run.device, dtype)
+    evaluation = evaluate_atlas(AtlasStore(out), run.model, run.spec, run.device)
+    print(f"\npaper recipe one feature at a time: {paper_rate:.3f} features/s; "
+          f"{str(dtype).removeprefix('torch.')} matmul peak {peak / 1e9:.1f} GFLOP/s\n")
+    print(evaluation.table())
+    print(f"\n{'recipe':<22} {'feat/s':>8} {'vs paper':>8} {'% peak':>7}  beats best by layer")
+    for figures in evaluation.recipes:
+        rate, recipe = rates[figures.recipe]
+        flops = sum(step_flops(run, layer, recipe, len(units)) for layer in run.spec.layers)
+        achieved = flops * recipe.steps / (n_layers * len(units) / rate)
+        by_layer = " ".join(f"{v:.2f}" for v in figures.beats_best.values())
+        print(f"{figures.recipe:<22} {rate:>8.3f} {rate / paper_rate:>7.1f}x "
+              f"{100 * achieved / peak:>6.1f}%  {by_layer}")
+    folder = write_report(AtlasStore(out), evaluation)
+    if args.sheet:
+        shutil.copyfile(folder / "contact_sheet.png", args.sheet)
+    print(f"\nreport and contact sheet in {folder}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ every figure).
 - ``tv_px``: the median mean absolute neighbour difference per pixel, beside the indexed
   example images' own; ``flat``: the fraction below a quarter of theirs;
 - ``spectral_distance``: the median, over images, of the RMS over radial frequency bands of
-  the log ratio between the image's amplitude and the dataset's mean amplitude spectrum.
+  the log ratio between the image's amplitude and the dataset's mean amplitude spectrum;
+- ``patch_grid``: the median share of an image's (non-DC) spectral power at the harmonics of
+  the patch size, the signature of a pattern tiled patch by patch (ViTs read pixels patch by
+  patch, so an image can exploit the grid); the dataset images' share is the baseline.
 
 ``vit-atlas evaluate --out DIR`` prints the table and writes ``DIR/evaluate/report.json`` and
 ``DIR/evaluate/contact_sheet.png``; ``scripts/bench_visualize.py`` adds speed.
@@ -67,14 +70,32 @@ def spectral_distance(images: torch.Tensor, reference: torch.Tensor) -> torch.Te
     ``reference`` the dataset's mean amplitude spectrum ``(3, H, W//2+1)``. 0: the dataset's
     spectrum; ln 2 = 0.69: a factor 2 off in every band.
 
-    >>> ref = amplitude_spectrum(torch.rand(16, 3, 32, 32)).mean(0)
-    >>> float(spectral_distance(torch.rand(4, 3, 32, 32), ref).max()) < 0.1
-    True
+    >>> x = torch.rand(1, 3, 32, 32)
+    >>> round(float(spectral_distance(0.5 * x, amplitude_spectrum(x)[0])[0]), 3)  # ln 2
+    0.693
     """
     eps = 1e-6
     mine = radial_profile(amplitude_spectrum(images.float())).clamp(min=eps).log()
     theirs = radial_profile(torch.as_tensor(reference).float()).clamp(min=eps).log()
     return (mine - theirs).pow(2).mean(-1).sqrt()
+
+
+def patch_grid_share(images: torch.Tensor, patch: tuple[int, int]) -> torch.Tensor:
+    """Per image ``(N, 3, H, W)``: the share of its non-DC power at frequencies that are
+    multiples of ``1 / patch`` on both axes (a pattern repeated in every patch has all its
+    power there; for white noise the share is about 1 / patch area).
+
+    >>> tile = torch.rand(1, 3, 8, 8).repeat(1, 1, 4, 4)  # the same 8 x 8 patch everywhere
+    >>> round(float(patch_grid_share(tile, (8, 8))[0]), 3)
+    1.0
+    """
+    h, w = images.shape[-2:]
+    power = amplitude_spectrum(images.float()).pow(2).sum(-3)  # (N, H, W//2+1)
+    power[:, 0, 0] = 0
+    ky = torch.arange(h) % max(1, h // patch[0]) == 0
+    kx = torch.arange(w // 2 + 1) % max(1, w // patch[1]) == 0
+    lattice = ky[:, None] & kx[None, :]
+    return power[:, lattice].sum(-1) / power.flatten(1).sum(-1).clamp(min=1e-12)
 
 
 @dataclass
@@ -86,6 +107,7 @@ class ImageFigures:
     z_rank_median: float | None
     tv_px: float
     spectral_distance: float
+    patch_grid: float
 
 
 @dataclass
@@ -115,18 +137,19 @@ class Evaluation:
         """The report as a plain-text table, one row per recipe and one for the baseline."""
         head = (f"{'images':<22} {'steps':>5} {'units':>5} {'objective':>9} {'beats best':>10} "
                 f"{'worst layer':>11} {'z top-1':>7} {'z rank':>6} {'TV/px':>6} {'flat':>5} "
-                f"{'spectral':>8}")
+                f"{'spectral':>8} {'grid':>5}")
         rows = [head]
         d = self.dataset
         rows.append(f"{'best dataset examples':<22} {'':>5} {d.count:>5} {'':>9} {'':>10} "
                     f"{'':>11} {_f(d.z_top1, 7)} {_f(d.z_rank_median, 6, 1)} {d.tv_px:>6.3f} "
-                    f"{'':>5} {d.spectral_distance:>8.3f}")
+                    f"{'':>5} {d.spectral_distance:>8.3f} {d.patch_grid:>5.3f}")
         for r in self.recipes:
             worst = min(r.beats_best.values()) if r.beats_best else float("nan")
             rows.append(f"{r.recipe:<22} {r.steps:>5} {r.units:>5} {_f(r.objective, 9)} "
                         f"{r.beats_best_all:>10.2f} {worst:>11.2f} {_f(r.images.z_top1, 7)} "
                         f"{_f(r.images.z_rank_median, 6, 1)} {r.images.tv_px:>6.3f} "
-                        f"{r.flat:>5.2f} {r.images.spectral_distance:>8.3f}")
+                        f"{r.flat:>5.2f} {r.images.spectral_distance:>8.3f} "
+                        f"{r.images.patch_grid:>5.3f}")
         return "\n".join(rows)
 
 
@@ -214,8 +237,13 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
     data_tv = float(tv_per_pixel(data_x).median()) if data_x is not None else float("nan")
     data_spec = (float(spectral_distance(data_x, reference_spectrum).median())
                  if data_x is not None else float("nan"))
+    grid = spec.layers[0].grid
+    patch = (size[0] // grid[0], size[1] // grid[1])
+    data_grid = (float(patch_grid_share(data_x, patch).median())
+                 if data_x is not None else float("nan"))
     evaluation = Evaluation(layers, units, reference if reference in names else None,
-                            ImageFigures(len(thumbs), z_top1, z_median, data_tv, data_spec))
+                            ImageFigures(len(thumbs), z_top1, z_median, data_tv, data_spec,
+                                         data_grid))
 
     for name in names:
         acts, beats, ranks, images, steps = [], {}, [], [], 0
@@ -243,7 +271,8 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
                                             weights=[len(units[li]) for li in layers])),
             flat=float((tv < FLAT * data_tv).float().mean()),
             images=ImageFigures(total, z_top1, z_median, float(tv.median()),
-                                float(spectral_distance(x, reference_spectrum).median()))))
+                                float(spectral_distance(x, reference_spectrum).median()),
+                                float(patch_grid_share(x, patch).median()))))
     return evaluation
 
 
@@ -294,4 +323,4 @@ def write_report(store: AtlasStore, evaluation: Evaluation) -> Path:
 
 
 __all__ = ["Evaluation", "RecipeFigures", "ImageFigures", "evaluate_atlas", "contact_sheet",
-           "spectral_distance", "radial_profile", "write_report"]
+           "spectral_distance", "radial_profile", "patch_grid_share", "write_report"]

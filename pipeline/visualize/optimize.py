@@ -51,6 +51,23 @@ def layer_scores(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
     return patch_mean(acts)
 
 
+def measure_unit_stats(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
+                       images: torch.Tensor) -> UnitStats:
+    """Per-unit mean and std of ``layer_scores`` over ``images`` ``(N, 3, H, W)`` in [0, 1]:
+    the statistics the selectivity term needs, where no index holds them (a notebook).
+
+    >>> from pipeline.config import demo_config
+    >>> from pipeline.models import create_model, spec_for
+    >>> c = demo_config()
+    >>> model = create_model(c.model, c.weights, c.model_kwargs)
+    >>> spec = spec_for(model, c.model, c.model_kwargs)
+    >>> measure_unit_stats(model, spec, spec.layers[0], torch.rand(8, 3, 64, 64)).std.shape
+    torch.Size([384])
+    """
+    scores = layer_scores(model, spec, layer, images).double()
+    return UnitStats(scores.mean(0).float(), scores.std(0).float())
+
+
 @dataclass
 class Rendering:
     images: torch.Tensor  # (B, H, W, 3) uint8, what is stored

@@ -40,6 +40,8 @@ class Recipe:
     roll: float = 32 / 224  # max translation as a fraction of the side (32 px at 224)
     crop: tuple[float, float] | None = None  # random square crop side (fraction), resized back
     noise: float = 0.0  # std of Gaussian pixel noise added to every view
+    polish: float = 0.0  # fraction of final steps without colour, crop and noise augmentation
+    polish_roll: float = 0.0  # max translation while polishing (fraction of the side)
     tv: float = 0.0005  # weight of the total-variation term (the paper: 0.0005 * tv, tv = 1)
     selectivity: float = 0.0  # weight of the z-score lead over the layer (needs the index)
     temperature: float = 1.0  # of the selectivity term's logsumexp
@@ -57,6 +59,8 @@ class Recipe:
             lo, hi = self.crop
             if not 0 < lo <= hi <= 1:
                 raise ValueError(f"recipe {self.name!r}: crop must satisfy 0 < lo <= hi <= 1")
+        if not 0 <= self.polish < 1:
+            raise ValueError(f"recipe {self.name!r}: polish must be in [0, 1)")
         if self.selectivity < 0 or self.tv < 0 or self.noise < 0 or self.temperature <= 0:
             raise ValueError(f"recipe {self.name!r}: weights must be >= 0, temperature > 0")
 

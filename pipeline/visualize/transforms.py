@@ -86,6 +86,11 @@ def augment(images: torch.Tensor, aug: AugmentationPlan, step: int, recipe: Reci
     """``(B, 3, H, W)`` → ``(B * copies, 3, H, W)`` augmented views for ``step``."""
     b, c = images.shape[0], recipe.copies
     x = images.repeat_interleave(c, dim=0)
+    if step >= recipe.steps * (1 - recipe.polish):  # the last steps: translation at most
+        if recipe.polish_roll and recipe.roll:
+            shift = (aug.shift[:, step] * (recipe.polish_roll / recipe.roll)).round().long()
+            x = roll_each(x, shift.repeat_interleave(c, dim=0))
+        return x
     remaining = (recipe.steps - step) / recipe.steps
     if recipe.colour_jitter:
         m = aug.jitter_mean[:, step].reshape(b * c, 3, 1, 1)
