@@ -128,7 +128,8 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
     rerun = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                   "--nproc-per-node", "2", "-m", "pipeline", "visualize", *args])
     # the leftover chunks are shared out afresh: rank 0 takes every other one, its own or not
-    assert f"visualize [default]: {64 * len(unfinished[0::2])} features in this process" in rerun.stdout
+    share = 64 * len(unfinished[0::2])
+    assert f"visualize [default]: {share} features in this process" in rerun.stdout
     for path, mtime in finished.items():  # every rank's finished chunks were kept as is
         assert path.stat().st_mtime_ns == mtime
     a = AtlasStore(single)
