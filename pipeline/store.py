@@ -21,6 +21,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,14 +159,19 @@ class AtlasStore:
     def vis_attribution_name(unit: int) -> str:
         return f"u{unit:05d}.attr.png"
 
-    def vis_chunk_done(self, layer: int, start: int, recipe: dict[str, Any]) -> bool:
+    def vis_chunk_done(self, layer: int, start: int, recipe: dict[str, Any],
+                       units: Sequence[int] = ()) -> bool:
+        """Whether the chunk file exists, was made with ``recipe`` and holds every unit of
+        ``units`` (a rerun with other ``--channels`` redoes a chunk that lacks some)."""
         path = self.vis_chunk_path(layer, start, recipe["name"])
         if not path.is_file():
             return False
         try:
-            return read_json(path).get("recipe") == recipe
+            chunk = read_json(path)
         except (OSError, ValueError):
             return False
+        have = {r["unit"] for r in chunk.get("units", [])}
+        return chunk.get("recipe") == recipe and set(units) <= have
 
     def write_vis_chunk(self, layer: int, start: int, recipe: dict[str, Any],
                         results: list[dict[str, Any]], images: list[np.ndarray],

@@ -35,15 +35,17 @@ from pipeline.config import PRESETS
 from pipeline.runtime import prepare
 from pipeline.store import AtlasStore
 from pipeline.visualize.evaluate import evaluate_atlas, write_report
+from pipeline.visualize.objectives import UnitStats
 from pipeline.visualize.optimize import layer_scores, render
-from pipeline.visualize.recipe import PAPER, Recipe, get_recipe
+from pipeline.visualize.recipe import PAPER, RECIPES, Recipe, get_recipe
 
 
 def step_flops(run, layer, recipe: Recipe, n_features: int) -> float:
     """FLOPs of one optimization step for ``n_features`` (counted on a 1-step render)."""
+    stats = UnitStats(torch.zeros(layer.units), torch.ones(layer.units))  # any will do
     with FlopCounterMode(display=False) as counter:
         render(run.model, run.spec, layer, list(range(n_features)), recipe.with_steps(1), 0,
-               run.device)
+               run.device, stats=stats)
     # the 1-step render also scores the stored image once (a forward): subtract it
     x = torch.zeros(n_features, *run.spec.input_size, device=run.device)
     with FlopCounterMode(display=False) as clean:
@@ -61,16 +63,32 @@ def cli(*args: str) -> float:
     return time.perf_counter() - t
 
 
-def paper_one_at_a_time(run, units_by_layer: dict[int, list[int]]) -> float:
-    """Features/s of the paper recipe at 400 steps, one feature per render, in-process."""
+def paper_one_at_a_time(run, units_by_layer: dict[int, list[int]], paper: Recipe) -> float:
+    """Features/s of the paper recipe, one feature per render, in-process."""
     sync(run.device)
     t, n = time.perf_counter(), 0
     for li, units in units_by_layer.items():
         for u in units:
-            render(run.model, run.spec, run.spec.layers[li], [u], PAPER, 0, run.device)
+            render(run.model, run.spec, run.spec.layers[li], [u], paper, 0, run.device)
             n += 1
     sync(run.device)
     return n / (time.perf_counter() - t)
+
+
+def check_targets(figures, evaluation, speedup: float) -> list[tuple[str, bool]]:
+    """The default recipe's targets, each with whether this run meets it."""
+    data = evaluation.dataset
+    tv = figures.images.tv_px / data.tv_px
+    worst = min(figures.beats_best.values())
+    return [
+        (f"objective {figures.objective or 0:.2f}x the paper's >= 1.0",
+         (figures.objective or 0) >= 1.0),
+        (f"beats its best example in every layer >= 80% (worst {worst:.0%})", worst >= 0.8),
+        (f"median TV/px {tv:.2f}x the dataset's, within 0.25-1.5x", 0.25 <= tv <= 1.5),
+        (f"z top-1 {figures.images.z_top1:.2f} >= the best examples' {data.z_top1:.2f}",
+         figures.images.z_top1 >= data.z_top1),
+        (f"{speedup:.1f}x the paper's features/s >= 10x", speedup >= 10),
+    ]
 
 
 def main() -> None:
@@ -85,6 +103,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="atlas folder (default: a temporary one)")
     p.add_argument("--sheet", default=None, help="copy the contact sheet PNG here")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=None,
+                   help="every recipe's steps, the paper's included (smoke runs only: the "
+                        "reference is the paper recipe at its published 400)")
     args = p.parse_args()
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-visualize-"))
@@ -103,10 +124,11 @@ def main() -> None:
 
     seconds = cli("index", *base)
     print(f"index of {args.images} images: {seconds:.1f} s")
-    recipes = [get_recipe(r) for r in args.recipes.split(",") if r.strip()]
+    recipes = [get_recipe(r, args.steps) for r in args.recipes.split(",") if r.strip()]
+    paper = PAPER.with_steps(args.steps)
     rates = {}
-    for recipe in [PAPER, *recipes]:
-        spec = recipe.name if recipe.name in ("paper", "default", "fast") else None
+    for recipe in [paper, *recipes]:
+        spec = recipe.name if recipe.name in RECIPES else None
         if spec is None:  # a .json recipe: pass the file it came from
             spec = next(r for r in args.recipes.split(",") if Path(r).stem == recipe.name)
         seconds = cli("visualize", *base, "--channels", channels, "--recipe", spec,
@@ -115,7 +137,7 @@ def main() -> None:
         print(f"visualize [{recipe.name}, {recipe.steps} steps]: {seconds:.1f} s")
 
     paper_rate = paper_one_at_a_time(
-        run, {li: units[:args.paper_speed_features] for li in range(n_layers)})
+        run, {li: units[:args.paper_speed_features] for li in range(n_layers)}, paper)
     dtype = peak_dtype(run.device)
     peak = matmul_peak(run.device, dtype)
     evaluation = evaluate_atlas(AtlasStore(out), run.model, run.spec, run.device)
@@ -130,6 +152,12 @@ def main() -> None:
         by_layer = " ".join(f"{v:.2f}" for v in figures.beats_best.values())
         print(f"{figures.recipe:<22} {rate:>8.3f} {rate / paper_rate:>7.1f}x "
               f"{100 * achieved / peak:>6.1f}%  {by_layer}")
+        if figures.recipe == "default":
+            targets = check_targets(figures, evaluation, rate / paper_rate)
+    if "default" in rates:
+        print("\ntargets for the default recipe (issue 10):")
+        for text, ok in targets:
+            print(f"  [{'x' if ok else ' '}] {text}")
     folder = write_report(AtlasStore(out), evaluation)
     if args.sheet:
         shutil.copyfile(folder / "contact_sheet.png", args.sheet)

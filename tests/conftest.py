@@ -21,3 +21,17 @@ def tiny_config(tmp_path) -> AtlasConfig:
     return AtlasConfig(model=TINY_MODEL, weights="random", model_kwargs=dict(TINY_KWARGS),
                        out=str(tmp_path / "atlas"), dataset="synthetic:64", steps=8, topk=4,
                        workers=0)
+
+
+def synthetic_unit_stats(model, spec, layer, n: int = 128):
+    """Per-unit statistics of ``layer`` over ``n`` procedural images at the model's input size
+    (what the index would give the selectivity term)."""
+    import numpy as np
+
+    from pipeline.data.synthetic import make_example
+    from pipeline.visualize.optimize import measure_unit_stats
+
+    size = spec.input_size[1]
+    pixels = [np.array(make_example(i, seed=7, size=size)[0]) for i in range(n)]
+    images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
+    return measure_unit_stats(model, spec, layer, images)

@@ -13,8 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 CASES = {
-    "bench_visualize.py": (["--steps", "2", "--paper-features", "1", "--default-features", "4",
-                            "--layers", "0"], ["speed-up default/paper", "% peak"]),
+    "bench_visualize.py": (["--steps", "2", "--units-per-layer", "2", "--images", "64",
+                            "--recipes", "default,scripts/recipes/polish25.json"],
+                           ["best dataset examples", "polish25", "vs paper", "% peak"]),
     "bench_fast_paths.py": (["--steps", "2", "--features", "4", "--layers", "0",
                              "--variants", "eager", "channels-last"],
                             ["channels-last", "x eager"]),

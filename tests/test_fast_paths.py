@@ -15,7 +15,7 @@ from pipeline.models import create_model, spec_for
 from pipeline.runtime import apply_fast_paths, prepare
 from pipeline.visualize.optimize import render
 from pipeline.visualize.recipe import DEFAULT
-from tests.conftest import TINY_KWARGS, TINY_MODEL
+from tests.conftest import TINY_KWARGS, TINY_MODEL, synthetic_unit_stats
 
 CPU = torch.device("cpu")
 KWARGS = {**TINY_KWARGS, "depth": 3}
@@ -53,9 +53,10 @@ def test_fast_paths_render_the_eager_images(use_compile, use_channels_last):
     torch._dynamo.reset()
     model, spec = _tiny()
     recipe = DEFAULT.with_steps(10)
-    eager, a_eager = render(model, spec, spec.layers[1], [0, 5, 9], recipe, 0, CPU)
+    stats = synthetic_unit_stats(model, spec, spec.layers[1], 16)
+    eager, a_eager = render(model, spec, spec.layers[1], [0, 5, 9], recipe, 0, CPU, stats=stats)
     apply_fast_paths(model, spec, use_compile, use_channels_last)
-    fast, a_fast = render(model, spec, spec.layers[1], [0, 5, 9], recipe, 0, CPU)
+    fast, a_fast = render(model, spec, spec.layers[1], [0, 5, 9], recipe, 0, CPU, stats=stats)
     diff = (fast.int() - eager.int()).abs()
     assert diff.max() <= 4 and diff.float().mean() < 0.1
     torch.testing.assert_close(a_fast, a_eager, atol=1e-2, rtol=1e-2)
@@ -102,10 +103,12 @@ def test_bf16_visualization_reaches_the_fp32_objective(monkeypatch):
     spec = spec_for(model, config.model, config.model_kwargs)
     units = list(range(0, 384, 24))
     for layer in (spec.layers[0], spec.layers[3]):
-        _, fp32 = render(model, spec, layer, units, DEFAULT.with_steps(40), 0, CPU)
+        stats = synthetic_unit_stats(model, spec, layer)
+        _, fp32 = render(model, spec, layer, units, DEFAULT.with_steps(40), 0, CPU, stats=stats)
         with monkeypatch.context() as m:
             m.setattr(optimize, "autocast", _cpu_bf16)
-            _, bf16 = render(model, spec, layer, units, DEFAULT.with_steps(40), 0, CPU)
+            _, bf16 = render(model, spec, layer, units, DEFAULT.with_steps(40), 0, CPU,
+                             stats=stats)
         assert not torch.equal(bf16, fp32)  # bf16 did run
         assert bf16.mean() > 0.95 * fp32.mean()  # measured: 0.99 (layer 0), 0.98 (layer 3)
         close = (bf16 - fp32).abs() <= 0.05 + 0.1 * fp32.abs()
@@ -113,14 +116,14 @@ def test_bf16_visualization_reaches_the_fp32_objective(monkeypatch):
 
 
 def test_bf16_index_picks_the_fp32_examples(tmp_path, monkeypatch):
+    from pipeline.index import scan
     from pipeline.index.results import load_layer_index
-    from pipeline.index.scan import Scanner
     from pipeline.index.stage import run_index
     from tests.test_index_support import tiny_run
 
     fp32 = tiny_run(tmp_path / "fp32", "synthetic:64")
     run_index(fp32)
-    monkeypatch.setattr(Scanner, "_autocast", _cpu_bf16)
+    monkeypatch.setattr(scan, "autocast", _cpu_bf16)
     bf16 = tiny_run(tmp_path / "bf16", "synthetic:64")
     run_index(bf16)
     for layer in fp32.layers:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
 from pipeline.config import demo_config
-from pipeline.data.synthetic import make_example
 from pipeline.errors import AtlasError
 from pipeline.models import create_model, spec_for
 from pipeline.visualize.objectives import UnitStats
@@ -26,7 +24,7 @@ from pipeline.visualize.param import initial_images
 from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.recipe import DEFAULT, FAST, PAPER, Recipe, get_recipe
 from pipeline.visualize.transforms import augment, plan
-from tests.conftest import TINY_KWARGS, TINY_MODEL
+from tests.conftest import TINY_KWARGS, TINY_MODEL, synthetic_unit_stats
 
 CPU = torch.device("cpu")
 BASE = Recipe("piece", copies=2, steps=12, anneal_jitter=2.0)
@@ -51,10 +49,7 @@ def tiny():
 def demo():
     config = demo_config()
     model = create_model(config.model, config.weights, config.model_kwargs)
-    spec = spec_for(model, config.model, config.model_kwargs)
-    pixels = [torch.from_numpy(np.array(make_example(i, seed=7)[0])) for i in range(256)]
-    images = torch.stack(pixels).permute(0, 3, 1, 2).float() / 255
-    return model, spec, images
+    return model, spec_for(model, config.model, config.model_kwargs)
 
 
 @pytest.mark.parametrize("recipe", PIECES.values(), ids=PIECES.keys())
@@ -74,9 +69,9 @@ def test_each_piece_is_independent_of_the_batch(tiny, recipe):
 
 @pytest.mark.parametrize("name", ["fourier", "phase", "polish", "selectivity"])
 def test_each_piece_raises_the_objective_on_the_demo_model(demo, name):
-    model, spec, images = demo
+    model, spec = demo
     layer, units = spec.layers[2], list(range(0, 384, 48))
-    stats = measure_unit_stats(model, spec, layer, images)
+    stats = synthetic_unit_stats(model, spec, layer, 256)
     recipe = replace(PIECES[name], copies=1, steps=40)
     gens = [torch.Generator().manual_seed(feature_seed(0, spec.name, 2, u)) for u in units]
     start = initial_images(recipe.param, gens, (64, 64), ImagePrior.natural((64, 64)))
@@ -91,9 +86,9 @@ def test_each_piece_raises_the_objective_on_the_demo_model(demo, name):
 def test_selectivity_makes_the_unit_lead_its_layer(demo):
     """With the selectivity term, more units rank first in their layer by z-score on their own
     image (measured: 6% without, 38% with, at 120 steps)."""
-    model, spec, images = demo
+    model, spec = demo
     layer, units = spec.layers[2], list(range(0, 384, 24))
-    stats = measure_unit_stats(model, spec, layer, images)
+    stats = synthetic_unit_stats(model, spec, layer, 256)
 
     def top1(recipe: Recipe) -> float:
         out = render_features(model, spec, layer, units, recipe, 0, CPU, stats=stats)

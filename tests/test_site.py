@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from pipeline import ATLAS_VERSION
 from pipeline.pages import build, fidelity, markup
 from pipeline.pages.fake import (
     FAKE_FIDELITY,
@@ -325,7 +326,7 @@ def test_feature_page_content_and_size(small_site: Path):
     assert 'href="../4/" data-key="k"' in page and 'href="../6/" data-key="j"' in page
     assert 'href="../../1/5/" data-key="l"' in page
     assert "@misc{vitatlas:vit_tiny_patch16_224:L0:U5" in page
-    assert "weights random(seed=0), layer 0, unit 5" in page and "version 0.1.0" in page
+    assert "weights random(seed=0), layer 0, unit 5" in page and f"version {ATLAS_VERSION}" in page
     assert '<script type="application/json" id="atlas-heatmaps">' in page
     assert "md-nav" not in page  # lean template: no theme nav
     last = (small_site / SLUG / "1" / str(VIS_UNITS - 1) / "index.html").read_text()

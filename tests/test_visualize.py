@@ -24,7 +24,7 @@ from pipeline.visualize.optimize import feature_seed, layer_scores, render
 from pipeline.visualize.param import from_uint8, pixel_init
 from pipeline.visualize.recipe import DEFAULT, PAPER
 from pipeline.visualize.stage import run_visualize
-from tests.conftest import TINY_KWARGS, TINY_MODEL
+from tests.conftest import TINY_KWARGS, TINY_MODEL, synthetic_unit_stats
 
 CPU = torch.device("cpu")
 
@@ -49,7 +49,8 @@ def test_objective_rises_on_the_trained_demo_model(demo, recipe):
     size = spec.input_size[1:]
     gens = [torch.Generator().manual_seed(feature_seed(0, spec.name, 2, u)) for u in units]
     before = layer_scores(model, spec, layer, pixel_init(gens, size))[:, units].diagonal()
-    images, after = render(model, spec, layer, units, recipe.with_steps(40), 0, CPU)
+    stats = synthetic_unit_stats(model, spec, layer)
+    images, after = render(model, spec, layer, units, recipe.with_steps(40), 0, CPU, stats=stats)
     assert images.shape == (16, *size, 3) and images.dtype == torch.uint8
     assert (after > before).float().mean() >= 0.85
     assert after.mean() > before.mean() + 0.1
@@ -63,7 +64,8 @@ def test_target_unit_wins_on_its_own_visualization(demo):
     ranks far above chance among its layer's units on it."""
     model, spec = demo
     layer, units = spec.layers[1], list(range(0, 384, 12))
-    images, _ = render(model, spec, layer, units, DEFAULT.with_steps(60), 0, CPU)
+    images, _ = render(model, spec, layer, units, DEFAULT.with_steps(60), 0, CPU,
+                       stats=synthetic_unit_stats(model, spec, layer))
     scores = layer_scores(model, spec, layer, from_uint8(images))[:, units]  # image x unit
     own_image_wins = (scores.argmax(dim=0) == torch.arange(len(units))).float().mean()
     assert own_image_wins >= 0.5  # chance: 1/32
@@ -76,12 +78,14 @@ def test_target_unit_wins_on_its_own_visualization(demo):
 def test_image_independent_of_batch(tiny, recipe):
     model, spec = tiny
     recipe = recipe.with_steps(20)
-    alone, a_alone = render(model, spec, spec.layers[1], [5], recipe, 0, CPU)
-    batch, a_batch = render(model, spec, spec.layers[1], [9, 5, 0, 33, 7], recipe, 0, CPU)
+    stats = synthetic_unit_stats(model, spec, spec.layers[1])
+    alone, a_alone = render(model, spec, spec.layers[1], [5], recipe, 0, CPU, stats=stats)
+    batch, a_batch = render(model, spec, spec.layers[1], [9, 5, 0, 33, 7], recipe, 0, CPU,
+                            stats=stats)
     diff = (alone[0].int() - batch[1].int()).abs()
     assert diff.max() <= 2 and diff.float().mean() < 0.05
     assert float(a_alone[0]) == pytest.approx(float(a_batch[1]), abs=1e-3)
-    other_seed, _ = render(model, spec, spec.layers[1], [5], recipe, 1, CPU)
+    other_seed, _ = render(model, spec, spec.layers[1], [5], recipe, 1, CPU, stats=stats)
     assert (other_seed[0].int() - alone[0].int()).abs().float().mean() > 10
 
 
@@ -101,7 +105,8 @@ def test_every_family_renders(name, kwargs, layer):
     model = create_model(name, "random", kwargs)
     spec = spec_for(model, name, kwargs)
     target = spec.layers[layer]
-    images, act = render(model, spec, target, [0, 1], DEFAULT.with_steps(2), 0, CPU)
+    images, act = render(model, spec, target, [0, 1], DEFAULT.with_steps(2), 0, CPU,
+                         stats=synthetic_unit_stats(model, spec, target, 4))
     assert images.shape == (2, *spec.input_size[1:], 3)
     assert torch.isfinite(act).all()
 

@@ -20,6 +20,7 @@ from pipeline.capture import LayerCapture
 from pipeline.index.pooled import PooledCapture
 from pipeline.index.stats import LayerStats
 from pipeline.models.spec import FFNLayer
+from pipeline.precision import autocast
 
 FINITE = float(np.finfo(np.float32).max)
 
@@ -69,15 +70,11 @@ class Scanner:
         if pending is not None:
             pending.result()
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.device.type == "cuda")
-
     def activations(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
         """``{layer: (B, rows*cols, selected units)}`` patch-token activations (for maps).
         Hooks are on only during the call, so the model stays usable in between."""
         x = pixels.to(self.device, non_blocking=True)
-        with torch.inference_mode(), self._autocast(), \
+        with torch.inference_mode(), autocast(self.device), \
                 LayerCapture(self.model, self.layers) as capture:
             acts = capture(x)
         out = {}
@@ -89,7 +86,7 @@ class Scanner:
     def scores(self, pixels: torch.Tensor) -> dict[int, np.ndarray]:
         """``{layer: (B, units)}`` float32 mean-over-patches scores."""
         x = pixels.to(self.device, non_blocking=True)
-        with torch.inference_mode(), self._autocast(), \
+        with torch.inference_mode(), autocast(self.device), \
                 PooledCapture(self.model, self.layers, self._select) as capture:
             pooled = capture(x)
         return {index: np.nan_to_num(s.cpu().numpy(), copy=False, nan=0.0, posinf=FINITE,

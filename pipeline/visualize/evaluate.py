@@ -277,10 +277,14 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
 
 
 def contact_sheet(store: AtlasStore, evaluation: Evaluation, path: Path,
-                  per_layer: int = 4, tile: int = 96) -> Path:
+                  per_layer: int = 4, tile: int | None = None) -> Path:
     """A PNG grid: one row per sampled unit (``per_layer`` per layer, evenly spread), the unit's
-    best dataset example first, then each recipe's visualization."""
+    best dataset example first, then each recipe's visualization; ``tile``: the cell side
+    (default: the images' own side up to 128 px, plus a 2 px border)."""
     examples = load_examples(store)
+    if tile is None:
+        side = int(store.manifest()["model"]["input_size"][-1]) if store.exists() else 64
+        tile = min(side, 128) + 2
     names = [r.recipe for r in evaluation.recipes]
     rows = []
     for li in evaluation.layers:

@@ -144,7 +144,8 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
     # Rank 0 lists the unfinished chunks and every rank takes its share of those, so a rerun
     # after a rank died spreads that rank's leftover work over all ranks.
     unfinished = distributed.broadcast(
-        [c for c in planned if not store.vis_chunk_done(c.layer, c.start, recipe_dict)]
+        [c for c in planned
+         if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units)]
         if distributed.is_main() else None)
     todo = distributed.shard(unfinished)
     batch_size = auto_batch_size(run, recipe)

@@ -1,0 +1,107 @@
+"""``vit-atlas evaluate``: the figures follow from what the atlas holds, and the baseline's
+best examples score as the index says they do."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.index.image_stats import amplitude_spectrum
+from pipeline.index.results import load_layer_index, require_index
+from pipeline.index.stage import run_index
+from pipeline.runtime import prepare
+from pipeline.visualize.evaluate import (
+    best_example_fidelity,
+    evaluate_atlas,
+    patch_grid_share,
+    spectral_distance,
+    write_report,
+)
+from pipeline.visualize.stage import run_visualize
+
+
+@pytest.fixture
+def atlas(tiny_config):
+    tiny_config.channels, tiny_config.recipe, tiny_config.steps = "0:8", "fast,default", 6
+    run = prepare(tiny_config)
+    run_index(run)
+    run_visualize(run)
+    return run
+
+
+def test_figures_follow_from_the_atlas(atlas):
+    store = atlas.store
+    evaluation = evaluate_atlas(store, atlas.model, atlas.spec, atlas.device, reference="fast")
+    assert evaluation.layers == [0, 1] and evaluation.units == {0: list(range(8)),
+                                                                 1: list(range(8))}
+    assert [r.recipe for r in evaluation.recipes] == ["fast", "default"]
+    fast, default = evaluation.recipes
+    assert fast.objective == pytest.approx(1.0)
+    acts = {n: np.mean([store.vis_results(li, n)[u]["activation"] for li in (0, 1)
+                        for u in range(8)]) for n in ("fast", "default")}
+    assert default.objective == pytest.approx(acts["default"] / acts["fast"], rel=1e-6)
+    for figures in evaluation.recipes:
+        for li in (0, 1):
+            vs = [r["fidelity"]["vs_best_example"] for r in store.vis_results(li, figures.recipe)
+                  .values()]
+            assert figures.beats_best[li] == pytest.approx(np.mean([v >= 1 for v in vs]))
+        assert figures.units == 16 and 0 <= figures.flat <= 1
+        assert figures.images.tv_px > 0 and figures.images.spectral_distance > 0
+    assert evaluation.dataset.count == len(list((store.root / "index" / "thumbs").glob("*.png")))
+    text = evaluation.table()
+    assert "best dataset examples" in text and "default" in text
+
+
+def test_the_baseline_best_examples_score_as_indexed(atlas):
+    """The thumbnail of each unit's best example, scored through the visualization's code,
+    gives back the index's score (up to uint8 rounding): both use one patch mean."""
+    index = require_index(atlas.store, [1])
+    fid, pixels = best_example_fidelity(atlas.model, atlas.spec, index, atlas.store, 1,
+                                        list(range(8)), atlas.device)
+    assert len(fid) == len(pixels) == 8
+    for f in fid:
+        assert f["vs_best_example"] == pytest.approx(1.0, abs=0.05)
+        assert 1 <= f["z_rank"] <= f["of"]
+
+
+def test_report_and_contact_sheet(atlas):
+    evaluation = evaluate_atlas(atlas.store, atlas.model, atlas.spec, atlas.device)
+    assert evaluation.reference is None and evaluation.recipes[0].objective is None
+    folder = write_report(atlas.store, evaluation)
+    report = json.loads((folder / "report.json").read_text())
+    assert [r["recipe"] for r in report["recipes"]] == ["fast", "default"]
+    sheet = Image.open(folder / "contact_sheet.png")
+    assert sheet.size == (80 + 34 * 3, 18 + 34 * 8)  # 4 units x 2 layers; best + 2 recipes
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_cli_evaluate(atlas, capsys):
+    assert main(["evaluate", "--out", str(atlas.store.root), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "best dataset examples" in out and "contact sheet" in out
+    assert (atlas.store.root / "evaluate" / "contact_sheet.png").is_file()
+
+
+def test_cli_evaluate_errors(tmp_path, tiny_config, capsys):
+    assert main(["evaluate", "--out", str(tmp_path / "none")]) == 2
+    assert "no atlas" in capsys.readouterr().err
+    run = prepare(tiny_config)
+    run_index(run)
+    assert main(["evaluate", "--out", str(run.store.root), "--device", "cpu"]) == 2
+    assert "no visualizations" in capsys.readouterr().err
+    assert load_layer_index(run.store, 0) is not None  # nothing lost
+
+
+def test_spectral_figures():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    own = amplitude_spectrum(x).mean(0)
+    assert spectral_distance(x, own).max() < 0.3
+    assert spectral_distance(0.25 * x, own).min() > 1.0  # a factor 4 off: ln 4 = 1.39
+    tiled = x[:, :, :8, :8].repeat(1, 1, 4, 4)
+    assert patch_grid_share(tiled, (8, 8)).min() > 0.99
+    assert patch_grid_share(x, (8, 8)).max() < 0.1  # noise: about 1/64 of its power
