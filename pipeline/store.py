@@ -160,9 +160,10 @@ class AtlasStore:
         return f"u{unit:05d}.attr.png"
 
     def vis_chunk_done(self, layer: int, start: int, recipe: dict[str, Any],
-                       units: Sequence[int] = ()) -> bool:
-        """Whether the chunk file exists, was made with ``recipe`` and holds every unit of
-        ``units`` (a rerun with other ``--channels`` redoes a chunk that lacks some)."""
+                       units: Sequence[int] = (), index_id: str | None = None) -> bool:
+        """Whether the chunk file exists, was made with ``recipe`` against the index
+        ``index_id`` and holds every unit of ``units`` (a rerun with other ``--channels``
+        redoes a chunk that lacks some; a changed index redoes them all)."""
         path = self.vis_chunk_path(layer, start, recipe["name"])
         if not path.is_file():
             return False
@@ -171,11 +172,13 @@ class AtlasStore:
         except (OSError, ValueError):
             return False
         have = {r["unit"] for r in chunk.get("units", [])}
-        return chunk.get("recipe") == recipe and set(units) <= have
+        return (chunk.get("recipe") == recipe and chunk.get("index") == index_id
+                and set(units) <= have)
 
     def write_vis_chunk(self, layer: int, start: int, recipe: dict[str, Any],
                         results: list[dict[str, Any]], images: list[np.ndarray],
-                        attributions: list[np.ndarray] | None = None) -> None:
+                        attributions: list[np.ndarray] | None = None,
+                        index_id: str | None = None) -> None:
         """Images (uint8 ``(H, W, 3)``) and attribution maps (uint8 ``(H, W)``, optional)
         first, then the chunk JSON that marks them finished. ``recipe`` is the recipe's dict
         (``Recipe.to_dict()``, with its ``name``): it is saved with every chunk."""
@@ -189,7 +192,8 @@ class AtlasStore:
                 atomic_write_bytes(directory / name, encode_png(attributions[i]))
                 result["attribution"] = name
         atomic_write_json(self.vis_chunk_path(layer, start, recipe["name"]), {
-            "layer": layer, "start": start, "recipe": recipe, "units": results,
+            "layer": layer, "start": start, "recipe": recipe, "index": index_id,
+            "units": results,
         })
 
     def vis_results(self, layer: int, recipe: str | None = None) -> dict[int, dict[str, Any]]:

@@ -18,7 +18,7 @@ import copy
 import time
 
 import torch
-from benchlib import add_model_options, load_model, sync
+from benchlib import add_model_options, load_model, sync, timing_stats
 
 from pipeline.runtime import apply_fast_paths
 from pipeline.visualize.optimize import render
@@ -36,13 +36,15 @@ def run_variant(base, spec, layers, units, steps, device, use_compile, use_chann
     sync(device)
     t = time.perf_counter()
     for li in layers:  # first call per layer: compilation (and allocator warm-up)
-        render(model, spec, spec.layers[li], units, recipe.with_steps(1), 0, device)
+        render(model, spec, spec.layers[li], units, recipe.with_steps(1), 0, device,
+               stats=timing_stats(spec.layers[li]))
     sync(device)
     warm = time.perf_counter() - t
     images = {}
     t = time.perf_counter()
     for li in layers:
-        images[li], _ = render(model, spec, spec.layers[li], units, recipe, 0, device)
+        images[li], _ = render(model, spec, spec.layers[li], units, recipe, 0, device,
+                               stats=timing_stats(spec.layers[li]))
     sync(device)
     return warm, time.perf_counter() - t, images
 

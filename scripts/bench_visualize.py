@@ -28,21 +28,20 @@ import time
 from pathlib import Path
 
 import torch
-from benchlib import matmul_peak, peak_dtype, sync
+from benchlib import matmul_peak, peak_dtype, sync, timing_stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.config import PRESETS
 from pipeline.runtime import prepare
 from pipeline.store import AtlasStore
 from pipeline.visualize.evaluate import evaluate_atlas, write_report
-from pipeline.visualize.objectives import UnitStats
 from pipeline.visualize.optimize import layer_scores, render
 from pipeline.visualize.recipe import PAPER, RECIPES, Recipe, get_recipe
 
 
 def step_flops(run, layer, recipe: Recipe, n_features: int) -> float:
     """FLOPs of one optimization step for ``n_features`` (counted on a 1-step render)."""
-    stats = UnitStats(torch.zeros(layer.units), torch.ones(layer.units))  # any will do
+    stats = timing_stats(layer)
     with FlopCounterMode(display=False) as counter:
         render(run.model, run.spec, layer, list(range(n_features)), recipe.with_steps(1), 0,
                run.device, stats=stats)

@@ -82,3 +82,13 @@ def load_model(args: argparse.Namespace):
         name, weights, kwargs = demo.model, demo.weights, demo.model_kwargs
     model = create_model(name, weights, kwargs).to(device)
     return name, weights, model, spec_for(model, name, kwargs), device
+
+
+def timing_stats(layer):
+    """Per-unit statistics for timing a recipe's selectivity term where no index exists
+    (mean 0, std 1: the cost is the same whatever the values)."""
+    import torch
+
+    from pipeline.visualize.objectives import UnitStats
+
+    return UnitStats(torch.zeros(layer.units), torch.ones(layer.units))

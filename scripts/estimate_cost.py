@@ -16,6 +16,7 @@ import time
 
 import timm
 import torch
+from benchlib import timing_stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.capture import LayerCapture
@@ -58,13 +59,14 @@ def measure_rate(batch: int = 32, steps: int = 5) -> float:
     spec = spec_for(model, name, {"depth": 6})
     layer = spec.layers[-1]
     recipe = RECIPES["default"].with_steps(steps)
-    render(model, spec, layer, list(range(4)), recipe.with_steps(1), 0, torch.device("cpu"))
+    cpu, stats = torch.device("cpu"), timing_stats(layer)
+    render(model, spec, layer, list(range(4)), recipe.with_steps(1), 0, cpu, stats=stats)
     with FlopCounterMode(display=False) as counter:
-        render(model, spec, layer, list(range(batch)), recipe.with_steps(1), 0,
-               torch.device("cpu"))
+        render(model, spec, layer, list(range(batch)), recipe.with_steps(1), 0, cpu,
+               stats=stats)
     per_step = counter.get_total_flops()
     t = time.perf_counter()
-    render(model, spec, layer, list(range(batch)), recipe, 0, torch.device("cpu"))
+    render(model, spec, layer, list(range(batch)), recipe, 0, cpu, stats=stats)
     return per_step * steps / (time.perf_counter() - t)
 
 

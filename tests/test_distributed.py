@@ -44,10 +44,11 @@ def _pixels(store: AtlasStore, layer: int) -> dict[int, np.ndarray]:
 def test_torchrun_two_processes_equal_one(tmp_path):
     single, multi = tmp_path / "single", tmp_path / "multi"
     _run([sys.executable, "-m", "pipeline", *_args(single, "0:130")])
-    # a previous (e.g. dead) run left the first chunk of layer 0: it must be reused, not redone
-    for stage in ("index", "visualize"):
-        _run([sys.executable, "-m", "pipeline", stage,
-              *_args(multi, "0:64")[1:], "--layers", "0"])
+    # a previous (e.g. dead) run left the index and the first chunk of layer 0: it must be
+    # reused, not redone (a chunk made against another index would be redone)
+    _run([sys.executable, "-m", "pipeline", "index", *_args(multi, "0:130")[1:]])
+    _run([sys.executable, "-m", "pipeline", "visualize", *_args(multi, "0:64")[1:],
+          "--layers", "0"])
     kept = (AtlasStore(multi).vis_dir(0) / "chunk-00000.json").stat().st_mtime_ns
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
           "-m", "pipeline", *_args(multi, "0:130")])

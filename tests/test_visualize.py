@@ -210,6 +210,15 @@ def test_kill_9_then_rerun(tmp_path):
             Image.open(Path(store.vis_dir(layer)) / r["image"]).verify()
 
 
+def test_a_chunk_made_against_another_index_is_redone(tiny_config):
+    run = _visualized(tiny_config, channels="0:4")
+    chunk = json.loads(run.store.vis_chunk_path(0, 0).read_text())
+    recipe, digest = chunk["recipe"], chunk["index"]
+    assert digest and run.store.vis_chunk_done(0, 0, recipe, range(4), digest)
+    assert not run.store.vis_chunk_done(0, 0, recipe, range(4), "another index")
+    assert not run.store.vis_chunk_done(0, 0, recipe, range(5), digest)  # lacks unit 4
+
+
 def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
     from pipeline.errors import AtlasError
 

@@ -5,6 +5,7 @@ statistics, and every image gets its fidelity against the index (``fidelity``)."
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -75,6 +76,18 @@ def fidelity(index: LayerIndex, units: list[int], activations: torch.Tensor,
     return out
 
 
+def index_digest(index: LayerIndex, prior: ImagePrior | None) -> str:
+    """What a layer's images depend on in the index (its per-unit statistics, best scores and
+    the dataset's image prior): a chunk made against another index is redone."""
+    h = hashlib.sha256()
+    for array in (index.mean, index.std, index.top_scores[:, :1], index.units):
+        h.update(np.ascontiguousarray(array if array is not None else []).tobytes())
+    if prior is not None:
+        for t in (prior.spectrum, prior.colour_mean, prior.colour_cov):
+            h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def plan_chunks(run: Run) -> list[Chunk]:
     """Every selected unit, grouped into fixed chunks of ``CHUNK`` consecutive unit numbers."""
     chunks = []
@@ -143,9 +156,10 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
     planned = plan_chunks(run)
     # Rank 0 lists the unfinished chunks and every rank takes its share of those, so a rerun
     # after a rank died spreads that rank's leftover work over all ranks.
+    digests = {li: index_digest(index, prior) for li, index in indexes.items()}
     unfinished = distributed.broadcast(
         [c for c in planned
-         if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units)]
+         if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units, digests[c.layer])]
         if distributed.is_main() else None)
     todo = distributed.shard(unfinished)
     batch_size = auto_batch_size(run, recipe)
@@ -181,7 +195,8 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                                           strict=True)]
             store.write_vis_chunk(chunk.layer, chunk.start, recipe_dict, results,
                                   [im.numpy() for im in images[sl]],
-                                  [a.numpy() for a in attributions[sl]])
+                                  [a.numpy() for a in attributions[sl]],
+                                  digests[chunk.layer])
             offset += n
     bar.close()
     if total and distributed.is_main():
