@@ -159,21 +159,25 @@ class AtlasStore:
     def vis_attribution_name(unit: int) -> str:
         return f"u{unit:05d}.attr.png"
 
+    def vis_chunk_units(self, layer: int, start: int, recipe: dict[str, Any],
+                        index_id: str | None = None) -> set[int]:
+        """The units a finished chunk holds, if it was made with ``recipe`` against the index
+        ``index_id``; else none (a changed recipe or index redoes the chunk)."""
+        path = self.vis_chunk_path(layer, start, recipe["name"])
+        try:
+            chunk = read_json(path) if path.is_file() else {}
+        except (OSError, ValueError):
+            return set()
+        if chunk.get("recipe") != recipe or chunk.get("index") != index_id:
+            return set()
+        return {r["unit"] for r in chunk.get("units", [])}
+
     def vis_chunk_done(self, layer: int, start: int, recipe: dict[str, Any],
                        units: Sequence[int] = (), index_id: str | None = None) -> bool:
-        """Whether the chunk file exists, was made with ``recipe`` against the index
-        ``index_id`` and holds every unit of ``units`` (a rerun with other ``--channels``
-        redoes a chunk that lacks some; a changed index redoes them all)."""
-        path = self.vis_chunk_path(layer, start, recipe["name"])
-        if not path.is_file():
-            return False
-        try:
-            chunk = read_json(path)
-        except (OSError, ValueError):
-            return False
-        have = {r["unit"] for r in chunk.get("units", [])}
-        return (chunk.get("recipe") == recipe and chunk.get("index") == index_id
-                and set(units) <= have)
+        """Whether a chunk made with ``recipe`` against ``index_id`` holds every unit of
+        ``units`` (a rerun with other ``--channels`` redoes a chunk that lacks some)."""
+        have = self.vis_chunk_units(layer, start, recipe, index_id)
+        return bool(have) and set(units) <= have
 
     def write_vis_chunk(self, layer: int, start: int, recipe: dict[str, Any],
                         results: list[dict[str, Any]], images: list[np.ndarray],

@@ -219,6 +219,18 @@ def test_a_chunk_made_against_another_index_is_redone(tiny_config):
     assert not run.store.vis_chunk_done(0, 0, recipe, range(5), digest)  # lacks unit 4
 
 
+def test_other_channels_add_units_and_lose_none(tiny_config):
+    run = _visualized(tiny_config, channels="0:4")
+    before = run.store.vis_results(1)
+    tiny_config.channels = "2:6"
+    run = prepare(tiny_config)
+    run_visualize(run)
+    after = run.store.vis_results(1)
+    assert sorted(after) == list(range(6))  # units 0 and 1 are kept, 4 and 5 added
+    for unit in range(4):
+        assert after[unit]["activation"] == pytest.approx(before[unit]["activation"], abs=1e-6)
+
+
 def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
     from pipeline.errors import AtlasError
 

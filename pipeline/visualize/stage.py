@@ -149,6 +149,14 @@ def run_visualize(run: Run) -> None:
     distributed.barrier()
 
 
+def _keeping_done_units(store, chunk: Chunk, recipe: dict, index_id: str) -> Chunk:
+    """A chunk redone for units it lacks (other ``--channels``) also redoes the units its file
+    already holds, so that none drops out (their images come out the same: per-unit seeds)."""
+    kept = store.vis_chunk_units(chunk.layer, chunk.start, recipe, index_id)
+    units = tuple(sorted(set(chunk.units) | kept))
+    return chunk if units == chunk.units else Chunk(chunk.layer, chunk.start, units)
+
+
 def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                 prior: ImagePrior | None) -> None:
     recipe_dict = recipe.to_dict()
@@ -158,7 +166,7 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
     # after a rank died spreads that rank's leftover work over all ranks.
     digests = {li: index_digest(index, prior) for li, index in indexes.items()}
     unfinished = distributed.broadcast(
-        [c for c in planned
+        [_keeping_done_units(store, c, recipe_dict, digests[c.layer]) for c in planned
          if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units, digests[c.layer])]
         if distributed.is_main() else None)
     todo = distributed.shard(unfinished)
