@@ -7,6 +7,10 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.png          the unit's visualization
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.attr.png     its attribution map, if any
     DIR/index/...                          dataset top-k, histograms, patch maps, thumbnails
+    DIR/index/probe/...                    per-unit profiles over the probe images (see index)
+    DIR/label/label.json                   the labeler, concept set and SoftWPMI parameters
+    DIR/label/L{layer:03d}.json            per unit, its top concepts and SoftWPMI scores
+    DIR/label/cache/...                    labeler embeddings of the probe images and concepts
     DIR/build/docs/...                     generated Markdown for mkdocs (rebuildable)
     DIR/site/...                           the built static site
 
@@ -209,3 +213,47 @@ class AtlasStore:
             for result in chunk["units"]:
                 out[result["unit"]] = {**result, "recipe": chunk.get("recipe") or {}}
         return out
+
+    # -- labels -----------------------------------------------------------------------------
+    @property
+    def label_dir(self) -> Path:
+        return self.root / "label"
+
+    def label_info(self) -> dict[str, Any] | None:
+        """``DIR/label/label.json``: ``{"labeler", "labeler_id", "concepts": {"source",
+        "count", "digest"}, "params", "probe_images", "fingerprint"}``; None before labelling."""
+        path = self.label_dir / "label.json"
+        return read_json(path) if path.is_file() else None
+
+    def write_label_info(self, info: dict[str, Any]) -> None:
+        atomic_write_json(self.label_dir / "label.json", info, indent=2)
+
+    def label_path(self, layer: int) -> Path:
+        return self.label_dir / f"L{layer:03d}.json"
+
+    def labels_done(self, layer: int, fingerprint: str) -> bool:
+        """Whether ``layer`` was labelled with the labelling run ``fingerprint``."""
+        path = self.label_path(layer)
+        try:
+            return path.is_file() and read_json(path).get("fingerprint") == fingerprint
+        except (OSError, ValueError):
+            return False
+
+    def write_labels(self, layer: int, fingerprint: str,
+                     labels: dict[int, list[dict[str, Any]]]) -> None:
+        """``labels``: ``{unit: [{"concept", "score"}, ...]}``, best first."""
+        atomic_write_json(self.label_path(layer), {
+            "layer": layer, "fingerprint": fingerprint,
+            "units": [{"unit": int(u), "labels": labels[u]} for u in sorted(labels)],
+        })
+
+    def labels(self, layer: int) -> dict[int, list[dict[str, Any]]]:
+        """``{unit: [{"concept", "score"}, ...]}`` best first; empty when not labelled (or
+        labelled by another labelling run than the one ``label.json`` describes)."""
+        info, path = self.label_info(), self.label_path(layer)
+        if info is None or not path.is_file():
+            return {}
+        data = read_json(path)
+        if data.get("fingerprint") != info.get("fingerprint"):
+            return {}
+        return {int(r["unit"]): list(r["labels"]) for r in data["units"]}
