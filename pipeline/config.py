@@ -32,6 +32,12 @@ class AtlasConfig:
     workers: int = 2  # DataLoader workers for decoding
     max_images: int | None = None  # stop the index pass after this many images
     stats_images: int = 1024  # first N dataset images measured for spectrum and colour stats
+    probe_images: int = 10000  # first N dataset images whose scores every unit keeps (profiles)
+    labeler: str | None = None  # CLIP-Dissect labeler: demo | open_clip:<model>/<tag> | DIR
+    concepts: str | None = None  # concepts file (one per line); None = common English words
+    label_scale: float = 10.0  # SoftWPMI: softmax scale of the image-concept similarities
+    label_topk: int = 100  # SoftWPMI: top probe images per unit
+    label_lambda: float = 1.0  # SoftWPMI: weight of the concept prior
     checkpoint_every: int = 50  # index batches between checkpoints
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False  # regional torch.compile of the FFN blocks (visualization)
@@ -65,6 +71,7 @@ def bundled_config(name: str, **overrides: Any) -> AtlasConfig:
         topk=12,
         index_batch_size=128,
         workers=1,
+        labeler="demo" if name == "demo" else None,
     )
     for key, value in overrides.items():
         setattr(cfg, key, value)

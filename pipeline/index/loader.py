@@ -39,10 +39,16 @@ class Batch:
     skipped: list[tuple[int, str, str]] = field(default_factory=list)  # number, id, reason
     consumed: int = 0
     state: str | None = None
+    # the probe images of the batch (numbered below the probe limit), through the probe
+    # encoder's own transform; None when no probe encoder rides along or none is in the batch
+    probe_numbers: np.ndarray | None = None
+    probe_pixels: torch.Tensor | None = None
 
     def pin_memory(self) -> Batch:
         if self.pixels is not None:
             self.pixels = self.pixels.pin_memory()
+        if self.probe_pixels is not None:
+            self.probe_pixels = self.probe_pixels.pin_memory()
         return self
 
 
@@ -83,21 +89,29 @@ OnDecoded = Callable[[int, torch.Tensor], None]
 
 
 class DecodeBatches(Dataset):
-    """Decode + eval transform of a whole ``RecordBatch`` (runs in a DataLoader worker)."""
+    """Decode + eval transform of a whole ``RecordBatch`` (runs in a DataLoader worker);
+    ``probe``: ``(transform, limit)``, a second transform for the examples numbered below
+    ``limit`` (an example either transform fails on is skipped)."""
 
     def __init__(self, decoder: Callable, transform: Callable,
-                 on_decoded: OnDecoded | None = None):
+                 on_decoded: OnDecoded | None = None,
+                 probe: tuple[Callable, int] | None = None):
         self.decoder, self.transform, self.on_decoded = decoder, transform, on_decoded
+        self.probe = probe
 
     def __getitem__(self, index):  # pragma: no cover - batches only
         raise TypeError("DecodeBatches is fetched by whole batches")
 
     def __getitems__(self, batch: RecordBatch) -> Batch:
         numbers, labels, pixels, records, skipped = [], [], [], [], []
+        probe_numbers, probe_pixels = [], []
         for rec in batch:
             try:
                 dec = self.decoder(rec)
                 x = self.transform(dec.image)
+                px = None
+                if self.probe is not None and rec.number < self.probe[1]:
+                    px = self.probe[0](dec.image)
                 if self.on_decoded is not None:
                     self.on_decoded(rec.number, x)
             except Exception as exc:  # a broken file skips one example, never the run
@@ -109,11 +123,16 @@ class DecodeBatches(Dataset):
             labels.append(-1 if dec.label is None else dec.label)
             pixels.append(x)
             records.append((rec.number, dec.id, dec.label, rec.label_name))
+            if px is not None:
+                probe_numbers.append(rec.number)
+                probe_pixels.append(px)
         return Batch(
             numbers=np.asarray(numbers, dtype=np.int64),
             labels=np.asarray(labels, dtype=np.int64),
             pixels=torch.stack(pixels) if pixels else None,
             records=records, skipped=skipped, consumed=batch.consumed, state=batch.state,
+            probe_numbers=np.asarray(probe_numbers, dtype=np.int64) if probe_pixels else None,
+            probe_pixels=torch.stack(probe_pixels) if probe_pixels else None,
         )
 
 
@@ -128,10 +147,12 @@ def _whole(batch: Batch) -> Batch:
 
 
 def make_loader(plan: BatchPlan, decoder: Callable, transform: Callable, workers: int,
-                pin_memory: bool = False, on_decoded: OnDecoded | None = None) -> DataLoader:
-    """A DataLoader yielding ``Batch``es in stream order, decoding in ``workers`` processes."""
+                pin_memory: bool = False, on_decoded: OnDecoded | None = None,
+                probe: tuple[Callable, int] | None = None) -> DataLoader:
+    """A DataLoader yielding ``Batch``es in stream order, decoding in ``workers`` processes
+    (``probe``: see ``DecodeBatches``)."""
     return DataLoader(
-        DecodeBatches(decoder, transform, on_decoded),
+        DecodeBatches(decoder, transform, on_decoded, probe),
         batch_sampler=plan,
         num_workers=max(0, workers),
         collate_fn=_whole,

@@ -16,6 +16,11 @@ Files under ``DIR/index/``::
                         (3, H, W//2+1) float32 mean amplitude spectrum, ``colour_mean`` (3,)
                         and ``colour_cov`` (3, 3) float32 of RGB pixels in [0, 1], ``count``
                         (images measured). Written before examples.json.
+    probe/L{layer:03d}.npz  the layer's profiles over the probe set (the first
+                        ``--probe-images`` examples that decoded), see ``ProbeProfiles``
+    probe/embeddings.npz    an image encoder's (the labeler's) embeddings of the same
+                        images, when one ran in the index pass: ``embeddings`` (n, D)
+                        float16 unit-norm, ``numbers`` (n,), ``encoder`` (its id)
     thumbs/             one thumbnail per distinct selected image, thumbs/{number:07d}.png
     work/               checkpoints of an unfinished run (see ``checkpoint``)
 """
@@ -31,7 +36,7 @@ import numpy as np
 from pipeline.errors import AtlasError
 from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json
 
-INDEX_FORMAT = 2  # 2: per-unit std, image_stats.npz
+INDEX_FORMAT = 3  # 2: per-unit std, image_stats.npz; 3: probe profiles
 
 
 @dataclass
@@ -234,3 +239,58 @@ def require_index(store: AtlasStore, layers: list[int],
 
 def _layer_words(layers: list[int]) -> str:
     return f"layer{'' if len(layers) == 1 else 's'} {', '.join(str(i) for i in layers)}"
+
+
+# -- the probe set ----------------------------------------------------------------------------
+@dataclass
+class ProbeProfiles:
+    """One layer's scores over the probe images, centred per unit and stored as float16."""
+
+    numbers: np.ndarray  # (n,) int64 example numbers of the rows, increasing
+    profiles: np.ndarray  # (n, units) float16 score − the unit's mean over these n images
+    mean: np.ndarray  # (units,) float32 that mean
+    units: np.ndarray | None = None  # (units,) int64 channel of each column (as LayerIndex)
+
+    def scores(self) -> np.ndarray:
+        """``(n, units)`` float32 scores (to float16 precision around the mean)."""
+        return self.profiles.astype(np.float32) + self.mean
+
+
+def probe_dir(store: AtlasStore) -> Path:
+    return index_dir(store) / "probe"
+
+
+def write_probe(store: AtlasStore, layer: int, numbers: np.ndarray, scores: np.ndarray,
+                units: np.ndarray) -> None:
+    """Write one layer's ``ProbeProfiles`` from raw float32 ``scores`` (n, units)."""
+    mean = scores.astype(np.float64).mean(0).astype(np.float32) if len(scores) else \
+        np.zeros(scores.shape[1], np.float32)
+    atomic_save_npz(probe_dir(store) / f"L{layer:03d}.npz", numbers=numbers.astype(np.int64),
+                    profiles=(scores - mean).astype(np.float16), mean=mean,
+                    units=units.astype(np.int64))
+
+
+def load_probe(store: AtlasStore, layer: int) -> ProbeProfiles | None:
+    path = probe_dir(store) / f"L{layer:03d}.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return ProbeProfiles(z["numbers"], z["profiles"], z["mean"], z["units"])
+
+
+def write_probe_embeddings(store: AtlasStore, encoder: str, numbers: np.ndarray,
+                           embeddings: np.ndarray) -> None:
+    atomic_save_npz(probe_dir(store) / "embeddings.npz", numbers=numbers.astype(np.int64),
+                    embeddings=embeddings.astype(np.float16), encoder=np.array(encoder))
+
+
+def load_probe_embeddings(store: AtlasStore, encoder: str) -> tuple[np.ndarray,
+                                                                    np.ndarray] | None:
+    """``(numbers, embeddings float32)`` made by ``encoder`` in the index pass, or None."""
+    path = probe_dir(store) / "embeddings.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        if str(z["encoder"]) != encoder:
+            return None
+        return z["numbers"], z["embeddings"].astype(np.float32)

@@ -18,6 +18,7 @@ from torch import nn
 
 from pipeline.capture import LayerCapture
 from pipeline.index.pooled import PooledCapture
+from pipeline.index.probe import ProbeLog
 from pipeline.index.stats import LayerStats
 from pipeline.models.spec import FFNLayer
 from pipeline.precision import autocast
@@ -31,8 +32,10 @@ class Scanner:
 
     def __init__(self, model: nn.Module, layers: Sequence[FFNLayer],
                  units: dict[int, list[int]], k: int, device: torch.device,
-                 num_classes: int = 0, overlap: bool | None = None):
+                 num_classes: int = 0, overlap: bool | None = None,
+                 probe: ProbeLog | None = None):
         self.model, self.layers, self.device = model, list(layers), device
+        self.probe = probe  # receives the scores of the probe images, if given
         self.units = {layer.index: list(units[layer.index]) for layer in self.layers}
         self._select = {
             layer.index: None if self.units[layer.index] == list(range(layer.units))
@@ -108,3 +111,5 @@ class Scanner:
              labels: np.ndarray) -> None:
         for index, s in scores.items():
             self._stats[index].update(s, numbers, labels)
+        if self.probe is not None:
+            self.probe.add_scores(numbers, scores)

@@ -6,8 +6,10 @@
    ``checkpoint_every`` batches; a rerun resumes from there. Under torchrun each rank scans
    the examples ``n ≡ rank (mod world)`` and rank 0 merges the statistics exactly.
 2. Maps: re-read only the selected examples, record their patch maps and write thumbnails.
-3. Write ``L{layer:03d}.npz`` per layer and ``image_stats.npz``, then ``examples.json``
-   (see ``results``).
+3. Write ``L{layer:03d}.npz`` per layer, ``image_stats.npz`` and the probe set's profiles
+   (``probe/``: every unit's score over the first ``--probe-images`` examples, and a probe
+   encoder's embeddings of them when one rides along: the labeler's image side), then
+   ``examples.json`` (see ``results``).
 
 ``run_index(run)`` is the entry point; ``stop_after_batches`` stops the scan abruptly after
 that many batches (as a kill would: nothing beyond the last checkpoint is saved), for tests.
@@ -41,16 +43,20 @@ from pipeline.index.image_stats import ImageStats, unnormalize
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.maps import SlotTable, ThumbWriter, collect_maps, prepare_thumbs, thumb_name
 from pipeline.index.memory import Trimmer
+from pipeline.index.probe import ProbeEncoder, ProbeLog, ProbeRows
 from pipeline.index.results import (
     INDEX_FORMAT,
     LayerIndex,
     image_stats_path,
     index_dir,
     layer_path,
+    probe_dir,
     read_examples_json,
     write_examples,
     write_image_stats,
     write_layer_index,
+    write_probe,
+    write_probe_embeddings,
 )
 from pipeline.index.scan import Scanner
 from pipeline.index.stats import LayerStats
@@ -78,7 +84,7 @@ class IndexJob:
             "format": INDEX_FORMAT, "model": cfg.model, "weights": run.weights_id,
             "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "split": cfg.split,
             "max_images": cfg.max_images, "topk": cfg.topk, "bins": DEFAULT_BINS,
-            "stats_images": cfg.stats_images,
+            "stats_images": cfg.stats_images, "probe_images": cfg.probe_images,
             "units": {str(i): u for i, u in units.items()},
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -96,10 +102,17 @@ class IndexJob:
         """An empty accumulator of the dataset's image statistics at the model's input size."""
         return ImageStats(tuple(self.run.spec.input_size[-2:]), self.run.config.stats_images)
 
+    def new_probe_log(self, encoder: ProbeEncoder | None) -> ProbeLog:
+        return ProbeLog(self.rank_dir, self.run.config.probe_images,
+                        [layer.index for layer in self.layers],
+                        None if encoder is None else encoder.id)
+
     def complete(self) -> bool:
         data = read_examples_json(self.run.store)
+        store = self.run.store
         return (data is not None and data.get("fingerprint") == self.fingerprint
-                and all(layer_path(self.run.store, layer.index).is_file()
+                and all(layer_path(store, layer.index).is_file()
+                        and (probe_dir(store) / f"L{layer.index:03d}.npz").is_file()
                         for layer in self.layers))
 
 
@@ -108,8 +121,10 @@ def _say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_index(run: Run, *, stop_after_batches: int | None = None) -> None:
-    """Build (or resume, or skip if complete) DIR/index for ``run``'s model and dataset."""
+def run_index(run: Run, *, stop_after_batches: int | None = None,
+              probe_encoder: ProbeEncoder | None = None) -> None:
+    """Build (or resume, or skip if complete) DIR/index for ``run``'s model and dataset;
+    ``probe_encoder`` (e.g. the labeler's image tower) also embeds the probe images."""
     job = IndexJob.from_run(run)
     if distributed.broadcast(job.complete() if distributed.is_main() else None):
         _say(f"index: complete for this configuration ({job.root}), nothing to do")
@@ -122,18 +137,23 @@ def run_index(run: Run, *, stop_after_batches: int | None = None) -> None:
     transform = eval_transform(run.model, cfg.model_kwargs)
     classes = len(source.class_names or [])
     images = job.new_image_stats()
-    with Scanner(run.model, job.layers, job.units, cfg.topk, run.device, classes) as scanner:
-        finished = _scan(job, scanner, images, source, transform, stop_after_batches)
+    probe = job.new_probe_log(probe_encoder)
+    with Scanner(run.model, job.layers, job.units, cfg.topk, run.device, classes,
+                 probe=probe) as scanner:
+        finished = _scan(job, scanner, images, probe, probe_encoder, source, transform,
+                         stop_after_batches)
         if not all(distributed.broadcast(distributed.gather(finished))):
             _say("index: interrupted; rerun to resume from the last checkpoint")
             return
         merged = _merge(job, scanner.stats)
         merged_images = _merge_images(job, images)
         examples = _gather_examples(job)
+        probe_rows = _gather_probe(probe)
         top_ids = distributed.broadcast({i: s.topk.result()[0] for i, s in merged.items()}
                             if merged is not None else None)
         maps, failed = _maps(job, scanner, source, transform, top_ids)
     if distributed.is_main():
+        _write_probe(job, probe_rows, probe.encoder_id)
         _write(job, source, merged, merged_images, maps, examples, failed)
     distributed.barrier()
     if distributed.is_main():
@@ -141,7 +161,8 @@ def run_index(run: Run, *, stop_after_batches: int | None = None) -> None:
 
 
 # -- 1. scan ----------------------------------------------------------------------------------
-def _scan(job: IndexJob, scanner: Scanner, images: ImageStats, source: Source, transform,
+def _scan(job: IndexJob, scanner: Scanner, images: ImageStats, probe: ProbeLog,
+          encoder: ProbeEncoder | None, source: Source, transform,
           stop_after_batches: int | None) -> bool:
     """Stream this rank's share into ``scanner`` and ``images``; True once the whole share
     is done."""
@@ -160,13 +181,16 @@ def _scan(job: IndexJob, scanner: Scanner, images: ImageStats, source: Source, t
             return True
         raw = saved.meta.get("source_state")
         source_state = json.loads(raw) if raw else None
-        log.start = consumed
+        log.start = probe.start = consumed
         log.drop_after(consumed)
+        probe.drop_after(consumed)
         _say(f"index: resuming after {consumed * job.world} examples")
     else:
         ckpt.clear(job.rank_dir)
 
     def save(finished: bool) -> None:
+        scanner.wait()  # the probe rows of the last batch are added in the scanner's thread
+        probe.flush(consumed)
         log.flush(consumed)
         meta = {"fingerprint": job.fingerprint, "consumed": consumed, "finished": finished,
                 "source_state": source_state, "rank": job.rank, "world": job.world}
@@ -179,7 +203,9 @@ def _scan(job: IndexJob, scanner: Scanner, images: ImageStats, source: Source, t
     bar = tqdm(total=total, initial=consumed * job.world, unit="img", desc="index",
                disable=not distributed.is_main(), dynamic_ncols=True, mininterval=0.5)
     loader = make_loader(plan, source.decoder, transform, cfg.workers,
-                         pin_memory=job.run.device.type == "cuda")
+                         pin_memory=job.run.device.type == "cuda",
+                         probe=None if encoder is None else (encoder.transform,
+                                                             cfg.probe_images))
     trim = Trimmer()
     spec, device = job.run.spec, job.run.device
     for batches, batch in enumerate(loader, start=1):
@@ -188,6 +214,8 @@ def _scan(job: IndexJob, scanner: Scanner, images: ImageStats, source: Source, t
             if images.wants(batch.numbers).any():
                 pixels = batch.pixels.to(device, non_blocking=True)
                 images.update(unnormalize(pixels, spec.mean, spec.std), batch.numbers)
+        if encoder is not None and batch.probe_pixels is not None:
+            probe.add_embeddings(batch.probe_numbers, encoder.encode(batch.probe_pixels))
         trim()
         log.add(batch)
         consumed, source_state = batch.consumed, batch.state
@@ -256,6 +284,11 @@ def _gather_examples(job: IndexJob) -> ExampleList | None:
         for k, v in p[2].items():
             names.setdefault(k, v)
     return ExampleList(records, skipped, names)
+
+
+def _gather_probe(probe: ProbeLog) -> ProbeRows | None:
+    parts = distributed.gather(probe.read())
+    return None if parts is None else ProbeRows.merge(parts)
 
 
 # -- 2. maps ----------------------------------------------------------------------------------
@@ -357,6 +390,19 @@ def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats], images: 
         _say(f"  warning: #{f[0]} {f[1]} decoded in the scan but not for its maps: {f[2]}")
 
 
+def _write_probe(job: IndexJob, rows: ProbeRows, encoder_id: str | None) -> None:
+    """The probe profiles (before examples.json: see ``complete``) and embeddings."""
+    store = job.run.store
+    for layer in job.layers:
+        write_probe(store, layer.index, rows.numbers, rows.scores[layer.index],
+                    np.asarray(job.units[layer.index], dtype=np.int64))
+    encoder = encoder_id is not None and rows.embeddings is not None
+    if encoder:
+        write_probe_embeddings(store, encoder_id, rows.numbers, rows.embeddings)
+    _say(f"index: probe set of {len(rows.numbers)} images"
+         + (" (with the labeler's embeddings)" if encoder else ""))
+
+
 def _remove_stale_outputs(job: IndexJob) -> None:
     """Outputs of an index with another configuration must not mix with this one."""
     data = read_examples_json(job.run.store)
@@ -365,5 +411,6 @@ def _remove_stale_outputs(job: IndexJob) -> None:
         for path in job.root.glob("L*.npz"):
             path.unlink(missing_ok=True)
         image_stats_path(job.run.store).unlink(missing_ok=True)
+        shutil.rmtree(probe_dir(job.run.store), ignore_errors=True)
     cfg = job.run.config
     prepare_thumbs(job.root, [cfg.dataset, cfg.split, cfg.model, cfg.model_kwargs])

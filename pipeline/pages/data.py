@@ -17,6 +17,7 @@ from pipeline.index.results import (
     load_layer_index,
 )
 from pipeline.models.spec import FFNLayer, ModelSpec
+from pipeline.pages import labels as labelling
 from pipeline.pages.fidelity import clean
 from pipeline.pages.urls import model_slug, recipe_files
 from pipeline.store import AtlasStore
@@ -71,7 +72,8 @@ class LayerView:
 
     ``vis``: ``{recipe: {unit: result}}`` (``store.vis_results``) of every recipe of the atlas,
     the primary one first; ``files``: ``{recipe: (visualization, attribution)}`` file names
-    beside a feature page (``urls.recipe_files``).
+    beside a feature page (``urls.recipe_files``); ``labels``: ``{unit: [{"concept", "score"},
+    ...]}`` best first (``store.labels``), empty when the layer was not labelled.
     """
 
     store: AtlasStore
@@ -79,6 +81,7 @@ class LayerView:
     vis: dict[str, dict[int, dict]]
     index: LayerIndex | None
     files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    labels: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -160,6 +163,21 @@ class LayerView:
         order = np.argsort(-self.ranking_scores(), kind="stable")[:n]
         return sorted(self.units[i] for i in order)
 
+    def concepts(self, unit: int) -> list[dict[str, Any]]:
+        """``unit``'s top concepts ``[{"concept", "score"}]`` best first (``labels.clean``);
+        empty when it has none."""
+        return labelling.clean(self.labels.get(unit))
+
+    def label(self, unit: int) -> str | None:
+        """``unit``'s label: its best concept, if it was labelled."""
+        found = self.concepts(unit)
+        return found[0]["concept"] if found else None
+
+    @cached_property
+    def labelled(self) -> list[int]:
+        """Units that get a page and have a label."""
+        return [u for u in self.units if self.label(u) is not None]
+
     def top_class_names(self, unit: int, examples: Examples | None, n: int = 3) -> list[str]:
         if self.index is None or examples is None or examples.class_names is None:
             return []
@@ -181,6 +199,17 @@ class AtlasView:
         self.manifest = self.store.manifest()
         self.spec = ModelSpec.from_dict(self.manifest["model"])
         self.recipes = self.store.vis_recipes()
+
+    @cached_property
+    def label_info(self) -> dict[str, Any] | None:
+        """The labelling run (``store.label_info()``): labeler, concept set, parameters; None
+        when the atlas has no labels."""
+        return self.store.label_info()
+
+    @property
+    def labeler(self) -> str | None:
+        """What made the labels (``labels.labeler_name``), None without labels."""
+        return labelling.labeler_name(self.label_info)
 
     @property
     def model(self) -> str:
@@ -218,4 +247,5 @@ class AtlasView:
         index_ = load_layer_index(self.store, index)
         return LayerView(self.store, spec, vis,
                          None if index_ is None else by_channel(index_, spec.units),
-                         recipe_files(self.recipes))
+                         recipe_files(self.recipes),
+                         self.store.labels(index) if self.label_info is not None else {})

@@ -2,8 +2,10 @@
 
 Visualizations are procedural patterns (no optimization) of two recipes, with attribution maps
 and fidelity figures (``FAKE_FIDELITY`` names a few units' on purpose); index files follow
-``pipeline.index.results`` exactly, and a few strings are deliberately hostile: a class name
-full of HTML, an example id with odd characters, a second recipe's name and note with markup.
+``pipeline.index.results`` exactly; labels (top concepts with SoftWPMI-like scores) go through
+the store's label writers, for most units (``fake_labels``). A few strings are deliberately
+hostile: a class name full of HTML, an example id with odd characters, a second recipe's name
+and note with markup, a concept with markup, quotes and ``&`` (``TRICKY_CONCEPT``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,24 @@ TRICKY_RECIPE = 'paper <&> "tv"'  # the second recipe's name: markup, quotes, a 
 TRICKY_NOTE = "</pre><script>alert(1)</script> & \"q\""
 SECOND_RECIPE = {"name": TRICKY_RECIPE, "steps": 2, "lr": 0.05, "note": TRICKY_NOTE}
 CHUNK = 64
+TRICKY_CONCEPT = "<em>\"stripes\" & 'dots'</em>"  # unit 0's label in every layer
+# Concepts by depth, as the paper's progression: colours and textures early, shapes and parts
+# in the middle, objects late ("constructor" is a word that is also a JavaScript property).
+CONCEPT_TIERS = (
+    ("red", "blue", "green", "yellow", "orange", "purple", "stripes", "dots", "grid", "fur",
+     "grass", "sand", "wood", "water", "noise"),
+    ("circle", "curve", "edge", "corner", "spiral", "ring", "wheel", "eye", "leaf", "window",
+     "constructor", "honeycomb", "scales", "feather", "brick"),
+    ("dog", "bird", "car", "tree", "face", "house", "boat", "flower", "clock", "bicycle",
+     "mountain", "keyboard", "guitar", "bridge", "pizza"),
+)
+FAKE_LABEL_INFO = {
+    "labeler": "demo", "labeler_id": "demo@fake",
+    "concepts": {"source": "fake word list", "count": 1 + sum(map(len, CONCEPT_TIERS)),
+                 "digest": "fake"},
+    "params": {"scale": 10.0, "top_k": 100, "lam": 1.0, "pool": "mean over patch tokens"},
+    "probe_images": 48, "fingerprint": "fake-labels-1",
+}
 IMAGES_SEEN_PER_EXAMPLE = 10  # examples.json's images_seen = n_examples * this
 
 # Fidelity of chosen units of the primary recipe, in every layer (others: see ``fidelity``).
@@ -102,6 +122,36 @@ def _write_vis_layer(root: str, layer: int, units: int, size: int, layer_units: 
             store.write_vis_chunk(layer, start, dict(recipe), results, images, maps)
 
 
+def unlabelled(unit: int) -> bool:
+    """Units the fake leaves without labels: every tenth, from unit 9."""
+    return unit % 10 == 9
+
+
+def fake_labels(layer: int, n_layers: int, units: int) -> dict[int, list[dict[str, Any]]]:
+    """``{unit: [{"concept", "score"}, ...]}`` best first: five concepts (unit 2: two) drawn
+    from the tier of the layer's depth, unit 0's best being ``TRICKY_CONCEPT``; units for
+    which ``unlabelled`` holds are left out."""
+    tier = CONCEPT_TIERS[min(len(CONCEPT_TIERS) - 1, layer * len(CONCEPT_TIERS) // n_layers)]
+    out = {}
+    for u in range(units):
+        if unlabelled(u):
+            continue
+        rng = np.random.default_rng(layer * 100003 + u + 17)
+        concepts = [tier[i] for i in rng.choice(len(tier), 5, replace=False)]
+        if u == 0:
+            concepts = [TRICKY_CONCEPT, *concepts[:4]]
+        concepts = concepts[:2 if u == 2 else 5]
+        scores = rng.uniform(1.0, 5.0) - np.cumsum(rng.uniform(0.05, 0.5, len(concepts)))
+        out[u] = [{"concept": c, "score": round(float(x), 4)}
+                  for c, x in zip(concepts, scores, strict=True)]
+    return out
+
+
+def _write_label_layer(root: str, layer: int, n_layers: int, units: int) -> None:
+    AtlasStore(root).write_labels(layer, FAKE_LABEL_INFO["fingerprint"],
+                                  fake_labels(layer, n_layers, units))
+
+
 def _write_index_layer(root: str, layer: int, units: int, grid: tuple[int, int], topk: int,
                        n_examples: int, n_classes: int, bins: int) -> None:
     rng = np.random.default_rng(1000 + layer)
@@ -154,12 +204,13 @@ def _write_examples(store: AtlasStore, n_examples: int, n_classes: int, thumb: i
 def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examples: int = 48,
                     n_classes: int = 12, vis_size: int | None = None, thumb_size: int = 32,
                     vis_units: int | None = None, index_layers: list[int] | None = None,
-                    bins: int = 32, workers: int = 1) -> AtlasStore:
+                    bins: int = 32, workers: int = 1, labels: bool = True) -> AtlasStore:
     """Write a complete synthetic atlas of ``spec`` under ``root``.
 
     ``vis_units``: visualize only the first n units of each layer (default all), with the
     primary recipe ``FAKE_RECIPE``; the second, ``SECOND_RECIPE``, visualizes the even ones;
-    ``index_layers``: layers with dataset index files (default all).
+    ``index_layers``: layers with dataset index files (default all); ``labels``: label every
+    unit of every layer (``fake_labels``: units without a page too, and a few left out).
     """
     store = AtlasStore(root)
     config = {"model": spec.name, "weights": "random", "dataset": "synthetic:fake",
@@ -178,8 +229,13 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
             if layer.index in indexed:
                 jobs.append(pool.submit(_write_index_layer, str(root), layer.index, layer.units,
                                         layer.grid, topk, n_examples, n_classes, bins))
+            if labels:
+                jobs.append(pool.submit(_write_label_layer, str(root), layer.index,
+                                        len(spec.layers), layer.units))
         for job in jobs:
             job.result()
+    if labels:  # the run's description last, as the label stage does
+        store.write_label_info({**FAKE_LABEL_INFO, "probe_images": n_examples})
     return store
 
 

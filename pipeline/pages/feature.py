@@ -23,11 +23,12 @@ import math
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
 from pipeline.index.results import Examples
-from pipeline.pages import fidelity, urls
+from pipeline.pages import fidelity, labels, urls
 from pipeline.pages.assets import (
     encode_heatmaps,
     heatmap_scale,
@@ -54,6 +55,8 @@ class SiteInfo:
     units_by_layer: dict[int, list[int]]  # units that have a page, per layer with pages
     year: int
     site_url: str | None = None  # absolute base URL, when mkdocs.yml sets one
+    labeler: str | None = None  # what made the labels (None: the atlas has none)
+    labeler_line: str = ""  # labeler, concept set and probe images, in words
 
     @classmethod
     def of(cls, atlas: AtlasView, units_by_layer: dict[int, list[int]], year: int,
@@ -61,14 +64,22 @@ class SiteInfo:
         ex = atlas.examples
         return cls(atlas.model, atlas.slug, atlas.weights, atlas.atlas_version, atlas.dataset,
                    None if ex is None else ex.images_seen, None if ex is None else ex.class_names,
-                   units_by_layer, year, site_url)
+                   units_by_layer, year, site_url, atlas.labeler,
+                   labels.labeler_line(atlas.label_info))
 
 
 def site_extra(info: SiteInfo) -> dict[str, Any]:
-    """The model-wide part of ``config.extra.atlas`` (layers are added per layer)."""
+    """The model-wide part of ``config.extra.atlas`` (layers are added per layer);
+    ``labels``: the labeler in words, or None when the atlas has no labels."""
     return {"model": info.model, "slug": info.slug, "weights": info.weights,
             "dataset": info.dataset, "images_seen": info.images_seen,
-            "atlas_version": info.atlas_version, "sep": SEP, "layers": {}}
+            "atlas_version": info.atlas_version, "sep": SEP, "layers": {},
+            "labels": info.labeler_line or None}
+
+
+def word_query(concept: str) -> str:
+    """The query string of the word search page that lists the units ``concept`` labels."""
+    return "?q=" + quote(concept, safe="")
 
 
 def _nearest(units: list[int], unit: int) -> int:
@@ -208,6 +219,10 @@ class FeatureWriter:
             "vis": self._visualizations(unit),
             "links": neighbours(info, layer, unit),
         }
+        concepts = view.concepts(unit)
+        if concepts:  # score, query string of the word page, concept
+            meta["words"] = [pack(num(c["score"]), word_query(c["concept"]), c["concept"])
+                             for c in concepts]
         if idx is not None:
             slots = _top_slots(view, unit)
             names = info.class_names or []
@@ -285,6 +300,8 @@ class FeatureWriter:
             "top_classes": [],
             "mean": None,
             "max": None,
+            "labels": view.concepts(unit),
+            "labeler": info.labeler,
             "atlas_version": info.atlas_version,
         })
         if idx is None:

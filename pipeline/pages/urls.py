@@ -4,7 +4,9 @@
 with ``feature.json``, ``visualization.png`` (the primary recipe's) and ``attribution.png`` (its
 attribution map, if any) beside it, and ``visualization-<recipe>.png`` /
 ``attribution-<recipe>.png`` for every other recipe; ``<slug>/examples/e<n><ext>`` dataset
-thumbnails, ``<slug>/classes.json`` the class search index, ``models.json`` the jump index.
+thumbnails, ``<slug>/classes.json`` the class search index, ``<slug>/words/`` the search-by-word
+page with the word index's shards ``<slug>/words/w<n>.json`` beside it, ``models.json`` the jump
+index (which lists the shards).
 Every link the pages contain is relative, so the site works from any sub-path.
 """
 
@@ -17,9 +19,10 @@ import re
 RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "data-format",
             "models.json", "404.html", "index.html", "sitemap.xml", "sitemap.xml.gz"}
 
-# Version of the site's JSON files (feature.json, models.json, classes.json). 1: first
-# release; 2: fidelity, attribution and per-recipe visualizations in feature.json.
-SITE_FORMAT_VERSION = 2
+# Version of the site's JSON files (feature.json, models.json, classes.json, word shards).
+# 1: first release; 2: fidelity, attribution and per-recipe visualizations in feature.json;
+# 3: labels and labeler in feature.json, the word index (models.json's "words", shards).
+SITE_FORMAT_VERSION = 3
 
 VISUALIZATION = "visualization.png"
 ATTRIBUTION = "attribution.png"
@@ -62,6 +65,15 @@ def layer_dir(slug: str, layer: int) -> str:
 
 def feature_dir(slug: str, layer: int, unit: int) -> str:
     return f"{slug}/{layer}/{unit}"
+
+
+def words_dir(slug: str) -> str:
+    """The search-by-word page; the word index's shards lie beside it."""
+    return f"{slug}/words"
+
+
+def word_shard(slug: str, number: int) -> str:
+    return f"{words_dir(slug)}/w{number}.json"
 
 
 def example_file(slug: str, number: int, suffix: str) -> str:
