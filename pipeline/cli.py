@@ -52,6 +52,22 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stats-images", type=int, default=S,
                    help="dataset images measured for the mean spectrum and colour statistics "
                    "the visualization recipes use (default 1024)")
+    g.add_argument("--probe-images", type=int, default=S,
+                   help="first N dataset images whose scores every unit keeps: the probe set "
+                   "labels are computed over (default 10000)")
+    g.add_argument("--labeler", default=S,
+                   help="words for every unit (CLIP-Dissect): demo | self | DIR | "
+                   "open_clip:<model>/<pretrained or checkpoint>, e.g. open_clip:ViT-B-16/openai "
+                   "(default: none; the demo preset uses demo)")
+    g.add_argument("--concepts", default=S, metavar="FILE",
+                   help="concepts to label with, one per line (default: the 20,000 most common "
+                   "English words of wordfreq plus the dataset's class names)")
+    g.add_argument("--label-scale", type=float, default=S,
+                   help="SoftWPMI softmax scale of image-concept cosines (default 10)")
+    g.add_argument("--label-topk", type=int, default=S,
+                   help="SoftWPMI: top probe images per unit (default 100)")
+    g.add_argument("--label-lambda", type=float, default=S,
+                   help="SoftWPMI: weight λ of the concept prior (default 1)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=S,
                    help="torch.compile each FFN block for visualization (default off: "
@@ -68,9 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "examples and publish a static atlas.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [
-        ("build", "all three stages: index, visualize, site (no options: the offline demo)"),
+        ("build", "every stage: index, label (with --labeler), visualize, site (no options: "
+                  "the offline demo)"),
         ("visualize", "optimize an image for every selected FFN unit"),
         ("index", "stream a dataset and keep each unit's top-k examples and patch maps"),
+        ("label", "words for every unit: CLIP-Dissect's SoftWPMI against a labeler's "
+                  "image-concept similarities over the probe images"),
     ]:
         _add_atlas_options(sub.add_parser(name, help=text, description=text))
     p = sub.add_parser("site", help="rebuild DIR/site from what DIR holds",
@@ -214,11 +233,30 @@ def run_command(args: argparse.Namespace) -> None:
         return
 
     config = resolve_config(vars(args))
+    labeling = command == "label" or (command == "build" and bool(config.labeler))
+    rides = labeling or (command == "index" and bool(config.labeler))  # embeds probe images
+    if rides:
+        from pipeline.label.stage import check_label_options
+
+        if command == "label" and not config.labeler:
+            raise AtlasError("label needs a labeler: --labeler demo | self | DIR | "
+                             "open_clip:<model>/<pretrained>")
+        check_label_options(config)  # before anything is loaded or written
     run = prepare(config)
+    labeler = None
+    if rides:
+        from pipeline.label.labelers import load_labeler
+
+        labeler = load_labeler(config.labeler, run.device, config.model)
     if command in ("index", "build"):  # first: visualization reads the dataset's statistics
         from pipeline.index.stage import run_index
+        from pipeline.label.stage import probe_encoder
 
-        run_index(run)
+        run_index(run, probe_encoder=None if labeler is None else probe_encoder(labeler))
+    if labeling:
+        from pipeline.label.stage import run_label
+
+        run_label(run, labeler)
     if command in ("visualize", "build"):
         from pipeline.visualize.stage import run_visualize
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline.errors import AtlasError
 
 DEFAULT_CONCEPTS = 20000
-_WORD = re.compile(r"^[a-z][a-z-]*[a-z]$")
+_WORD = re.compile(r"^[a-z][a-z-]+[a-z]$")
 
 
 @dataclass(frozen=True)

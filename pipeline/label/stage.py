@@ -178,20 +178,15 @@ def image_embeddings(run: Run, labeler: Labeler, numbers: np.ndarray) -> np.ndar
 
 def text_embeddings(run: Run, labeler: Labeler, concepts: ConceptSet) -> np.ndarray:
     """The labeler's embeddings of the concepts, cached per labeler and concept set."""
-    cache = run.store.label_dir / "cache" / f"text-{_digest([labeler.id, concepts.digest])}.npy"
+    cache = run.store.label_dir / "cache" / f"text-{_digest([labeler.id, concepts.digest])}.npz"
     if cache.is_file():
-        return np.load(cache).astype(np.float32)
+        with np.load(cache) as z:
+            return z["embeddings"].astype(np.float32)
     out = []
     step = 512
     for lo in tqdm(range(0, len(concepts.concepts), step), desc="label: embed concepts",
                    unit="batch", dynamic_ncols=True):
         out.append(labeler.encode_texts(concepts.concepts[lo:lo + step]))
     embeddings = np.concatenate(out)
-    import io
-
-    from pipeline.store import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.save(buf, embeddings.astype(np.float16))
-    atomic_write_bytes(cache, buf.getvalue())
+    atomic_save_npz(cache, embeddings=embeddings.astype(np.float16))
     return embeddings
