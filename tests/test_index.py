@@ -19,6 +19,7 @@ from pipeline.index.results import (
     load_examples,
     load_image_stats,
     load_layer_index,
+    load_probe,
     require_index,
 )
 from pipeline.index.stage import IndexJob, run_index
@@ -28,6 +29,7 @@ from tests.test_index_support import (
     BROKEN,
     HTML_NAME,
     assert_same_index,
+    assert_same_probe,
     brute_force_scores,
     tiny_run,
     write_odd_imagefolder,
@@ -90,6 +92,23 @@ def test_topk_equals_brute_force(synthetic_run):
         np.testing.assert_allclose(li.maps.mean(axis=(2, 3)), li.top_scores, atol=1e-5)
 
 
+def test_probe_profiles_equal_brute_force(synthetic_run, tmp_path):
+    """Every unit's scores over the first --probe-images examples, centred, float16."""
+    scores, _, _ = brute_force_scores(synthetic_run)
+    for index, full in scores.items():
+        probe = load_probe(synthetic_run.store, index)
+        assert probe.numbers.tolist() == list(range(60))  # the default 10,000 > 60 images
+        assert probe.profiles.dtype == np.float16
+        np.testing.assert_allclose(probe.mean, full.mean(0), atol=1e-5)
+        np.testing.assert_allclose(probe.profiles.astype(np.float32).mean(0), 0, atol=1e-3)
+        np.testing.assert_allclose(probe.scores(), full, atol=2e-3, rtol=1e-3)
+    few = tiny_run(tmp_path / "atlas", "synthetic:60", probe_images=25, max_images=40)
+    run_index(few)
+    probe = load_probe(few.store, 0)
+    assert probe.numbers.tolist() == list(range(25))
+    np.testing.assert_allclose(probe.scores(), scores[0][:25], atol=2e-3, rtol=1e-3)
+
+
 def test_examples_and_thumbnails(synthetic_run):
     run = synthetic_run
     ex = load_examples(run.store)
@@ -127,6 +146,7 @@ def test_batch_size_and_workers_do_not_matter(synthetic_run, tmp_path):
     for index, li in _layers(other).items():
         assert_same_index(ref[index], li)
         assert np.abs(ref[index].hist_counts - li.hist_counts).sum(1).max() <= 2
+    assert_same_probe(synthetic_run.store, other.store, synthetic_run.layers)
     a, b = load_examples(synthetic_run.store), load_examples(other.store)
     assert a.ids == b.ids and a.thumbs == b.thumbs
 
@@ -147,6 +167,7 @@ def test_resume_after_interruption_equals_uninterrupted(synthetic_run, tmp_path)
         np.testing.assert_allclose(li.mean, ref[index].mean, atol=1e-7)
         np.testing.assert_allclose(li.std, ref[index].std, atol=1e-7)
         np.testing.assert_array_equal(li.maps, ref[index].maps)
+    assert_same_probe(synthetic_run.store, run.store, run.layers, atol=0)
     a = json.loads((index_dir(run.store) / "examples.json").read_text())
     b = json.loads((index_dir(synthetic_run.store) / "examples.json").read_text())
     assert a["examples"] == b["examples"] and a["images_seen"] == b["images_seen"] == 60
@@ -352,11 +373,14 @@ def test_require_index_says_what_is_missing_and_how_to_get_it(synthetic_run, tmp
 
 
 def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
-    """``build`` runs index, then visualize (which reads the index), then the site."""
+    """``build`` runs index (with the labeler's image side riding along), then label and
+    visualize (which read the index), then the site."""
     import types
 
     import pipeline
     import pipeline.index.stage
+    import pipeline.label.labelers
+    import pipeline.label.stage
     import pipeline.runtime
     from pipeline import cli
 
@@ -370,10 +394,16 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "pages", fake_pages, raising=False)
     monkeypatch.setattr(pipeline.runtime, "prepare",
                         lambda cfg: types.SimpleNamespace(store=AtlasStore(tmp_path)))
-    monkeypatch.setattr(pipeline.index.stage, "run_index", lambda run: calls.append("index"))
+    monkeypatch.setattr(pipeline.index.stage, "run_index",
+                        lambda run, probe_encoder: calls.append(("index", probe_encoder.id)))
+    labeler = types.SimpleNamespace(id="demo@x", preprocess=None, encode_images=None)
+    monkeypatch.setattr(pipeline.label.labelers, "load_labeler", lambda *a: labeler)
+    monkeypatch.setattr(pipeline.label.stage, "check_label_options", lambda cfg: None)
+    monkeypatch.setattr(pipeline.label.stage, "run_label",
+                        lambda run, lab: calls.append(("label", lab.id)))
     cli.run_command(cli.build_parser().parse_args(["build", "--out", str(tmp_path / "a"),
                                                    "--stats-images", "64"]))
-    assert calls == ["index", "visualize", "site"]
+    assert calls == [("index", "demo@x"), ("label", "demo@x"), "visualize", "site"]
     calls.clear()
     cli.run_command(cli.build_parser().parse_args(["visualize", "--out", str(tmp_path / "a")]))
     assert calls == ["visualize"]

@@ -13,7 +13,12 @@ import torch
 
 from pipeline.index.results import index_dir, load_examples, load_image_stats, load_layer_index
 from pipeline.index.stage import run_index
-from tests.test_index_support import assert_same_index, tiny_run, write_webdataset
+from tests.test_index_support import (
+    assert_same_index,
+    assert_same_probe,
+    tiny_run,
+    write_webdataset,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,6 +68,7 @@ def test_two_processes_equal_one(tmp_path):
             np.testing.assert_array_equal(b.top_classes, a.top_classes)
             np.testing.assert_allclose(b.top_class_means, a.top_class_means, atol=1e-6)
             np.testing.assert_array_equal(b.units, a.units)
+        assert_same_probe(single.store, multi.store, single.layers, atol=1e-5)
         ea = json.loads((index_dir(single.store) / "examples.json").read_text())
         eb = json.loads((index_dir(multi.store) / "examples.json").read_text())
         for key in ("examples", "skipped", "classes", "images_seen", "fingerprint"):
@@ -76,3 +82,7 @@ def test_two_processes_equal_one(tmp_path):
         assert not (index_dir(multi.store) / "work").exists()
     skipped = json.loads((index_dir(multi.store) / "examples.json").read_text())["skipped"]
     assert [s["number"] for s in skipped] == [7, 30]  # one broken file on each rank
+    from pipeline.index.results import load_probe
+
+    probe = load_probe(multi.store, 0).numbers.tolist()
+    assert 7 not in probe and 30 not in probe and len(probe) == 43

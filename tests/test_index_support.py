@@ -168,3 +168,15 @@ def assert_same_index(a, b, atol: float = 1e-5) -> None:
     np.testing.assert_allclose(a.std, b.std, atol=10 * atol, rtol=0)
     np.testing.assert_allclose(a.max, b.max, atol=atol, rtol=0)
     np.testing.assert_allclose(a.maps, b.maps, atol=1e-4, rtol=0)
+
+
+def assert_same_probe(store_a, store_b, layers, atol: float = 2e-3) -> None:
+    """Two indexes recorded the same probe set: the same images, the same profiles."""
+    from pipeline.index.results import load_probe
+
+    for index in layers:
+        a, b = load_probe(store_a, index), load_probe(store_b, index)
+        assert a is not None and b is not None
+        np.testing.assert_array_equal(a.numbers, b.numbers)
+        np.testing.assert_array_equal(a.units, b.units)
+        np.testing.assert_allclose(a.scores(), b.scores(), atol=atol, rtol=0)
