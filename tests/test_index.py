@@ -393,7 +393,8 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pipeline.pages", fake_pages)
     monkeypatch.setattr(pipeline, "pages", fake_pages, raising=False)
     monkeypatch.setattr(pipeline.runtime, "prepare",
-                        lambda cfg: types.SimpleNamespace(store=AtlasStore(tmp_path)))
+                        lambda cfg: types.SimpleNamespace(store=AtlasStore(tmp_path),
+                                                          device="cpu"))
     monkeypatch.setattr(pipeline.index.stage, "run_index",
                         lambda run, probe_encoder: calls.append(("index", probe_encoder.id)))
     labeler = types.SimpleNamespace(id="demo@x", preprocess=None, encode_images=None)
