@@ -68,7 +68,7 @@ def default_concepts(class_names: Sequence[str] | None = None,
                      n: int = DEFAULT_CONCEPTS) -> ConceptSet:
     """``common_words(n)`` plus the dataset's class names (lower-cased), in that order.
 
-    >>> c = default_concepts(["Checkerboard", "circle"], n=100)
+    >>> c = default_concepts(["Checkerboard", "time"], n=100)  # "time" is a common word
     >>> c.concepts[-1], len(c.concepts)
     ('checkerboard', 101)
     """

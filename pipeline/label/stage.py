@@ -40,6 +40,7 @@ from pipeline.label.dissect import (
     soft_wpmi,
     top_images,
 )
+from pipeline.label.evaluate import accuracy_table, label_accuracy
 from pipeline.label.labelers import Labeler, load_labeler, parse_labeler
 from pipeline.runtime import Run
 from pipeline.store import atomic_save_npz
@@ -105,11 +106,12 @@ def _label(run: Run, labeler: Labeler | None) -> None:
                            "params": params.to_dict(), "index": data.get("fingerprint")})
     todo = [i for i in run.layers if not store.labels_done(i, fingerprint)]
     first = next(iter(profiles.values()))
-    store.write_label_info({
+    info = {
         "labeler": cfg.labeler, "labeler_id": labeler.id, "concepts": concepts.info(),
         "params": params.to_dict(), "probe_images": int(len(first.numbers)),
         "fingerprint": fingerprint,
-    })
+    }
+    store.write_label_info(info)
     if not todo:
         _say(f"label: complete for this configuration ({store.label_dir}), nothing to do")
         return
@@ -122,6 +124,11 @@ def _label(run: Run, labeler: Labeler | None) -> None:
                                                         concepts.concepts, params))
     _say(f"label: {len(todo)} layers against {len(concepts.concepts)} concepts "
          f"({concepts.source}) in {time.perf_counter() - t0:.1f} s -> {store.label_dir}")
+    accuracy = label_accuracy(store, run.layers)
+    if accuracy:
+        store.write_label_info({**info, "accuracy": {str(k): v for k, v in accuracy.items()}})
+        _say("label: units whose top examples are >= 70% one class, and how often their "
+             "words name it:\n" + accuracy_table(accuracy))
 
 
 def label_layer(profiles: ProbeProfiles, probabilities: torch.Tensor,
