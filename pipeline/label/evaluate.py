@@ -22,8 +22,8 @@ from pipeline.store import AtlasStore
 def naming_words(class_names: Sequence[str]) -> list[set[str]]:
     """Per class, the concepts that name it.
 
-    >>> naming_words(["circle", "horizontal stripes", "vertical stripes"])
-    [{'circle'}, {'horizontal', 'horizontal stripes'}, {'vertical', 'vertical stripes'}]
+    >>> [sorted(w) for w in naming_words(["circle", "horizontal stripes", "vertical stripes"])]
+    [['circle'], ['horizontal', 'horizontal stripes'], ['vertical', 'vertical stripes']]
     """
     words = [name.lower().split() for name in class_names]
     counts = Counter(w for ws in words for w in set(ws))
