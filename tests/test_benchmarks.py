@@ -21,6 +21,9 @@ CASES = {
                             ["channels-last", "x eager"]),
     "bench_index.py": (["--quick", "--sections", "scan", "--images", "256", "--repeats", "1",
                         "--workers", "0"], ["index / bare", "matmul peak"]),
+    "bench_label.py": (["--units", "32", "--images", "300", "--concepts", "200",
+                        "--baseline-units", "8", "--text-sample", "0"],
+                       ["SoftWPMI (batched)", "batched vs loop", "peak RSS"]),
     "bench_site.py": (["--units", "16", "--small-units", "8", "--examples", "100"],
                       ["feature pages/s", "peak RSS main"]),
 }

@@ -79,13 +79,15 @@ def soft_wpmi(probabilities: torch.Tensor, top: np.ndarray, params: SoftWPMI = S
     concepts = probabilities.shape[1]
     steps = torch.arange(k, dtype=torch.float32, device=device)
     weights = (params.p_start - steps / k * (params.p_start - params.p_end)).view(1, k, 1)
-    if unit_batch is None:  # about 256 MB of float32 per batch
-        unit_batch = max(1, (64 << 20) // max(1, k * concepts))
+    if unit_batch is None:  # cache-sized on the CPU (memory-bound), larger on a GPU
+        budget = (64 << 20) if device.type == "cuda" else (4 << 20)
+        unit_batch = max(1, budget // max(1, k * concepts))
     index = torch.as_tensor(top, dtype=torch.long, device=device)
     given = torch.empty((units, concepts), dtype=torch.float32, device=device)
     for lo in range(0, units, unit_batch):
-        p = probabilities[index[lo:lo + unit_batch]]  # (b, k, concepts)
-        given[lo:lo + unit_batch] = torch.log(1 + weights * (p - 1) + params.min_prob).sum(1)
+        p = probabilities[index[lo:lo + unit_batch]]  # (b, k, concepts), a copy: in place
+        p.sub_(1).mul_(weights).add_(1 + params.min_prob).log_()
+        torch.sum(p, dim=1, out=given[lo:lo + unit_batch])
     prior = torch.logsumexp(given, dim=0, keepdim=True) - math.log(units)
     return given - params.lam * prior
 
