@@ -1,4 +1,26 @@
-"""ViT Feature Atlas: feature visualizations, dataset top-k and a static atlas for ViT FFN units."""
+"""ViT Feature Atlas: feature visualizations, dataset top-k and a static atlas for ViT FFN units.
+
+From Python (see the README's "From Python")::
+
+    import pipeline
+    images, activations = pipeline.render(model, "blocks.4.mlp.act", [0, 1, 2], recipe="fast")
+    top = pipeline.index_topk(model, ["blocks.4.mlp.act"], loader, k=16)
+
+Names are imported on first use, so ``import pipeline`` stays cheap (no torch).
+"""
 
 __version__ = "0.2.0"
 ATLAS_VERSION = __version__
+
+__all__ = ["ATLAS_VERSION", "LayerTopK", "__version__", "describe_model", "ffn_layer",
+           "frozen", "index_topk", "render"]
+
+_API = {"render", "index_topk", "describe_model", "ffn_layer", "frozen", "LayerTopK"}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from pipeline import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
