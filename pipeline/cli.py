@@ -68,6 +68,15 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
                    help="SoftWPMI: top probe images per unit (default 100)")
     g.add_argument("--label-lambda", type=float, default=S,
                    help="SoftWPMI: weight λ of the concept prior (default 1)")
+    g.add_argument("--quantiles", type=int, default=S,
+                   help="intervals between each unit's mean and max score whose examples the "
+                   "index keeps besides the top-k (default 8; 0: none)")
+    g.add_argument("--quantile-k", type=int, default=S,
+                   help="examples kept per quantile interval (default 4)")
+    g.add_argument("--similar-k", type=int, default=S,
+                   help="most correlated units kept per unit and layer (default 8)")
+    g.add_argument("--layer-map", choices=["umap", "pca"], default=S,
+                   help="how each layer's units are laid out in 2-D (default umap)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=S,
                    help="torch.compile each FFN block for visualization (default off: "
@@ -84,12 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "examples and publish a static atlas.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [
-        ("build", "every stage: index, label (with --labeler), visualize, site (no options: "
-                  "the offline demo)"),
+        ("build", "every stage: index, label (with --labeler), relate, visualize, site (no "
+                  "options: the offline demo)"),
         ("visualize", "optimize an image for every selected FFN unit"),
         ("index", "stream a dataset and keep each unit's top-k examples and patch maps"),
         ("label", "words for every unit: CLIP-Dissect's SoftWPMI against a labeler's "
                   "image-concept similarities over the probe images"),
+        ("relate", "similar units (correlation over the probe images) within and across "
+                   "layers, a 2-D map and the typical units of every layer"),
     ]:
         _add_atlas_options(sub.add_parser(name, help=text, description=text))
     p = sub.add_parser("site", help="rebuild DIR/site from what DIR holds",
@@ -257,6 +268,10 @@ def run_command(args: argparse.Namespace) -> None:
         from pipeline.label.stage import run_label
 
         run_label(run, labeler)
+    if command in ("relate", "build"):
+        from pipeline.relations.stage import run_relations
+
+        run_relations(run)
     if command in ("visualize", "build"):
         from pipeline.visualize.stage import run_visualize
 

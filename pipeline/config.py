@@ -38,6 +38,10 @@ class AtlasConfig:
     label_scale: float = 10.0  # SoftWPMI: softmax scale of the image-concept similarities
     label_topk: int = 100  # SoftWPMI: top probe images per unit
     label_lambda: float = 1.0  # SoftWPMI: weight of the concept prior
+    quantiles: int = 8  # intervals between each unit's mean and max with examples (0 = none)
+    quantile_k: int = 4  # examples kept per interval
+    similar_k: int = 8  # most correlated units kept per unit and layer (relations)
+    layer_map: str = "umap"  # 2-D map of each layer's units: umap | pca
     checkpoint_every: int = 50  # index batches between checkpoints
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False  # regional torch.compile of the FFN blocks (visualization)

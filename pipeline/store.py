@@ -11,6 +11,9 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/label/label.json                   the labeler, concept set and SoftWPMI parameters
     DIR/label/L{layer:03d}.json            per unit, its top concepts and SoftWPMI scores
     DIR/label/cache/...                    labeler embeddings of the probe images and concepts
+    DIR/relations/relations.json           the relations run: fingerprint, k, map method, layers
+    DIR/relations/L{layer:03d}.npz         similar units per layer, the layer map, typical units
+    DIR/relations/across/<slug>/L{layer:03d}.npz   similar units in another atlas (publish)
     DIR/build/docs/...                     generated Markdown for mkdocs (rebuildable)
     DIR/site/...                           the built static site
 
@@ -257,3 +260,109 @@ class AtlasStore:
         if data.get("fingerprint") != info.get("fingerprint"):
             return {}
         return {int(r["unit"]): list(r["labels"]) for r in data["units"]}
+
+    # -- relations --------------------------------------------------------------------------
+    @property
+    def relations_dir(self) -> Path:
+        return self.root / "relations"
+
+    def relations_info(self) -> dict[str, Any] | None:
+        """``DIR/relations/relations.json``: ``{"format_version", "fingerprint", "index",
+        "model", "k", "map", "layers", "probe_images", "maps": {layer: {"method",
+        "preservation"}}}``; None before ``relate``."""
+        path = self.relations_dir / "relations.json"
+        return read_json(path) if path.is_file() else None
+
+    def write_relations_info(self, info: dict[str, Any]) -> None:
+        atomic_write_json(self.relations_dir / "relations.json", info, indent=2)
+
+    def relations_path(self, layer: int) -> Path:
+        return self.relations_dir / f"L{layer:03d}.npz"
+
+    def _relations_arrays(self, path: Path, fingerprint: str | None) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            return None
+        if fingerprint is not None and str(arrays.get("fingerprint")) != fingerprint:
+            return None
+        return arrays
+
+    def relations_done(self, layer: int, fingerprint: str) -> bool:
+        """Whether ``layer``'s relations were made by the relations run ``fingerprint``."""
+        return self._relations_arrays(self.relations_path(layer), fingerprint) is not None
+
+    def write_relations(self, layer: int, fingerprint: str, arrays: dict[str, np.ndarray]) -> None:
+        """One layer's relations (see ``pipeline.relations.stage``), atomically."""
+        atomic_save_npz(self.relations_path(layer), fingerprint=np.array(fingerprint), **arrays)
+
+    def relations_across_path(self, other: str, layer: int) -> Path:
+        """Similar units of ``layer`` in another atlas ``other`` (its model slug)."""
+        return self.relations_dir / "across" / other / f"L{layer:03d}.npz"
+
+    def write_relations_across(self, other: str, layer: int, fingerprint: str,
+                               arrays: dict[str, np.ndarray]) -> None:
+        atomic_save_npz(self.relations_across_path(other, layer),
+                        fingerprint=np.array(fingerprint), **arrays)
+
+    def _current_relations(self, layer: int) -> dict[str, Any] | None:
+        """The layer's relations if made by the run ``relations.json`` names, against the
+        index the atlas holds now."""
+        info, index = self.relations_info(), self.root / "index" / "examples.json"
+        try:
+            current = read_json(index).get("fingerprint") if index.is_file() else None
+        except (OSError, ValueError):
+            current = None
+        if info is None or info.get("index") != current:
+            return None
+        return self._relations_arrays(self.relations_path(layer), info.get("fingerprint"))
+
+    def similar(self, layer: int) -> dict[int, list[dict[str, Any]]]:
+        """``{unit: [{"model", "layer", "unit", "score"}, ...]}``: the unit's most correlated
+        units in its own layer, then in each other layer of its model, then in each layer of
+        every other atlas related to this one; best first within each (model, layer) group.
+        Empty before ``relate`` (or when its results are stale)."""
+        found = self._current_relations(layer)
+        if found is None:
+            return {}
+        parts = [found]
+        across = self.relations_dir / "across"
+        if across.is_dir():
+            for d in sorted(p for p in across.iterdir() if p.is_dir()):
+                other = self._relations_arrays(d / f"L{layer:03d}.npz", None)
+                if other is not None and np.array_equal(other["units"], found["units"]):
+                    parts.append(other)
+        out: dict[int, list[dict[str, Any]]] = {int(u): [] for u in found["units"].tolist()}
+        for part in parts:
+            model, layers = str(part["model"]), part["similar_layers"].tolist()
+            ids, scores = part["similar_units"], part["similar_scores"]
+            for r, unit in enumerate(part["units"].tolist()):
+                row = out[int(unit)]
+                for g, other_layer in enumerate(layers):
+                    for u, s in zip(ids[r, g].tolist(), scores[r, g].tolist(), strict=True):
+                        if u >= 0:
+                            row.append({"model": model, "layer": int(other_layer),
+                                        "unit": int(u), "score": round(float(s), 4)})
+        return out
+
+    def layer_map(self, layer: int) -> dict[str, Any] | None:
+        """``{"method": "umap" | "pca", "preservation": float, "units": [{"unit", "x", "y"}],
+        "typical": [{"unit", "size"}]}``: the layer's units in 2-D (x, y in [0, 1]) and its
+        most typical units (nearest the centres of k-means clusters of the profiles, largest
+        cluster first); None before ``relate``."""
+        found = self._current_relations(layer)
+        if found is None:
+            return None
+        xy = found["map_xy"].tolist()
+        return {
+            "method": str(found["map_method"]),
+            "preservation": round(float(found["map_preservation"]), 4),
+            "units": [{"unit": int(u), "x": round(p[0], 4), "y": round(p[1], 4)}
+                      for u, p in zip(found["units"].tolist(), xy, strict=True)],
+            "typical": [{"unit": int(u), "size": int(s)} for u, s in
+                        zip(found["typical_units"].tolist(), found["typical_sizes"].tolist(),
+                            strict=True)],
+        }
