@@ -120,6 +120,6 @@ def parse_selection(spec: str | None, n: int, what: str) -> list[int]:
                     raise ValueError
                 chosen.append(value)
         except ValueError:
-            raise AtlasError(f"bad --{what} '{spec}': expected e.g. '2,5' or '0:6' "
+            raise AtlasError(f"bad {what} '{spec}': expected e.g. '2,5' or '0:6' "
                              f"within 0..{n - 1}") from None
     return sorted(set(chosen))

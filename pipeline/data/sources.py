@@ -439,7 +439,7 @@ def open_source(spec: str, split: str = "validation", image_size: int = 64) -> S
     """Open ``--dataset SPEC`` (see the module doc). ``image_size``: synthetic drawing size."""
     kind, sep, rest = spec.partition(":")
     if not sep or not rest:
-        raise AtlasError(f"bad --dataset '{spec}': expected hf:<id>[:<config>], "
+        raise AtlasError(f"bad dataset '{spec}': expected hf:<id>[:<config>], "
                          "imagefolder:<dir>, webdataset:<dir> or synthetic:<n>")
     if kind == "synthetic":
         try:
@@ -447,7 +447,7 @@ def open_source(spec: str, split: str = "validation", image_size: int = 64) -> S
         except ValueError:
             n = -1
         if n <= 0:
-            raise AtlasError(f"bad --dataset '{spec}': synthetic:<n> needs a positive count")
+            raise AtlasError(f"bad dataset '{spec}': synthetic:<n> needs a positive count")
         return SyntheticSource(n, split, image_size)
     if kind == "imagefolder":
         return _open_imagefolder(Path(rest).expanduser(), split)

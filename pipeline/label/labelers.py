@@ -107,7 +107,7 @@ def parse_labeler(spec: str, model: str | None = None) -> LabelerSpec:
         body = spec[len("open_clip:"):]
         name, sep, pretrained = body.partition("/")
         if not sep or not name or not pretrained:
-            raise AtlasError(f"bad --labeler {spec!r}: expected open_clip:<model>/<pretrained>, "
+            raise AtlasError(f"bad labeler {spec!r}: expected open_clip:<model>/<pretrained>, "
                              "e.g. open_clip:ViT-B-16/openai")
         known = open_clip.list_models()
         if name not in known:

@@ -119,7 +119,7 @@ def create_model(name: str, weights: str = "random", model_kwargs: dict[str, Any
             try:
                 model = timm.create_model(name, pretrained=False, **kwargs)
             except TypeError as exc:
-                raise AtlasError(f"bad --model-kwargs for '{name}': {exc}") from exc
+                raise AtlasError(f"bad model_kwargs for '{name}': {exc}") from exc
         if weights != "random":
             load_weights(model, Path(weights))
     return model.eval().requires_grad_(False)

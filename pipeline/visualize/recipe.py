@@ -144,5 +144,5 @@ def get_recipes(specs: str, steps: int | None = None) -> list[Recipe]:
     recipes = [get_recipe(s, steps) for s in specs.split(",") if s.strip()]
     names = [r.name for r in recipes]
     if not recipes or len(set(names)) != len(names):
-        raise AtlasError(f"bad --recipe '{specs}': give one or more distinct recipes")
+        raise AtlasError(f"bad recipe '{specs}': give one or more distinct recipes")
     return recipes
