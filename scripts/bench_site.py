@@ -8,6 +8,11 @@ peak memory (ru_maxrss of the builder and of its worker processes) and bytes per
 A second, smaller size shows how memory scales with the page count. It also times the
 alternative of writing one PNG overlay per top example, which the site avoids.
 
+Word index: the sizes of the built site's shards and of ``models.json`` (what one word search
+fetches), and, without building pages, of the index of a 100,000-unit atlas (``--word-units``)
+with the fake's 46 concepts (each labels thousands of units: the worst case for one concept)
+and with 20,000 Zipf-distributed concepts (closer to CLIP-Dissect over a word list).
+
     .venv/bin/python scripts/bench_site.py                 # 9,216 and 2,304 features
     .venv/bin/python scripts/bench_site.py --units 64 --small-units 16   # quick
 """
@@ -15,6 +20,7 @@ alternative of writing one PNG overlay per top example, which the site avoids.
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import os
@@ -67,6 +73,87 @@ def page_sizes(site: Path, slug: str) -> tuple[int, float, int, float]:
     return len(pages), float(sizes.mean()), int(sizes.max()), float(js.mean())
 
 
+def _kib(n: float) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def shard_stats(blobs: list[bytes], models_json: bytes, entries: list[int]) -> dict:
+    """Sizes of word-index shards (raw and gzip, as a server would send them)."""
+    raw = np.array([len(b) for b in blobs])
+    gz = np.array([len(gzip.compress(b, 6)) for b in blobs])
+    return {"shards": len(blobs), "entries": int(sum(entries)), "max_entries": max(entries),
+            "raw_mean": float(raw.mean()), "raw_max": int(raw.max()), "raw_total": int(raw.sum()),
+            "gz_mean": float(gz.mean()), "gz_max": int(gz.max()),
+            "models_json": len(models_json), "models_json_gz": len(gzip.compress(models_json, 6))}
+
+
+def site_word_index(site: Path) -> dict | None:
+    """Shard sizes of a built site (None if it has no labels)."""
+    models_json = (site / "models.json").read_bytes()
+    words = json.loads(models_json)["models"][0]["words"]
+    if not words:
+        return None
+    blobs = [(site / url).read_bytes() for url, *_ in words["shards"]]
+    return {**shard_stats(blobs, models_json, [n for *_, n in words["shards"]]),
+            "concepts": words["concepts"], "units": words["units"]}
+
+
+def word_index_at_scale(units: int, vocabulary: int | None, layers: int = 12) -> dict:
+    """The word index of ``units`` labelled units (``layers`` layers, five concepts each),
+    without pages: concepts of the fake atlas (``vocabulary=None``) or ``vocabulary`` synthetic
+    words drawn with Zipf-like frequencies. Also times building the shards."""
+    from pipeline.pages.fake import fake_labels
+    from pipeline.pages.search import WordIndex
+    from pipeline.pages.urls import SITE_FORMAT_VERSION
+
+    per_layer = -(-units // layers)
+    index = WordIndex(["visualization.png"])
+    rng = np.random.default_rng(0)
+    words = None
+    if vocabulary:
+        words = [f"w{i:05d}{'abcdefghij'[i % 10] * (1 + i % 7)}" for i in range(vocabulary)]
+        p = 1.0 / np.arange(1, vocabulary + 1) ** 0.9
+        p /= p.sum()
+    for layer in range(layers):
+        n = min(per_layer, units - layer * per_layer)
+        if vocabulary:
+            picks = rng.choice(vocabulary, size=(n, 8), p=p)
+            labels = {}
+            for u in range(n):
+                concepts = list(dict.fromkeys(words[i] for i in picks[u]))[:5]
+                top = rng.uniform(1, 5)
+                labels[u] = [{"concept": c, "score": round(top - 0.3 * k, 4)}
+                             for k, c in enumerate(concepts)]
+        else:
+            labels = fake_labels(layer, layers, n)
+        index.extend([(c["concept"], layer, u, c["score"], rank, 0)
+                      for u, cs in labels.items() for rank, c in enumerate(cs, 1)])
+    t = time.perf_counter()
+    shards = index.shards()
+    blobs = [json.dumps(s, ensure_ascii=False, separators=(",", ":")).encode() for s in shards]
+    seconds = time.perf_counter() - t
+    meta = index.meta("vit_model", shards, "demo")
+    models_json = json.dumps({"format_version": SITE_FORMAT_VERSION, "models": [
+        {"words": meta}]}, ensure_ascii=False, separators=(",", ":")).encode()
+    return {**shard_stats(blobs, models_json, [n for *_, n in meta["shards"]]),
+            "concepts": meta["concepts"], "units": meta["units"], "build_s": seconds}
+
+
+def report_words(name: str, w: dict | None) -> None:
+    if w is None:
+        print(f"  {name}: no labels")
+        return
+    print(f"  {name}: {w['units']:,} labelled units, {w['concepts']:,} concepts, "
+          f"{w['entries']:,} entries in {w['shards']} shards (at most {w['max_entries']:,} "
+          f"entries each)" + (f", built in {w['build_s']:.1f} s" if "build_s" in w else ""))
+    print(f"         shard JSON {_kib(w['raw_mean'])} mean, {_kib(w['raw_max'])} max "
+          f"(gzip {_kib(w['gz_mean'])} mean, {_kib(w['gz_max'])} max), {_kib(w['raw_total'])} "
+          f"in all; models.json {_kib(w['models_json'])} (gzip {_kib(w['models_json_gz'])}); "
+          f"a word search fetches models.json + 1 shard = at most "
+          f"{_kib(w['models_json'] + w['raw_max'])} ({_kib(w['models_json_gz'] + w['gz_max'])} "
+          "gzip)")
+
+
 def png_overlay_cost(maps: np.ndarray, n: int = 300) -> float:
     """Seconds per feature to colour-map and encode each top example's heatmap as a PNG."""
     from PIL import Image
@@ -105,12 +192,13 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool) -> 
     n, mean_html, max_html, mean_json = page_sizes(site, model_slug(spec.name))
     idx = load_layer_index(AtlasStore(root), 0)
     png = png_overlay_cost(idx.maps) if idx is not None else float("nan")
+    words = site_word_index(site)
     result = {
         "features": n, "generate_s": gen, **child,
         "pages_per_s": n / child["wall_s"],
         "cpu_pages_per_s": n / (child["cpu_main_s"] + child["cpu_workers_s"]),
         "html_mean_b": mean_html, "html_max_b": max_html, "json_mean_b": mean_json,
-        "png_overlays_s_per_feature": png,
+        "png_overlays_s_per_feature": png, "words": words,
     }
     if keep:
         print(f"kept {root}")
@@ -136,6 +224,7 @@ def report(r: dict) -> None:
     print(f"         PNG overlays instead of canvas would add "
           f"{r['png_overlays_s_per_feature'] * 1e3:.2f} ms of encoding per feature "
           f"(~{r['png_overlays_s_per_feature'] * r['features']:.1f} CPU-s here)")
+    report_words("word index", r["words"])
 
 
 def main() -> None:
@@ -146,6 +235,8 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=2000, help="distinct dataset examples")
     p.add_argument("--workers", type=int, default=2, help="processes writing the fake atlas")
     p.add_argument("--keep", action="store_true", help="keep the fake atlases")
+    p.add_argument("--word-units", type=int, default=100_000,
+                   help="labelled units of the word index measured without pages (0: skip)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -165,6 +256,10 @@ def main() -> None:
           f"(main process, above its imports), "
           f"{big['maxrss_main_kb'] / small['maxrss_main_kb']:.2f}x its total peak RSS, "
           f"{big['maxrss_workers_kb'] / max(1, small['maxrss_workers_kb']):.2f}x the workers'")
+    if args.word_units:
+        print(f"word index of {args.word_units:,} units, 5 concepts each (no pages built):")
+        report_words("fake concepts (46)", word_index_at_scale(args.word_units, None))
+        report_words("20,000 Zipf concepts", word_index_at_scale(args.word_units, 20_000))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,18 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.pages import fidelity, make_server
-from pipeline.pages.fake import TRICKY_CLASS, TRICKY_ID, TRICKY_RECIPE
+from pipeline.pages.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_RECIPE
 from pipeline.pages.fake import fidelity as fake_fidelity
-from tests.test_site import SECOND, SLUG, VIS_UNITS, build_small_site
+from tests.test_site import (
+    SECOND,
+    SLUG,
+    VIS_UNITS,
+    _expected_labels,
+    _merged,
+    _pages,
+    _word_index,
+    build_small_site,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -125,8 +134,9 @@ def test_feature_page_in_browser(page, served, prefix):
     assert "no page" in page.locator(".atlas-jump-msg").inner_text()
     page.fill(".atlas-jump input", "cat")
     page.wait_for_selector(".atlas-jump-results li")
-    assert page.locator(".atlas-jump-results strong").first.text_content() == TRICKY_CLASS
-    page.locator(".atlas-jump-results a").first.click()
+    assert page.locator(".atlas-jump-word").count() == 0  # no concept starts with "cat"
+    assert page.locator(".atlas-jump-class strong").first.text_content() == TRICKY_CLASS
+    page.locator(".atlas-jump-class a").first.click()
     page.wait_for_url(re.compile(rf"{re.escape(base)}/{SLUG}/0/\d+/$"))
     assert _images_loaded(page)[1] == []
 
@@ -282,3 +292,118 @@ def test_material_pages_and_jump_from_home(page, served):
     page.wait_for_url(f"{base}/{SLUG}/0/12/")
     page.goto(f"{base}/method/")
     assert "Ghiasi" in page.content()
+
+
+# -- search by word ---------------------------------------------------------------------------
+def _ranked(concept: str) -> list[tuple[int, int]]:
+    """(layer, unit) of every unit with a page whose top concepts hold ``concept``, by score
+    (as the fake atlas wrote them), ties by layer and unit."""
+    found = []
+    for layer, units in _pages().items():
+        for unit, concepts in _expected_labels(layer).items():
+            for c in concepts:
+                if unit in units and c["concept"] == concept:
+                    found.append((-c["score"], layer, unit))
+    return [(layer, unit) for _, layer, unit in sorted(found)]
+
+
+def _hits(pg, scope: str) -> list[tuple[int, int]]:
+    hrefs = pg.eval_on_selector_all(f"{scope} a.atlas-word-hit", "as => as.map(a => a.href)")
+    return [(int(m[1]), int(m[2])) for m in
+            (re.search(r"/(\d+)/(\d+)/$", h) for h in hrefs)]
+
+
+def _thumbs_loaded(pg, scope: str) -> tuple[int, int]:
+    """(thumbnails, placeholders) of the hits in ``scope``, once every image has loaded."""
+    pg.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    pg.wait_for_function(f"""() => Array.from(
+        document.querySelectorAll('{scope} .atlas-word-hit img'))
+        .every(i => i.complete && i.naturalWidth > 0)""")
+    return (pg.locator(f"{scope} .atlas-word-hit img").count(),
+            pg.locator(f"{scope} .atlas-word-hit .atlas-novis").count())
+
+
+def test_jump_box_lists_the_units_a_word_labels(page, served):
+    base = f"{served}/sub/site"
+    page.goto(f"{base}/{SLUG}/0/5/")
+    expected = _ranked("constructor")  # a word, and a property of every JavaScript object
+    assert len(expected) > 8 and {layer for layer, _ in expected} == {1}
+    page.fill(".atlas-jump input", "constructor")
+    page.wait_for_selector(".atlas-jump-word .atlas-word-hit")
+    assert page.locator(".atlas-jump-word b").text_content() == "constructor"
+    assert f"labels {len(expected)} units" in page.locator(".atlas-jump-word").inner_text()
+    assert _hits(page, ".atlas-jump-word") == expected[:8]
+    assert _thumbs_loaded(page, ".atlas-jump-word") == (8, 0)
+    page.locator(".atlas-jump-word a.atlas-word-hit").first.click()
+    layer, unit = expected[0]
+    page.wait_for_url(f"{base}/{SLUG}/{layer}/{unit}/")
+    assert "constructor" in page.locator(".atlas-words-top").inner_text()
+
+    # a prefix: the words that start with it; the hostile concept stays text
+    page.fill(".atlas-jump input", '<em>"str')
+    page.wait_for_selector(".atlas-jump-word b")
+    assert page.locator(".atlas-jump-word b").text_content() == TRICKY_CONCEPT
+    assert page.locator(".atlas-jump-results b *, .atlas-jump-results em").count() == 0
+    tricky = _ranked(TRICKY_CONCEPT)
+    assert sorted(tricky) == [(0, 0), (1, 0)] and _hits(page, ".atlas-jump-word") == tricky
+    # Enter: the search page, with every unit of the word
+    page.press(".atlas-jump input", "Enter")
+    page.wait_for_url(re.compile(rf"{re.escape(base)}/{SLUG}/words/\?word=%3Cem%3E"))
+    page.wait_for_selector(".atlas-words-results a.atlas-word-hit")
+    # (not "?q=": Material's own search would open on it)
+    assert page.input_value(".md-search__input") == ""
+    assert not page.is_checked("#__search")
+    assert page.input_value(".atlas-words-input") == TRICKY_CONCEPT
+    assert _hits(page, ".atlas-words-results") == _ranked(TRICKY_CONCEPT)
+    choice = page.locator(".atlas-words-choice").first
+    assert choice.text_content().startswith(TRICKY_CONCEPT) and choice.locator("em").count() == 0
+
+
+def test_search_page_lists_every_unit_of_a_word(page, served):
+    base = f"{served}/site"
+    words, shards = _word_index(build_small_site(None))
+    merged = _merged(shards)
+    # a concept split over shards with more units than one screenful
+    split = sorted(c for shard in shards for c, (_, total) in shard["split"].items()
+                   if total > 48)
+    assert split, "the small site should split a large concept over shards"
+    concept = split[0]
+    expected = _ranked(concept)
+    assert len(expected) == len(merged[concept]) > 48
+    page.goto(f"{base}/{SLUG}/words/")
+    page.fill(".atlas-words-input", concept[:2])
+    page.wait_for_selector(".atlas-words-choice")
+    choices = [c.split(" ")[0] for c in page.locator(".atlas-words-choice").all_text_contents()]
+    assert concept in choices and all(c.lower().startswith(concept[:2]) for c in choices)
+    page.fill(".atlas-words-input", concept)
+    page.wait_for_function(f"""() => document.querySelector('.atlas-words-msg').textContent
+        .startsWith('{len(expected)} units')""")
+    assert _hits(page, ".atlas-words-results") == expected[:48]
+    assert page.locator(".atlas-words-more").is_visible()
+    page.click(".atlas-words-more")
+    page.wait_for_function("document.querySelector('.atlas-words-more').hidden")
+    assert _hits(page, ".atlas-words-results") == expected  # the rest, from the next shard
+    with_image = sum(1 for layer, unit in expected if unit < VIS_UNITS)
+    assert _thumbs_loaded(page, ".atlas-words-results") == (with_image, len(expected) - with_image)
+    assert page.url.endswith(f"/words/?word={concept}")
+    # a click on a result opens the feature page
+    layer, unit = expected[-1]
+    page.locator(f".atlas-words-results a[href$='/{layer}/{unit}/']").click()
+    page.wait_for_url(f"{base}/{SLUG}/{layer}/{unit}/")
+    assert concept in page.locator(".atlas-words-top").inner_text()
+    # a word nothing starts with
+    page.goto(f"{base}/{SLUG}/words/?word=zzz")
+    page.wait_for_function("document.querySelector('.atlas-words-msg').textContent.length > 0")
+    assert "No concept starts with" in page.locator(".atlas-words-msg").inner_text()
+    assert page.locator(".atlas-words-results a").count() == 0
+
+
+def test_layer_page_filters_by_label(page, served):
+    page.goto(f"{served}/site/{SLUG}/0/")
+    expected = [u for u, concepts in _expected_labels(0).items()
+                if any("stripes" in c["concept"] for c in concepts)]
+    assert 0 in expected
+    page.fill(".atlas-filter-input", "stripes")
+    assert page.locator(".atlas-grid a[data-u]:visible").count() == len(expected)
+    assert page.locator(".atlas-grid a[data-u='0'] .atlas-tile-word").text_content() == (
+        TRICKY_CONCEPT)

@@ -1,9 +1,11 @@
-"""The site stage end to end on a small synthetic atlas: layout, links, escaping, portability."""
+"""The site stage end to end on a small synthetic atlas: layout, links, escaping, portability,
+labels and the word index."""
 
 from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -17,12 +19,15 @@ from pipeline.pages.fake import (
     FAKE_FIDELITY,
     IMAGES_SEEN_PER_EXAMPLE,
     TRICKY_CLASS,
+    TRICKY_CONCEPT,
     TRICKY_ID,
     TRICKY_NOTE,
     TRICKY_RECIPE,
+    fake_labels,
     make_fake_atlas,
     tiny_spec,
 )
+from pipeline.pages.search import WordIndex
 from pipeline.pages.urls import model_slug, relative
 from pipeline.resources import mkdocs_yml
 from pipeline.store import AtlasStore
@@ -33,17 +38,20 @@ SLUG = "vit_tiny_patch16_224"
 N_EXAMPLES = 40
 IMAGES_SEEN = N_EXAMPLES * IMAGES_SEEN_PER_EXAMPLE
 SECOND = ("visualization-paper-tv.png", "attribution-paper-tv.png")  # TRICKY_RECIPE's files
+SHARD_ENTRIES = 200  # word-index shards of the small site: several, some concepts split
 _BUILT: dict[str, Path] = {}
 
 
 def build_small_site(base: Path) -> Path:
     """2 layers x 192 units; layer 1 not indexed (so it has pages only for visualized units).
     Two recipes: the primary visualizes units 0..149 (attribution maps in layer 0 only), the
-    second (``TRICKY_RECIPE``) the even ones among them, with attribution maps."""
+    second (``TRICKY_RECIPE``) the even ones among them, with attribution maps. Labels: every
+    unit of both layers but every tenth (``fake.fake_labels``), so layer 1's units without a
+    page have labels too."""
     if "site" not in _BUILT:
         store = make_fake_atlas(base / "atlas", tiny_spec(**TINY), topk=6, n_examples=N_EXAMPLES,
                                 vis_units=VIS_UNITS, index_layers=[0])
-        _BUILT["site"] = build.build_site(store)
+        _BUILT["site"] = build.build_site(store, shard_entries=SHARD_ENTRIES)
     return _BUILT["site"]
 
 
@@ -96,7 +104,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 2
+    assert feature["format_version"] == 3
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -248,12 +256,216 @@ def test_feature_json_matches_published_schema(small_site: Path):
     schema = json.loads((small_site / "schema" / "feature.schema.json").read_text())
     paths = sorted((small_site / SLUG).glob("*/*/feature.json"))
     for path in [*paths[::17], *(small_site / SLUG / "0" / str(u) / "feature.json"
-                                 for u in (0, 3, 4, 7, 170))]:
+                                 for u in (0, 2, 3, 4, 7, 9, 170))]:
         _check(schema, json.loads(path.read_text()), str(path))
     fid = schema["$defs"]["fidelity"]["properties"]
     assert set(fid) == {"vs_best_example", "z", "z_rank", "of"}
+    good = json.loads(paths[0].read_text())
     with pytest.raises(AssertionError):
-        _check(schema, {**json.loads(paths[0].read_text()), "fidelity": {"z": 1}})
+        _check(schema, {**good, "fidelity": {"z": 1}})
+    for bad in ([{"concept": 1, "score": 2.0}], [{"concept": "x"}], {"concept": "x"}):
+        with pytest.raises(AssertionError):
+            _check(schema, {**good, "labels": bad})
+    with pytest.raises(AssertionError):
+        _check(schema, {k: v for k, v in good.items() if k != "labels"})
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 3
+
+
+# -- labels and the word index --------------------------------------------------------------
+def _pages() -> dict[int, set[int]]:
+    """Units with a page, per layer, in the small site."""
+    return {0: set(range(192)), 1: set(range(VIS_UNITS))}
+
+
+def _expected_labels(layer: int) -> dict[int, list[dict]]:
+    return fake_labels(layer, 2, 192)
+
+
+def test_feature_pages_show_labels_escaped(small_site: Path):
+    labels0 = _expected_labels(0)
+    assert labels0[0][0]["concept"] == TRICKY_CONCEPT and 9 not in labels0 and len(labels0[2]) == 2
+    page = (small_site / SLUG / "0" / "0" / "index.html").read_text()
+    best = re.search(r'<a class="atlas-word" href="([^"]*)"[^>]*>([^<]*)</a>', page)
+    assert best is not None and unescape(best.group(2)) == TRICKY_CONCEPT
+    assert best.group(1) == "../../words/?word=%3Cem%3E%22stripes%22%20%26%20%27dots%27%3C%2Fem%3E"
+    assert 'href="../../../method/#labels">labels: CLIP-Dissect, SoftWPMI</a>' in page
+    assert ('<span class="atlas-labeler">demo · 46 concepts (fake word list) · 40 probe '
+            "images") in page
+    top = re.findall(r'<li><a href="../../words/\?word=[^"]*">([^<]*)</a> <small>([^<]*)</small>',
+                     page.split('class="atlas-words-top"')[1].split("</ol>")[0])
+    assert [(unescape(c), n) for c, n in top] == [(c["concept"], markup.num(c["score"]))
+                                                  for c in labels0[0]]
+    assert len(top) == 5
+    strings = _Strings()
+    strings.feed(page)
+    assert TRICKY_CONCEPT in strings.strings
+    two = (small_site / SLUG / "0" / "2" / "index.html").read_text()
+    assert two.split('class="atlas-words-top"')[1].split("</ol>")[0].count("<li>") == 2
+    none = (small_site / SLUG / "0" / "9" / "index.html").read_text()
+    assert "No label: this unit was not labelled" in none and 'class="atlas-word"' not in none
+    assert "atlas-words-top" not in none
+
+
+def test_feature_json_labels(small_site: Path):
+    for layer, unit in ((0, 0), (0, 2), (0, 9), (1, 5), (0, 170)):
+        f = json.loads((small_site / SLUG / str(layer) / str(unit) / "feature.json").read_text())
+        assert f["labels"] == _expected_labels(layer).get(unit, []), (layer, unit)
+        assert f["labeler"] == "demo"
+    f = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
+    assert f["labels"][0]["concept"] == TRICKY_CONCEPT and len(f["labels"]) == 5
+    scores = [x["score"] for x in f["labels"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_layer_tiles_show_labels(small_site: Path):
+    page = (small_site / SLUG / "0" / "index.html").read_text()
+    cells = dict((int(u), c) for u, c in re.findall(
+        r'(?s)<a href="\d+/"[^>]*? data-u="(\d+)"(.*?)</a>', page))
+    assert len(cells) == 192
+    labels0 = _expected_labels(0)
+    for unit in (0, 1, 2, 9, 170):
+        word = re.search(r'<span class="atlas-tile-word">([^<]*)</span>', cells[unit])
+        concepts = re.search(r' data-w="([^"]*)"', cells[unit])
+        if unit in labels0:
+            assert word is not None and unescape(word.group(1)) == labels0[unit][0]["concept"]
+            assert concepts is not None and unescape(concepts.group(1)) == "\n".join(
+                c["concept"] for c in labels0[unit])
+        else:
+            assert word is None and concepts is None
+    assert "Filter by unit number, label or top class" in page
+    assert 'href="../words/">search by word</a>' in page
+    strings = _Strings()
+    strings.feed(page)
+    assert TRICKY_CONCEPT in strings.strings and f"unit 0 · {TRICKY_CONCEPT}" in " ".join(
+        strings.strings)
+
+
+def _word_index(site: Path) -> tuple[dict, list[dict]]:
+    (model,) = json.loads((site / "models.json").read_text())["models"]
+    words = model["words"]
+    return words, [json.loads((site / url).read_text()) for url, *_ in words["shards"]]
+
+
+def _merged(shards: list[dict]) -> dict[str, list[list]]:
+    """Every concept's entries, its portions from consecutive shards joined (checking that
+    each continues where the previous one stopped)."""
+    out: dict[str, list[list]] = {}
+    for shard in shards:
+        for concept, entries in shard["words"].items():
+            offset, total = shard["split"].get(concept, [0, len(entries)])
+            have = out.setdefault(concept, [])
+            assert offset == len(have), concept
+            have.extend(entries)
+            assert len(have) <= total
+    return out
+
+
+def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
+    words, shards = _word_index(small_site)
+    assert words["page"] == f"{SLUG}/words/" and words["labeler"] == "demo"
+    assert words["thumbs"] == ["visualization.png", SECOND[0]]
+    # the shards are what models.json says, and nothing else lies beside them
+    files = sorted(p.name for p in (small_site / SLUG / "words").iterdir())
+    assert files == sorted(["index.html", *(url.rsplit("/", 1)[1] for url, *_ in
+                                            words["shards"])])
+    assert len(shards) > 3
+    for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
+        assert shard["format_version"] == 3 and (shard["first"], shard["last"]) == (first, last)
+        assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
+        keys = [c.lower() for c in shard["words"]]
+        assert keys and keys[0] == first and keys[-1] == last
+    bounds = [k.encode("utf-16-be") for _, first, last, _ in words["shards"]
+              for k in (first, last)]
+    assert bounds == sorted(bounds)  # consecutive key ranges, in JavaScript's order
+    merged = _merged(shards)
+    assert any(shard["split"] for shard in shards)  # some concept spans shards
+    expected: dict[str, set] = {}
+    labelled = set()
+    for layer, units in _pages().items():
+        for unit, concepts in _expected_labels(layer).items():
+            if unit not in units:
+                continue
+            labelled.add((layer, unit))
+            for rank, c in enumerate(concepts, 1):
+                thumb = 0 if unit < VIS_UNITS else -1
+                expected.setdefault(c["concept"], set()).add(
+                    (layer, unit, float(f"{c['score']:.4g}"), rank, thumb))
+    assert {c: {tuple(e) for e in entries} for c, entries in merged.items()} == expected
+    for concept, entries in merged.items():
+        assert len(entries) == len(expected[concept])  # no unit twice
+        scores = [e[2] for e in entries]
+        assert scores == sorted(scores, reverse=True), concept
+    assert (words["units"], words["concepts"]) == (len(labelled), len(expected))
+    assert words["entries"] == sum(map(len, expected.values()))
+    assert not any(layer == 1 and unit >= VIS_UNITS for e in merged.values()
+                   for layer, unit, *_ in e)  # labelled units without a page are left out
+    tricky = sorted(([layer, 0, float(f"{_expected_labels(layer)[0][0]['score']:.4g}"), 1, 0]
+                     for layer in (0, 1)), key=lambda e: -e[2])
+    assert merged[TRICKY_CONCEPT] == tricky  # the hostile concept: unit 0 of both layers
+
+
+def test_word_shards_split_in_javascript_order():
+    index = WordIndex(["visualization.png"], shard_entries=2)
+    index.extend([("b", 0, u, float(u), 1, 0) for u in range(5)])
+    index.extend([("\uffe0", 0, 9, 1.0, 1, -1), ("\U0001f600", 1, 3, None, 2, 0),
+                  ("B", 0, 7, 0.5, 3, 0), ("a", 1, 1, 2.0, 1, 0)])
+    shards = index.shards()
+    # "a" < "b" = "B" (one key) < U+1F600 (a surrogate pair, below U+FFE0 in UTF-16 order)
+    assert [(s["first"], s["last"]) for s in shards] == [
+        ("a", "b"), ("b", "b"), ("b", "b"), ("b", "\U0001f600"), ("\uffe0", "\uffe0")]
+    assert shards[0]["words"] == {"a": [[1, 1, 2.0, 1, 0]], "B": [[0, 7, 0.5, 3, 0]]}
+    assert [s["split"].get("b") for s in shards] == [None, [0, 5], [2, 5], [4, 5], None]
+    assert shards[1]["words"]["b"] == [[0, 4, 4.0, 1, 0], [0, 3, 3.0, 1, 0]]
+    assert _merged(shards)["b"] == [[0, u, float(u), 1, 0] for u in (4, 3, 2, 1, 0)]
+    assert shards[3]["words"]["\U0001f600"] == [[1, 3, None, 2, 0]]
+    meta = index.meta("m", shards, "demo")
+    assert meta["shards"][1] == ["m/words/w1.json", "b", "b", 2]
+    assert (meta["concepts"], meta["entries"], meta["units"]) == (5, 9, 9)
+
+
+def test_model_page_words_by_layer(small_site: Path):
+    from collections import Counter
+
+    page = (small_site / SLUG / "index.html").read_text()
+    assert "Words by layer" in page and 'href="words/">Search by word</a>' in page
+    rows = re.findall(r'<tr><th><a href="(\d)/">Layer \d</a></th><td>(\d+) of (\d+)</td>'
+                      r'<td class="atlas-layer-words">(.*?)</td></tr>', page)
+    assert [r[0] for r in rows] == ["0", "1"]
+    for layer, labelled, pages, cell in rows:
+        units = _pages()[int(layer)]
+        best = Counter(c[0]["concept"] for u, c in _expected_labels(int(layer)).items()
+                       if u in units)
+        common = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+        shown = re.findall(r'<a href="words/\?word=([^"]*)"[^>]*>([^<]*)</a> <small>(\d+)</small>',
+                           cell)
+        assert [(c, str(n)) for c, n in common] == [(unescape(w), n) for _, w, n in shown]
+        assert int(labelled) == sum(best.values()) and int(pages) == len(units)
+    # the progression reads in words: colours and textures first, then shapes
+    assert "stripes" in rows[0][3] or "red" in rows[0][3]
+    assert "spiral" in rows[1][3] or "circle" in rows[1][3]
+    assert "labels</th><td>demo · 46 concepts (fake word list) · 40 probe images · 308 units" \
+        " labelled" in page
+    nav = re.findall(r'<a href="([^"]*)"\s+class="md-nav__link', page)
+    assert "words/" in nav
+
+
+def test_atlas_without_labels_builds_as_before(tmp_path: Path):
+    store = make_fake_atlas(tmp_path / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
+                            vis_units=3, index_layers=[], labels=False)
+    assert store.label_info() is None
+    site = build.build_site(store, workers=1)
+    f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
+    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 3
+    schema = json.loads((site / "schema" / "feature.schema.json").read_text())
+    _check(schema, f)
+    assert json.loads((site / "models.json").read_text())["models"][0]["words"] is None
+    assert not (site / SLUG / "words").exists()
+    page = (site / SLUG / "0" / "1" / "index.html").read_text()
+    assert "atlas-word" not in page and "labels" not in page.split("<main>")[1].split(
+        'class="atlas-foot"')[0]
+    model = (site / SLUG / "index.html").read_text()
+    assert "Words by layer" not in model and "search by word" not in model.lower()
+    assert "atlas-tile-word" not in (site / SLUG / "0" / "index.html").read_text()
 
 
 def test_every_internal_link_and_image_resolves(small_site: Path):
@@ -290,7 +502,7 @@ def test_no_request_leaves_the_site(small_site: Path):
 
 
 def test_dataset_strings_are_escaped_everywhere(small_site: Path):
-    raw = [TRICKY_CLASS, '<b>"', "<i>y</i>", 'z="q"']
+    raw = [TRICKY_CLASS, '<b>"', "<i>y</i>", 'z="q"', TRICKY_CONCEPT, '<em>"', "& 'dots'"]
     for page in _html_pages(small_site):
         text = page.read_text(encoding="utf-8")
         for needle in raw:
@@ -349,7 +561,7 @@ def test_rebuild_replaces_and_failed_build_keeps_old_site(small_site: Path, monk
     assert marker.is_file() and (small_site / SLUG / "0" / "0" / "index.html").is_file()
     assert not list(small_site.parent.glob(".site.*"))
     monkeypatch.undo()
-    assert build.build_site(store) == small_site
+    assert build.build_site(store, shard_entries=SHARD_ENTRIES) == small_site
     assert not marker.exists() and (small_site / SLUG / "0" / "0" / "feature.json").is_file()
     assert not list(small_site.parent.glob(".site.*"))
 

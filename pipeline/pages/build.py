@@ -32,8 +32,14 @@ from pipeline.pages.assets import link_or_copy
 from pipeline.pages.cite import build_year
 from pipeline.pages.data import AtlasView, page_units
 from pipeline.pages.feature import FeatureWriter, SiteInfo, example_path, site_extra
-from pipeline.pages.overview import LayerSummary, home_section, layer_page, model_page
-from pipeline.pages.search import ClassIndex, models_index
+from pipeline.pages.overview import (
+    LayerSummary,
+    home_section,
+    layer_page,
+    model_page,
+    words_page,
+)
+from pipeline.pages.search import ClassIndex, WordEntry, WordIndex, models_index
 from pipeline.resources import handbook_dir, mkdocs_yml
 from pipeline.store import AtlasStore, atomic_write_bytes
 
@@ -137,6 +143,7 @@ class LayerPages:
     classes: list[tuple[int, float, int, int]]  # class search entries
     examples: set[int]  # example numbers the pages show
     written: set[str]  # Markdown files written (relative to the docs dir)
+    words: list[WordEntry]  # word index entries
 
 
 def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: int | None,
@@ -153,23 +160,40 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
     if view.index is not None:
         used = {int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0}
     return LayerPages(LayerSummary.of(view), writer.layer_extra(),
-                      ClassIndex(info.class_names).entries(view), used, docs.written)
+                      ClassIndex(info.class_names).entries(view), used, docs.written,
+                      WordIndex.entries(view, _thumbs(atlas)))
+
+
+def _thumbs(atlas: AtlasView) -> list[str]:
+    """The visualization file names beside a feature page, one per recipe, primary first."""
+    files = urls.recipe_files(atlas.recipes)
+    return [files[r][0] for r in atlas.recipes]
 
 
 # -- this process: model-level pages, mkdocs, swap ------------------------------------------
 def _model_level(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, site: Path,
-                 pages: dict[int, LayerPages]) -> dict:
-    """Model and home pages, the handbook, the search indexes; returns ``config.extra.atlas``."""
+                 pages: dict[int, LayerPages], shard_entries: int | None = None) -> dict:
+    """Model and home pages, the handbook, the search indexes; returns ``config.extra.atlas``.
+    ``shard_entries``: entries per word-index shard (default ``search.SHARD_ENTRIES``)."""
     summaries = [p.summary for p in pages.values()]
     classes = ClassIndex(info.class_names)
+    words = WordIndex(_thumbs(atlas), shard_entries)
     for p in pages.values():
         docs.written |= p.written
         classes.extend(p.classes)
+        words.extend(p.words)
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
+    words_meta = None
+    if atlas.label_info is not None:
+        docs.write(f"{urls.words_dir(atlas.slug)}/index.md", words_page(atlas, summaries))
+        shards = words.shards()
+        for i, shard in enumerate(shards):
+            atomic_write_bytes(site / urls.word_shard(atlas.slug, i), _json(shard))
+        words_meta = words.meta(atlas.slug, shards, atlas.labeler)
     _handbook(docs, home_section(atlas, summaries))
     docs.prune()
     atomic_write_bytes(site / urls.MODELS_JSON, _json(models_index([(atlas, summaries,
-                                                           info.units_by_layer)])))
+                                                           info.units_by_layer, words_meta)])))
     if classes.names:
         atomic_write_bytes(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
     extra = site_extra(info)
@@ -178,7 +202,9 @@ def _model_level(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, site: Path,
 
 
 def _nav(base_nav: list | None, atlas: AtlasView, layers: list[int]) -> list:
-    model = [f"{atlas.slug}/index.md"]
+    model: list = [f"{atlas.slug}/index.md"]
+    if atlas.label_info is not None:
+        model.append({"Search by word": f"{urls.words_dir(atlas.slug)}/index.md"})
     model += [{f"Layer {layer}": f"{atlas.slug}/{layer}/index.md"} for layer in layers]
     nav = list(base_nav or [{"Home": "index.md"}])
     return [nav[0], {atlas.slug: model}, *nav[1:]]
@@ -229,11 +255,12 @@ def _swap(tmp: Path, site_dir: Path) -> None:
 
 
 def build_site(store: AtlasStore, site_dir: Path | None = None, *,
-               workers: int | None = None) -> Path:
+               workers: int | None = None, shard_entries: int | None = None) -> Path:
     """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``).
 
-    ``workers``: processes to use (default: every CPU). The previous site stays in place until
-    the new one is complete.
+    ``workers``: processes to use (default: every CPU); ``shard_entries``: entries per shard
+    of the word index (default ``search.SHARD_ENTRIES``). The previous site stays in place
+    until the new one is complete.
     """
     if not mkdocs_yml().is_file() or not handbook_dir().is_dir():
         raise AtlasError(f"the site templates are missing ({mkdocs_yml()}, {handbook_dir()}): "
@@ -270,7 +297,8 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
                                   for layer in layers]
             used = set().union(*(p.examples for p in pages))
             jobs.append(pool.submit(_example_files, root, str(tmp), atlas.slug, sorted(used)))
-            extra = _model_level(atlas, info, docs, tmp, dict(zip(layers, pages, strict=True)))
+            extra = _model_level(atlas, info, docs, tmp, dict(zip(layers, pages, strict=True)),
+                                 shard_entries)
             run_mkdocs(cfg, lambda nav: _nav(nav, atlas, layers), extra)
             clock.lap("mkdocs")
             for job in jobs:

@@ -79,7 +79,7 @@ def site_extra(info: SiteInfo) -> dict[str, Any]:
 
 def word_query(concept: str) -> str:
     """The query string of the word search page that lists the units ``concept`` labels."""
-    return "?q=" + quote(concept, safe="")
+    return "?word=" + quote(concept, safe="")
 
 
 def _nearest(units: list[int], unit: int) -> int:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.pages import fidelity, urls
+from pipeline.pages import fidelity, labels, urls
 from pipeline.pages.data import AtlasView, LayerView
+from pipeline.pages.feature import word_query
 from pipeline.pages.markup import attr, front_matter, text
 
 STRIP = 8  # units per layer on the model page
 GRID_PX = 96
+COMMON_WORDS = 8  # most common labels per layer on the model page
 
 
 @dataclass
@@ -29,6 +31,8 @@ class LayerSummary:
     visualized: int
     indexed: bool
     representatives: list[tuple[int, str | None]]  # (unit, visualization file), best first
+    labelled: int = 0  # units with a page and a label
+    words: tuple[tuple[str, int], ...] = ()  # most common labels: (concept, units)
 
     @classmethod
     def of(cls, view: LayerView) -> LayerSummary:
@@ -36,9 +40,11 @@ class LayerSummary:
         scores = dict(zip(view.units, view.ranking_scores(), strict=True))
         reps.sort(key=lambda u: -scores[u])
         s = view.spec
+        best = [view.label(u) for u in view.labelled]
         return cls(s.index, s.module + (f" (call {s.call})" if s.call else ""), s.stage, s.grid,
                    s.units, len(view.units), len(view.visualized), view.index is not None,
-                   [(u, view.thumbnail(u)) for u in reps])
+                   [(u, view.thumbnail(u)) for u in reps], len(best),
+                   tuple(labels.common(best, COMMON_WORDS)))
 
 
 def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
@@ -64,8 +70,9 @@ def _fidelity_data(fid: dict | None) -> str:
 
 def _controls(view: LayerView, measured: bool) -> str:
     """Filter box, and where fidelity was measured, sort order and the "only trusted" switch."""
+    what = "unit number, label or top class" if view.labels else "unit number or top class"
     html = ('<div class="atlas-filter"><input type="search" class="atlas-filter-input" '
-            'placeholder="Filter by unit number or top class" aria-label="Filter units">')
+            f'placeholder="Filter by {what}" aria-label="Filter units">')
     if measured:
         top = fidelity.near_top(view.spec.units)
         html += (
@@ -87,6 +94,9 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
     here = urls.layer_dir(atlas.slug, s.index)
     ex = atlas.examples
     links = [f'<a href="{urls.relative(atlas.slug + "/", here)}">all layers</a>']
+    if atlas.label_info is not None:
+        words = urls.relative(urls.words_dir(atlas.slug) + "/", here)
+        links.append(f'<a href="{words}">search by word</a>')
     if prev is not None:
         links.insert(0, f'<a href="../{prev}/">‹ layer {prev}</a>')
     if nxt is not None:
@@ -103,9 +113,16 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
         src = f"{u}/{thumb}" if thumb else None
         fid = view.fidelity(u)
         measured |= fid is not None
-        data = f' data-u="{u}" data-c="{attr(chr(10).join(classes))}"' + _fidelity_data(fid)
-        label = f"unit {u}" + (f" · {fidelity.short(fid)}" if fid else "")
-        cells.append(_thumb(f"{u}/", src, label, GRID_PX, data, f"<span>{u}</span>"))
+        word = view.label(u)
+        concepts = [c["concept"] for c in view.concepts(u)]
+        data = (f' data-u="{u}" data-c="{attr(chr(10).join(classes))}"'
+                + (f' data-w="{attr(chr(10).join(concepts))}"' if concepts else "")
+                + _fidelity_data(fid))
+        label = (f"unit {u}" + (f" · {word}" if word is not None else "")
+                 + (f" · {fidelity.short(fid)}" if fid else ""))
+        caption = (f'<span class="atlas-tile-word">{text(word)}</span>' if word is not None
+                   else "") + f"<span>{u}</span>"
+        cells.append(_thumb(f"{u}/", src, label, GRID_PX, data, caption))
     return (
         front_matter({"title": f"{atlas.slug} · layer {s.index}", "model": atlas.slug})
         + f'\n<p class="atlas-facts">{facts}</p>\n\n'
@@ -142,9 +159,43 @@ def model_facts(atlas: AtlasView, summaries: list[LayerSummary]) -> list[tuple[s
         ("recipe", f"{cfg.get('recipe', '–')}"
                    + (f", {cfg['steps']} steps" if cfg.get("steps") not in (None, 1)
                       else ", 1 step" if cfg.get("steps") == 1 else "")),
+        ("labels", f"{labels.labeler_line(atlas.label_info)} · "
+                   f"{sum(s.labelled for s in summaries)} units labelled"
+                   if atlas.label_info is not None else "none"),
         ("atlas version", atlas.atlas_version),
     ]
     return rows
+
+
+def _word_link(concept: str, count: int | None, here: str, slug: str) -> str:
+    """A concept as a link to the word page's results for it, with its unit count."""
+    href = urls.relative(urls.words_dir(slug) + "/", here) + word_query(concept)
+    small = f" <small>{count}</small>" if count is not None else ""
+    return (f'<a href="{attr(href)}" title="units labelled {attr(concept)}">{text(concept)}</a>'
+            + small)
+
+
+def words_by_layer(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
+    """The model page's "words by layer": each layer's most common labels, early to late."""
+    here = urls.model_dir(atlas.slug)
+    rows = []
+    for s in summaries:
+        words = " · ".join(_word_link(c, n, here, atlas.slug) for c, n in s.words) or "–"
+        rows.append(f'<tr><th><a href="{s.layer}/">Layer {s.layer}</a></th>'
+                    f'<td>{s.labelled} of {s.pages}</td><td class="atlas-layer-words">{words}'
+                    "</td></tr>")
+    method = urls.relative(labels.METHOD_ANCHOR, here)
+    return (
+        "## Words by layer\n\n"
+        "<p>Each unit's <b>label</b> is the concept that describes it best (CLIP-Dissect, "
+        f'SoftWPMI: see <a href="{method}">Method</a>); labels by '
+        f"<code>{text(atlas.labeler)}</code>. Each layer's most common labels, with how many of "
+        "its units each labels, show in words how features specialize from early to late "
+        'layers. <a href="words/">Search by word</a> finds the units of any concept.</p>\n\n'
+        '<table class="atlas-words-table" data-search-exclude><thead><tr><th>layer</th>'
+        "<th>labelled</th><th>most common labels (units)</th></tr></thead><tbody>\n"
+        + "\n".join(rows) + "\n</tbody></table>\n\n"
+    )
 
 
 def model_page(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
@@ -166,7 +217,40 @@ def model_page(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
         + "## Layers, early to late\n\n"
         + "Each row shows the layer's units with the highest dataset activation "
           "(or visualization objective when the layer has no dataset index).\n\n"
-        + '<div class="atlas-strips" data-search-exclude>\n' + "\n".join(rows) + "\n</div>\n"
+        + '<div class="atlas-strips" data-search-exclude>\n' + "\n".join(rows) + "\n</div>\n\n"
+        + (words_by_layer(atlas, summaries) if atlas.label_info is not None else "")
+    )
+
+
+def words_page(atlas: AtlasView, summaries: list[LayerSummary], n_common: int = 40) -> str:
+    """The search-by-word page: a text field (assets/atlas.js fetches the word index) and,
+    to start from, the model's most common labels."""
+    here = urls.words_dir(atlas.slug)
+    totals: dict[str, int] = {}
+    for s in summaries:  # common words of each layer; a sum over layers, enough to start from
+        for concept, n in s.words:
+            totals[concept] = totals.get(concept, 0) + n
+    common = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n_common]
+    links = " · ".join(_word_link(c, n, here, atlas.slug) for c, n in common)
+    base = urls.relative("", here)
+    method = urls.relative(labels.METHOD_ANCHOR, here)
+    return (
+        front_matter({"title": f"{atlas.slug} · search by word", "model": atlas.slug})
+        + f"\n<p>Find the units of <b>{text(atlas.model)}</b> that a word labels: every unit "
+          "whose top concepts hold it, ranked by SoftWPMI score. A unit's label is its best "
+          f'concept (CLIP-Dissect; <a href="{method}">how labels are made</a>); labels by '
+          f"<code>{text(labels.labeler_line(atlas.label_info))}</code>.</p>\n\n"
+        + f'<form class="atlas-words" role="search" autocomplete="off" data-base="{attr(base)}" '
+          f'data-model="{attr(atlas.slug)}">\n'
+          '<input type="search" name="word" class="atlas-words-input" '
+          'placeholder="A word: stripes, wheel, dog…" aria-label="Search units by word">\n'
+          '<output class="atlas-words-msg" aria-live="polite"></output>\n'
+          "</form>\n\n"
+        + '<div class="atlas-words-suggest"></div>\n\n'
+        + '<div class="atlas-words-results" data-search-exclude></div>\n\n'
+        + '<p><button type="button" class="atlas-words-more" hidden>Show more</button></p>\n\n'
+        + (f'<p class="atlas-words-common" data-search-exclude>Common labels: {links}</p>\n'
+           if links else "")
     )
 
 

@@ -3,7 +3,10 @@
 - ``models.json`` at the site root: every model's layers and which units have pages, for the
   ``layer/unit`` jump box on every page;
 - ``<slug>/classes.json``: for every dataset class, the units that rank it among their top
-  classes (by mean activation over the class), for "find units by class name".
+  classes (by mean activation over the class), for "find units by class name";
+- ``<slug>/words/w<n>.json``: the word index, for "search by word": every concept of every
+  labelled unit's top concepts, with its units ranked by score, in shards of about
+  ``SHARD_ENTRIES`` entries that ``models.json`` lists (``WordIndex``).
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from pipeline.pages import urls
 from pipeline.pages.data import AtlasView, LayerView
 from pipeline.pages.overview import LayerSummary
 from pipeline.pages.urls import SITE_FORMAT_VERSION
 
+SHARD_ENTRIES = 4096  # (concept, unit) entries per word shard: about 80 KiB of JSON, 25 gzipped
 
-def models_index(atlases: list[tuple[AtlasView, list[LayerSummary], dict[int, list[int]]]]
-                 ) -> dict[str, Any]:
-    """The jump index: per model, per layer, the unit count and (if sparse) the paged units."""
+Models = list[tuple[AtlasView, list[LayerSummary], dict[int, list[int]], dict | None]]
+
+
+def models_index(atlases: Models) -> dict[str, Any]:
+    """The jump index: per model, per layer, the unit count and (if sparse) the paged units;
+    ``classes``: the class index's URL; ``words``: the word index (``WordIndex.meta``)."""
     models = []
-    for atlas, summaries, units_by_layer in atlases:
+    for atlas, summaries, units_by_layer, words in atlases:
         layers = []
         for s in summaries:
             units = units_by_layer[s.layer]
@@ -30,7 +38,8 @@ def models_index(atlases: list[tuple[AtlasView, list[LayerSummary], dict[int, li
         models.append({"name": atlas.model, "slug": atlas.slug, "weights": atlas.weights,
                        "layers": layers,
                        "classes": None if atlas.examples is None
-                       or atlas.examples.class_names is None else f"{atlas.slug}/classes.json"})
+                       or atlas.examples.class_names is None else f"{atlas.slug}/classes.json",
+                       "words": words})
     return {"format_version": SITE_FORMAT_VERSION, "models": models}
 
 
@@ -61,3 +70,110 @@ class ClassIndex:
             ranked = sorted(self.units.get(c, []), key=lambda t: -t[0])
             units.append([v for _, layer, unit in ranked for v in (layer, unit)])
         return {"format_version": SITE_FORMAT_VERSION, "classes": self.names, "units": units}
+
+
+def word_key(concept: str) -> str:
+    """The key a concept is looked up by: lower case (the browser's ``toLowerCase``)."""
+    return concept.lower()
+
+
+def _js_order(key: str) -> bytes:
+    """Sort key giving JavaScript's string order (UTF-16 code units), so that the browser can
+    compare its query with a shard's first and last keys."""
+    return key.encode("utf-16-be")
+
+
+def _round(score: float | None) -> float | None:
+    return None if score is None else float(f"{score:.4g}")
+
+
+WordEntry = tuple[str, int, int, float | None, int, int]  # concept, layer, unit, score, rank, thumb
+
+
+class WordIndex:
+    """Accumulates ``concept -> [(layer, unit, score, rank, thumb)]`` over layers and writes it
+    as range shards: concepts sorted by ``word_key`` (in JavaScript's order) and cut into
+    consecutive shards of about ``shard_entries`` entries, so that a word or a prefix is found
+    by comparing it with each shard's first and last key, and one or two shards are fetched.
+    A concept with more entries than fit continues in the next shards (its best first), so no
+    shard grows with the atlas.
+
+    ``rank``: 1 if the concept is the unit's label (its best concept), 2 for its second, ...;
+    ``thumb``: index into ``thumbs`` (the visualization file beside the feature page) or -1.
+    """
+
+    def __init__(self, thumbs: list[str], shard_entries: int | None = None):
+        self.thumbs = thumbs
+        self.shard_entries = max(1, shard_entries or SHARD_ENTRIES)
+        self.units: dict[str, list[tuple[float | None, int, int, int, int]]] = defaultdict(list)
+        self.labelled: set[tuple[int, int]] = set()
+
+    @staticmethod
+    def entries(view: LayerView, thumbs: list[str]) -> list[WordEntry]:
+        """Every concept of every labelled unit of ``view`` that has a page."""
+        out = []
+        for unit in view.labelled:
+            thumb = view.thumbnail(unit)
+            t = thumbs.index(thumb) if thumb in thumbs else -1
+            for rank, c in enumerate(view.concepts(unit), 1):
+                out.append((c["concept"], view.layer, unit, c["score"], rank, t))
+        return out
+
+    def extend(self, entries: list[WordEntry]) -> None:
+        for concept, layer, unit, score, rank, thumb in entries:
+            self.units[concept].append((score, layer, unit, rank, thumb))
+            self.labelled.add((layer, unit))
+
+    def __len__(self) -> int:
+        return sum(map(len, self.units.values()))
+
+    def ranked(self, concept: str) -> list[list]:
+        """``[[layer, unit, score, rank, thumb], ...]`` of ``concept``, highest score first
+        (ties by layer and unit; units without a score last)."""
+        found = sorted(self.units.get(concept, []),
+                       key=lambda e: (e[0] is None, -(e[0] or 0.0), e[1], e[2]))
+        return [[layer, unit, _round(score), rank, thumb]
+                for score, layer, unit, rank, thumb in found]
+
+    def shards(self) -> list[dict[str, Any]]:
+        """The shards: ``{"format_version", "first", "last", "words": {concept: ranked
+        entries}, "split": {concept: [offset, total]}}`` (``split``: the concepts continued
+        from or into another shard, with the rank of their first entry here and their count)."""
+        by_key: dict[str, list[str]] = defaultdict(list)
+        for concept in self.units:
+            by_key[word_key(concept)].append(concept)
+        out: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None
+        for key in sorted(by_key, key=_js_order):
+            for concept in sorted(by_key[key], key=_js_order):
+                ranked, offset = self.ranked(concept), 0
+                while offset < len(ranked):
+                    if current is None or current["n"] >= self.shard_entries:
+                        current = {"format_version": SITE_FORMAT_VERSION, "first": key,
+                                   "last": key, "words": {}, "split": {}, "n": 0}
+                        out.append(current)
+                    take = ranked[offset:offset + self.shard_entries - current["n"]]
+                    current["words"][concept] = take
+                    if offset > 0 or len(take) < len(ranked):
+                        current["split"][concept] = [offset, len(ranked)]
+                    current["last"] = key
+                    current["n"] += len(take)
+                    offset += len(take)
+        for shard in out:
+            del shard["n"]
+        return out
+
+    def meta(self, slug: str, shards: list[dict[str, Any]], labeler: str | None
+             ) -> dict[str, Any]:
+        """``models.json``'s ``words`` of the model: the search page, the labeler, counts, the
+        thumbnails' file names and the shards as ``[url, first key, last key, entries]``."""
+        return {
+            "page": urls.words_dir(slug) + "/",
+            "labeler": labeler,
+            "concepts": len(self.units),
+            "units": len(self.labelled),
+            "entries": len(self),
+            "thumbs": self.thumbs,
+            "shards": [[urls.word_shard(slug, i), s["first"], s["last"],
+                        sum(map(len, s["words"].values()))] for i, s in enumerate(shards)],
+        }

@@ -1,10 +1,12 @@
 /*
  * ViT Feature Atlas: the little interactivity the static pages need.
- * - jump box (every page): "layer/unit" → feature page; other text → units by class name
+ * - jump box (every page): "layer/unit" → feature page; other text → the units a word labels
+ *   (word index, with thumbnails) and units by class name
+ * - search-by-word page (<model>/words/): every unit a word labels, ranked by score
  * - feature pages: heatmap overlays painted from the page's quantized maps, legend, toggle,
  *   attribution-map toggle, keyboard shortcuts, absolute permalink in the Cite block (the
  *   recipe tabs need no script: radio inputs and labels)
- * - layer pages: filter the grid by unit number, top class or "only trusted"; sort it by unit,
+ * - layer pages: filter the grid by unit number, label, top class or "only trusted"; sort it by unit,
  *   times the best dataset example, or z-rank
  * Everything is fetched by relative URL; strings reach the DOM only through textContent.
  */
@@ -44,12 +46,108 @@
     return null;
   }
 
+  /* ---- words: the word index (models.json's "words": shards of {concept: entries}) ---- */
+  // An entry is [layer, unit, score, rank, thumb]: rank 1 = the concept is the unit's label,
+  // thumb = index into words.thumbs (-1: no visualization). Shards hold consecutive key
+  // ranges (key = lower case, in JavaScript's string order); a concept may continue from one
+  // shard into the next, its best entries first ("split": {concept: [offset, total]}).
+  function hasOwn(o, k) { return Object.prototype.hasOwnProperty.call(o, k); }
+  function wordKey(s) { return String(s).toLowerCase(); }
+
+  function Words(base, model) {
+    this.base = base;
+    this.model = model;
+    this.index = model.words;
+  }
+  // shard numbers whose range holds key (exact) or meets the prefix range [key, key + U+FFFF]
+  Words.prototype.shardsFor = function (key, exact) {
+    var out = [];
+    this.index.shards.forEach(function (s, i) {
+      if (exact ? s[1] <= key && key <= s[2] : s[1] <= key + "\uffff" && s[2] >= key) out.push(i);
+    });
+    return out;
+  };
+  Words.prototype.shard = function (i) {
+    return getJSON(join(this.base, this.index.shards[i][0]));
+  };
+  // The words that start with q, the exact ones first, then by units: [{concept, total,
+  // entries, seen: {shard: true}}] (entries: what the fetched shards hold, best first).
+  Words.prototype.lookup = function (q, maxShards) {
+    var self = this, key = wordKey(q.trim());
+    var numbers = this.shardsFor(key, false).slice(0, maxShards || 3);
+    return Promise.all(numbers.map(function (i) { return self.shard(i); })).then(function (shards) {
+      var found = new Map();
+      shards.forEach(function (shard, j) {
+        Object.keys(shard.words).forEach(function (c) {
+          if (wordKey(c).indexOf(key) !== 0) return;
+          if (!found.has(c)) found.set(c, { concept: c, total: 0, entries: [], seen: {} });
+          self.add(found.get(c), shard, numbers[j]);
+        });
+      });
+      return Array.from(found.values()).sort(function (a, b) {
+        var ea = wordKey(a.concept) === key, eb = wordKey(b.concept) === key;
+        if (ea !== eb) return ea ? -1 : 1;
+        return b.total - a.total || (a.concept < b.concept ? -1 : a.concept > b.concept ? 1 : 0);
+      });
+    });
+  };
+  Words.prototype.add = function (word, shard, number) {
+    var c = word.concept, split = hasOwn(shard.split, c) ? shard.split[c] : null;
+    word.seen[number] = true;
+    word.total = split ? split[1] : shard.words[c].length;
+    if ((split ? split[0] : 0) === word.entries.length) word.entries = word.entries.concat(shard.words[c]);
+  };
+  // Fetch the next shards that continue `word` until it has n entries (or all it has).
+  Words.prototype.more = function (word, n) {
+    var self = this;
+    if (word.entries.length >= Math.min(n, word.total)) return Promise.resolve(word);
+    var next = this.shardsFor(wordKey(word.concept), true).filter(function (i) { return !word.seen[i]; })[0];
+    if (next === undefined) return Promise.resolve(word);
+    return this.shard(next).then(function (shard) {
+      if (hasOwn(shard.words, word.concept)) self.add(word, shard, next);
+      else word.seen[next] = true;
+      return self.more(word, n);
+    });
+  };
+  Words.prototype.unitUrl = function (e) {
+    return join(this.base, this.model.slug + "/" + e[0] + "/" + e[1] + "/");
+  };
+  Words.prototype.pageUrl = function (concept) {
+    return join(this.base, this.index.page) + "?word=" + encodeURIComponent(concept);
+  };
+  // One result: the unit's visualization (or a placeholder), layer/unit, score and rank.
+  Words.prototype.hit = function (e, px) {
+    var a = el("a", "atlas-word-hit");
+    a.href = this.unitUrl(e);
+    var name = "layer " + e[0] + " unit " + e[1];
+    a.title = name;
+    var thumb = e[4] >= 0 ? this.index.thumbs[e[4]] : null;
+    if (thumb) {
+      var img = el("img");
+      img.src = this.unitUrl(e) + thumb;
+      img.alt = name;
+      img.loading = "lazy";
+      img.width = img.height = px;
+      a.appendChild(img);
+    } else {
+      a.appendChild(el("span", "atlas-novis", "no image"));
+    }
+    a.appendChild(el("span", "atlas-word-hit-unit", "L" + e[0] + " · U" + e[1]));
+    a.appendChild(el("small", null, (e[2] === null ? "–" : String(e[2])) + (e[3] === 1 ? " · label" : " · #" + e[3])));
+    return a;
+  };
+
+  function wordsFor(base, index, slug) {
+    var model = pickModel(index, slug);
+    return model && model.words ? new Words(base, model) : null;
+  }
+
   function setupJump(form) {
     var base = form.getAttribute("data-base") || ".";
     var input = form.querySelector("input[name=q]");
     var msg = form.querySelector(".atlas-jump-msg");
     var list = form.querySelector(".atlas-jump-results");
-    var timer = null;
+    var timer = null, asked = 0;
     var models = function () { return getJSON(join(base, "models.json")); };
 
     function say(text) { msg.textContent = text || ""; }
@@ -73,6 +171,14 @@
       });
     }
 
+    function searchWords(q) {
+      return models().then(function (index) {
+        var words = wordsFor(base, index, form.getAttribute("data-model"));
+        if (!words) return { words: null, hits: [] };
+        return words.lookup(q, 3).then(function (hits) { return { words: words, hits: hits }; });
+      });
+    }
+
     function searchClasses(q) {
       return models().then(function (index) {
         var model = pickModel(index, form.getAttribute("data-model"));
@@ -87,12 +193,37 @@
       });
     }
 
+    function showWords(res) {
+      if (!res.hits.length) return;
+      var w = res.hits[0], words = res.words;
+      var li = el("li", "atlas-jump-word");
+      var head = el("div", "atlas-jump-word-head");
+      head.appendChild(el("b", null, w.concept));
+      head.appendChild(el("span", null, " labels " + w.total + " unit" + (w.total === 1 ? "" : "s") + " "));
+      var all = el("a", "atlas-jump-word-all", "all on the word page ›");
+      all.href = words.pageUrl(w.concept);
+      head.appendChild(all);
+      li.appendChild(head);
+      var hits = el("div", "atlas-word-hits");
+      w.entries.slice(0, 8).forEach(function (e) { hits.appendChild(words.hit(e, 48)); });
+      li.appendChild(hits);
+      list.appendChild(li);
+      if (res.hits.length > 1) {
+        var other = el("li", "atlas-jump-words-other", "Other words: ");
+        res.hits.slice(1, 9).forEach(function (o, i) {
+          var a = el("a", null, o.concept);
+          a.href = words.pageUrl(o.concept);
+          if (i) other.appendChild(document.createTextNode(" · "));
+          other.appendChild(a);
+          other.appendChild(el("small", null, " " + o.total));
+        });
+        list.appendChild(other);
+      }
+    }
+
     function showClasses(res) {
-      clear();
-      if (!res.hits.length) { say("No class matches."); return; }
-      say("");
       res.hits.forEach(function (c) {
-        var li = el("li");
+        var li = el("li", "atlas-jump-class");
         li.appendChild(el("strong", null, res.index.classes[c]));
         var units = res.index.units[c] || [];
         if (!units.length) li.appendChild(el("span", null, " – no unit ranks it first"));
@@ -104,31 +235,119 @@
         }
         list.appendChild(li);
       });
-      list.hidden = false;
+    }
+
+    // words and classes that match q; resolves to {words, classes} once both are shown
+    function search(q) {
+      var mine = ++asked;
+      var none = function () { return { hits: [] }; };
+      return Promise.all([searchWords(q).catch(none), searchClasses(q).catch(none)]).then(function (r) {
+        if (mine !== asked) return null;
+        clear();
+        showWords(r[0]);
+        showClasses(r[1]);
+        var any = r[0].hits.length || r[1].hits.length;
+        say(any ? "" : "No word or class matches.");
+        list.hidden = !any;
+        return { words: r[0], classes: r[1] };
+      });
     }
 
     input.addEventListener("input", function () {
       clearTimeout(timer);
       var q = input.value.trim();
-      if (q.length < 2 || JUMP.test(q) || /^\d+$/.test(q)) { clear(); say(""); return; }
-      timer = setTimeout(function () {
-        searchClasses(q).then(showClasses).catch(function () { say("Class search unavailable."); });
-      }, 150);
+      if (q.length < 2 || JUMP.test(q) || /^\d+$/.test(q)) { asked++; clear(); say(""); return; }
+      timer = setTimeout(function () { search(q); }, 150);
     });
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
+      clearTimeout(timer);
       var q = input.value.trim();
       if (!q) return;
       resolve(q).then(function (r) {
         if (r && r.url) { window.location.href = r.url; return; }
         if (r && r.error) { say(r.error); return; }
-        return searchClasses(q).then(function (res) {
-          showClasses(res);
-          var first = list.querySelector("a");
+        return search(q).then(function (res) {
+          if (!res) return;
+          if (res.words.hits.length) { window.location.href = res.words.words.pageUrl(res.words.hits[0].concept); return; }
+          var first = list.querySelector(".atlas-jump-class a");
           if (first) window.location.href = first.href;
         });
       }).catch(function () { say("No atlas index found on this site."); });
     });
+  }
+
+  /* ---- search-by-word page --------------------------------------------------------------- */
+  var WORD_PAGE = 48;  // results shown at first, and added by "Show more"
+  function setupWords(form) {
+    var base = form.getAttribute("data-base") || ".";
+    var input = form.querySelector("input[name=word]");
+    var msg = form.querySelector(".atlas-words-msg");
+    var suggest = document.querySelector(".atlas-words-suggest");
+    var results = document.querySelector(".atlas-words-results");
+    var more = document.querySelector(".atlas-words-more");
+    var timer = null, asked = 0, current = null, shown = 0, words = null;
+
+    function say(text) { msg.textContent = text || ""; }
+    function reset() {
+      suggest.textContent = ""; results.textContent = ""; more.hidden = true; current = null; shown = 0;
+    }
+    function render(n) {
+      var w = current;
+      return words.more(w, n).then(function () {
+        if (w !== current) return;
+        w.entries.slice(shown, n).forEach(function (e) { results.appendChild(words.hit(e, 96)); });
+        shown = Math.min(n, w.entries.length);
+        more.hidden = shown >= w.total;
+        say(w.total + " unit" + (w.total === 1 ? "" : "s") + " with “" + w.concept + "” among their top concepts, best score first" +
+            (shown < w.total ? " (" + shown + " shown)" : "") + ".");
+      });
+    }
+    function pick(w) {
+      current = w; shown = 0; results.textContent = "";
+      return render(WORD_PAGE);
+    }
+    function run(q, push) {
+      var mine = ++asked;
+      if (push && window.history && window.history.replaceState) {
+        var url = new URL(window.location.href);
+        if (q) url.searchParams.set("word", q); else url.searchParams.delete("word");
+        try { window.history.replaceState(null, "", url.href); } catch (e) { /* file:// */ }
+      }
+      if (!q) { reset(); say(""); return Promise.resolve(); }
+      return getJSON(join(base, "models.json")).then(function (index) {
+        words = wordsFor(base, index, form.getAttribute("data-model"));
+        if (!words) { reset(); say("This atlas has no labels."); return; }
+        return words.lookup(q, 3).then(function (hits) {
+          if (mine !== asked) return;
+          reset();
+          if (!hits.length) { say("No concept starts with “" + q + "”."); return; }
+          hits.slice(0, 24).forEach(function (w, i) {
+            var b = el("button", "atlas-words-choice", w.concept);
+            b.type = "button";
+            b.appendChild(el("small", null, " " + w.total));
+            b.setAttribute("aria-pressed", i === 0 ? "true" : "false");
+            b.addEventListener("click", function () {
+              suggest.querySelectorAll("button").forEach(function (o) { o.setAttribute("aria-pressed", "false"); });
+              b.setAttribute("aria-pressed", "true");
+              pick(w);
+            });
+            suggest.appendChild(b);
+          });
+          return pick(hits[0]);
+        });
+      }).catch(function () { if (mine === asked) { reset(); say("The word index is unavailable."); } });
+    }
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault(); clearTimeout(timer); run(input.value.trim(), true);
+    });
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () { run(input.value.trim(), true); }, 150);
+    });
+    more.addEventListener("click", function () { if (current) render(shown + WORD_PAGE); });
+    var q = new URLSearchParams(window.location.search).get("word");
+    if (q) { input.value = q; run(q, false); }
   }
 
   /* ---- heatmaps ------------------------------------------------------------------------ */
@@ -249,7 +468,8 @@
   }
 
   /* ---- layer page: filter and sort ------------------------------------------------------ */
-  // Cells carry data-u (unit), data-c (top classes, one per line) and, where fidelity was
+  // Cells carry data-u (unit), data-c (top classes, one per line), data-w (top concepts, one
+  // per line, when labelled) and, where fidelity was
   // measured, data-v (times the best dataset example), data-r (z-rank) and data-t (trusted).
   function setupGrid(grid) {
     var input = document.querySelector(".atlas-filter-input");
@@ -263,6 +483,7 @@
     }
     var rows = cells.map(function (a) {
       return { a: a, u: a.getAttribute("data-u"), c: (a.getAttribute("data-c") || "").toLowerCase(),
+               w: (a.getAttribute("data-w") || "").toLowerCase(),
                v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1" };
     });
     var KEYS = {  // sort keys: smaller first; units without the value go last
@@ -279,7 +500,7 @@
         if (!q) ok = true;
         else if (range) ok = +u >= +range[1] && +u <= +range[2];
         else if (/^\d+$/.test(q)) ok = u.indexOf(q) === 0;
-        else ok = row.c.indexOf(q) >= 0;
+        else ok = row.c.indexOf(q) >= 0 || row.w.indexOf(q) >= 0;
         if (only && !row.t) ok = false;
         row.a.hidden = !ok;
         if (ok) shown++;
@@ -307,6 +528,7 @@
 
   function init() {
     document.querySelectorAll("form.atlas-jump").forEach(setupJump);
+    document.querySelectorAll("form.atlas-words").forEach(setupWords);
     document.querySelectorAll(".atlas-grid").forEach(setupGrid);
     if (document.body.classList.contains("atlas-feature-page")) {
       setupHeatmaps();
