@@ -88,7 +88,8 @@ def ffn_layer(model: nn.Module, layer: str | nn.Module, spec: ModelSpec, *,
               prefix_tokens: int | None = None) -> FFNLayer:
     """Describe the activation module ``layer`` (a path such as ``"blocks.4.mlp.act"`` or the
     module itself) by one forward: its units, token grid and prefix tokens (``prefix_tokens``,
-    else the model's ``num_prefix_tokens``, else 0). Its index is its position among the
+    else the registry's rule when ``spec.name`` is in a supported family, else the model's
+    ``num_prefix_tokens``, else 0). Its index is its position among the
     model's FFN activations in forward order, as in an atlas."""
     path = _module_path(model, layer)
     modules = dict(model.named_modules())
@@ -108,8 +109,8 @@ def ffn_layer(model: nn.Module, layer: str | nn.Module, spec: ModelSpec, *,
     if len(shape) == 4:
         prefix, grid = 0, (shape[1], shape[2])
     elif len(shape) == 3:
-        prefix = int(getattr(model, "num_prefix_tokens", 0) if prefix_tokens is None
-                     else prefix_tokens)
+        prefix = _prefix_tokens(model, path, spec.name) if prefix_tokens is None \
+            else int(prefix_tokens)
         grid = _grid(shape[1] - prefix, spec.input_size[1], spec.input_size[2])
         if grid is None:
             raise ValueError(f"cannot lay {shape[1]} tokens of {path!r} ({prefix} prefix "
@@ -119,6 +120,18 @@ def ffn_layer(model: nn.Module, layer: str | nn.Module, spec: ModelSpec, *,
     index = ffn_order.index(path) if path in ffn_order else 0
     return FFNLayer(index=index, module=path, call=0, stage=0, prefix_tokens=prefix,
                     grid=tuple(grid), units=shape[-1])
+
+
+def _prefix_tokens(model: nn.Module, path: str, name: str) -> int:
+    """The registry's rule for a supported family (ConViT's differ by block), else the
+    model's ``num_prefix_tokens``, else 0."""
+    from pipeline.errors import AtlasError
+    from pipeline.models.registry import family_of
+
+    try:
+        return int(family_of(name).prefix_tokens(model, path))
+    except AtlasError:
+        return int(getattr(model, "num_prefix_tokens", 0))
 
 
 def _device(model: nn.Module, device: torch.device | str | None) -> torch.device:

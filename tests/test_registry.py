@@ -8,6 +8,7 @@ import torch
 from pipeline.capture import LayerCapture
 from pipeline.errors import AtlasError
 from pipeline.models import create_model, family_of, spec_for
+from pipeline.models.registry import supported_families
 
 
 def _spec(name, **kwargs):
@@ -156,3 +157,22 @@ def test_random_weights_are_seeded():
     c = create_model("vit_tiny_patch16_224", "random", {"depth": 1}, seed=4)
     wa, wb, wc = (m.blocks[0].mlp.fc1.weight for m in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+@pytest.mark.parametrize("family", sorted(supported_families()))
+def test_every_family_described_alike_by_registry_and_front_door(family):
+    """Driven by the registry: each family's example model has consistent layers, and
+    ``pipeline.api.ffn_layer`` (what ``render`` uses on any module) agrees with the registry
+    on every layer's index, units, grid and prefix tokens."""
+    from pipeline.api import describe_model, ffn_layer
+
+    name = supported_families()[family].example
+    assert family_of(name).name == family
+    model, spec = _spec(name)
+    _assert_consistent(model, spec)
+    generic = describe_model(model, name=name)
+    firsts = [layer for layer in spec.layers if layer.call == 0]  # CoaT: a module's first
+    for layer in {firsts[0].index: firsts[0], firsts[-1].index: firsts[-1]}.values():
+        found = ffn_layer(model, layer.module, generic)
+        assert (found.index, found.units, found.grid, found.prefix_tokens) == (
+            layer.index, layer.units, layer.grid, layer.prefix_tokens), layer.module

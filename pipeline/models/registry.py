@@ -34,6 +34,7 @@ class Family:
     prefix_tokens: PrefixRule
     stage: StageRule  # (module path, call) -> stage index
     notes: str = ""
+    example: str = ""  # a small model of the family (tests and docs run one per family)
 
 
 def _model_prefix(model: nn.Module, path: str) -> int:
@@ -79,17 +80,23 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         Family("clip-vit", ("vit_*_clip_*",), _model_prefix, _stage_none,
-               "OpenAI weights need the *_clip_quickgelu_* names"),
-        Family("vit", ("vit_*",), _model_prefix, _stage_none, "1 CLS token"),
+               "OpenAI weights need the *_clip_quickgelu_* names",
+               "vit_base_patch32_clip_quickgelu_224"),
+        Family("vit", ("vit_*",), _model_prefix, _stage_none, "1 CLS token",
+               "vit_tiny_patch16_224"),
         Family("deit", ("deit_*", "deit3_*"), _model_prefix, _stage_none,
-               "distilled models have 2 prefix tokens"),
+               "distilled models have 2 prefix tokens", "deit_tiny_distilled_patch16_224"),
         Family("coat", ("coat_*",), _one_prefix, _coat_stage,
-               "parallel blocks share one mlp across 3 scales: one layer per scale"),
+               "parallel blocks share one mlp across 3 scales: one layer per scale",
+               "coat_tiny"),
         Family("convit", ("convit_*",), _convit_prefix, _stage_none,
-               "no CLS token before local_up_to_layer"),
-        Family("pit", ("pit_*",), _pit_prefix, _stage_from_part(1), "grid shrinks per stage"),
-        Family("swin", ("swin_*",), _no_prefix, _stage_from_part(1), "no CLS; grid per stage"),
-        Family("twins", ("twins_*",), _no_prefix, _stage_from_part(1), "no CLS; grid per stage"),
+               "no CLS token before local_up_to_layer", "convit_tiny"),
+        Family("pit", ("pit_*",), _pit_prefix, _stage_from_part(1), "grid shrinks per stage",
+               "pit_ti_distilled_224"),
+        Family("swin", ("swin_*",), _no_prefix, _stage_from_part(1), "no CLS; grid per stage",
+               "swin_tiny_patch4_window7_224"),
+        Family("twins", ("twins_*",), _no_prefix, _stage_from_part(1), "no CLS; grid per stage",
+               "twins_svt_small"),
     ]
 }
 
