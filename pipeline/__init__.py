@@ -5,6 +5,7 @@ From Python (see the README's "From Python")::
     import pipeline
     images, activations = pipeline.render(model, "blocks.4.mlp.act", [0, 1, 2], recipe="fast")
     top = pipeline.index_topk(model, ["blocks.4.mlp.act"], loader, k=16)
+    record = pipeline.open("atlas-demo").feature(3, 17)   # what feature.json holds
 
 Names are imported on first use, so ``import pipeline`` stays cheap (no torch).
 """
@@ -12,8 +13,8 @@ Names are imported on first use, so ``import pipeline`` stays cheap (no torch).
 __version__ = "0.2.0"
 ATLAS_VERSION = __version__
 
-__all__ = ["ATLAS_VERSION", "LayerTopK", "__version__", "describe_model", "ffn_layer",
-           "frozen", "index_topk", "render"]
+__all__ = ["ATLAS_VERSION", "Atlas", "LayerTopK", "__version__", "describe_model",
+           "ffn_layer", "frozen", "index_topk", "open", "render"]
 
 _API = {"render", "index_topk", "describe_model", "ffn_layer", "frozen", "LayerTopK"}
 
@@ -23,4 +24,8 @@ def __getattr__(name: str):
         from pipeline import api
 
         return getattr(api, name)
+    if name in ("open", "Atlas"):
+        from pipeline import reader
+
+        return getattr(reader, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
