@@ -109,6 +109,78 @@ def test_probe_profiles_equal_brute_force(synthetic_run, tmp_path):
     np.testing.assert_allclose(probe.scores(), scores[0][:25], atol=2e-3, rtol=1e-3)
 
 
+def assert_same_quantiles(a, b, share: float = 0.97) -> None:
+    """Two indexes chose the same quantile examples: the same intervals, and the same
+    examples in all but the few intervals where float error moved a score across an edge."""
+    np.testing.assert_allclose(a.quantile_edges, b.quantile_edges, rtol=1e-6, equal_nan=True)
+    same = (a.quantile_ids == b.quantile_ids).all(axis=-1)
+    assert same.mean() >= share, same.mean()
+    np.testing.assert_allclose(a.quantile_scores[same], b.quantile_scores[same], atol=1e-5)
+    np.testing.assert_allclose(a.quantile_maps[same], b.quantile_maps[same], atol=1e-4)
+
+
+def test_quantile_examples_lie_in_their_intervals_and_equal_brute_force(synthetic_run):
+    """Up to 8 intervals of whole histogram bins from the mean's bin to the max's; in each,
+    the 4 examples with the smallest hash of their number, by decreasing score."""
+    from pipeline.index.quantiles import brute_force_quantiles, example_key
+
+    run = synthetic_run
+    scores, _, _ = brute_force_scores(run)
+    ex = load_examples(run.store)
+    for index, full in scores.items():
+        li = load_layer_index(run.store, index)
+        units = full.shape[1]
+        assert li.quantile_edges.shape == (units, 9) and li.quantile_ids.shape == (units, 8, 4)
+        assert li.quantile_maps.shape == (units, 8, 4, *run.spec.layers[index].grid)
+        edges = li.quantile_edges
+        count = (~np.isnan(edges)).sum(1) - 1  # intervals per unit
+        assert (count >= 1).all() and (count <= 8).all() and (count == 8).mean() > 0.5
+        last = edges[np.arange(units), count]
+        assert (edges[:, 0] <= li.mean).all() and (last > li.max).all()
+        assert (np.nanmax(np.diff(edges, axis=1), axis=1) > 0).all()
+        # bins of the histogram, never wider than 1/8 of [mean, max] plus two bins
+        width = li.hist_edges[:, 1] - li.hist_edges[:, 0]
+        assert (edges[:, 1] - edges[:, 0] <= (li.max - li.mean) / 8 + 2 * width + 1e-6).all()
+        ids, got = li.quantile_ids, li.quantile_scores
+        filled = ids >= 0
+        # every example lies in its interval (by the scan's score; brute force within 1e-5)
+        lo, hi = edges[:, :-1, None], edges[:, 1:, None]
+        lo, hi = np.broadcast_to(lo, ids.shape)[filled], np.broadcast_to(hi, ids.shape)[filled]
+        assert (got[filled] >= lo).all() and (got[filled] < hi).all()
+        rows = np.broadcast_to(np.arange(units)[:, None, None], ids.shape)[filled]
+        brute = full[ids[filled], rows]
+        np.testing.assert_allclose(got[filled], brute, atol=1e-5)
+        assert (np.diff(np.where(filled, got, -1e30), axis=-1) <= 0).all()
+        assert np.isneginf(got[~filled]).all()
+        np.testing.assert_allclose(li.quantile_maps.mean(axis=(-2, -1))[filled], got[filled],
+                                   atol=1e-5)
+        # the same choice as brute force (as sets; an interval differs only where some score
+        # lies within float error of one of its edges)
+        want = brute_force_quantiles(full, edges, 4)
+        keys = example_key(np.arange(len(full)))
+        for u in range(units):
+            for j in range(count[u]):
+                a = set(ids[u, j][ids[u, j] >= 0].tolist())
+                b = set(want[u, j][want[u, j] >= 0].tolist())
+                if a != b:
+                    near = np.abs(full[:, u, None] - edges[u, [j, j + 1]]).min() < 1e-5
+                    assert near, (index, u, j, a, b)
+                    continue
+                inside = (full[:, u] >= edges[u, j]) & (full[:, u] < edges[u, j + 1])
+                assert len(a) == min(4, inside.sum())  # an interval may hold no example
+                if a:
+                    assert max(keys[list(a)]) <= np.sort(keys[inside])[len(a) - 1]
+        # thumbnails of every shown example
+        assert all(ex.thumb_path(int(n)) is not None for n in np.unique(ids[filled]))
+
+
+def test_quantiles_off(tmp_path):
+    run = tiny_run(tmp_path / "atlas", "synthetic:30", quantiles=0)
+    run_index(run)
+    li = load_layer_index(run.store, 0)
+    assert li.quantile_ids is None and li.quantiles(0) == [] and li.maps.shape[1] == 4
+
+
 def test_examples_and_thumbnails(synthetic_run):
     run = synthetic_run
     ex = load_examples(run.store)
@@ -146,6 +218,7 @@ def test_batch_size_and_workers_do_not_matter(synthetic_run, tmp_path):
     for index, li in _layers(other).items():
         assert_same_index(ref[index], li)
         assert np.abs(ref[index].hist_counts - li.hist_counts).sum(1).max() <= 2
+        assert_same_quantiles(ref[index], li)
     assert_same_probe(synthetic_run.store, other.store, synthetic_run.layers)
     a, b = load_examples(synthetic_run.store), load_examples(other.store)
     assert a.ids == b.ids and a.thumbs == b.thumbs
@@ -167,6 +240,9 @@ def test_resume_after_interruption_equals_uninterrupted(synthetic_run, tmp_path)
         np.testing.assert_allclose(li.mean, ref[index].mean, atol=1e-7)
         np.testing.assert_allclose(li.std, ref[index].std, atol=1e-7)
         np.testing.assert_array_equal(li.maps, ref[index].maps)
+        for name in ("edges", "ids", "scores", "maps"):
+            np.testing.assert_array_equal(getattr(li, f"quantile_{name}"),
+                                          getattr(ref[index], f"quantile_{name}"))
     assert_same_probe(synthetic_run.store, run.store, run.layers, atol=0)
     a = json.loads((index_dir(run.store) / "examples.json").read_text())
     b = json.loads((index_dir(synthetic_run.store) / "examples.json").read_text())
@@ -236,6 +312,7 @@ def test_kill_9_then_rerun_resumes(synthetic_run, tmp_path):
     ref_layers = _layers(ref)
     for index, li in _layers(run).items():
         assert_same_index(ref_layers[index], li)
+        assert_same_quantiles(ref_layers[index], li)
     assert load_examples(run.store).ids == load_examples(ref.store).ids
 
 

@@ -68,6 +68,15 @@ def test_two_processes_equal_one(tmp_path):
             np.testing.assert_array_equal(b.top_classes, a.top_classes)
             np.testing.assert_allclose(b.top_class_means, a.top_class_means, atol=1e-6)
             np.testing.assert_array_equal(b.units, a.units)
+            # quantile examples: the same intervals and (but where float error moved a score
+            # across an edge) the same examples, scores and maps
+            np.testing.assert_allclose(b.quantile_edges, a.quantile_edges, rtol=1e-6,
+                                       equal_nan=True)
+            same = (a.quantile_ids == b.quantile_ids).all(axis=-1)
+            assert same.mean() > 0.97
+            np.testing.assert_allclose(b.quantile_scores[same], a.quantile_scores[same],
+                                       atol=1e-6)
+            np.testing.assert_allclose(b.quantile_maps[same], a.quantile_maps[same], atol=1e-4)
         assert_same_probe(single.store, multi.store, single.layers, atol=1e-5)
         ea = json.loads((index_dir(single.store) / "examples.json").read_text())
         eb = json.loads((index_dir(multi.store) / "examples.json").read_text())

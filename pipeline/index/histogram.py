@@ -73,19 +73,27 @@ class StreamingHistogram:
         self._regrid(exp, origin)
         self.lo, self.hi = lo, hi
 
-    def add(self, scores: np.ndarray) -> None:
-        """Count ``scores`` ``(n, units)`` (finite float32)."""
-        if scores.shape[0] == 0:
-            return
-        lo, hi = scores.min(axis=0), scores.max(axis=0)
-        if (lo < self.lo).any() or (hi > self.hi).any():
-            self._grow(lo, hi)
+    def bins_of(self, scores: np.ndarray) -> np.ndarray:
+        """``(n, units)`` int64 bin of each score on the current grid (in range for scores
+        within [lo, hi])."""
         # x · 2**-e is exact in float32 and |x| / w < 2**(EDGE_BITS + 1): floor is exact too
         inv = np.ldexp(np.float32(1.0), -self.exp).astype(np.float32)
         idx = np.floor(np.asarray(scores, dtype=np.float32) * inv).astype(np.int64)
-        idx += self._offset - self.origin
-        self.counts += np.bincount(idx.ravel(), minlength=self.units * self.bins).reshape(
-            self.units, self.bins)
+        idx -= self.origin
+        return idx
+
+    def add(self, scores: np.ndarray) -> np.ndarray | None:
+        """Count ``scores`` ``(n, units)`` (finite float32); returns their bins
+        (``bins_of`` after the grid grew to hold them)."""
+        if scores.shape[0] == 0:
+            return None
+        lo, hi = scores.min(axis=0), scores.max(axis=0)
+        if (lo < self.lo).any() or (hi > self.hi).any():
+            self._grow(lo, hi)
+        idx = self.bins_of(scores)
+        self.counts += np.bincount((idx + self._offset).ravel(),
+                                   minlength=self.units * self.bins).reshape(self.units, self.bins)
+        return idx
 
     def edges(self) -> np.ndarray:
         """``(units, bins + 1)`` float32 bin edges."""

@@ -6,7 +6,7 @@ Files under ``DIR/index/``::
     examples.json       {"classes": [names] | null, "examples": [{"id", "label", "thumb"}],
                          "images_seen": n, "skipped": [{"id", "reason", "number"}],
                          "dataset", "split", "format_version", "fingerprint", "topk",
-                         "layers"}
+                         "quantiles", "quantile_k", "layers"}
                         (an example's position in "examples" is its example number; an
                         example that did not decode keeps its place, with "skipped": true)
                         Written last: its presence means the index is complete.
@@ -36,7 +36,7 @@ import numpy as np
 from pipeline.errors import AtlasError
 from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json
 
-INDEX_FORMAT = 3  # 2: per-unit std, image_stats.npz; 3: probe profiles
+INDEX_FORMAT = 4  # 2: per-unit std, image_stats.npz; 3: probe profiles; 4: quantile examples
 
 
 @dataclass
@@ -57,6 +57,13 @@ class LayerIndex:
     top_classes: np.ndarray  # (units, c) int64 classes with highest mean score; -1 = none
     top_class_means: np.ndarray  # (units, c) float32 their mean scores; 0 = none
     units: np.ndarray | None = None  # (units,) int64 channel of each row (None: 0..units-1)
+    # Quantile examples (``quantiles``; None when the index kept none): up to Q intervals
+    # [edges[j], edges[j+1]) of whole histogram bins from the bin holding the mean to the bin
+    # holding the max, and in each the k examples whose number has the smallest hash.
+    quantile_edges: np.ndarray | None = None  # (units, Q + 1) float32; NaN past the last
+    quantile_ids: np.ndarray | None = None  # (units, Q, k) int64, by decreasing score; -1 none
+    quantile_scores: np.ndarray | None = None  # (units, Q, k) float32; -inf = none
+    quantile_maps: np.ndarray | None = None  # (units, Q, k, rows, cols) float32 patch maps
 
     def unit_row(self, unit: int) -> int | None:
         """Row of channel ``unit`` in the arrays, or None if it was not indexed."""
@@ -69,6 +76,24 @@ class LayerIndex:
         """``(example number, score)`` of row ``row``'s filled slots, best first."""
         return [(int(i), float(s)) for i, s in zip(self.top_ids[row], self.top_scores[row],
                                                    strict=True) if i >= 0]
+
+    def quantiles(self, row: int) -> list[dict]:
+        """Row ``row``'s intervals: ``[{"interval": (lo, hi), "examples": [(number, score),
+        ...], "slots": [slot, ...]}]`` from the mean up, examples by decreasing score
+        (``slots`` index ``quantile_maps[row, j]``); empty without quantile examples."""
+        if self.quantile_edges is None:
+            return []
+        edges = self.quantile_edges[row]
+        out = []
+        for j in range(len(edges) - 1):
+            if np.isnan(edges[j + 1]):
+                break
+            ids, scores = self.quantile_ids[row, j], self.quantile_scores[row, j]
+            slots = [s for s in range(len(ids)) if ids[s] >= 0]
+            out.append({"interval": (float(edges[j]), float(edges[j + 1])),
+                        "examples": [(int(ids[s]), float(scores[s])) for s in slots],
+                        "slots": slots})
+        return out
 
 
 @dataclass

@@ -33,7 +33,7 @@ class Scanner:
     def __init__(self, model: nn.Module, layers: Sequence[FFNLayer],
                  units: dict[int, list[int]], k: int, device: torch.device,
                  num_classes: int = 0, overlap: bool | None = None,
-                 probe: ProbeLog | None = None):
+                 probe: ProbeLog | None = None, quantile_k: int = 0):
         self.model, self.layers, self.device = model, list(layers), device
         self.probe = probe  # receives the scores of the probe images, if given
         self.units = {layer.index: list(units[layer.index]) for layer in self.layers}
@@ -42,7 +42,8 @@ class Scanner:
             else torch.tensor(self.units[layer.index], device=device)
             for layer in self.layers
         }
-        self._stats = {layer.index: LayerStats(len(self.units[layer.index]), k, num_classes)
+        self._stats = {layer.index: LayerStats(len(self.units[layer.index]), k, num_classes,
+                                               quantile_k=quantile_k)
                        for layer in self.layers}
         self.overlap = device.type == "cuda" if overlap is None else overlap
         self._pool: ThreadPoolExecutor | None = None

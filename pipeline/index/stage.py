@@ -5,7 +5,11 @@
    dataset's image statistics (``ImageStats``: spectrum, colour). Checkpointed every
    ``checkpoint_every`` batches; a rerun resumes from there. Under torchrun each rank scans
    the examples ``n ≡ rank (mod world)`` and rank 0 merges the statistics exactly.
-2. Maps: re-read only the selected examples, record their patch maps and write thumbnails.
+   Each unit also keeps, per histogram bin, the ``--quantile-k`` examples of smallest hash
+   (``quantiles``): at the end, its quantile examples in up to ``--quantiles`` intervals
+   between its mean and max are chosen from them, exactly.
+2. Maps: re-read only the selected examples (top-k and quantile), record their patch maps
+   and write thumbnails.
 3. Write ``L{layer:03d}.npz`` per layer, ``image_stats.npz`` and the probe set's profiles
    (``probe/``: every unit's score over the first ``--probe-images`` examples, and a probe
    encoder's embeddings of them when one rides along: the labeler's image side), then
@@ -44,6 +48,7 @@ from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.maps import SlotTable, ThumbWriter, collect_maps, prepare_thumbs, thumb_name
 from pipeline.index.memory import Trimmer
 from pipeline.index.probe import ProbeEncoder, ProbeLog, ProbeRows
+from pipeline.index.quantiles import Quantiles
 from pipeline.index.results import (
     INDEX_FORMAT,
     LayerIndex,
@@ -85,6 +90,7 @@ class IndexJob:
             "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "split": cfg.split,
             "max_images": cfg.max_images, "topk": cfg.topk, "bins": DEFAULT_BINS,
             "stats_images": cfg.stats_images, "probe_images": cfg.probe_images,
+            "quantiles": cfg.quantiles, "quantile_k": _quantile_k(cfg),
             "units": {str(i): u for i, u in units.items()},
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -116,6 +122,11 @@ class IndexJob:
                         for layer in self.layers))
 
 
+def _quantile_k(cfg) -> int:
+    """Examples kept per quantile interval (0: no quantile examples)."""
+    return cfg.quantile_k if cfg.quantiles > 0 else 0
+
+
 def _say(msg: str) -> None:
     if distributed.is_main():
         print(msg, file=sys.stderr, flush=True)
@@ -139,7 +150,7 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
     images = job.new_image_stats()
     probe = job.new_probe_log(probe_encoder)
     with Scanner(run.model, job.layers, job.units, cfg.topk, run.device, classes,
-                 probe=probe) as scanner:
+                 probe=probe, quantile_k=_quantile_k(cfg)) as scanner:
         finished = _scan(job, scanner, images, probe, probe_encoder, source, transform,
                          stop_after_batches)
         if not all(distributed.broadcast(distributed.gather(finished))):
@@ -149,12 +160,14 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
         merged_images = _merge_images(job, images)
         examples = _gather_examples(job)
         probe_rows = _gather_probe(probe)
-        top_ids = distributed.broadcast({i: s.topk.result()[0] for i, s in merged.items()}
-                            if merged is not None else None)
-        maps, failed = _maps(job, scanner, source, transform, top_ids)
+        quantiles = None if merged is None else {
+            i: s.quantiles(cfg.quantiles) for i, s in merged.items()}
+        shown = distributed.broadcast(None if merged is None else {
+            i: _shown_ids(s, quantiles[i]) for i, s in merged.items()})
+        maps, failed = _maps(job, scanner, source, transform, shown)
     if distributed.is_main():
         _write_probe(job, probe_rows, probe.encoder_id)
-        _write(job, source, merged, merged_images, maps, examples, failed)
+        _write(job, source, merged, quantiles, merged_images, maps, examples, failed)
     distributed.barrier()
     if distributed.is_main():
         shutil.rmtree(job.root / "work", ignore_errors=True)
@@ -241,7 +254,7 @@ def _merge(job: IndexJob, stats: dict[int, LayerStats]) -> dict[int, LayerStats]
         if states is not None:
             parts = []
             for state in states:
-                part = LayerStats(s.units, s.k, 0, s.hist.bins)
+                part = LayerStats(s.units, s.k, 0, s.hist.bins, s.quantile_k)
                 part.load(state)
                 parts.append(part)
             out[index] = LayerStats.merge(parts)
@@ -291,13 +304,23 @@ def _gather_probe(probe: ProbeLog) -> ProbeRows | None:
     return None if parts is None else ProbeRows.merge(parts)
 
 
+def _shown_ids(stats: LayerStats, quantiles: Quantiles | None) -> np.ndarray:
+    """``(units, k [+ Q·qk])`` every example a unit shows: its top-k, then its quantile
+    examples interval after interval (the maps pass records a map for each)."""
+    ids = stats.topk.result()[0]
+    if quantiles is None:
+        return ids
+    return np.concatenate([ids, quantiles.ids.reshape(len(ids), -1)], axis=1)
+
+
 # -- 2. maps ----------------------------------------------------------------------------------
 def _maps(job: IndexJob, scanner: Scanner, source: Source, transform,
-          top_ids: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray] | None, list[list]]:
-    """Patch maps ``{layer: (units, k, rows, cols)}`` on rank 0 (None elsewhere)."""
+          selected: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray] | None, list[list]]:
+    """Patch maps ``{layer: (units, slots, rows, cols)}`` of the ``selected`` examples
+    ``{layer: (units, slots)}`` (-1: empty slot), on rank 0 (None elsewhere)."""
     cfg = job.run.config
     tables = {i: SlotTable(ids, (ids >= 0) & (ids % job.world == job.rank))
-              for i, ids in top_ids.items()}
+              for i, ids in selected.items()}
     wanted = np.unique(np.concatenate([t.numbers for t in tables.values()]))
     grids = {layer.index: layer.grid for layer in job.layers}
     log = ckpt.MapsLog(job.rank_dir, job.fingerprint)
@@ -316,7 +339,7 @@ def _maps(job: IndexJob, scanner: Scanner, source: Source, transform,
     bar.close()
     failed_all = distributed.gather(failed)
     out: dict[int, np.ndarray] = {}
-    for index, ids in top_ids.items():
+    for index, ids in selected.items():
         parts = distributed.gather(pieces[index])
         if parts is None:
             continue
@@ -340,15 +363,24 @@ def _class_names(source: Source, names: dict[int, str], labels: list) -> list[st
     return known + found
 
 
-def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats], images: ImageStats,
+def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats],
+           quantiles: dict[int, Quantiles | None], images: ImageStats,
            maps: dict[int, np.ndarray], examples: ExampleList, failed: list[list]) -> None:
     failed_numbers = {int(f[0]) for f in failed}
     shown: set[int] = set()
     for index, s in stats.items():
         ids, scores = s.topk.result()
         classes, class_means = s.top_classes()
+        k, q = ids.shape[1], quantiles[index]
+        extra = {}
+        if q is not None:
+            extra = {"quantile_edges": q.edges, "quantile_ids": q.ids,
+                     "quantile_scores": q.scores,
+                     "quantile_maps": maps[index][:, k:].reshape(*q.ids.shape,
+                                                                 *maps[index].shape[2:])}
+            shown.update(int(n) for n in np.unique(q.ids[q.ids >= 0]))
         write_layer_index(job.run.store, index, LayerIndex(
-            top_ids=ids, top_scores=scores, maps=maps[index],
+            top_ids=ids, top_scores=scores, maps=maps[index][:, :k], **extra,
             hist_counts=s.hist.counts, hist_edges=s.hist.edges(),
             mean=s.mean(), std=s.std(), max=s.max(), top_classes=classes,
             top_class_means=np.nan_to_num(class_means, nan=0.0),
@@ -374,6 +406,8 @@ def _write(job: IndexJob, source: Source, stats: dict[int, LayerStats], images: 
         "dataset": cfg.dataset,
         "split": cfg.split,
         "topk": cfg.topk,
+        "quantiles": cfg.quantiles,
+        "quantile_k": _quantile_k(cfg),
         "layers": [layer.index for layer in job.layers],
         "classes": _class_names(source, examples.names, [r[2] for r in examples.records]),
         "images_seen": int(first.count),

@@ -1,5 +1,6 @@
 """Everything the index keeps per unit of one layer while streaming: top-k, histogram,
-mean, standard deviation, max and per-class means. Memory is ``units × (k + bins + classes)``,
+mean, standard deviation, max, per-class means and the samples quantile examples are chosen
+from (``quantiles``). Memory is ``units × (k + bins × (1 + quantile_k) + classes)``,
 independent of the number of images; every part checkpoints to arrays and merges exactly
 across processes.
 """
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.index.histogram import DEFAULT_BINS, StreamingHistogram
+from pipeline.index.quantiles import BinSamples, Quantiles
 from pipeline.index.topk import TopK
 
 TOP_CLASSES = 5
@@ -19,10 +21,13 @@ TOP_CLASSES = 5
 class LayerStats:
     """Streaming statistics of one layer's scores ``(images, units)``."""
 
-    def __init__(self, units: int, k: int, num_classes: int = 0, bins: int = DEFAULT_BINS):
-        self.units, self.k = units, k
+    def __init__(self, units: int, k: int, num_classes: int = 0, bins: int = DEFAULT_BINS,
+                 quantile_k: int = 0):
+        self.units, self.k, self.quantile_k = units, k, quantile_k
         self.topk = TopK(units, k)
         self.hist = StreamingHistogram(units, bins)
+        # per (unit, bin) the quantile_k examples of smallest key; None: no quantile examples
+        self.samples = BinSamples(units, bins, quantile_k) if quantile_k > 0 else None
         self.total = np.zeros(units, dtype=np.float64)
         self.total_sq = np.zeros(units, dtype=np.float64)  # sum of squared scores
         self.count = 0
@@ -35,7 +40,10 @@ class LayerStats:
         if len(numbers) == 0:
             return
         self.topk.add(scores, numbers)
-        self.hist.add(scores)
+        bins = self.hist.add(scores)
+        if self.samples is not None:
+            self.samples.follow(self.hist)
+            self.samples.add(scores, numbers, bins)
         self.total += scores.sum(axis=0, dtype=np.float64)
         self.total_sq += np.square(scores, dtype=np.float64).sum(axis=0)
         self.count += len(numbers)
@@ -95,10 +103,19 @@ class LayerStats:
         means[:, :m] = np.take_along_axis(avg, order, axis=1)
         return classes, means
 
+    def quantiles(self, intervals: int) -> Quantiles | None:
+        """Up to ``intervals`` intervals between each unit's mean and max, and their examples
+        (``BinSamples.select``); None without samples."""
+        if self.samples is None or intervals <= 0:
+            return None
+        return self.samples.select(self.hist, self.mean(), intervals)
+
     # -- checkpoint / merge ------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
         out = {f"topk.{k}": v for k, v in self.topk.state().items()}
         out.update({f"hist.{k}": v for k, v in self.hist.state().items()})
+        if self.samples is not None:
+            out.update({f"samples.{k}": v for k, v in self.samples.state().items()})
         out.update(total=self.total.copy(), total_sq=self.total_sq.copy(),
                    count=np.array(self.count, dtype=np.int64), class_sum=self.class_sum.copy(),
                    class_count=self.class_count.copy())
@@ -107,6 +124,8 @@ class LayerStats:
     def load(self, state: dict[str, np.ndarray]) -> None:
         self.topk.load({k[5:]: v for k, v in state.items() if k.startswith("topk.")})
         self.hist.load({k[5:]: v for k, v in state.items() if k.startswith("hist.")})
+        if self.samples is not None:
+            self.samples.load({k[8:]: v for k, v in state.items() if k.startswith("samples.")})
         self.total = np.array(state["total"], dtype=np.float64)
         self.total_sq = np.array(state["total_sq"], dtype=np.float64)
         self.count = int(state["count"])
@@ -118,9 +137,11 @@ class LayerStats:
         """Statistics of the union of disjoint streams (exact for top-k, histogram, max;
         sums in float64 for mean and std)."""
         first = parts[0]
-        out = cls(first.units, first.k, 0, first.hist.bins)
+        out = cls(first.units, first.k, 0, first.hist.bins, first.quantile_k)
         out.topk = TopK.merge([p.topk for p in parts])
         out.hist = StreamingHistogram.merge([p.hist for p in parts])
+        if first.samples is not None:
+            out.samples = BinSamples.merge([p.samples for p in parts], out.hist)
         out.total = np.sum([p.total for p in parts], axis=0)
         out.total_sq = np.sum([p.total_sq for p in parts], axis=0)
         out.count = sum(p.count for p in parts)
