@@ -4,8 +4,9 @@ on datasets with classes.
 A unit is *class-pure* when at least ``purity`` of its top-k dataset examples share one class.
 A concept *names* a class when it equals the class name or is a word of the class name that no
 other class name contains ("horizontal" names "horizontal stripes"; "stripes", shared by three
-classes, names none of them). Reported per layer: how many units are class-pure, and the share
-of them whose label (top-1) or one of whose top-3 concepts names their class.
+classes, names none of them), singular or plural ("circles" names "circle"). Reported per
+layer: how many units are class-pure, and the share of them whose label (top-1) or one of
+whose top-3 concepts names their class.
 """
 
 from __future__ import annotations
@@ -30,6 +31,23 @@ def naming_words(class_names: Sequence[str]) -> list[set[str]]:
     return [{" ".join(ws)} | {w for w in ws if counts[w] == 1} for ws in words]
 
 
+def _singular(word: str) -> str:
+    for tail, keep in (("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("s", "")):
+        if word.endswith(tail) and not word.endswith("ss"):
+            return word[: len(word) - len(tail)] + keep
+    return word
+
+
+def names(concept: str, naming: set[str]) -> bool:
+    """Whether ``concept`` (or its singular) is one of ``naming`` (or their singulars).
+
+    >>> names("circles", {"circle"}), names("crosses", {"cross"}), names("dots", {"dot"})
+    (True, True, True)
+    """
+    c = concept.lower()
+    return c in naming or _singular(c) in {_singular(w) for w in naming}
+
+
 def pure_class(top_ids: np.ndarray, labels: Sequence[int | None],
                purity: float) -> int | None:
     """The class of at least ``purity`` of the examples ``top_ids`` (-1: empty), or None.
@@ -51,7 +69,7 @@ def label_accuracy(store: AtlasStore, layers: Sequence[int], purity: float = 0.7
     examples = load_examples(store)
     if examples is None or not examples.class_names:
         return None
-    names = naming_words(examples.class_names)
+    naming = naming_words(examples.class_names)
     out = {}
     for layer in layers:
         index = load_layer_index(store, layer)
@@ -62,12 +80,12 @@ def label_accuracy(store: AtlasStore, layers: Sequence[int], purity: float = 0.7
         pure = hit1 = hit3 = 0
         for row, unit in enumerate(units.tolist()):
             cls = pure_class(index.top_ids[row], examples.labels, purity)
-            if cls is None or cls >= len(names) or unit not in unit_labels:
+            if cls is None or cls >= len(naming) or unit not in unit_labels:
                 continue
             concepts = [c["concept"].lower() for c in unit_labels[unit]]
             pure += 1
-            hit1 += concepts[0] in names[cls]
-            hit3 += any(c in names[cls] for c in concepts[:3])
+            hit1 += names(concepts[0], naming[cls])
+            hit3 += any(names(c, naming[cls]) for c in concepts[:3])
         out[layer] = {"pure_units": pure, "top1": round(hit1 / pure, 4) if pure else None,
                       "top3": round(hit3 / pure, 4) if pure else None}
     return out
