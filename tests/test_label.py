@@ -248,3 +248,28 @@ def test_label_needs_an_index(tmp_path, tiny_clip, capsys):
     out = tmp_path / "atlas"
     assert main(["label", *_label_args(out, tiny_clip)]) == 2
     assert "no finished dataset index" in capsys.readouterr().err
+
+
+def test_label_accuracy_counts_class_pure_units(tmp_path):
+    """The accuracy check: class-pure units, and whether their words name the class."""
+    from pipeline.index.results import LayerIndex, write_examples, write_layer_index
+    from pipeline.label.evaluate import label_accuracy
+
+    store = AtlasStore(tmp_path)
+    classes = ["circle", "horizontal stripes", "vertical stripes"]
+    write_examples(store, {"classes": classes, "examples": [
+        {"id": str(i), "label": i % 3, "thumb": None} for i in range(30)]})
+    top = np.array([[0, 3, 6, 9], [1, 4, 7, 2], [0, 1, 2, 5]])  # pure 0, 3/4 class 1, mixed
+    z = np.zeros((3, 4), np.float32)
+    write_layer_index(store, 0, LayerIndex(
+        top_ids=top, top_scores=z, maps=np.zeros((3, 4, 1, 1), np.float32),
+        hist_counts=np.zeros((3, 2), np.int64), hist_edges=np.zeros((3, 3), np.float32),
+        mean=z[:, 0], std=z[:, 0], max=z[:, 0], top_classes=np.zeros((3, 1), np.int64),
+        top_class_means=np.zeros((3, 1), np.float32)))
+    labels = {0: {0: [{"concept": "circles", "score": 1}, {"concept": "red", "score": 0}],
+                  1: [{"concept": "stripes", "score": 1}, {"concept": "a", "score": 0.5},
+                      {"concept": "horizontal", "score": 0.1}],
+                  2: [{"concept": "circle", "score": 1}]}}
+    acc = label_accuracy(store, [0], labels=labels)
+    # units 0 and 1 are class-pure (>= 70%); "stripes" names no single class
+    assert acc == {0: {"pure_units": 2, "top1": 0.5, "top3": 1.0}}
