@@ -252,3 +252,15 @@ def test_cli_relate(atlas, tmp_path, capfd):
     run = tiny_run(out, "synthetic:60", fresh=False)
     assert len(run.store.similar(0)[0]) == 4 and run.store.relations_info()["k"] == 2
     assert "relate: 2 layers" in capfd.readouterr().err
+
+
+def test_benchmark_script_runs():
+    """scripts/bench_relations.py at tiny settings prints its figures (they are not checked)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_relations.py"),
+                           "--units", "300", "--images", "500", "--index-images", "64",
+                           "--repeats", "1"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for text in ("exact search", "verdict:", "reads better:", "quantiles / bare"):
+        assert text in proc.stdout, proc.stdout[-2000:]

@@ -27,11 +27,13 @@ def standardize(profiles: np.ndarray) -> np.ndarray:
     >>> round(float(x[0] @ x[1]), 4), np.linalg.norm(x, axis=1).round(4).tolist()
     (0.9934, [1.0, 1.0])
     """
-    x = np.asarray(profiles, dtype=np.float32).T.astype(np.float64)  # (units, n)
-    x -= x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-12 * max(1.0, norm.max()))
-    return np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(np.asarray(profiles).T, dtype=np.float32)  # (units, n)
+    x -= x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]
+    scale = np.divide(1.0, norm, out=np.zeros_like(norm),
+                      where=norm > 1e-6 * max(1e-30, float(norm.max(initial=0))))
+    x *= scale.astype(np.float32)
+    return x
 
 
 @dataclass
