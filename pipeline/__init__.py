@@ -6,6 +6,7 @@ From Python (see the README's "From Python")::
     images, activations = pipeline.render(model, "blocks.4.mlp.act", [0, 1, 2], recipe="fast")
     top = pipeline.index_topk(model, ["blocks.4.mlp.act"], loader, k=16)
     record = pipeline.open("atlas-demo").feature(3, 17)   # what feature.json holds
+    atlas = pipeline.build(out="atlas-x", layers="0:2")   # the CLI's build, from Python
 
 Names are imported on first use, so ``import pipeline`` stays cheap (no torch).
 """
@@ -13,10 +14,10 @@ Names are imported on first use, so ``import pipeline`` stays cheap (no torch).
 __version__ = "0.2.0"
 ATLAS_VERSION = __version__
 
-__all__ = ["ATLAS_VERSION", "Atlas", "LayerTopK", "__version__", "describe_model",
+__all__ = ["ATLAS_VERSION", "Atlas", "LayerTopK", "__version__", "build", "describe_model",
            "ffn_layer", "frozen", "index_topk", "open", "render"]
 
-_API = {"render", "index_topk", "describe_model", "ffn_layer", "frozen", "LayerTopK"}
+_API = {"render", "index_topk", "build", "describe_model", "ffn_layer", "frozen", "LayerTopK"}
 
 
 def __getattr__(name: str):

@@ -254,3 +254,30 @@ def index_topk(model: nn.Module, layers: Sequence[str | nn.Module],
                     maps[f.index][rows, slots] = a[local, :, rows].reshape(len(rows), *f.grid)
     return {f.module: LayerTopK(results[f.index][0], results[f.index][1], maps[f.index])
             for f in ffns}
+
+
+def build(config=None, *, stages: Sequence[str] | None = None, **options):
+    """The CLI's pipeline from Python: every stage of ``vit-atlas build`` (or ``stages``) on
+    ``config`` (an ``AtlasConfig``; default: the offline demo) with ``options`` replacing its
+    fields (``out="atlas-x"``, ``layers="0:2"``, ...); returns the atlas (``pipeline.open``).
+
+    >>> import tempfile
+    >>> atlas = build(out=tempfile.mkdtemp(), layers="0", channels="0:2", max_images=64,
+    ...               probe_images=64, stats_images=64, labeler=None, steps=2,
+    ...               stages=["index", "visualize", "site"])  # doctest: +SKIP
+    """
+    from dataclasses import fields
+
+    from pipeline.config import AtlasConfig, demo_config
+    from pipeline.reader import open as open_atlas
+    from pipeline.stages import run_stages, stages_for
+
+    config = demo_config() if config is None else config
+    known = {f.name for f in fields(AtlasConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown build options {unknown} (AtlasConfig fields: "
+                        f"{', '.join(sorted(known))})")
+    config = AtlasConfig.from_dict({**config.to_dict(), **options})
+    run_stages(config, stages if stages is not None else stages_for("build", config))
+    return open_atlas(config.out)

@@ -236,52 +236,17 @@ def run_command(args: argparse.Namespace) -> None:
             pages.serve(site, args.host, args.port)
         return
 
-    from pipeline import distributed
-    from pipeline.runtime import prepare
-
     if command == "evaluate":
         _evaluate(args.out, args.reference, args.device)
         return
 
+    from pipeline.stages import run_stages, stages_for
+
     config = resolve_config(vars(args))
-    labeling = command == "label" or (command == "build" and bool(config.labeler))
-    rides = labeling or (command == "index" and bool(config.labeler))  # embeds probe images
-    if rides:
-        from pipeline.label.stage import check_label_options
-
-        if command == "label" and not config.labeler:
-            raise AtlasError("label needs a labeler: --labeler demo | self | DIR | "
-                             "open_clip:<model>/<pretrained>")
-        check_label_options(config)  # before anything is loaded or written
-    run = prepare(config)
-    labeler = None
-    if rides:
-        from pipeline.label.labelers import load_labeler
-
-        labeler = load_labeler(config.labeler, run.device, config.model)
-    if command in ("index", "build"):  # first: visualization reads the dataset's statistics
-        from pipeline.index.stage import run_index
-        from pipeline.label.stage import probe_encoder
-
-        run_index(run, probe_encoder=None if labeler is None else probe_encoder(labeler))
-    if labeling:
-        from pipeline.label.stage import run_label
-
-        run_label(run, labeler)
-    if command in ("relate", "build"):
-        from pipeline.relations.stage import run_relations
-
-        run_relations(run)
-    if command in ("visualize", "build"):
-        from pipeline.visualize.stage import run_visualize
-
-        run_visualize(run)
-    if command == "build" and distributed.is_main():
-        from pipeline import pages
-
-        site = pages.build_site(run.store)
-        print(f"\nAtlas built in {run.store.root}. Browse it with:\n"
-              f"  vit-atlas serve --out {run.store.root}\n"
+    site = run_stages(config, stages_for(command, config))
+    if site is not None:
+        print(f"\nAtlas built in {config.out}. Browse it with:\n"
+              f"  vit-atlas serve --out {config.out}\n"
               f"or open {site / 'index.html'} in a browser.")
 
 

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 
+import pipeline
 from pipeline.api import index_topk, render
 from pipeline.cli import main
 from pipeline.index.results import load_layer_index
@@ -97,3 +98,18 @@ def test_index_topk_equals_brute_force():
         u = 7
         np.testing.assert_allclose(got.maps[u, 0].ravel(), acts[i][got.ids[u, 0], :, u].numpy(),
                                    atol=1e-5)
+
+
+def test_build_from_python_runs_the_clis_stages(tmp_path):
+    from pipeline.config import AtlasConfig
+
+    config = AtlasConfig(model=TINY_MODEL, weights="random", model_kwargs=dict(TINY_KWARGS),
+                         dataset="synthetic:40", out=str(tmp_path / "atlas"), workers=0,
+                         device="cpu")
+    atlas = pipeline.build(config, layers="1", channels="0:2", steps=3, recipe="fast",
+                           stages=["index", "visualize"])
+    assert atlas.layers == [1] and atlas.units(1) == [0, 1]
+    record = atlas.feature(1, 0)
+    assert record["unit"] == 0 and record["activation"] is not None
+    with pytest.raises(TypeError, match="unknown build options"):
+        pipeline.build(config, stpes=3)

@@ -1,0 +1,78 @@
+"""The pipeline's stages in order, and running a selection of them on one configuration.
+
+``index → label → relate → visualize → site``: label and relate read the index's probe set,
+visualize reads its statistics, the site reads everything. ``build`` runs them all (``label``
+only when a labeler is set); the CLI's one-stage commands run one. The CLI and
+``pipeline.build`` both go through ``run_stages``, which checks the whole configuration
+before anything is loaded or written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.config import AtlasConfig
+from pipeline.errors import AtlasError
+
+STAGES = ("index", "label", "relate", "visualize", "site")
+
+
+def stages_for(command: str, config: AtlasConfig) -> list[str]:
+    """The stages ``command`` runs on ``config``.
+
+    >>> from pipeline.config import demo_config
+    >>> stages_for("build", demo_config(labeler=None))
+    ['index', 'relate', 'visualize', 'site']
+    """
+    if command == "build":
+        return [s for s in STAGES if s != "label" or config.labeler]
+    if command not in STAGES:
+        raise AtlasError(f"unknown stage {command!r} (stages: {', '.join(STAGES)})")
+    return [command]
+
+
+def run_stages(config: AtlasConfig, stages: Sequence[str]) -> Path | None:
+    """Run ``stages`` (in pipeline order) on ``config``; returns the built site, if any."""
+    from pipeline import distributed
+    from pipeline.checks import check_config
+    from pipeline.runtime import prepare
+
+    stages = [s for s in STAGES if s in stages]
+    if "label" in stages and not config.labeler:
+        raise AtlasError("labelling needs a labeler: demo | self | DIR | "
+                         "open_clip:<model>/<pretrained>")
+    check_config(config, recipes="visualize" in stages)  # seconds, before any load
+    rides = "label" in stages or ("index" in stages and bool(config.labeler))
+    if rides:
+        from pipeline.label.stage import check_label_options
+
+        check_label_options(config)
+    run = prepare(config)
+    labeler = None
+    if rides:  # its image side rides along the index pass
+        from pipeline.label.labelers import load_labeler
+
+        labeler = load_labeler(config.labeler, run.device, config.model)
+    if "index" in stages:
+        from pipeline.index.stage import run_index
+        from pipeline.label.stage import probe_encoder
+
+        run_index(run, probe_encoder=None if labeler is None else probe_encoder(labeler))
+    if "label" in stages:
+        from pipeline.label.stage import run_label
+
+        run_label(run, labeler)
+    if "relate" in stages:
+        from pipeline.relations.stage import run_relations
+
+        run_relations(run)
+    if "visualize" in stages:
+        from pipeline.visualize.stage import run_visualize
+
+        run_visualize(run)
+    if "site" in stages and distributed.is_main():
+        from pipeline import pages
+
+        return pages.build_site(run.store)
+    return None
