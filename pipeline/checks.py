@@ -42,12 +42,15 @@ def check_config(config: AtlasConfig, *, dataset: bool = True, recipes: bool = T
     ...
     pipeline.errors.AtlasError: bad layers '7': expected e.g. '2,5' or '0:6' within 0..3
     """
-    for name in ("topk", "index_batch_size", "checkpoint_every"):
+    for name in ("topk", "index_batch_size", "checkpoint_every", "similar_k"):
         if getattr(config, name) < 1:
             raise AtlasError(f"{name} must be at least 1, not {getattr(config, name)}")
-    for name in ("probe_images", "stats_images", "workers", "batch_size"):
+    for name in ("probe_images", "stats_images", "workers", "batch_size", "quantiles",
+                 "quantile_k"):
         if getattr(config, name) < 0:
             raise AtlasError(f"{name} must not be negative, not {getattr(config, name)}")
+    if config.layer_map not in ("umap", "pca"):
+        raise AtlasError(f"layer_map must be umap or pca, not {config.layer_map!r}")
     if config.max_images is not None and config.max_images < 1:
         raise AtlasError(f"max_images must be at least 1, not {config.max_images}")
     if config.weights not in ("hub", "random") and not Path(config.weights).is_file():

@@ -24,6 +24,7 @@ CASES = {
     "bad recipe": (["--recipe", "fancy"], "unknown recipe 'fancy'"),
     "missing weights": (["--weights", "/no/such.safetensors"], "does not exist"),
     "bad topk": (["--topk", "0"], "topk must be at least 1"),
+    "bad quantile k": (["--quantile-k", "-1"], "quantile_k must not be negative"),
     "unknown labeler": (["--labeler", "open_clip:ViT-Q-16/openai"], "unknown open_clip model"),
 }
 
