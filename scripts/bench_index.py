@@ -177,6 +177,7 @@ def bench_decode(args) -> dict:
 
 # -- 3. memory vs number of images ----------------------------------------------------------
 def child(n: int, out: str, workers: int, device: str) -> None:
+    from pipeline.index import maps_pass as maps_pass_module
     from pipeline.index import stage
     from pipeline.index.stage import run_index
     from pipeline.runtime import prepare
@@ -184,13 +185,14 @@ def child(n: int, out: str, workers: int, device: str) -> None:
     run = prepare(bench_config(Path(out), f"synthetic:{n}", workers, device, None))
     base = proc_status_kb("VmRSS") / 1024
     scan_peak: list[float] = []
-    maps = stage._maps
+    maps = maps_pass_module.maps_pass
 
     def timed_maps(*a, **kw):  # the peak so far is the scan's (pass 1) peak
         scan_peak.append(proc_status_kb("VmHWM") / 1024)
         return maps(*a, **kw)
 
-    stage._maps = timed_maps
+    maps_pass_module.maps_pass = timed_maps
+    stage.maps_pass = timed_maps
     t = time.perf_counter()
     run_index(run)
     dt = time.perf_counter() - t

@@ -1,0 +1,106 @@
+"""What one index run computes and where (``IndexJob``: layers, units, fingerprint,
+rank), whether a finished index of it exists, and clearing outputs of another configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import distributed
+from pipeline.index import checkpoint as ckpt
+from pipeline.index.histogram import DEFAULT_BINS
+from pipeline.index.image_stats import ImageStats
+from pipeline.index.maps import prepare_thumbs
+from pipeline.index.probe import ProbeEncoder, ProbeLog
+from pipeline.index.results import (
+    INDEX_FORMAT,
+    image_stats_path,
+    index_dir,
+    layer_path,
+    probe_dir,
+    read_examples_json,
+)
+from pipeline.models import FFNLayer
+from pipeline.runtime import Run
+
+
+@dataclass
+class IndexJob:
+    """What one index run computes and where: derived from the run's config once."""
+
+    run: Run
+    layers: list[FFNLayer]
+    units: dict[int, list[int]]
+    fingerprint: str
+    rank: int
+    world: int
+
+    @classmethod
+    def from_run(cls, run: Run) -> IndexJob:
+        layers = [run.spec.layers[i] for i in run.layers]
+        units = {layer.index: run.units(layer.index) for layer in layers}
+        cfg = run.config
+        key = {
+            "format": INDEX_FORMAT, "model": cfg.model, "weights": run.weights_id,
+            "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "split": cfg.split,
+            "max_images": cfg.max_images, "topk": cfg.topk, "bins": DEFAULT_BINS,
+            "stats_images": cfg.stats_images, "probe_images": cfg.probe_images,
+            "quantiles": cfg.quantiles, "quantile_k": quantile_k(cfg),
+            "units": {str(i): u for i, u in units.items()},
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return cls(run, layers, units, digest, distributed.rank(), distributed.world_size())
+
+    @property
+    def root(self) -> Path:
+        return index_dir(self.run.store)
+
+    @property
+    def rank_dir(self) -> Path:
+        return ckpt.rank_dir(self.root / "work", self.rank, self.world)
+
+    def new_image_stats(self) -> ImageStats:
+        """An empty accumulator of the dataset's image statistics at the model's input size."""
+        return ImageStats(tuple(self.run.spec.input_size[-2:]), self.run.config.stats_images)
+
+    def new_probe_log(self, encoder: ProbeEncoder | None) -> ProbeLog:
+        return ProbeLog(self.rank_dir, self.run.config.probe_images,
+                        [layer.index for layer in self.layers],
+                        None if encoder is None else encoder.id)
+
+    def complete(self) -> bool:
+        data = read_examples_json(self.run.store)
+        store = self.run.store
+        return (data is not None and data.get("fingerprint") == self.fingerprint
+                and all(layer_path(store, layer.index).is_file()
+                        and (probe_dir(store) / f"L{layer.index:03d}.npz").is_file()
+                        for layer in self.layers))
+
+
+def quantile_k(cfg) -> int:
+    """Examples kept per quantile interval (0: no quantile examples)."""
+    return cfg.quantile_k if cfg.quantiles > 0 else 0
+
+
+def say(msg: str) -> None:
+    if distributed.is_main():
+        print(msg, file=sys.stderr, flush=True)
+
+
+def remove_stale_outputs(job: IndexJob) -> None:
+    """Outputs of an index with another configuration must not mix with this one."""
+    data = read_examples_json(job.run.store)
+    if data is not None and data.get("fingerprint") != job.fingerprint:
+        (job.root / "examples.json").unlink(missing_ok=True)
+        for path in job.root.glob("L*.npz"):
+            path.unlink(missing_ok=True)
+        image_stats_path(job.run.store).unlink(missing_ok=True)
+        shutil.rmtree(probe_dir(job.run.store), ignore_errors=True)
+    cfg = job.run.config
+    prepare_thumbs(job.root, [cfg.dataset, cfg.split, cfg.model, cfg.model_kwargs])
+
