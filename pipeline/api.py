@@ -266,18 +266,10 @@ def build(config=None, *, stages: Sequence[str] | None = None, **options):
     ...               probe_images=64, stats_images=64, labeler=None, steps=2,
     ...               stages=["index", "visualize", "site"])  # doctest: +SKIP
     """
-    from dataclasses import fields
-
-    from pipeline.config import AtlasConfig, demo_config
+    from pipeline.config import demo_config
     from pipeline.reader import open as open_atlas
     from pipeline.stages import run_stages, stages_for
 
-    config = demo_config() if config is None else config
-    known = {f.name for f in fields(AtlasConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"unknown build options {unknown} (AtlasConfig fields: "
-                        f"{', '.join(sorted(known))})")
-    config = AtlasConfig.from_dict({**config.to_dict(), **options})
+    config = (demo_config() if config is None else config).replace(**options)
     run_stages(config, stages if stages is not None else stages_for("build", config))
     return open_atlas(config.out)

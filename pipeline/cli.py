@@ -139,9 +139,8 @@ def resolve_config(args: dict[str, Any]) -> AtlasConfig:
     if preset is not None:
         config = PRESETS[preset]()
     elif "model" in given:
-        config = AtlasConfig(model=given["model"])
-        if "out" not in given:
-            config.out = f"atlas-{given['model'].replace('/', '_')}"
+        config = AtlasConfig(model=given["model"],
+                             out=f"atlas-{given['model'].replace('/', '_')}")
     else:
         out = Path(given.get("out", "atlas-demo"))
         saved = AtlasStore(out)
@@ -149,9 +148,7 @@ def resolve_config(args: dict[str, Any]) -> AtlasConfig:
             config = AtlasConfig.from_dict(read_json(saved.manifest_path)["config"])
         else:
             config = demo_config()
-    for key, value in given.items():
-        setattr(config, key, value)
-    return config
+    return config.replace(**given)
 
 
 def _models(name: str | None, kwargs: list[str], show_all: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -52,8 +53,29 @@ class AtlasConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AtlasConfig:
+        """A saved config (``atlas.json``); keys of other versions are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    def replace(self, **options: Any) -> AtlasConfig:
+        """A copy with ``options`` changed; an unknown option is an error, not a new field.
+
+        >>> AtlasConfig().replace(topk=4).topk
+        4
+        >>> AtlasConfig().replace(top_k=4)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pipeline.errors.AtlasError: unknown option 'top_k' (did you mean: topk?)
+        """
+        import difflib
+
+        names = [f.name for f in fields(self)]
+        for key in options:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=3)
+                hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+                raise AtlasError(f"unknown option {key!r}{hint}")
+        return dataclasses.replace(self, **options)
 
 
 def bundled_config(name: str, **overrides: Any) -> AtlasConfig:
@@ -77,9 +99,7 @@ def bundled_config(name: str, **overrides: Any) -> AtlasConfig:
         workers=1,
         labeler="demo" if name == "demo" else None,
     )
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+    return cfg.replace(**overrides)
 
 
 def demo_config(**overrides: Any) -> AtlasConfig:

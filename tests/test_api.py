@@ -11,6 +11,7 @@ from timm.models.vision_transformer import VisionTransformer
 import pipeline
 from pipeline.api import index_topk, render
 from pipeline.cli import main
+from pipeline.errors import AtlasError
 from pipeline.index.results import load_layer_index
 from pipeline.models import ModelSpec, create_model
 from pipeline.store import AtlasStore
@@ -111,5 +112,5 @@ def test_build_from_python_runs_the_clis_stages(tmp_path):
     assert atlas.layers == [1] and atlas.units(1) == [0, 1]
     record = atlas.feature(1, 0)
     assert record["unit"] == 0 and record["activation"] is not None
-    with pytest.raises(TypeError, match="unknown build options"):
+    with pytest.raises(AtlasError, match="unknown option 'stpes' \\(did you mean: steps"):
         pipeline.build(config, stpes=3)

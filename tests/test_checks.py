@@ -17,7 +17,7 @@ TINY = ["--model", "vit_tiny_patch16_224", "--weights", "random", "--model-kwarg
 
 CASES = {
     "missing folder": (["--dataset", "imagefolder:/does/not/exist"], "is not a directory"),
-    "no tars": (["--dataset", "webdataset:/tmp"], "no .tar shards"),
+    "no tars": (["--dataset", "webdataset:{tmp}"], "no .tar shards"),
     "bad dataset kind": (["--dataset", "ftp:x"], "unknown dataset kind"),
     "bad layers": (["--layers", "5"], "bad layers '5'"),
     "bad channels": (["--channels", "0:x"], "bad channels"),
@@ -32,6 +32,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_fails_fast_with_nothing_written(case, tmp_path, capsys):
     extra, message = CASES[case]
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]  # an empty folder
     out = tmp_path / "atlas"
     start = time.perf_counter()
     assert main(["build", *TINY, "--dataset", "synthetic:16", "--out", str(out), *extra]) == 2
