@@ -1,5 +1,5 @@
 """The site stage end to end on a small synthetic atlas: layout, links, escaping, portability,
-labels and the word index."""
+labels, the word index and relations (similar units, quantile examples, layer maps)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,31 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pytest
 import yaml
 
 from pipeline import ATLAS_VERSION
 from pipeline.pages import build, fidelity, markup
+from pipeline.pages.assets import significant_decimals
 from pipeline.pages.fake import (
     FAKE_FIDELITY,
     IMAGES_SEEN_PER_EXAMPLE,
+    MAP_PRESERVATION,
+    QUANTILES,
     TRICKY_CLASS,
     TRICKY_CONCEPT,
     TRICKY_ID,
+    TRICKY_MODEL,
     TRICKY_NOTE,
     TRICKY_RECIPE,
+    fake_across,
     fake_labels,
+    fake_relations,
     make_fake_atlas,
     tiny_spec,
 )
+from pipeline.pages.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.pages.search import WordIndex
 from pipeline.pages.urls import model_slug, relative
 from pipeline.resources import mkdocs_yml
@@ -104,7 +112,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 3
+    assert feature["format_version"] == 4
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -268,7 +276,18 @@ def test_feature_json_matches_published_schema(small_site: Path):
             _check(schema, {**good, "labels": bad})
     with pytest.raises(AssertionError):
         _check(schema, {k: v for k, v in good.items() if k != "labels"})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 3
+    rich = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
+    assert rich["similar"] and rich["quantiles"]  # the sampled records hold relations
+    for key, bad in (("similar", [{"model": "m", "layer": 0, "unit": 1}]),
+                     ("similar", [{"model": 1, "layer": 0, "unit": 1, "score": 0.5}]),
+                     ("quantiles", [{"interval": [0.0, 1.0]}]),
+                     ("quantiles", [{"interval": [0.0, 1.0], "examples": [{"id": "x"}]}])):
+        with pytest.raises(AssertionError):
+            _check(schema, {**rich, key: bad})
+    for key in ("similar", "quantiles"):
+        with pytest.raises(AssertionError):
+            _check(schema, {k: v for k, v in rich.items() if k != key})
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 4
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -370,7 +389,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 3 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 4 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -455,7 +474,8 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert store.label_info() is None
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 3
+    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 4
+    assert f["similar"] == [] and f["quantiles"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
     assert json.loads((site / "models.json").read_text())["models"][0]["words"] is None
@@ -466,6 +486,214 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     model = (site / SLUG / "index.html").read_text()
     assert "Words by layer" not in model and "search by word" not in model.lower()
     assert "atlas-tile-word" not in (site / SLUG / "0" / "index.html").read_text()
+
+
+# -- relations: similar units, quantile examples, layer maps ---------------------------------
+def _expected_similar(unit: int) -> list[dict]:
+    """What the fake wrote for ``unit`` of layer 0 (related to layers 0 and 1 of its model and
+    to 2 layers of ``TRICKY_MODEL``), in the store's order: groups as written, -1 slots out."""
+    spec = tiny_spec(**TINY)
+    out = []
+    for part in (fake_relations(0, spec, [0, 1]), fake_across(0, spec)):
+        for g, layer in enumerate(part["similar_layers"].tolist()):
+            for v, score in zip(part["similar_units"][unit, g].tolist(),
+                                part["similar_scores"][unit, g].tolist(), strict=True):
+                if v >= 0:
+                    out.append({"model": str(part["model"]), "layer": layer, "unit": v,
+                                "score": round(score, 4)})
+    return out
+
+
+def _feature(site: Path, layer: int, unit: int) -> dict:
+    return json.loads((site / SLUG / str(layer) / str(unit) / "feature.json").read_text())
+
+
+def test_feature_json_similar_units(small_site: Path):
+    for unit in (0, 3, 5, 170):
+        f = _feature(small_site, 0, unit)
+        expected = _expected_similar(unit)
+        assert f["similar"] == expected, unit
+        groups = [(e["model"], e["layer"]) for e in expected]
+        assert list(dict.fromkeys(groups)) == [(f["model"], 0), (f["model"], 1),
+                                               (TRICKY_MODEL, 0), (TRICKY_MODEL, 1)]
+        for key in dict.fromkeys(groups):  # best first within each group
+            scores = [e["score"] for e in expected if (e["model"], e["layer"]) == key]
+            assert scores == sorted(scores, reverse=True)
+        assert unit not in [e["unit"] for e in expected if e["layer"] == 0
+                            and e["model"] == f["model"]]
+    assert len(_feature(small_site, 0, 3)["similar"]) == len(_feature(small_site, 0, 0)[
+        "similar"]) - 2 * 4  # unit 3 has two empty slots in each of its 4 groups
+    assert _feature(small_site, 1, 5)["similar"] == []  # layer 1 was not related
+
+
+def test_feature_json_quantiles(small_site: Path):
+    from pipeline.index.results import load_layer_index
+
+    index = load_layer_index(AtlasStore(small_site.parent), 0)
+    for unit in (0, 1, 2, 7):
+        f = _feature(small_site, 0, unit)
+        edges = [e for e in index.quantile_edges[unit].tolist() if e == e]  # NaN out
+        assert [q["interval"] for q in f["quantiles"]] == [
+            [float(f"{lo:.6g}"), float(f"{hi:.6g}")]
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        assert len(f["quantiles"]) == {0: QUANTILES, 1: 3, 2: 0}.get(unit, QUANTILES)
+        for j, q in enumerate(f["quantiles"]):
+            slots = [s for s in range(index.quantile_ids.shape[2])
+                     if index.quantile_ids[unit, j, s] >= 0]
+            assert [e["example"] for e in q["examples"]] == [
+                int(index.quantile_ids[unit, j, s]) for s in slots]
+            lo, hi = q["interval"]
+            for e, s in zip(q["examples"], slots, strict=True):
+                assert e["score"] == float(f"{index.quantile_scores[unit, j, s]:.6g}")
+                assert lo <= e["score"] < hi
+                assert e["image"] == f"../../examples/e{e['example']}.png"
+                assert (small_site / SLUG / "0" / str(unit) / e["image"]).resolve().is_file()
+                # rounded as the top examples' maps: 4 significant digits of their largest
+                top = index.maps[unit, [i for i, n in enumerate(index.top_ids[unit]) if n >= 0]]
+                assert e["heatmap"] == np.round(index.quantile_maps[unit, j, s].astype(
+                    np.float64), significant_decimals(top)).tolist()
+                assert set(e) == set(f["top"][0])  # shaped as the top examples
+            scores = [e["score"] for e in q["examples"]]
+            assert scores == sorted(scores, reverse=True)
+    last = _feature(small_site, 0, 0)["quantiles"][-1]["examples"]
+    assert [e["id"] for e in last] == [TRICKY_ID] and last[0]["label"] == TRICKY_CLASS
+
+
+def _section(page: str, cls: str) -> str:
+    return page.split(f'<section class="{cls}">', 1)[1].split("</section>", 1)[0]
+
+
+def test_feature_page_similar_units(small_site: Path):
+    page = (small_site / SLUG / "0" / "0" / "index.html").read_text()
+    similar = _section(page, "atlas-similar")
+    expected = _expected_similar(0)
+    heads = re.findall(r"<h3>([^<]*) <small>([^<]*)</small></h3>", similar)
+    mine = [e for e in expected if e["model"] == SLUG]
+    counts = [sum(e["layer"] == 0 for e in mine), sum(e["layer"] == 1 for e in mine),
+              len(expected) - len(mine)]
+    assert [h for h, _ in heads] == ["Same layer", "Other layers", "Other models"]
+    assert [n for _, n in heads] == [str(n) if n <= SIMILAR_SHOWN else
+                                     f"best {SIMILAR_SHOWN} of {n} (all in feature.json)"
+                                     for n in counts]
+    groups = re.findall(r'(?s)data-group="(\d)">(.*?)</div>', similar)
+    items = {int(g): re.findall(r'<(a|span) class="atlas-sim[^"]*"(?: href="([^"]*)")?[^>]*>'
+                                r'(?:<img src="([^"]*)"[^>]*>|<span class="atlas-novis"></span>)'
+                                r"<span>([^<]*)</span><small>r = ([^<]*)</small>", body)
+             for g, body in groups}
+    for g, part in enumerate(([e for e in mine if e["layer"] == 0],
+                              [e for e in mine if e["layer"] == 1],
+                              [e for e in expected if e["model"] != SLUG])):
+        best = sorted(part, key=lambda e: -e["score"])[:SIMILAR_SHOWN]
+        assert len(items[g]) == len(best), g
+        for (tag, href, src, where, score), e in zip(items[g], best, strict=True):
+            assert score == markup.num(e["score"], 3)
+            has_page = g < 2 and e["unit"] in _pages()[e["layer"]]
+            assert (tag == "a") == has_page and bool(href) == has_page
+            if has_page:
+                assert href == f"../../{e['layer']}/{e['unit']}/"
+            visualized = has_page and e["unit"] < VIS_UNITS
+            assert src == (f"../../{e['layer']}/{e['unit']}/visualization.png" if visualized
+                           else "")
+            assert unescape(where) == (f"unit {e['unit']}" if g == 0 else
+                                       f"L{e['layer']} · unit {e['unit']}" if g == 1 else
+                                       f"{TRICKY_MODEL} · L{e['layer']} · unit {e['unit']}")
+    assert any(tag == "span" for tag, *_ in items[1])  # layer 1 units without a page
+    assert 'loading="lazy"' in similar and "<img" in similar
+
+
+def test_feature_page_quantile_examples(small_site: Path):
+    page = (small_site / SLUG / "0" / "0" / "index.html").read_text()
+    assert page.index("atlas-hist") < page.index("atlas-quantiles")  # below the histogram
+    section = _section(page, "atlas-quantiles")
+    f = _feature(small_site, 0, 0)
+    rows = re.findall(r'(?s)<div class="atlas-q-row"><span title="(\d+) kept">([^<]*)</span>'
+                      r"<div>(.*?)</div></div>", section)
+    assert len(rows) == len(f["quantiles"]) == QUANTILES
+    for (kept, span, body), q in zip(rows, reversed(f["quantiles"]), strict=True):  # top first
+        assert span == f"{markup.num(q['interval'][0])} – {markup.num(q['interval'][1])}"
+        assert int(kept) == len(q["examples"])
+        shown = re.findall(r'data-q="(\d+)"><div class="atlas-ex-img"><img src="([^"]*)" '
+                           r'loading="lazy" alt="([^"]*)">', body)
+        assert [(src, unescape(alt)) for _, src, alt in shown] == [
+            (e["image"], e["id"]) for e in q["examples"][:QUANTILE_SHOWN]]
+    heat = json.loads(re.search(r'id="atlas-heatmaps">([^<]*)</script>', page).group(1))
+    assert len(heat["qmaps"]) == sum(min(QUANTILE_SHOWN, len(q["examples"]))
+                                     for q in f["quantiles"])
+    assert len(heat["maps"]) == len(f["top"])
+    import base64
+    assert {len(base64.b64decode(m)) for m in heat["qmaps"]} == {8}  # 4x4 patches, 4 bits
+    none = (small_site / SLUG / "0" / "2" / "index.html").read_text()
+    assert "atlas-quantiles" not in none and "qmaps" not in none
+
+
+def test_layer_map_json(small_site: Path):
+    store = AtlasStore(small_site.parent)
+    expected = store.layer_map(0)
+    data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
+    assert data["format_version"] == 4 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
+    assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
+    assert data["x"] == [p["x"] for p in expected["units"]]
+    assert data["y"] == [p["y"] for p in expected["units"]]
+    assert min(data["x"] + data["y"]) >= 0 and max(data["x"] + data["y"]) <= 1
+    assert data["thumbs"] == ["visualization.png", SECOND[0]]
+    assert data["thumb"] == [0 if u < VIS_UNITS else -1 for u in data["units"]]
+    assert data["typical"] == [[t["unit"], t["size"]] for t in expected["typical"]]
+    assert len(data["typical"]) == 8 and sum(n for _, n in data["typical"]) == 192
+    assert not (small_site / SLUG / "1" / "map.json").exists()  # layer 1: not related
+    page = (small_site / SLUG / "0" / "index.html").read_text()
+    assert '<div class="atlas-map-view" data-src="map.json">' in page
+    legend = unescape(re.sub(r"<[^>]+>", "", page.split('class="atlas-map-legend">')[1]
+                             .split("</p>")[0]))
+    assert "UMAP" in legend and "57%" in legend and "40 probe images" in legend
+    assert "atlas-map" not in (small_site / SLUG / "1" / "index.html").read_text()
+
+
+def test_model_page_progression(small_site: Path):
+    page = (small_site / SLUG / "index.html").read_text()
+    assert "Progression: typical units by layer" in page
+    block = page.split('class="atlas-strips atlas-progression"')[1].split("\n</div>\n")[0]
+    rows = re.findall(r'(?s)data-layer="(\d+)">(.*?)</div></div>', block)
+    assert [layer for layer, _ in rows] == ["0"]  # layer 1 has no map
+    typical = AtlasStore(small_site.parent).layer_map(0)["typical"]
+    cells = re.findall(r'<a href="0/(\d+)/" title="([^"]*)" data-u="\d+">(<img src="([^"]*)")?',
+                       rows[0][1])
+    assert [int(u) for u, *_ in cells] == [t["unit"] for t in typical]
+    for (u, title, _, src), t in zip(cells, typical, strict=True):
+        assert f"typical of {t['size']} units" in title
+        assert src == (f"0/{u}/visualization.png" if int(u) < VIS_UNITS else "")
+
+
+def test_other_model_in_the_same_site_is_linked(small_site: Path):
+    from pipeline.pages.data import AtlasView
+    from pipeline.pages.feature import FeatureWriter, SiteInfo
+
+    atlas = AtlasView(AtlasStore(small_site.parent))
+    info = SiteInfo.of(atlas, {0: list(range(192)), 1: list(range(VIS_UNITS))}, 2024, None)
+    info.site_models[TRICKY_MODEL] = "deit-other"
+    writer = FeatureWriter(info, atlas.layer(0), atlas.examples, atlas.thumbnails)
+    meta = yaml.load(writer.markdown(0).split("---")[1], Loader=yaml.CSafeLoader)
+    other = [row.split(markup.SEP) for row in meta["similar"] if row.startswith("2")]
+    assert other and all(href.startswith("../../../deit-other/") and img == ""
+                         for _, _, href, img, *_ in other)
+
+
+def test_atlas_without_relations_builds_as_before(tmp_path: Path):
+    store = make_fake_atlas(tmp_path / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
+                            vis_units=4, index_layers=[0], relations=False)
+    assert store.relations_info() is None and store.similar(0) == {}
+    site = build.build_site(store, workers=1)
+    schema = json.loads((site / "schema" / "feature.schema.json").read_text())
+    for unit in (0, 1, 5):
+        f = _feature(site, 0, unit)
+        _check(schema, f)
+        assert f["similar"] == [] and f["quantiles"] == [] and f["top"]
+        page = (site / SLUG / "0" / str(unit) / "index.html").read_text()
+        assert "atlas-similar" not in page and "atlas-quantiles" not in page
+        assert '"qmaps"' not in page and 'id="atlas-heatmaps"' in page
+    assert not list(site.rglob("map.json"))
+    assert "atlas-map" not in (site / SLUG / "0" / "index.html").read_text()
+    assert "Progression" not in (site / SLUG / "index.html").read_text()
 
 
 def test_every_internal_link_and_image_resolves(small_site: Path):
@@ -502,7 +730,8 @@ def test_no_request_leaves_the_site(small_site: Path):
 
 
 def test_dataset_strings_are_escaped_everywhere(small_site: Path):
-    raw = [TRICKY_CLASS, '<b>"', "<i>y</i>", 'z="q"', TRICKY_CONCEPT, '<em>"', "& 'dots'"]
+    raw = [TRICKY_CLASS, '<b>"', "<i>y</i>", 'z="q"', TRICKY_CONCEPT, '<em>"', "& 'dots'",
+           TRICKY_MODEL, "<script>alert", "& 'co'"]
     for page in _html_pages(small_site):
         text = page.read_text(encoding="utf-8")
         for needle in raw:
@@ -510,6 +739,7 @@ def test_dataset_strings_are_escaped_everywhere(small_site: Path):
     feature = _Strings()
     feature.feed((small_site / SLUG / "0" / "0" / "index.html").read_text())
     assert TRICKY_CLASS in feature.strings and TRICKY_ID in feature.strings
+    assert f"{TRICKY_MODEL} · L0 · unit {_expected_similar(0)[-4]['unit']}" in feature.strings
     assert f"example 1: {TRICKY_ID}" in feature.strings  # the thumbnail's alt attribute
     layer = _Strings()
     layer.feed((small_site / SLUG / "0" / "index.html").read_text())
@@ -545,6 +775,7 @@ def test_feature_page_content_and_size(small_site: Path):
     assert 'data-key="j"' not in last and 'href="../../0/149/" data-key="h"' in last
     sizes = [p.stat().st_size for p in (small_site / SLUG).glob("*/*/index.html")]
     assert max(sizes) < 40_000
+    assert "atlas-similar" in page and "atlas-quantiles" in page  # measured with relations
 
 
 def test_rebuild_replaces_and_failed_build_keeps_old_site(small_site: Path, monkeypatch):

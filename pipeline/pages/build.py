@@ -31,11 +31,18 @@ from pipeline.pages import urls
 from pipeline.pages.assets import link_or_copy
 from pipeline.pages.cite import build_year
 from pipeline.pages.data import AtlasView, page_units
-from pipeline.pages.feature import FeatureWriter, SiteInfo, example_path, site_extra
+from pipeline.pages.feature import (
+    QUANTILE_SHOWN,
+    FeatureWriter,
+    SiteInfo,
+    example_path,
+    site_extra,
+)
 from pipeline.pages.overview import (
     LayerSummary,
     home_section,
     layer_page,
+    map_record,
     model_page,
     words_page,
 )
@@ -107,7 +114,10 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> int:
     every unit of ``layer``."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
-    writer = FeatureWriter(info, view, atlas.examples)
+    writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
+    if view.map is not None:
+        atomic_write_bytes(Path(site, urls.layer_map(info.slug, layer)),
+                           _json(map_record(atlas, view)))
     for unit in view.units:
         out = Path(site, urls.feature_dir(info.slug, layer, unit))
         record = json.dumps(writer.record(unit), ensure_ascii=False, separators=(",", ":"),
@@ -152,13 +162,16 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
     atlas = _atlas(root)
     view = atlas.layer(layer)
     docs = DocsWriter(Path(docs_root))
-    writer = FeatureWriter(info, view, atlas.examples)
+    writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
     for unit in view.units:
         docs.write(f"{urls.feature_dir(info.slug, layer, unit)}/index.md", writer.markdown(unit))
     docs.write(f"{urls.layer_dir(info.slug, layer)}/index.md", layer_page(atlas, view, prev, nxt))
     used = set()
     if view.index is not None:
         used = {int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0}
+        for unit in view.units:  # the quantile examples a page shows
+            for q in view.quantiles(unit):
+                used.update(n for n, _ in q["examples"][:QUANTILE_SHOWN])
     return LayerPages(LayerSummary.of(view), writer.layer_extra(),
                       ClassIndex(info.class_names).entries(view), used, docs.written,
                       WordIndex.entries(view, _thumbs(atlas)))
@@ -255,12 +268,15 @@ def _swap(tmp: Path, site_dir: Path) -> None:
 
 
 def build_site(store: AtlasStore, site_dir: Path | None = None, *,
-               workers: int | None = None, shard_entries: int | None = None) -> Path:
+               workers: int | None = None, shard_entries: int | None = None,
+               site_models: dict[str, str] | None = None) -> Path:
     """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``).
 
     ``workers``: processes to use (default: every CPU); ``shard_entries``: entries per shard
-    of the word index (default ``search.SHARD_ENTRIES``). The previous site stays in place
-    until the new one is complete.
+    of the word index (default ``search.SHARD_ENTRIES``); ``site_models``: ``{model name:
+    slug}`` of other atlases whose pages lie beside this one in the same site (similar units
+    in them get links; others are shown as text). The previous site stays in place until the
+    new one is complete.
     """
     if not mkdocs_yml().is_file() or not handbook_dir().is_dir():
         raise AtlasError(f"the site templates are missing ({mkdocs_yml()}, {handbook_dir()}): "
@@ -283,6 +299,7 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
         os.chmod(tmp, 0o755)
         cfg = mkdocs_config(docs.root, tmp)
         info = SiteInfo.of(atlas, units_by_layer, build_year(), cfg["site_url"] or None)
+        info.site_models = {**(site_models or {}), **info.site_models}
         clock = _Phases()
         # 1. every CPU writes Markdown, layer by layer
         with ProcessPoolExecutor(cpus) as pool:

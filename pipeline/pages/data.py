@@ -54,7 +54,12 @@ def by_channel(index: LayerIndex, n_units: int) -> LayerIndex:
         hist_edges=edges, mean=scatter(index.mean, 0), std=scatter(index.std, 0),
         max=scatter(index.max, 0),
         top_classes=scatter(index.top_classes, -1),
-        top_class_means=scatter(index.top_class_means, np.nan), units=None)
+        top_class_means=scatter(index.top_class_means, np.nan), units=None,
+        **({} if index.quantile_edges is None else {
+            "quantile_edges": scatter(index.quantile_edges, np.nan),
+            "quantile_ids": scatter(index.quantile_ids, -1),
+            "quantile_scores": scatter(index.quantile_scores, -np.inf),
+            "quantile_maps": scatter(index.quantile_maps, 0)}))
 
 
 def page_units(store: AtlasStore, layer: FFNLayer) -> list[int]:
@@ -73,7 +78,10 @@ class LayerView:
     ``vis``: ``{recipe: {unit: result}}`` (``store.vis_results``) of every recipe of the atlas,
     the primary one first; ``files``: ``{recipe: (visualization, attribution)}`` file names
     beside a feature page (``urls.recipe_files``); ``labels``: ``{unit: [{"concept", "score"},
-    ...]}`` best first (``store.labels``), empty when the layer was not labelled.
+    ...]}`` best first (``store.labels``), empty when the layer was not labelled;
+    ``similar``: ``{unit: [{"model", "layer", "unit", "score"}, ...]}`` (``store.similar``:
+    own layer, other layers, other models; best first in each group), empty before
+    ``relate``; ``map``: the layer map with its typical units (``store.layer_map``) or None.
     """
 
     store: AtlasStore
@@ -82,6 +90,8 @@ class LayerView:
     index: LayerIndex | None
     files: dict[str, tuple[str, str]] = field(default_factory=dict)
     labels: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    similar: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    map: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -178,6 +188,25 @@ class LayerView:
         """Units that get a page and have a label."""
         return [u for u in self.units if self.label(u) is not None]
 
+    def similar_to(self, unit: int) -> list[dict[str, Any]]:
+        """``unit``'s similar units ``[{"model", "layer", "unit", "score"}]`` in the store's
+        order (groups: own layer, other layers, other models; best first within each)."""
+        return self.similar.get(unit, [])
+
+    def quantiles(self, unit: int) -> list[dict[str, Any]]:
+        """``unit``'s quantile intervals from the mean up (``LayerIndex.quantiles``: interval,
+        examples ``(number, score)``, slots into ``quantile_maps[unit, j]``); empty when the
+        index kept none."""
+        if self.index is None or self.index.quantile_edges is None:
+            return []
+        return self.index.quantiles(unit)
+
+    @property
+    def typical(self) -> list[dict[str, int]]:
+        """The layer's typical units ``[{"unit", "size"}]``, largest cluster first (empty
+        without a map)."""
+        return list(self.map["typical"]) if self.map else []
+
     def top_class_names(self, unit: int, examples: Examples | None, n: int = 3) -> list[str]:
         if self.index is None or examples is None or examples.class_names is None:
             return []
@@ -194,6 +223,7 @@ class AtlasView:
     spec: ModelSpec = field(init=False)
 
     recipes: list[str] = field(init=False)
+    _thumbs: dict[int, dict[int, str]] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.manifest = self.store.manifest()
@@ -205,6 +235,26 @@ class AtlasView:
         """The labelling run (``store.label_info()``): labeler, concept set, parameters; None
         when the atlas has no labels."""
         return self.store.label_info()
+
+    @cached_property
+    def relations_info(self) -> dict[str, Any] | None:
+        """The relations run (``store.relations_info()``): k, map method, probe images; None
+        before ``relate``."""
+        return self.store.relations_info()
+
+    def thumbnails(self, layer: int) -> dict[int, str]:
+        """``{unit: visualization file}`` of ``layer`` (the first recipe that visualized each
+        unit, as ``LayerView.thumbnail``), read once per layer: similar units link to other
+        layers' thumbnails."""
+        cache = self._thumbs
+        if layer not in cache:
+            files = recipe_files(self.recipes)
+            found: dict[int, str] = {}
+            for recipe in reversed(self.recipes):  # the primary's last: it wins
+                found.update(dict.fromkeys(self.store.vis_results(layer, recipe),
+                                           files[recipe][0]))
+            cache[layer] = found
+        return cache[layer]
 
     @property
     def labeler(self) -> str | None:
@@ -245,7 +295,10 @@ class AtlasView:
         vis = {recipe: self.store.vis_results(index, recipe) for recipe in self.recipes}
         spec = self.spec.layers[index]
         index_ = load_layer_index(self.store, index)
+        related = self.relations_info is not None
         return LayerView(self.store, spec, vis,
                          None if index_ is None else by_channel(index_, spec.units),
                          recipe_files(self.recipes),
-                         self.store.labels(index) if self.label_info is not None else {})
+                         self.store.labels(index) if self.label_info is not None else {},
+                         self.store.similar(index) if related else {},
+                         self.store.layer_map(index) if related else None)

@@ -3,13 +3,18 @@
 Visualizations are procedural patterns (no optimization) of two recipes, with attribution maps
 and fidelity figures (``FAKE_FIDELITY`` names a few units' on purpose); index files follow
 ``pipeline.index.results`` exactly; labels (top concepts with SoftWPMI-like scores) go through
-the store's label writers, for most units (``fake_labels``). A few strings are deliberately
+the store's label writers, for most units (``fake_labels``); relations (similar units within
+and across layers and in another model ``TRICKY_MODEL``, a clustered layer map with typical
+units) through the store's relations writers, in the arrays of ``pipeline.relations.stage``;
+quantile examples in the index files (``fake_quantiles``). A few strings are deliberately
 hostile: a class name full of HTML, an example id with odd characters, a second recipe's name
-and note with markup, a concept with markup, quotes and ``&`` (``TRICKY_CONCEPT``).
+and note with markup, a concept with markup, quotes and ``&`` (``TRICKY_CONCEPT``), another
+model's name with markup (``TRICKY_MODEL``).
 """
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,13 @@ FAKE_LABEL_INFO = {
     "probe_images": 48, "fingerprint": "fake-labels-1",
 }
 IMAGES_SEEN_PER_EXAMPLE = 10  # examples.json's images_seen = n_examples * this
+INDEX_FINGERPRINT = "fake-index-1"  # examples.json's; the relations run names it
+# Relations: the other atlas's model (similar units across models), k per group, map clusters.
+TRICKY_MODEL = "deit<script>alert(\"x\")</script> & 'co'/base"
+SIMILAR_K = 6
+MAP_CLUSTERS = 8
+MAP_PRESERVATION = 0.5713
+QUANTILES, QUANTILE_K = 8, 4  # the index defaults
 
 # Fidelity of chosen units of the primary recipe, in every layer (others: see ``fidelity``).
 # None: the unit's result has no "fidelity"; a dict of Nones: measured, nothing known.
@@ -153,7 +165,7 @@ def _write_label_layer(root: str, layer: int, n_layers: int, units: int) -> None
 
 
 def _write_index_layer(root: str, layer: int, units: int, grid: tuple[int, int], topk: int,
-                       n_examples: int, n_classes: int, bins: int) -> None:
+                       n_examples: int, n_classes: int, bins: int, quantiles: bool) -> None:
     rng = np.random.default_rng(1000 + layer)
     k = min(topk, n_examples)
     top_ids = np.argsort(rng.random((units, n_examples)), axis=1)[:, :k].astype(np.int64)
@@ -177,13 +189,137 @@ def _write_index_layer(root: str, layer: int, units: int, grid: tuple[int, int],
     top_classes = np.argsort(rng.random((units, n_classes)), axis=1)[:, :c].astype(np.int64)
     top_classes[0] = np.arange(c)  # unit 0's top class is the HTML one
     top_class_means = np.sort(rng.random((units, c)).astype(np.float32), axis=1)[:, ::-1]
+    mean = (top_scores.mean(axis=1) * 0.2).astype(np.float32)
+    extra = fake_quantiles(layer, mean, top_scores[:, 0], n_examples, grid) if quantiles else {}
     atomic_save_npz(
         layer_path(AtlasStore(root), layer),
         top_ids=top_ids, top_scores=np.ascontiguousarray(top_scores), maps=maps,
         hist_counts=hist_counts.astype(np.int64), hist_edges=hist_edges,
-        mean=(top_scores.mean(axis=1) * 0.2).astype(np.float32), max=top_scores[:, 0].copy(),
-        top_classes=top_classes, top_class_means=np.ascontiguousarray(top_class_means),
+        mean=mean, max=top_scores[:, 0].copy(),
+        top_classes=top_classes, top_class_means=np.ascontiguousarray(top_class_means), **extra,
     )
+
+
+def fake_quantiles(layer: int, mean: np.ndarray, top: np.ndarray, n_examples: int,
+                   grid: tuple[int, int], q: int = QUANTILES, k: int = QUANTILE_K,
+                   ) -> dict[str, np.ndarray]:
+    """``LayerIndex``'s quantile arrays: ``q`` equal intervals from each unit's mean to its
+    max (unit 1: 3 intervals; unit 2: none), ``k`` examples each (the last interval of unit 0:
+    one, the one with the odd id), scores inside their interval, by decreasing score."""
+    rng = np.random.default_rng(5000 + layer)
+    units = len(mean)
+    rows, cols = grid
+    edges = np.linspace(mean, top, q + 1, axis=1).astype(np.float32)  # (units, q + 1)
+    counts = np.full(units, q)
+    if units > 2:
+        counts[1], counts[2] = 3, 0
+    past = np.arange(q + 1)[None, :] > counts[:, None]
+    edges[past] = np.nan
+    ids = np.full((units, q, k), -1, np.int64)
+    scores = np.full((units, q, k), -np.inf, np.float32)
+    maps = np.zeros((units, q, k, rows, cols), np.float32)
+    for u in range(units):
+        for j in range(counts[u]):
+            n = k if not (u == 0 and j == counts[u] - 1) else 1
+            ids[u, j, :n] = [0] if n == 1 else rng.choice(n_examples, n, replace=False)
+            lo, hi = float(edges[u, j]), float(edges[u, j + 1])
+            s = np.sort(rng.uniform(lo, lo + (hi - lo) * 0.999, n))[::-1]
+            scores[u, j, :n] = s
+            maps[u, j, :n] = rng.uniform(0, 1, (n, rows, cols)) * s[:, None, None]
+    return {"quantile_edges": edges, "quantile_ids": ids, "quantile_scores": scores,
+            "quantile_maps": maps}
+
+
+def fake_map(units: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A clustered 2-D layout of ``units`` scaled into [0, 1] (one scale for both axes), and
+    the typical unit of each cluster (nearest its centre), largest cluster first, with sizes."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 1, (MAP_CLUSTERS, 2))
+    cluster = rng.integers(0, MAP_CLUSTERS, len(units))
+    xy = centres[cluster] + rng.normal(0, 0.05, (len(units), 2))
+    xy -= xy.min(0)
+    xy = (xy / max(float(xy.max()), 1e-9)).astype(np.float32)
+    found = []
+    for c in range(MAP_CLUSTERS):
+        members = np.flatnonzero(cluster == c)
+        if len(members):
+            mid = xy[members].mean(0)
+            best = members[np.argmin(((xy[members] - mid) ** 2).sum(1))]
+            found.append((-len(members), int(best)))
+    found.sort()
+    return (xy, units[[b for _, b in found]].astype(np.int64),
+            np.array([-n for n, _ in found], np.int64))
+
+
+def _similar(rng: np.random.Generator, units: int, pool: int, k: int, own: bool,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids (units, k), scores (units, k))``: random distinct channels of ``pool`` (never the
+    unit itself when ``own``), by decreasing correlation; unit 3's last two slots empty."""
+    ids = np.full((units, k), -1, np.int64)
+    scores = np.full((units, k), np.nan, np.float32)
+    for u in range(units):
+        choice = rng.choice(pool - 1 if own else pool, min(k, pool - own), replace=False)
+        if own:
+            choice = choice + (choice >= u)
+        ids[u, :len(choice)] = choice
+        scores[u, :len(choice)] = np.sort(rng.uniform(-0.2, 0.99, len(choice)))[::-1]
+    if units > 3:
+        ids[3, k - 2:], scores[3, k - 2:] = -1, np.nan
+    return ids, scores
+
+
+def fake_relations(layer: int, spec: ModelSpec, groups: list[int]) -> dict[str, np.ndarray]:
+    """One layer's relations file as ``relate_layer`` writes it: every channel of ``layer``,
+    ``SIMILAR_K`` similar units in each layer of ``groups`` (its own first), a map and typical
+    units."""
+    rng = np.random.default_rng(9000 + layer)
+    units = np.arange(spec.layers[layer].units, dtype=np.int64)
+    ids, scores = zip(*(_similar(rng, len(units), spec.layers[g].units, SIMILAR_K, g == layer)
+                        for g in groups), strict=True)
+    xy, typical, sizes = fake_map(units, 9100 + layer)
+    return {
+        "units": units, "model": np.array(spec.name),
+        "similar_layers": np.array(groups, np.int64),
+        "similar_units": np.stack(ids, 1), "similar_scores": np.stack(scores, 1),
+        "map_xy": xy, "map_method": np.array("umap"),
+        "map_preservation": np.array(MAP_PRESERVATION),
+        "typical_units": typical, "typical_sizes": sizes,
+    }
+
+
+def fake_across(layer: int, spec: ModelSpec, other_layers: int = 2,
+                other_units: int = 64) -> dict[str, np.ndarray]:
+    """Similar units of ``layer`` in the other model ``TRICKY_MODEL`` (as ``relate_atlases``
+    writes them): ``other_layers`` layers of ``other_units`` channels."""
+    rng = np.random.default_rng(9500 + layer)
+    units = np.arange(spec.layers[layer].units, dtype=np.int64)
+    ids, scores = zip(*(_similar(rng, len(units), other_units, 3, False)
+                        for _ in range(other_layers)), strict=True)
+    return {"units": units, "model": np.array(TRICKY_MODEL),
+            "similar_layers": np.arange(other_layers, dtype=np.int64),
+            "similar_units": np.stack(ids, 1), "similar_scores": np.stack(scores, 1)}
+
+
+def _write_relations(root: str, spec: ModelSpec, layers: list[int]) -> None:
+    """Relations of ``layers`` (each related to every layer of the model, as if all were
+    indexed, so links to units without a page occur), then the run's description (format 1
+    of ``pipeline.relations.stage``; the other atlas's folder named as its ``model_slug``
+    does: not imported here, as it loads torch)."""
+    store = AtlasStore(root)
+    fingerprint = "fake-relations-1"
+    everything = [layer.index for layer in spec.layers]
+    for layer in layers:
+        groups = [layer] + [i for i in everything if i != layer]
+        store.write_relations(layer, fingerprint, fake_relations(layer, spec, groups))
+        store.write_relations_across(re.sub(r"[^A-Za-z0-9._-]+", "_", TRICKY_MODEL), layer,
+                                     "fake-across-1",
+                                     fake_across(layer, spec))
+    store.write_relations_info({
+        "format_version": 1, "fingerprint": fingerprint,
+        "index": INDEX_FINGERPRINT, "model": spec.name, "k": SIMILAR_K, "map": "umap",
+        "layers": list(layers), "probe_images": 40,
+        "maps": {str(i): {"method": "umap", "preservation": MAP_PRESERVATION} for i in layers},
+    })
 
 
 def _write_examples(store: AtlasStore, n_examples: int, n_classes: int, thumb: int) -> None:
@@ -197,20 +333,23 @@ def _write_examples(store: AtlasStore, n_examples: int, n_classes: int, thumb: i
     atomic_write_json(index_dir(store) / "examples.json", {
         "classes": classes, "examples": examples,
         "images_seen": n_examples * IMAGES_SEEN_PER_EXAMPLE, "skipped": [],
-        "dataset": "synthetic:fake", "split": "validation",
+        "dataset": "synthetic:fake", "split": "validation", "fingerprint": INDEX_FINGERPRINT,
     })
 
 
 def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examples: int = 48,
                     n_classes: int = 12, vis_size: int | None = None, thumb_size: int = 32,
                     vis_units: int | None = None, index_layers: list[int] | None = None,
-                    bins: int = 32, workers: int = 1, labels: bool = True) -> AtlasStore:
+                    bins: int = 32, workers: int = 1, labels: bool = True,
+                    relations: bool = True) -> AtlasStore:
     """Write a complete synthetic atlas of ``spec`` under ``root``.
 
     ``vis_units``: visualize only the first n units of each layer (default all), with the
     primary recipe ``FAKE_RECIPE``; the second, ``SECOND_RECIPE``, visualizes the even ones;
     ``index_layers``: layers with dataset index files (default all); ``labels``: label every
-    unit of every layer (``fake_labels``: units without a page too, and a few left out).
+    unit of every layer (``fake_labels``: units without a page too, and a few left out);
+    ``relations``: quantile examples in the index, and similar units, layer maps and typical
+    units of every indexed layer (without: the atlas as it was before issue 12).
     """
     store = AtlasStore(root)
     config = {"model": spec.name, "weights": "random", "dataset": "synthetic:fake",
@@ -228,7 +367,8 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
                                     layer.units))
             if layer.index in indexed:
                 jobs.append(pool.submit(_write_index_layer, str(root), layer.index, layer.units,
-                                        layer.grid, topk, n_examples, n_classes, bins))
+                                        layer.grid, topk, n_examples, n_classes, bins,
+                                        relations))
             if labels:
                 jobs.append(pool.submit(_write_label_layer, str(root), layer.index,
                                         len(spec.layers), layer.units))
@@ -236,6 +376,8 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
             job.result()
     if labels:  # the run's description last, as the label stage does
         store.write_label_info({**FAKE_LABEL_INFO, "probe_images": n_examples})
+    if relations and indexed:
+        _write_relations(str(root), spec, sorted(indexed))
     return store
 
 

@@ -12,6 +12,11 @@ mkdocs does as little per-page work as possible (9,000+ pages):
   one JSON string;
 - the Markdown body is one sentence: no HTML goes through Markdown at all.
 
+Relations (when the atlas was related): the page shows at most ``SIMILAR_SHOWN`` similar units
+per group (same layer, other layers, other models), linked where the other unit has a page in
+this site, and at most ``QUANTILE_SHOWN`` examples per quantile interval, their heatmaps on the
+top examples' colour scale; ``feature.json`` holds them all.
+
 Every string reaches HTML through the template's ``|e``.
 """
 
@@ -20,7 +25,8 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +37,7 @@ from pipeline.index.results import Examples
 from pipeline.pages import fidelity, labels, urls
 from pipeline.pages.assets import (
     encode_heatmaps,
+    encode_heatmaps4,
     heatmap_scale,
     histogram_path,
     histogram_x,
@@ -57,6 +64,8 @@ class SiteInfo:
     site_url: str | None = None  # absolute base URL, when mkdocs.yml sets one
     labeler: str | None = None  # what made the labels (None: the atlas has none)
     labeler_line: str = ""  # labeler, concept set and probe images, in words
+    # models whose pages are in this site: {model name: slug} (similar units link to them)
+    site_models: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, atlas: AtlasView, units_by_layer: dict[int, list[int]], year: int,
@@ -65,7 +74,7 @@ class SiteInfo:
         return cls(atlas.model, atlas.slug, atlas.weights, atlas.atlas_version, atlas.dataset,
                    None if ex is None else ex.images_seen, None if ex is None else ex.class_names,
                    units_by_layer, year, site_url, atlas.labeler,
-                   labels.labeler_line(atlas.label_info))
+                   labels.labeler_line(atlas.label_info), {atlas.model: atlas.slug})
 
 
 def site_extra(info: SiteInfo) -> dict[str, Any]:
@@ -75,6 +84,19 @@ def site_extra(info: SiteInfo) -> dict[str, Any]:
             "dataset": info.dataset, "images_seen": info.images_seen,
             "atlas_version": info.atlas_version, "sep": SEP, "layers": {},
             "labels": info.labeler_line or None}
+
+
+SIMILAR_SHOWN = 8  # similar units shown per group on a page (feature.json has all)
+QUANTILE_SHOWN = 3  # examples shown per quantile interval (the index keeps 4 by default)
+SIMILAR_GROUPS = ("same layer", "other layers", "other models")
+
+
+def similar_group(model: str, layer: int, entry: dict[str, Any]) -> int:
+    """0: ``entry`` is in the unit's own layer, 1: another layer of its model, 2: another
+    model."""
+    if entry["model"] != model:
+        return 2
+    return 0 if entry["layer"] == layer else 1
 
 
 def word_query(concept: str) -> str:
@@ -143,9 +165,15 @@ def example_path(slug: str, thumbs: list[str | None], n: int) -> str | None:
 class FeatureWriter:
     """Renders the page and the record of every unit of one layer."""
 
-    def __init__(self, info: SiteInfo, view: LayerView, examples: Examples | None):
+    def __init__(self, info: SiteInfo, view: LayerView, examples: Examples | None,
+                 thumbnails: Callable[[int], dict[int, str]] | None = None):
+        """``thumbnails(layer)``: ``{unit: visualization file}`` of any layer of the model
+        (``AtlasView.thumbnails``), for the similar units' thumbnails; None: placeholders
+        outside ``view``'s layer."""
         self.info = info
         self.view = view
+        self.thumbnails = thumbnails
+        self._page_sets: dict[int, set[int]] = {}
         self.ids = examples.ids if examples is not None else []
         self.labels = examples.labels if examples is not None else []
         self.thumbs = examples.thumbs if examples is not None else []
@@ -201,6 +229,60 @@ class FeatureWriter:
                             SEP.join(fidelity.cautions(fid))))
         return out
 
+    def _other_thumb(self, layer: int, unit: int) -> str | None:
+        if layer == self.layer:
+            return self.view.thumbnail(unit)
+        return self.thumbnails(layer).get(unit) if self.thumbnails is not None else None
+
+    def _similar(self, unit: int) -> list[str]:
+        """One packed scalar per shown similar unit (the best ``SIMILAR_SHOWN`` of each group,
+        groups in order): group, score, link or "" (no page in this site), thumbnail or "",
+        caption, title."""
+        info = self.info
+        groups: list[list[dict]] = [[], [], []]
+        for e in self.view.similar_to(unit):
+            groups[similar_group(info.model, self.layer, e)].append(e)
+        out = []
+        for g, entries in enumerate(groups):
+            best = sorted(entries, key=lambda e: -e["score"])[:SIMILAR_SHOWN]
+            for e in best:
+                other, layer, u = e["model"], e["layer"], e["unit"]
+                href = thumb = ""
+                if g < 2:
+                    if u in self._pages(layer):
+                        href = f"../../{layer}/{u}/"
+                        found = self._other_thumb(layer, u)
+                        thumb = href + found if found else ""
+                elif other in info.site_models:
+                    href = f"../../../{info.site_models[other]}/{layer}/{u}/"
+                where = (f"unit {u}" if g == 0 else f"L{layer} · unit {u}" if g == 1
+                         else f"{other} · L{layer} · unit {u}")
+                title = (f"{other} · " if g == 2 else "") + f"layer {layer} unit {u}"
+                out.append(pack(str(g), num(e["score"], 3), href, thumb, where, title))
+        return out
+
+    def _pages(self, layer: int) -> set[int]:
+        if layer not in self._page_sets:
+            self._page_sets[layer] = set(self.info.units_by_layer.get(layer, ()))
+        return self._page_sets[layer]
+
+    def _quantiles(self, unit: int) -> tuple[list[str], list[str], np.ndarray]:
+        """Packed intervals ``lo, hi, examples kept``; packed shown examples ``interval,
+        score, thumbnail or "", class name or "", id``; their maps ``(n, rows, cols)``."""
+        intervals, shown, maps = [], [], []
+        idx = self.view.index
+        for j, q in enumerate(self.view.quantiles(unit)):
+            lo, hi = q["interval"]
+            intervals.append(pack(num(lo), num(hi), str(len(q["examples"]))))
+            for (n, score), slot in list(zip(q["examples"], q["slots"], strict=True))[
+                    :QUANTILE_SHOWN]:
+                ex_id, _, name = self._example(n)
+                shown.append(pack(str(j), num(score), self._image(n) or "", name or "", ex_id))
+                maps.append(idx.quantile_maps[unit, j, slot])
+        rows, cols = self.view.spec.grid
+        return intervals, shown, (np.stack(maps) if maps else np.zeros((0, rows, cols),
+                                                                        np.float32))
+
     def permalink(self, unit: int) -> str:
         path = urls.feature_dir(self.info.slug, self.layer, unit) + "/"
         return (self.info.site_url.rstrip("/") + "/" + path) if self.info.site_url else path
@@ -219,6 +301,13 @@ class FeatureWriter:
             "vis": self._visualizations(unit),
             "links": neighbours(info, layer, unit),
         }
+        similar = self._similar(unit)
+        if similar:
+            meta["similar"] = similar
+            counts = [0, 0, 0]
+            for e in view.similar_to(unit):
+                counts[similar_group(info.model, layer, e)] += 1
+            meta["simn"] = [[min(n, SIMILAR_SHOWN), n] for n in counts]  # shown, in all
         concepts = view.concepts(unit)
         if concepts:  # score, query string of the word page, concept
             meta["words"] = [pack(num(c["score"]), word_query(c["concept"]), c["concept"])
@@ -244,11 +333,15 @@ class FeatureWriter:
             meta["hist"] = [histogram_path(counts), num(float(edges[0])), num(float(edges[-1])),
                             histogram_x(float(idx.mean[unit]), edges), histogram_x(thr, edges)]
             maps = idx.maps[unit, slots]
-            lo, hi = heatmap_scale(maps)
+            intervals, shown, qmaps = self._quantiles(unit)
+            lo, hi = heatmap_scale(np.concatenate([maps.reshape(-1), qmaps.reshape(-1)]))
             rows, cols = maps.shape[1:] if maps.ndim == 3 else view.spec.grid
-            meta["maps"] = script_json({"rows": int(rows), "cols": int(cols),
-                                        "lo": _round(lo, 4), "hi": _round(hi, 4),
-                                        "maps": encode_heatmaps(maps, lo, hi)})
+            heat = {"rows": int(rows), "cols": int(cols), "lo": _round(lo, 4),
+                    "hi": _round(hi, 4), "maps": encode_heatmaps(maps, lo, hi)}
+            if intervals:
+                meta["quant"], meta["qx"] = intervals, shown
+                heat["qmaps"] = encode_heatmaps4(qmaps, lo, hi)  # small thumbnails: 4 bits
+            meta["maps"] = script_json(heat)
         url = self.permalink(unit)
         meta["cite"] = [url, bibtex(key=cite_key(info.slug, layer, unit), model=info.model,
                                     weights=info.weights, layer=layer, module=view.spec.module,
@@ -256,6 +349,16 @@ class FeatureWriter:
                                     year=info.year)]
         return (front_matter(meta)
                 + f"\nUnit {unit} of FFN layer {layer} of the model; data in feature.json.\n")
+
+    def _entry(self, n: int, score: float, heat: list) -> dict[str, Any]:
+        """A dataset example of ``feature.json`` (``top`` and ``quantiles`` alike)."""
+        ex_id, label, name = self._example(n)
+        entry: dict[str, Any] = {"id": ex_id, "example": n, "score": _round(score),
+                                 "image": self._image(n), "heatmap": heat}
+        if label is not None:
+            entry["label"] = name if name is not None else str(label)
+            entry["label_index"] = label
+        return entry
 
     def record(self, unit: int) -> dict[str, Any]:
         """``feature.json``: the page's data in full precision (schema: data-format page)."""
@@ -302,6 +405,8 @@ class FeatureWriter:
             "max": None,
             "labels": view.concepts(unit),
             "labeler": info.labeler,
+            "similar": [dict(e) for e in view.similar_to(unit)],
+            "quantiles": [],
             "atlas_version": info.atlas_version,
         })
         if idx is None:
@@ -311,19 +416,15 @@ class FeatureWriter:
         decimals = significant_decimals(maps)
         rounded = np.round(np.nan_to_num(maps.astype(np.float64)), decimals).tolist()
         for s, heat in zip(slots, rounded, strict=True):
-            n = int(idx.top_ids[unit, s])
-            ex_id, label, name = self._example(n)
-            entry: dict[str, Any] = {
-                "id": ex_id,
-                "example": n,
-                "score": _round(idx.top_scores[unit, s]),
-                "image": self._image(n),
-                "heatmap": heat,
-            }
-            if label is not None:
-                entry["label"] = name if name is not None else str(label)
-                entry["label_index"] = label
-            rec["top"].append(entry)
+            rec["top"].append(self._entry(int(idx.top_ids[unit, s]), idx.top_scores[unit, s],
+                                          heat))
+        for j, q in enumerate(view.quantiles(unit)):
+            qmaps = idx.quantile_maps[unit, j, q["slots"]]
+            heats = np.round(np.nan_to_num(qmaps.astype(np.float64)), decimals).tolist()
+            rec["quantiles"].append({
+                "interval": [_round(q["interval"][0]), _round(q["interval"][1])],
+                "examples": [self._entry(n, score, heat) for (n, score), heat in
+                             zip(q["examples"], heats, strict=True)]})
         rec["histogram"] = {
             "counts": [int(c) for c in idx.hist_counts[unit]],
             "edges": [_round(e) for e in idx.hist_edges[unit]],

@@ -1,4 +1,5 @@
-"""The pages above the features: home section, model page (layer strips) and layer grids.
+"""The pages above the features: home section, model page (layer strips, progression of
+typical units) and layer pages (the map of the layer, when related, and the grid).
 
 They render through the full Material theme, so their Markdown is front matter plus raw HTML
 blocks (every dataset/model string escaped with ``markup.text``); they are few.
@@ -33,6 +34,8 @@ class LayerSummary:
     representatives: list[tuple[int, str | None]]  # (unit, visualization file), best first
     labelled: int = 0  # units with a page and a label
     words: tuple[tuple[str, int], ...] = ()  # most common labels: (concept, units)
+    # typical units (layer map's k-means clusters), largest cluster first: (unit, thumb, size)
+    typical: tuple[tuple[int, str | None, int], ...] = ()
 
     @classmethod
     def of(cls, view: LayerView) -> LayerSummary:
@@ -44,7 +47,9 @@ class LayerSummary:
         return cls(s.index, s.module + (f" (call {s.call})" if s.call else ""), s.stage, s.grid,
                    s.units, len(view.units), len(view.visualized), view.index is not None,
                    [(u, view.thumbnail(u)) for u in reps], len(best),
-                   tuple(labels.common(best, COMMON_WORDS)))
+                   tuple(labels.common(best, COMMON_WORDS)),
+                   tuple((t["unit"], view.thumbnail(t["unit"]), t["size"]) for t in view.typical
+                         if t["unit"] in set(view.units)))
 
 
 def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
@@ -87,6 +92,62 @@ def _controls(view: LayerView, measured: bool) -> str:
     return html + ' <span class="atlas-filter-count" aria-live="polite"></span></div>'
 
 
+def map_record(atlas: AtlasView, view: LayerView) -> dict:
+    """``<slug>/<layer>/map.json``: the layer map (``store.layer_map``) in columns, for the
+    layer page's canvas. ``units``, ``x``, ``y`` (in [0, 1], one scale for both axes) and
+    ``thumb`` (index into ``thumbs``, the visualization file names beside a feature page,
+    primary recipe first; -1: not visualized) of every mapped unit that has a page;
+    ``typical``: ``[unit, cluster size]``, largest cluster first."""
+    m = view.map or {"method": None, "preservation": None, "units": [], "typical": []}
+    files = urls.recipe_files(atlas.recipes)
+    thumbs = [files[r][0] for r in atlas.recipes]
+    number = {name: i for i, name in enumerate(thumbs)}
+    pages = set(view.units)
+    shown = [p for p in m["units"] if p["unit"] in pages]
+    return {
+        "format_version": urls.SITE_FORMAT_VERSION, "model": atlas.model, "layer": view.layer,
+        "method": m["method"], "preservation": m["preservation"], "thumbs": thumbs,
+        "units": [p["unit"] for p in shown], "x": [p["x"] for p in shown],
+        "y": [p["y"] for p in shown],
+        "thumb": [number.get(view.thumbnail(p["unit"]) or "", -1) for p in shown],
+        "typical": [[t["unit"], t["size"]] for t in m["typical"] if t["unit"] in pages],
+    }
+
+
+MAP_NAMES = {"umap": "UMAP", "pca": "PCA"}
+
+
+def _map_section(atlas: AtlasView, view: LayerView) -> str:
+    """The layer map: a canvas that ``assets/atlas.js`` fills from ``map.json``, and its legend
+    (method and neighbour preservation)."""
+    m = view.map
+    if m is None:
+        return ""
+    method = MAP_NAMES.get(str(m["method"]), str(m["method"]))
+    probe = (atlas.relations_info or {}).get("probe_images")
+    how = urls.relative("method/", urls.layer_dir(atlas.slug, view.layer)) + "#relations"
+    over = f" over {probe:,} probe images" if probe else ""
+    return (
+        '<section class="atlas-map" data-search-exclude>\n'
+        f"<p class=\"atlas-map-legend\">Map of the layer: <b>{text(method)}</b> of each unit's "
+        f"activation profile{over}: units close together respond to the same images. "
+        f'Neighbour preservation <b class="atlas-map-preservation">{m["preservation"]:.0%}</b>'
+        ": of each unit's 10 most correlated units, the share among its 10 nearest on the map. "
+        "Scroll or use + / − to zoom (thumbnails appear when zoomed in), drag to pan, click a "
+        "unit to open it; ringed: the layer's typical units. "
+        f'<a href="{attr(how)}">How the map is made</a>.</p>\n'
+        f'<div class="atlas-map-view" data-src="{urls.MAP_JSON}">'
+        '<canvas class="atlas-map-canvas" width="720" height="480" role="img" '
+        'aria-label="Map of the units of the layer (the grid below lists the same units)">'
+        "</canvas>"
+        '<div class="atlas-map-tools"><button type="button" data-zoom="in" '
+        'aria-label="Zoom in">+</button><button type="button" data-zoom="out" '
+        'aria-label="Zoom out">−</button><button type="button" data-zoom="reset">reset'
+        '</button> <output class="atlas-map-msg" aria-live="polite"></output></div></div>\n'
+        "</section>\n\n"
+    )
+
+
 def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | None) -> str:
     """Every unit's visualization as a lazy-loaded grid, with a unit/class filter and, where
     fidelity was measured, sorting by it and an "only trusted" filter."""
@@ -127,6 +188,7 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
         front_matter({"title": f"{atlas.slug} · layer {s.index}", "model": atlas.slug})
         + f'\n<p class="atlas-facts">{facts}</p>\n\n'
         + f'<p class="atlas-links">{" · ".join(links)}</p>\n\n'
+        + _map_section(atlas, view)
         + _controls(view, measured) + "\n\n"
         + '<div class="atlas-grid" data-search-exclude>\n' + "\n".join(cells) + "\n</div>\n"
     )
@@ -140,6 +202,38 @@ def _strip(slug: str, summary: LayerSummary, here: str, n: int, px: int) -> str:
         cells.append(_thumb(urls.relative(fdir + "/", here), src,
                             f"layer {summary.layer} unit {unit}", px))
     return "".join(cells)
+
+
+def progression(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
+    """The model page's progression view: each layer's typical units (one per cluster of the
+    layer map, largest first), early to late; empty when no layer has a map."""
+    rows = []
+    here = urls.model_dir(atlas.slug)
+    for s in summaries:
+        if not s.typical:
+            continue
+        cells = []
+        for unit, thumb, size in s.typical:
+            fdir = urls.feature_dir(atlas.slug, s.layer, unit)
+            src = urls.relative(f"{fdir}/{thumb}", here) if thumb else None
+            cells.append(_thumb(urls.relative(fdir + "/", here), src,
+                                f"layer {s.layer} unit {unit} · typical of {size} units", 64,
+                                f' data-u="{unit}"'))
+        rows.append(f'<div class="atlas-strip-row" data-layer="{s.layer}">'
+                    f'<a class="atlas-strip-label" href="{s.layer}/">Layer {s.layer}</a>'
+                    f'<div class="atlas-strip">{"".join(cells)}</div></div>')
+    if not rows:
+        return ""
+    method = urls.relative("method/", here) + "#relations"
+    return (
+        "## Progression: typical units by layer\n\n"
+        "<p>Each row shows a layer's most typical units: the unit nearest the centre of each "
+        "cluster of its units' activation profiles (k-means), largest cluster first. Read "
+        "down the rows to see features specialize from early to late layers "
+        f'(<a href="{method}">how</a>).</p>\n\n'
+        '<div class="atlas-strips atlas-progression" data-search-exclude>\n'
+        + "\n".join(rows) + "\n</div>\n\n"
+    )
 
 
 def model_facts(atlas: AtlasView, summaries: list[LayerSummary]) -> list[tuple[str, str]]:
@@ -218,6 +312,7 @@ def model_page(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
         + "Each row shows the layer's units with the highest dataset activation "
           "(or visualization objective when the layer has no dataset index).\n\n"
         + '<div class="atlas-strips" data-search-exclude>\n' + "\n".join(rows) + "\n</div>\n\n"
+        + progression(atlas, summaries)
         + (words_by_layer(atlas, summaries) if atlas.label_info is not None else "")
     )
 

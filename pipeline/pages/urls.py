@@ -5,8 +5,9 @@ with ``feature.json``, ``visualization.png`` (the primary recipe's) and ``attrib
 attribution map, if any) beside it, and ``visualization-<recipe>.png`` /
 ``attribution-<recipe>.png`` for every other recipe; ``<slug>/examples/e<n><ext>`` dataset
 thumbnails, ``<slug>/classes.json`` the class search index, ``<slug>/words/`` the search-by-word
-page with the word index's shards ``<slug>/words/w<n>.json`` beside it, ``models.json`` the jump
-index (which lists the shards).
+page with the word index's shards ``<slug>/words/w<n>.json`` beside it, ``<slug>/<layer>/map.json``
+the layer map (when the atlas was related), ``models.json`` the jump index (which lists the
+shards).
 Every link the pages contain is relative, so the site works from any sub-path.
 """
 
@@ -21,14 +22,16 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 
 # Version of the site's JSON files (feature.json, models.json, classes.json, word shards).
 # 1: first release; 2: fidelity, attribution and per-recipe visualizations in feature.json;
-# 3: labels and labeler in feature.json, the word index (models.json's "words", shards).
-SITE_FORMAT_VERSION = 3
+# 3: labels and labeler in feature.json, the word index (models.json's "words", shards);
+# 4: similar and quantiles in feature.json, the layer map (<slug>/<layer>/map.json).
+SITE_FORMAT_VERSION = 4
 
 VISUALIZATION = "visualization.png"
 ATTRIBUTION = "attribution.png"
 FEATURE_JSON = "feature.json"
 MODELS_JSON = "models.json"
 CLASSES_JSON = "classes.json"
+MAP_JSON = "map.json"
 
 
 def model_slug(name: str) -> str:
@@ -61,6 +64,11 @@ def model_dir(slug: str) -> str:
 
 def layer_dir(slug: str, layer: int) -> str:
     return f"{slug}/{layer}"
+
+
+def layer_map(slug: str, layer: int) -> str:
+    """The layer map's data, beside the layer page."""
+    return f"{layer_dir(slug, layer)}/{MAP_JSON}"
 
 
 def feature_dir(slug: str, layer: int, unit: int) -> str:

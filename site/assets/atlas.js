@@ -7,7 +7,8 @@
  *   attribution-map toggle, keyboard shortcuts, absolute permalink in the Cite block (the
  *   recipe tabs need no script: radio inputs and labels)
  * - layer pages: filter the grid by unit number, label, top class or "only trusted"; sort it by unit,
- *   times the best dataset example, or z-rank
+ *   times the best dataset example, or z-rank; the map of the layer (map.json on a canvas: zoom,
+ *   pan, thumbnails of the units in view once zoomed in, click → feature page)
  * Everything is fetched by relative URL; strings reach the DOM only through textContent.
  */
 (function () {
@@ -383,14 +384,26 @@
     return out;
   }
 
+  function decode4(b64, n) {  // 4 bits a patch, high nibble first (quantile examples)
+    var s = atob(b64), out = new Uint8Array(n);
+    for (var p = 0; p < n; p++) {
+      var byte = s.charCodeAt(p >> 1);
+      out[p] = ((p & 1) ? byte & 15 : byte >> 4) * 17;
+    }
+    return out;
+  }
+
   function setupHeatmaps() {
     var node = document.getElementById("atlas-heatmaps");
     if (!node) return;
     var data = JSON.parse(node.textContent);
     document.querySelectorAll(".atlas-ex").forEach(function (fig) {
-      var i = parseInt(fig.getAttribute("data-i"), 10);
+      // data-i: a top example (data.maps); data-q: a quantile example (data.qmaps)
+      var q = fig.hasAttribute("data-q"), list = q ? data.qmaps || [] : data.maps || [];
+      var i = parseInt(fig.getAttribute(q ? "data-q" : "data-i"), 10);
       var canvas = fig.querySelector("canvas.atlas-heat");
-      if (canvas && data.maps[i]) paint(canvas, decode(data.maps[i]), data.rows, data.cols);
+      if (canvas && list[i]) paint(canvas, q ? decode4(list[i], data.rows * data.cols) : decode(list[i]),
+                                   data.rows, data.cols);
     });
     var bar = document.querySelector(".atlas-legend-bar");
     if (bar) {
@@ -526,10 +539,176 @@
     if ((input && input.value) || (trusted && trusted.checked)) filter();
   }
 
+  /* ---- layer page: the map ------------------------------------------------------------- */
+  // map.json: units, x, y (in [0, 1], one scale for both axes), thumb (index into thumbs,
+  // -1: none), typical [[unit, size]]. Drawn as dots; once a unit's cell on screen is large
+  // enough (zoomed in), the thumbnails of the units in view are fetched and drawn instead.
+  var MAP_PAD = 16, THUMB_MIN = 28, THUMB_MAX = 96, THUMBS_AT_ONCE = 400;
+  function setupMap(view) {
+    var canvas = view.querySelector("canvas"), msg = view.querySelector(".atlas-map-msg");
+    var ctx = canvas.getContext("2d"), data = null, images = {}, pending = false;
+    var state = { k: 1, x: 0, y: 0 };  // screen = base(point) * k + (x, y)
+    var base = { s: 1, ox: 0, oy: 0 }, spacing = 1, typical = {};
+    function cssSize() { return [canvas.clientWidth || canvas.width, canvas.clientHeight || canvas.height]; }
+    function layout() {
+      var wh = cssSize(), ratio = window.devicePixelRatio || 1;
+      canvas.width = Math.round(wh[0] * ratio);
+      canvas.height = Math.round(wh[1] * ratio);
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      var w = wh[0] - 2 * MAP_PAD, h = wh[1] - 2 * MAP_PAD;
+      var mx = Math.max.apply(null, data.x.concat([1e-9])), my = Math.max.apply(null, data.y.concat([1e-9]));
+      base.s = Math.min(w / mx, h / my);
+      base.ox = MAP_PAD + (w - mx * base.s) / 2;
+      base.oy = MAP_PAD + (h - my * base.s) / 2;
+      // typical distance between neighbouring units at zoom 1: the median distance to the
+      // nearest other unit, over up to 256 units (the map is clustered: area per unit misleads)
+      var n = data.units.length, step = Math.max(1, Math.floor(n / 256)), near = [];
+      for (var i = 0; i < n; i += step) {
+        var best = Infinity;
+        for (var j = 0; j < n; j++) {
+          if (j === i) continue;
+          var dx = data.x[i] - data.x[j], dy = data.y[i] - data.y[j], d = dx * dx + dy * dy;
+          if (d < best) best = d;
+        }
+        if (best < Infinity) near.push(Math.sqrt(best));
+      }
+      near.sort(function (a, b) { return a - b; });
+      spacing = Math.max(1, (near.length ? near[near.length >> 1] : 1) * base.s);
+    }
+    function screen(i) {
+      return [(base.ox + data.x[i] * base.s) * state.k + state.x,
+              (base.oy + data.y[i] * base.s) * state.k + state.y];
+    }
+    function thumbSize() { return Math.min(THUMB_MAX, spacing * state.k * 0.9); }
+    function draw() {
+      pending = false;
+      var wh = cssSize(), w = wh[0], h = wh[1];
+      ctx.clearRect(0, 0, w, h);
+      var size = thumbSize(), big = size >= THUMB_MIN, inView = [], i, p;
+      for (i = 0; i < data.units.length; i++) {
+        p = screen(i);
+        if (p[0] > -size && p[0] < w + size && p[1] > -size && p[1] < h + size) inView.push(i);
+      }
+      var withThumbs = big && inView.length <= THUMBS_AT_ONCE, thumbs = 0, dots = 0;
+      var accent = getComputedStyle(view).getPropertyValue("--atlas-accent") || "#3f51b5";
+      inView.forEach(function (i) {
+        var p = screen(i), t = data.thumb[i], img = null;
+        if (withThumbs && t >= 0) {
+          var src = data.units[i] + "/" + data.thumbs[t];
+          img = images[src];
+          if (!img) {
+            img = images[src] = new Image();
+            img.onload = function () { if (!pending) { pending = true; requestAnimationFrame(draw); } };
+            img.src = src;
+          }
+        }
+        if (img && img.complete && img.naturalWidth > 0) {
+          ctx.drawImage(img, p[0] - size / 2, p[1] - size / 2, size, size);
+          thumbs++;
+        } else {
+          ctx.fillStyle = accent.trim();
+          ctx.beginPath();
+          ctx.arc(p[0], p[1], Math.max(2.5, Math.min(6, size / 6)), 0, 2 * Math.PI);
+          ctx.fill();
+          dots++;
+        }
+        if (typical[data.units[i]]) {
+          ctx.strokeStyle = "#d84315";
+          ctx.lineWidth = 2;
+          ctx.beginPath();
+          if (img && img.complete && img.naturalWidth > 0) ctx.rect(p[0] - size / 2, p[1] - size / 2, size, size);
+          else ctx.arc(p[0], p[1], 7, 0, 2 * Math.PI);
+          ctx.stroke();
+        }
+      });
+      canvas.setAttribute("data-thumbs", String(thumbs));
+      canvas.setAttribute("data-dots", String(dots));
+      canvas.setAttribute("data-zoom", String(Math.round(state.k * 100) / 100));
+      if (msg) msg.textContent = data.units.length + " units · zoom " + (Math.round(state.k * 10) / 10) + "×" +
+        (big && !withThumbs ? " · zoom in further for thumbnails" : !big ? " · zoom in for thumbnails" : "");
+    }
+    function redraw() { if (!pending) { pending = true; requestAnimationFrame(draw); } }
+    function zoomAt(factor, cx, cy) {
+      var k = Math.max(1, Math.min(64, state.k * factor));
+      factor = k / state.k;
+      state.x = cx - (cx - state.x) * factor;
+      state.y = cy - (cy - state.y) * factor;
+      state.k = k;
+      if (k === 1) { state.x = 0; state.y = 0; }
+      redraw();
+    }
+    function hit(cx, cy) {
+      var best = -1, bestD = Infinity, size = thumbSize(), r = Math.max(8, size / 2);
+      for (var i = 0; i < data.units.length; i++) {
+        var p = screen(i), dx = Math.abs(p[0] - cx), dy = Math.abs(p[1] - cy);
+        if (dx <= r && dy <= r && dx * dx + dy * dy < bestD) { best = i; bestD = dx * dx + dy * dy; }
+      }
+      return best;
+    }
+    function local(ev) {
+      var r = canvas.getBoundingClientRect();
+      return [ev.clientX - r.left, ev.clientY - r.top];
+    }
+    var drag = null;
+    canvas.addEventListener("wheel", function (ev) {
+      if (!data) return;
+      ev.preventDefault();
+      var p = local(ev);
+      zoomAt(Math.pow(1.0015, -ev.deltaY), p[0], p[1]);
+    }, { passive: false });
+    canvas.addEventListener("pointerdown", function (ev) {
+      drag = { x: ev.clientX, y: ev.clientY, sx: state.x, sy: state.y, moved: false };
+    });
+    window.addEventListener("pointermove", function (ev) {
+      if (!drag || !data) return;
+      var dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+      if (Math.abs(dx) + Math.abs(dy) > 4) drag.moved = true;
+      if (drag.moved && state.k > 1) { state.x = drag.sx + dx; state.y = drag.sy + dy; redraw(); }
+    });
+    window.addEventListener("pointerup", function () { setTimeout(function () { drag = null; }, 0); });
+    canvas.addEventListener("click", function (ev) {
+      if (!data || (drag && drag.moved)) return;
+      var p = local(ev), i = hit(p[0], p[1]);
+      if (i >= 0) window.location.href = data.units[i] + "/";
+    });
+    canvas.addEventListener("mousemove", function (ev) {
+      if (!data) return;
+      var p = local(ev), i = hit(p[0], p[1]);
+      canvas.style.cursor = i >= 0 ? "pointer" : state.k > 1 ? "grab" : "default";
+      canvas.title = i >= 0 ? "unit " + data.units[i] : "";
+    });
+    view.querySelectorAll("button[data-zoom]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        if (!data) return;
+        var wh = cssSize(), z = b.getAttribute("data-zoom");
+        if (z === "reset") { state = { k: 1, x: 0, y: 0 }; redraw(); }
+        else zoomAt(z === "in" ? 2 : 0.5, wh[0] / 2, wh[1] / 2);
+      });
+    });
+    // for tests and scripts: where unit u is drawn, in client coordinates (null if not mapped)
+    canvas.atlasPoint = function (u) {
+      var i = data ? data.units.indexOf(u) : -1;
+      if (i < 0) return null;
+      var p = screen(i), r = canvas.getBoundingClientRect();
+      return [r.left + p[0], r.top + p[1]];
+    };
+    getJSON(view.getAttribute("data-src")).then(function (d) {
+      data = d;
+      (d.typical || []).forEach(function (t) { typical[t[0]] = true; });
+      layout();
+      draw();
+      window.addEventListener("resize", function () { layout(); redraw(); });
+      view.classList.add("atlas-map-ready");
+    }, function () {
+      if (msg) msg.textContent = "The map could not be loaded (open the site through a web server).";
+    });
+  }
+
   function init() {
     document.querySelectorAll("form.atlas-jump").forEach(setupJump);
     document.querySelectorAll("form.atlas-words").forEach(setupWords);
     document.querySelectorAll(".atlas-grid").forEach(setupGrid);
+    document.querySelectorAll(".atlas-map-view[data-src]").forEach(setupMap);
     if (document.body.classList.contains("atlas-feature-page")) {
       setupHeatmaps();
       setupAttribution();
