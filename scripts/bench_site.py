@@ -8,6 +8,11 @@ peak memory (ru_maxrss of the builder and of its worker processes) and bytes per
 A second, smaller size shows how memory scales with the page count. It also times the
 alternative of writing one PNG overlay per top example, which the site avoids.
 
+Relations (similar units, quantile examples, the layer maps): the fake atlas has them, so the
+page and feature.json sizes above include them; it also reports the built layer maps'
+``map.json`` sizes, those of a 4,096-unit layer (``--map-units``, as ViT-L's FFN), and the
+layer page's first paint and map drawn in headless Chromium (``--no-browser`` to skip).
+
 Word index: the sizes of the built site's shards and of ``models.json`` (what one word search
 fetches), and, without building pages, of the index of a 100,000-unit atlas (``--word-units``)
 with the fake's 46 concepts (each labels thousands of units: the worst case for one concept)
@@ -154,6 +159,80 @@ def report_words(name: str, w: dict | None) -> None:
           "gzip)")
 
 
+def map_json_at_scale(units: int) -> dict:
+    """``map.json`` of a ``units``-unit layer (the fake's clustered layout, every unit
+    visualized), raw and gzip."""
+    from types import SimpleNamespace
+
+    from pipeline.pages.fake import fake_map
+    from pipeline.pages.overview import map_record
+
+    ids = np.arange(units, dtype=np.int64)
+    xy, typical, sizes = fake_map(ids, 0)
+    layer_map = {"method": "umap", "preservation": 0.57,
+                 "units": [{"unit": int(u), "x": round(float(p[0]), 4),
+                            "y": round(float(p[1]), 4)} for u, p in zip(ids, xy, strict=True)],
+                 "typical": [{"unit": int(u), "size": int(n)}
+                             for u, n in zip(typical, sizes, strict=True)]}
+    view = SimpleNamespace(map=layer_map, units=list(range(units)), layer=0,
+                           thumbnail=lambda u: "visualization.png")
+    atlas = SimpleNamespace(recipes=["default"], model="vit_large_patch16_224")
+    blob = json.dumps(map_record(atlas, view), ensure_ascii=False,
+                      separators=(",", ":")).encode()
+    return {"units": units, "raw": len(blob), "gz": len(gzip.compress(blob, 6))}
+
+
+def site_maps(site: Path, slug: str) -> dict | None:
+    """Sizes of the built site's layer maps (None: the atlas has none)."""
+    blobs = [p.read_bytes() for p in sorted((site / slug).glob("*/map.json"))]
+    if not blobs:
+        return None
+    return {"maps": len(blobs), "units": len(json.loads(blobs[0])["units"]),
+            "raw_max": max(map(len, blobs)), "gz_max": max(len(gzip.compress(b, 6))
+                                                            for b in blobs)}
+
+
+def layer_page_paint(site: Path, slug: str, runs: int = 3) -> dict | None:
+    """Layer 0's page in headless Chromium over a local server: first contentful paint and
+    the time until the map is drawn (map.json fetched and painted), median of ``runs`` cold
+    loads; None without Chromium or Playwright."""
+    chromium = "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not os.path.exists(chromium):
+        return None
+    import threading
+
+    from pipeline.pages import make_server
+
+    server = make_server(site, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{slug}/0/"
+    fcp, drawn = [], []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            for _ in range(runs):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                page = context.new_page()
+                page.goto(url)
+                page.wait_for_selector(".atlas-map-canvas[data-drawn-ms]", timeout=60_000)
+                drawn.append(float(page.get_attribute(".atlas-map-canvas", "data-drawn-ms"))
+                             / 1e3)  # the page's own clock, from navigation start
+                fcp.append(page.evaluate("""() => (performance.getEntriesByName(
+                    'first-contentful-paint')[0] || {startTime: NaN}).startTime""") / 1e3)
+                context.close()
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return {"fcp_s": float(np.median(fcp)), "map_drawn_s": float(np.median(drawn)),
+            "html": (site / slug / "0" / "index.html").stat().st_size}
+
+
 def png_overlay_cost(maps: np.ndarray, n: int = 300) -> float:
     """Seconds per feature to colour-map and encode each top example's heatmap as a PNG."""
     from PIL import Image
@@ -169,7 +248,8 @@ def png_overlay_cost(maps: np.ndarray, n: int = 300) -> float:
     return (time.perf_counter() - t) / n
 
 
-def run_size(units: int, topk: int, examples: int, workers: int, keep: bool) -> dict:
+def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
+             browser: bool = True) -> dict:
     from pipeline.index.results import load_layer_index
     from pipeline.pages.fake import make_fake_atlas, tiny_spec
     from pipeline.pages.urls import model_slug
@@ -193,12 +273,15 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool) -> 
     idx = load_layer_index(AtlasStore(root), 0)
     png = png_overlay_cost(idx.maps) if idx is not None else float("nan")
     words = site_word_index(site)
+    slug = model_slug(spec.name)
+    maps = site_maps(site, slug)
+    paint = layer_page_paint(site, slug) if browser else None
     result = {
         "features": n, "generate_s": gen, **child,
         "pages_per_s": n / child["wall_s"],
         "cpu_pages_per_s": n / (child["cpu_main_s"] + child["cpu_workers_s"]),
         "html_mean_b": mean_html, "html_max_b": max_html, "json_mean_b": mean_json,
-        "png_overlays_s_per_feature": png, "words": words,
+        "png_overlays_s_per_feature": png, "words": words, "maps": maps, "paint": paint,
     }
     if keep:
         print(f"kept {root}")
@@ -225,6 +308,15 @@ def report(r: dict) -> None:
           f"{r['png_overlays_s_per_feature'] * 1e3:.2f} ms of encoding per feature "
           f"(~{r['png_overlays_s_per_feature'] * r['features']:.1f} CPU-s here)")
     report_words("word index", r["words"])
+    m = r["maps"]
+    if m:
+        print(f"         layer maps: {m['maps']} map.json of {m['units']} units, at most "
+              f"{_kib(m['raw_max'])} ({_kib(m['gz_max'])} gzip)")
+    if r["paint"]:
+        pt = r["paint"]
+        print(f"         layer page ({_kib(pt['html'])} HTML) in Chromium: first contentful "
+              f"paint {pt['fcp_s'] * 1e3:.0f} ms, map drawn {pt['map_drawn_s'] * 1e3:.0f} ms "
+              "after navigation start (median of 3 cold loads, local server)")
 
 
 def main() -> None:
@@ -237,6 +329,10 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the fake atlases")
     p.add_argument("--word-units", type=int, default=100_000,
                    help="labelled units of the word index measured without pages (0: skip)")
+    p.add_argument("--map-units", type=int, default=4096,
+                   help="units of the layer whose map.json is measured without pages (0: skip)")
+    p.add_argument("--no-browser", action="store_true",
+                   help="skip the layer page's paint timing in Chromium")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -246,7 +342,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     results = []
     for units in (args.units, args.small_units):
-        results.append(run_size(units, args.topk, args.examples, args.workers, args.keep))
+        results.append(run_size(units, args.topk, args.examples, args.workers, args.keep,
+                                not args.no_browser))
         report(results[-1])
     big, small = results
     pages = big["features"] / small["features"]
@@ -256,6 +353,10 @@ def main() -> None:
           f"(main process, above its imports), "
           f"{big['maxrss_main_kb'] / small['maxrss_main_kb']:.2f}x its total peak RSS, "
           f"{big['maxrss_workers_kb'] / max(1, small['maxrss_workers_kb']):.2f}x the workers'")
+    if args.map_units:
+        m = map_json_at_scale(args.map_units)
+        print(f"map.json of a {m['units']:,}-unit layer: {_kib(m['raw'])} "
+              f"({_kib(m['gz'])} gzip)")
     if args.word_units:
         print(f"word index of {args.word_units:,} units, 5 concepts each (no pages built):")
         report_words("fake concepts (46)", word_index_at_scale(args.word_units, None))

@@ -10,13 +10,16 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.pages import fidelity, make_server
-from pipeline.pages.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_RECIPE
+from pipeline.pages.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_MODEL, TRICKY_RECIPE
 from pipeline.pages.fake import fidelity as fake_fidelity
+from pipeline.pages.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
+from pipeline.store import AtlasStore
 from tests.test_site import (
     SECOND,
     SLUG,
     VIS_UNITS,
     _expected_labels,
+    _expected_similar,
     _merged,
     _pages,
     _word_index,
@@ -87,10 +90,12 @@ def test_feature_page_in_browser(page, served, prefix):
     base = f"{served}{prefix}"
     page.goto(f"{base}/{SLUG}/0/0/")
     count, broken = _images_loaded(page)
-    assert count == 2 + 2 + 6 and broken == []  # 2 recipes x (image + map) + top-6 thumbnails
+    # 2 recipes x (image + map) + top-6 thumbnails + quantile examples + similar units' images
+    quantile = _quantiles_shown(0)
+    assert count == 2 + 2 + 6 + quantile + _similar_images(0) and broken == []
     painted = page.evaluate("""() => Array.from(document.querySelectorAll('canvas.atlas-heat'))
         .filter(c => c.width === 4 && c.height === 4).length""")
-    assert painted == 6
+    assert painted == 6 + quantile
     assert page.locator(".atlas-legend-hi").inner_text() != ""
 
     # strings from the dataset are text, never markup
@@ -146,6 +151,139 @@ def test_feature_page_in_browser(page, served, prefix):
     page.go_back()
     page.click(".atlas-home")
     page.wait_for_url(f"{base}/")
+
+
+def _quantiles_shown(unit: int) -> int:
+    """Quantile examples the feature page of ``unit`` (layer 0) shows, from its feature.json."""
+    import json
+
+    site = build_small_site(None)
+    f = json.loads((site / SLUG / "0" / str(unit) / "feature.json").read_text())
+    return sum(min(QUANTILE_SHOWN, len(q["examples"])) for q in f["quantiles"])
+
+
+def _shown_similar(unit: int) -> list[list[dict]]:
+    """The similar units the page of ``unit`` (layer 0) shows: per group, best first."""
+    found = _expected_similar(unit)
+    groups = [[e for e in found if e["model"] == SLUG and e["layer"] == 0],
+              [e for e in found if e["model"] == SLUG and e["layer"] != 0],
+              [e for e in found if e["model"] != SLUG]]
+    return [sorted(g, key=lambda e: -e["score"])[:SIMILAR_SHOWN] for g in groups]
+
+
+def _similar_images(unit: int) -> int:
+    """Thumbnails among them: units of this model with a page and a visualization."""
+    return sum(1 for g in _shown_similar(unit)[:2] for e in g
+               if e["unit"] in _pages()[e["layer"]] and e["unit"] < VIS_UNITS)
+
+
+def test_feature_page_similar_and_quantiles(page, served):
+    base = f"{served}/sub/site"
+    page.goto(f"{base}/{SLUG}/0/0/")
+    groups = _shown_similar(0)
+    lists = page.locator(".atlas-sim-list")
+    assert lists.count() == 3
+    assert [h.split(" ")[0] for h in page.locator(".atlas-similar h3").all_inner_texts()] == [
+        "Same", "Other", "Other"]
+    for g, expected in enumerate(groups):
+        items = page.locator(f".atlas-sim-list[data-group='{g}'] .atlas-sim")
+        assert items.count() == len(expected)
+        scores = [t.replace("r = ", "") for t in
+                  page.locator(f".atlas-sim-list[data-group='{g}'] .atlas-sim small")
+                  .all_text_contents()]
+        assert [float(x) for x in scores] == [float(f"{e['score']:.3g}") for e in expected]
+    # another model not in this site: its name as text, no link, no markup made of it
+    other = page.locator(".atlas-sim-list[data-group='2'] .atlas-sim")
+    assert other.first.evaluate("e => e.tagName") == "SPAN"
+    assert other.first.locator("span:not(.atlas-novis)").text_content().startswith(
+        TRICKY_MODEL + " · L")
+    assert page.locator(".atlas-similar script, .atlas-similar b").count() == 0
+    assert page.locator(".atlas-sim-list[data-group='2'] a").count() == 0
+    # layer 1 units without a page: text; those with a page: links that work
+    off = [e for e in groups[1] if e["unit"] not in _pages()[1]]
+    assert page.locator(".atlas-sim-list[data-group='1'] span.atlas-sim").count() == len(off)
+    target = groups[1][0] if groups[1][0]["unit"] in _pages()[1] else next(
+        e for e in groups[1] if e["unit"] in _pages()[1])
+    page.locator(f".atlas-sim-list[data-group='1'] a[href='../../1/{target['unit']}/']").click()
+    page.wait_for_url(f"{base}/{SLUG}/1/{target['unit']}/")
+    page.go_back()
+    best = groups[0][0]
+    page.locator(".atlas-sim-list[data-group='0'] a.atlas-sim").first.click()
+    page.wait_for_url(f"{base}/{SLUG}/0/{best['unit']}/")
+    assert page.locator("h1 small").inner_text() == f"layer 0 · unit {best['unit']}"
+    # quantile examples: one row per interval, highest first, heatmaps follow the toggle
+    page.goto(f"{base}/{SLUG}/0/0/")
+    assert page.locator(".atlas-q-row").count() == 8
+    assert page.locator(".atlas-q-row").first.locator(".atlas-ex").count() == 1  # the odd id
+    assert page.locator(".atlas-q-row").first.locator("img").get_attribute("alt") == TRICKY_ID
+    heat = page.locator(".atlas-q-row canvas.atlas-heat").first
+    assert heat.is_visible()
+    page.keyboard.press("m")
+    assert not heat.is_visible()
+
+
+def _map_state(pg) -> dict:
+    return pg.evaluate("""() => { const c = document.querySelector('.atlas-map-canvas');
+        return {thumbs: +c.getAttribute('data-thumbs'), dots: +c.getAttribute('data-dots'),
+                zoom: +c.getAttribute('data-zoom')}; }""")
+
+
+def test_layer_map_zooms_and_clicks_through(page, served):
+    base = f"{served}/site"
+    page.goto(f"{base}/{SLUG}/0/")
+    page.wait_for_selector(".atlas-map-canvas[data-dots]")
+    legend = page.locator(".atlas-map-legend").inner_text()
+    assert "UMAP" in legend and "57%" in legend
+    state = _map_state(page)
+    assert state == {"thumbs": 0, "dots": 192, "zoom": 1}  # the whole layer, as dots
+    requested = len([u for u in page.requests if u.endswith("visualization.png")])
+    assert "192 units" in page.locator(".atlas-map-msg").inner_text()
+    for _ in range(6):  # zoom in until thumbnails are drawn
+        page.click(".atlas-map-tools button[data-zoom=in]")
+        page.wait_for_function("document.querySelector('.atlas-map-canvas')"
+                               ".getAttribute('data-zoom') !== '" + str(state["zoom"]) + "'")
+        state = _map_state(page)
+        if state["thumbs"]:
+            break
+        page.wait_for_timeout(300)  # images of the units in view load, then redraw
+        state = _map_state(page)
+        if state["thumbs"]:
+            break
+    assert state["thumbs"] > 0 and state["zoom"] > 1
+    assert state["thumbs"] + state["dots"] < 192  # only the units in view are drawn
+    fetched = [u for u in page.requests if u.endswith("visualization.png")][requested:]
+    assert 0 < len(fetched) < VIS_UNITS  # thumbnails fetched lazily, for the view only
+    # reset, then a click on a unit opens its page
+    page.click(".atlas-map-tools button[data-zoom=reset]")
+    page.wait_for_function("document.querySelector('.atlas-map-canvas')"
+                           ".getAttribute('data-zoom') === '1'")
+    typical = AtlasStore(build_small_site(None).parent).layer_map(0)["typical"][0]["unit"]
+    x, y = page.evaluate(f"document.querySelector('.atlas-map-canvas').atlasPoint({typical})")
+    page.mouse.click(x, y)
+    page.wait_for_url(re.compile(rf"{re.escape(base)}/{SLUG}/0/\d+/$"))
+    clicked = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    data = AtlasStore(build_small_site(None).parent).layer_map(0)["units"]
+    p = next(d for d in data if d["unit"] == typical)
+    q = next(d for d in data if d["unit"] == clicked)
+    assert abs(p["x"] - q["x"]) < 0.03 and abs(p["y"] - q["y"]) < 0.03  # that unit, or one on it
+
+
+def test_model_page_progression_of_typical_units(page, served):
+    base = f"{served}/sub/site"
+    page.goto(f"{base}/{SLUG}/")
+    typical = [t["unit"] for t in AtlasStore(build_small_site(None).parent).layer_map(0)[
+        "typical"]]
+    rows = page.locator(".atlas-progression .atlas-strip-row")
+    assert rows.count() == 1 and rows.first.get_attribute("data-layer") == "0"
+    cells = rows.first.locator("a[data-u]")
+    assert [int(u) for u in cells.evaluate_all("as => as.map(a => a.dataset.u)")] == typical
+    count, broken = _images_loaded(page)
+    assert broken == []
+    shown = rows.first.locator("img")
+    assert shown.count() == sum(1 for u in typical if u < VIS_UNITS) > 0
+    assert all(shown.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(shown.count()))
+    cells.first.click()
+    page.wait_for_url(f"{base}/{SLUG}/0/{typical[0]}/")
 
 
 def test_layer_page_filter_and_lazy_grid(page, served):

@@ -697,6 +697,7 @@
       (d.typical || []).forEach(function (t) { typical[t[0]] = true; });
       layout();
       draw();
+      canvas.setAttribute("data-drawn-ms", String(Math.round(performance.now())));  // benchmarks
       window.addEventListener("resize", function () { layout(); redraw(); });
       view.classList.add("atlas-map-ready");
     }, function () {
