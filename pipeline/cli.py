@@ -67,7 +67,8 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-topk", type=int, default=S,
                    help="SoftWPMI: top probe images per unit (default 100)")
     g.add_argument("--label-lambda", type=float, default=S,
-                   help="SoftWPMI: weight λ of the concept prior (default 1)")
+                   help="SoftWPMI: weight λ of the concept prior (default: the paper's 1; 0.25 "
+                   "for the demo labeler, see the Method page)")
     g.add_argument("--quantiles", type=int, default=S,
                    help="intervals between each unit's mean and max score whose examples the "
                    "index keeps besides the top-k (default 8; 0: none)")

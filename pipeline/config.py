@@ -38,7 +38,7 @@ class AtlasConfig:
     concepts: str | None = None  # concepts file (one per line); None = common English words
     label_scale: float = 10.0  # SoftWPMI: softmax scale of the image-concept similarities
     label_topk: int = 100  # SoftWPMI: top probe images per unit
-    label_lambda: float = 1.0  # SoftWPMI: weight of the concept prior
+    label_lambda: float | None = None  # SoftWPMI prior weight; None = the labeler's (see label)
     quantiles: int = 8  # intervals between each unit's mean and max with examples (0 = none)
     quantile_k: int = 4  # examples kept per interval
     similar_k: int = 8  # most correlated units kept per unit and layer (relations)

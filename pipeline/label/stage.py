@@ -101,7 +101,8 @@ def _label(run: Run, labeler: Labeler | None) -> None:
                          f"(an older index?): rerun `vit-atlas index --out {store.root}`")
     labeler = labeler or load_labeler(cfg.labeler, run.device, cfg.model)
     concepts = concept_set(run)
-    params = SoftWPMI(scale=cfg.label_scale, top_k=cfg.label_topk, lam=cfg.label_lambda)
+    lam = labeler.default_lambda if cfg.label_lambda is None else cfg.label_lambda
+    params = SoftWPMI(scale=cfg.label_scale, top_k=cfg.label_topk, lam=lam)
     fingerprint = _digest({"labeler": labeler.id, "concepts": concepts.digest,
                            "params": params.to_dict(), "index": data.get("fingerprint")})
     todo = [i for i in run.layers if not store.labels_done(i, fingerprint)]
