@@ -89,6 +89,21 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_json_if_any(path: Path) -> Any | None:
+    """``read_json(path)``, or None when the file is absent (a stage that has not run)."""
+    path = Path(path)
+    return read_json(path) if path.is_file() else None
+
+
+def layer_file(directory: Path, layer: int, suffix: str) -> Path:
+    """``directory/L{layer:03d}{suffix}``: every stage's per-layer file name.
+
+    >>> layer_file(Path("DIR/label"), 3, ".json").name
+    'L003.json'
+    """
+    return Path(directory) / f"L{layer:03d}{suffix}"
+
+
 class AtlasStore:
     """Read and write one atlas directory."""
 
@@ -225,14 +240,13 @@ class AtlasStore:
     def label_info(self) -> dict[str, Any] | None:
         """``DIR/label/label.json``: ``{"labeler", "labeler_id", "concepts": {"source",
         "count", "digest"}, "params", "probe_images", "fingerprint"}``; None before labelling."""
-        path = self.label_dir / "label.json"
-        return read_json(path) if path.is_file() else None
+        return read_json_if_any(self.label_dir / "label.json")
 
     def write_label_info(self, info: dict[str, Any]) -> None:
         atomic_write_json(self.label_dir / "label.json", info, indent=2)
 
     def label_path(self, layer: int) -> Path:
-        return self.label_dir / f"L{layer:03d}.json"
+        return layer_file(self.label_dir, layer, ".json")
 
     def labels_done(self, layer: int, fingerprint: str) -> bool:
         """Whether ``layer`` was labelled with the labelling run ``fingerprint``."""
@@ -270,14 +284,13 @@ class AtlasStore:
         """``DIR/relations/relations.json``: ``{"format_version", "fingerprint", "index",
         "model", "k", "map", "layers", "probe_images", "maps": {layer: {"method",
         "preservation"}}}``; None before ``relate``."""
-        path = self.relations_dir / "relations.json"
-        return read_json(path) if path.is_file() else None
+        return read_json_if_any(self.relations_dir / "relations.json")
 
     def write_relations_info(self, info: dict[str, Any]) -> None:
         atomic_write_json(self.relations_dir / "relations.json", info, indent=2)
 
     def relations_path(self, layer: int) -> Path:
-        return self.relations_dir / f"L{layer:03d}.npz"
+        return layer_file(self.relations_dir, layer, ".npz")
 
     def _relations_arrays(self, path: Path, fingerprint: str | None) -> dict[str, Any] | None:
         if not path.is_file():
@@ -301,7 +314,7 @@ class AtlasStore:
 
     def relations_across_path(self, other: str, layer: int) -> Path:
         """Similar units of ``layer`` in another atlas ``other`` (its model slug)."""
-        return self.relations_dir / "across" / other / f"L{layer:03d}.npz"
+        return layer_file(self.relations_dir / "across" / other, layer, ".npz")
 
     def write_relations_across(self, other: str, layer: int, fingerprint: str,
                                arrays: dict[str, np.ndarray]) -> None:
@@ -332,7 +345,7 @@ class AtlasStore:
         across = self.relations_dir / "across"
         if across.is_dir():
             for d in sorted(p for p in across.iterdir() if p.is_dir()):
-                other = self._relations_arrays(d / f"L{layer:03d}.npz", None)
+                other = self._relations_arrays(layer_file(d, layer, ".npz"), None)
                 if other is not None and np.array_equal(other["units"], found["units"]):
                     parts.append(other)
         out: dict[int, list[dict[str, Any]]] = {int(u): [] for u in found["units"].tolist()}

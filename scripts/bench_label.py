@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import proc_status_kb  # noqa: E402
+from benchlib import add_layer_size_options, proc_status_kb  # noqa: E402
 
 from pipeline.label.dissect import (  # noqa: E402
     SoftWPMI,
@@ -54,8 +54,7 @@ def reference_loop(P: torch.Tensor, top: np.ndarray, params: SoftWPMI) -> torch.
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--units", type=int, default=3072)
-    p.add_argument("--images", type=int, default=10000)
+    add_layer_size_options(p)
     p.add_argument("--concepts", type=int, default=20000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--baseline-units", type=int, default=64)

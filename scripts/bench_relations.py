@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import proc_status_kb
+from benchlib import add_layer_size_options, proc_status_kb
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -247,8 +247,7 @@ def bench_demo_maps(atlas: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--units", type=int, default=3072)
-    p.add_argument("--images", type=int, default=10000)
+    add_layer_size_options(p)
     p.add_argument("--index-images", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--sections", nargs="*", default=["layer", "index", "maps"],

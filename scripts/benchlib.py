@@ -55,6 +55,13 @@ def matmul_peak(device: torch.device, dtype: torch.dtype | None = None, n: int =
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
+def add_layer_size_options(p: argparse.ArgumentParser) -> None:
+    """``--units`` and ``--images``: the layer the label and relations benchmarks time,
+    a ViT-B-sized one by default (3,072 units over 10,000 probe images)."""
+    p.add_argument("--units", type=int, default=3072, help="units of the layer")
+    p.add_argument("--images", type=int, default=10000, help="probe images")
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """--model/--weights/--model-kwargs, --device and --threads."""
     p.add_argument("--model", help="timm name (default: the demo model)")
