@@ -162,12 +162,15 @@ def _quantiles_shown(unit: int) -> int:
     return sum(min(QUANTILE_SHOWN, len(q["examples"])) for q in f["quantiles"])
 
 
+MODEL = "vit_tiny_patch16_224"  # the fake atlas's model name (its pages: SLUG)
+
+
 def _shown_similar(unit: int) -> list[list[dict]]:
     """The similar units the page of ``unit`` (layer 0) shows: per group, best first."""
     found = _expected_similar(unit)
-    groups = [[e for e in found if e["model"] == SLUG and e["layer"] == 0],
-              [e for e in found if e["model"] == SLUG and e["layer"] != 0],
-              [e for e in found if e["model"] != SLUG]]
+    groups = [[e for e in found if e["model"] == MODEL and e["layer"] == 0],
+              [e for e in found if e["model"] == MODEL and e["layer"] != 0],
+              [e for e in found if e["model"] != MODEL]]
     return [sorted(g, key=lambda e: -e["score"])[:SIMILAR_SHOWN] for g in groups]
 
 

@@ -36,13 +36,13 @@ from pipeline.pages.fake import (
 )
 from pipeline.pages.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.pages.search import WordIndex
-from pipeline.pages.urls import model_slug, relative
+from pipeline.pages.urls import atlas_slug, model_slug, relative
 from pipeline.resources import mkdocs_yml
 from pipeline.store import AtlasStore
 
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}
 VIS_UNITS = 150  # units 150..191 have no visualization
-SLUG = "vit_tiny_patch16_224"
+SLUG = atlas_slug("vit_tiny_patch16_224", "random(seed=0)")  # the fake atlas's pages
 N_EXAMPLES = 40
 IMAGES_SEEN = N_EXAMPLES * IMAGES_SEEN_PER_EXAMPLE
 SECOND = ("visualization-paper-tv.png", "attribution-paper-tv.png")  # TRICKY_RECIPE's files
@@ -112,7 +112,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 4
+    assert feature["format_version"] == 5
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -287,7 +287,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 4
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 5
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -389,7 +389,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 4 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 5 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -474,7 +474,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert store.label_info() is None
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 4
+    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 5
     assert f["similar"] == [] and f["quantiles"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -568,7 +568,7 @@ def test_feature_page_similar_units(small_site: Path):
     similar = _section(page, "atlas-similar")
     expected = _expected_similar(0)
     heads = re.findall(r"<h3>([^<]*) <small>([^<]*)</small></h3>", similar)
-    mine = [e for e in expected if e["model"] == SLUG]
+    mine = [e for e in expected if e["model"] == "vit_tiny_patch16_224"]
     counts = [sum(e["layer"] == 0 for e in mine), sum(e["layer"] == 1 for e in mine),
               len(expected) - len(mine)]
     assert [h for h, _ in heads] == ["Same layer", "Other layers", "Other models"]
@@ -582,7 +582,7 @@ def test_feature_page_similar_units(small_site: Path):
              for g, body in groups}
     for g, part in enumerate(([e for e in mine if e["layer"] == 0],
                               [e for e in mine if e["layer"] == 1],
-                              [e for e in expected if e["model"] != SLUG])):
+                              [e for e in expected if e["model"] != "vit_tiny_patch16_224"])):
         best = sorted(part, key=lambda e: -e["score"])[:SIMILAR_SHOWN]
         assert len(items[g]) == len(best), g
         for (tag, href, src, where, score), e in zip(items[g], best, strict=True):
@@ -630,7 +630,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 4 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 5 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
@@ -767,7 +767,7 @@ def test_feature_page_content_and_size(small_site: Path):
     page = (small_site / SLUG / "0" / "5" / "index.html").read_text()
     assert 'href="../4/" data-key="k"' in page and 'href="../6/" data-key="j"' in page
     assert 'href="../../1/5/" data-key="l"' in page
-    assert "@misc{vitatlas:vit_tiny_patch16_224:L0:U5" in page
+    assert f"@misc{{vitatlas:{SLUG}:L0:U5" in page
     assert "weights random(seed=0), layer 0, unit 5" in page and f"version {ATLAS_VERSION}" in page
     assert '<script type="application/json" id="atlas-heatmaps">' in page
     assert "md-nav" not in page  # lean template: no theme nav
@@ -836,7 +836,8 @@ def test_atlas_without_results_builds_an_empty_site(tmp_path: Path):
     store = AtlasStore(tmp_path / "atlas")
     store.init({"model": spec.name, "dataset": "synthetic:8"}, spec.to_dict(), "hub")
     site = build.build_site(store, tmp_path / "out" / "site")
-    assert (site / "index.html").is_file() and (site / SLUG / "index.html").is_file()
+    slug = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"  # hub weights: timm's name and tag
+    assert (site / "index.html").is_file() and (site / slug / "index.html").is_file()
     assert json.loads((site / "models.json").read_text())["models"][0]["layers"] == []
     assert not (site / SLUG / "classes.json").exists()
 

@@ -173,4 +173,6 @@ def describe(model: nn.Module, name: str, input_size: tuple[int, int, int],
             raise AtlasError(f"{name}: unexpected activation shape {shape} at '{path}'")
         layers.append(FFNLayer(index, path, call, family.stage(path, call), prefix, grid,
                                shape[-1]))
-    return ModelSpec(name, family.name, tuple(input_size), tuple(mean), tuple(std), layers)
+    tag = (getattr(model, "pretrained_cfg", None) or {}).get("tag") or None
+    return ModelSpec(name, family.name, tuple(input_size), tuple(mean), tuple(std), layers,
+                     sum(p.numel() for p in model.parameters()), tag)

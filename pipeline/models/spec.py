@@ -29,6 +29,8 @@ class ModelSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     layers: list[FFNLayer] = field(default_factory=list)
+    parameters: int | None = None  # parameter count (None: not recorded, older atlases)
+    pretrained_tag: str | None = None  # timm's pretrained tag of the weights' config
 
     @property
     def total_units(self) -> int:
@@ -47,4 +49,6 @@ class ModelSpec:
             mean=tuple(d["mean"]),
             std=tuple(d["std"]),
             layers=layers,
+            parameters=d.get("parameters"),
+            pretrained_tag=d.get("pretrained_tag"),
         )

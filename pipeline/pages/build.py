@@ -1,4 +1,8 @@
-"""The site stage: atlas → Markdown in ``DIR/build/docs`` → mkdocs → ``DIR/site``.
+"""The site stage: atlases → Markdown in a docs folder → mkdocs → a site folder.
+
+One atlas (``vit-atlas site``): ``DIR/build/docs`` → ``DIR/site``. Several (``publish``): one
+site with every model's pages, a home page of model cards and a cross-model view, built as
+one published version (``SiteVersion``) into a folder of its own.
 
 mkdocs is single-threaded and the slowest part, so the work around it is arranged to keep it
 busy and alone on the critical path:
@@ -20,14 +24,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import AtlasError
-from pipeline.pages import urls
+from pipeline.pages import export, sitemap, urls
 from pipeline.pages.assets import link_or_copy
 from pipeline.pages.cite import build_year
 from pipeline.pages.data import AtlasView, page_units
@@ -40,6 +44,7 @@ from pipeline.pages.feature import (
 )
 from pipeline.pages.overview import (
     LayerSummary,
+    compare_page,
     home_section,
     layer_page,
     map_record,
@@ -98,6 +103,24 @@ def _handbook(docs: DocsWriter, home_cards: str) -> None:
         docs.write(rel, data)
 
 
+@dataclass(frozen=True)
+class SiteVersion:
+    """The published version a site is built as (``publish``).
+
+    ``name``: the version (``1.0``), the folder it lives in under the site root;
+    ``root_url``: absolute URL of the site root (the folder with ``versions.json``), or None.
+    Permalinks name the version: ``<root_url>/<name>/<slug>/<layer>/<unit>/``.
+    """
+
+    name: str
+    root_url: str | None = None
+
+    @property
+    def base_url(self) -> str | None:
+        """The absolute URL of this version's pages, or None without ``root_url``."""
+        return None if self.root_url is None else f"{self.root_url.rstrip('/')}/{self.name}/"
+
+
 # -- worker processes: one layer's Markdown, or its feature.json and images ----------------
 _ATLAS: dict[str, AtlasView] = {}
 
@@ -109,27 +132,28 @@ def _atlas(root: str) -> AtlasView:
     return _ATLAS[root]
 
 
-def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> int:
+def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> list[dict]:
     """Write ``feature.json`` and link each recipe's visualization and attribution map for
-    every unit of ``layer``."""
+    every unit of ``layer``; returns the units' rows of the bulk export."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
     if view.map is not None:
         atomic_write_bytes(Path(site, urls.layer_map(info.slug, layer)),
                            _json(map_record(atlas, view)))
+    rows = []
     for unit in view.units:
         out = Path(site, urls.feature_dir(info.slug, layer, unit))
-        record = json.dumps(writer.record(unit), ensure_ascii=False, separators=(",", ":"),
-                            allow_nan=False)
-        atomic_write_bytes(out / urls.FEATURE_JSON, record.encode("utf-8"))
+        record = writer.record(unit)
+        rows.append(export.feature_row(record))
+        atomic_write_bytes(out / urls.FEATURE_JSON, _json(record))
         for recipe, _ in view.results(unit):
             vis_file, attr_file = view.files[recipe]
             link_or_copy(view.vis_path(unit, recipe), out / vis_file)
             attribution = view.attribution_path(unit, recipe)
             if attribution is not None:
                 link_or_copy(attribution, out / attr_file)
-    return len(view.units)
+    return rows
 
 
 def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
@@ -184,43 +208,86 @@ def _thumbs(atlas: AtlasView) -> list[str]:
 
 
 # -- this process: model-level pages, mkdocs, swap ------------------------------------------
-def _model_level(atlas: AtlasView, info: SiteInfo, docs: DocsWriter, site: Path,
-                 pages: dict[int, LayerPages], shard_entries: int | None = None) -> dict:
-    """Model and home pages, the handbook, the search indexes; returns ``config.extra.atlas``.
+@dataclass
+class _Model:
+    """One atlas of the site being built."""
+
+    store: AtlasStore
+    view: AtlasView
+    info: SiteInfo
+    units_by_layer: dict[int, list[int]]
+    pages: dict[int, LayerPages] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(self.units_by_layer)
+
+    @property
+    def summaries(self) -> list[LayerSummary]:
+        return [self.pages[layer].summary for layer in self.layers]
+
+
+def _model_level(m: _Model, docs: DocsWriter, site: Path,
+                 shard_entries: int | None = None) -> tuple[dict, dict | None]:
+    """The model's page, word page and index, class index; returns its part of
+    ``config.extra.atlas`` and its word index's entry of ``models.json``.
     ``shard_entries``: entries per word-index shard (default ``search.SHARD_ENTRIES``)."""
-    summaries = [p.summary for p in pages.values()]
+    atlas, info = m.view, m.info
     classes = ClassIndex(info.class_names)
     words = WordIndex(_thumbs(atlas), shard_entries)
-    for p in pages.values():
+    for p in m.pages.values():
         docs.written |= p.written
         classes.extend(p.classes)
         words.extend(p.words)
-    docs.write(f"{atlas.slug}/index.md", model_page(atlas, summaries))
+    docs.write(f"{atlas.slug}/index.md", model_page(atlas, m.summaries))
     words_meta = None
     if atlas.label_info is not None:
-        docs.write(f"{urls.words_dir(atlas.slug)}/index.md", words_page(atlas, summaries))
+        docs.write(f"{urls.words_dir(atlas.slug)}/index.md", words_page(atlas, m.summaries))
         shards = words.shards()
         for i, shard in enumerate(shards):
             atomic_write_bytes(site / urls.word_shard(atlas.slug, i), _json(shard))
         words_meta = words.meta(atlas.slug, shards, atlas.labeler)
-    _handbook(docs, home_section(atlas, summaries))
-    docs.prune()
-    atomic_write_bytes(site / urls.MODELS_JSON, _json(models_index([(atlas, summaries,
-                                                           info.units_by_layer, words_meta)])))
     if classes.names:
         atomic_write_bytes(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
     extra = site_extra(info)
-    extra["layers"] = {layer: p.extra for layer, p in pages.items()}
-    return extra
+    extra["layers"] = {layer: p.extra for layer, p in m.pages.items()}
+    return extra, words_meta
 
 
-def _nav(base_nav: list | None, atlas: AtlasView, layers: list[int]) -> list:
-    model: list = [f"{atlas.slug}/index.md"]
-    if atlas.label_info is not None:
-        model.append({"Search by word": f"{urls.words_dir(atlas.slug)}/index.md"})
-    model += [{f"Layer {layer}": f"{atlas.slug}/{layer}/index.md"} for layer in layers]
+def _site_level(models: list[_Model], docs: DocsWriter, site: Path,
+                shard_entries: int | None, version: SiteVersion | None) -> dict:
+    """Every model's pages, the home page with the model cards, the cross-model view (two
+    models or more), ``models.json``; returns ``config.extra.atlas``."""
+    extras, index = {}, []
+    for m in models:
+        extras[m.view.slug], words_meta = _model_level(m, docs, site, shard_entries)
+        index.append((m.view, m.summaries, m.units_by_layer, words_meta))
+    cards = "\n".join(home_section(m.view, m.summaries) for m in models)
+    if len(models) > 1:
+        docs.write(f"{urls.COMPARE_DIR}/index.md",
+                   compare_page([(m.view, m.summaries) for m in models]))
+        cards = (f'<p class="atlas-compare-link"><a href="{urls.COMPARE_DIR}/">Compare the '
+                 f"{len(models)} models layer by layer, at the same relative depth</a></p>\n\n"
+                 + cards)
+    _handbook(docs, cards)
+    docs.prune()
+    atomic_write_bytes(site / urls.MODELS_JSON, _json(models_index(index)))
+    return {"models": extras, "version": None if version is None else version.name}
+
+
+def _nav(base_nav: list | None, models: list[_Model]) -> list:
     nav = list(base_nav or [{"Home": "index.md"}])
-    return [nav[0], {atlas.slug: model}, *nav[1:]]
+    sections: list = []
+    for m in models:
+        slug = m.view.slug
+        model: list = [f"{slug}/index.md"]
+        if m.view.label_info is not None:
+            model.append({"Search by word": f"{urls.words_dir(slug)}/index.md"})
+        model += [{f"Layer {layer}": f"{slug}/{layer}/index.md"} for layer in m.layers]
+        sections.append({slug: model})
+    if len(models) > 1:
+        sections.append({"Compare models": f"{urls.COMPARE_DIR}/index.md"})
+    return [nav[0], *sections, *nav[1:]]
 
 
 class _NoDirtyWarning(logging.Filter):
@@ -267,66 +334,127 @@ def _swap(tmp: Path, site_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_site(store: AtlasStore, site_dir: Path | None = None, *,
+def _site_models(models: list[_Model], extra: dict[str, str] | None) -> dict[str, str]:
+    """``{model name: slug}`` of the site's models, for links to similar units in other
+    models; a name that two atlases of the site share (other weights) links nowhere."""
+    names = [m.view.model for m in models]
+    own = {m.view.model: m.view.slug for m in models if names.count(m.view.model) == 1}
+    return {**(extra or {}), **own}
+
+
+def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None = None, *,
                workers: int | None = None, shard_entries: int | None = None,
-               site_models: dict[str, str] | None = None) -> Path:
-    """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``).
+               site_models: dict[str, str] | None = None,
+               version: SiteVersion | None = None) -> Path:
+    """Build the static atlas of ``stores`` (one atlas or several) into ``site_dir``
+    (default ``DIR/site`` for one atlas; required for several).
 
     ``workers``: processes to use (default: every CPU); ``shard_entries``: entries per shard
     of the word index (default ``search.SHARD_ENTRIES``); ``site_models``: ``{model name:
-    slug}`` of other atlases whose pages lie beside this one in the same site (similar units
-    in them get links; others are shown as text). The previous site stays in place until the
-    new one is complete.
+    slug}`` of other atlases whose pages lie beside these in the same site (similar units in
+    them get links; others are shown as text); ``version``: the published version this site
+    is (permalinks, version selector). The previous site stays in place until the new one is
+    complete.
+
+    >>> import tempfile
+    >>> from pipeline.pages.fake import make_fake_atlas, tiny_spec
+    >>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
+    >>> site = build_site(make_fake_atlas(tempfile.mkdtemp(), spec), workers=1)
+    >>> sorted(p.name for p in site.iterdir())[:3]
+    ['404.html', 'assets', 'citing']
     """
     if not mkdocs_yml().is_file() or not handbook_dir().is_dir():
         raise AtlasError(f"the site templates are missing ({mkdocs_yml()}, {handbook_dir()}): "
                          "run from a checkout of the repository, or reinstall the package "
                          "(its data files are missing)")
-    atlas = AtlasView(store)
-    site_dir = Path(site_dir) if site_dir is not None else store.root / "site"
-    units_by_layer = {layer.index: units for layer in atlas.spec.layers
-                      if (units := page_units(store, layer))}
-    docs = DocsWriter(store.root / "build" / "docs")
+    stores = [stores] if isinstance(stores, AtlasStore) else list(stores)
+    if not stores:
+        raise AtlasError("no atlas to build a site from")
+    if site_dir is None and len(stores) > 1:
+        raise AtlasError("a site of several atlases needs a site folder")
+    site_dir = Path(site_dir) if site_dir is not None else stores[0].root / "site"
+    models = []
+    for store in stores:
+        view = AtlasView(store)
+        units = {layer.index: u for layer in view.spec.layers if (u := page_units(store, layer))}
+        models.append(_Model(store, view, None, units))  # type: ignore[arg-type]
+    slugs = [m.view.slug for m in models]
+    if len(set(slugs)) < len(slugs):
+        twice = sorted({s for s in slugs if slugs.count(s) > 1})
+        raise AtlasError(f"the same model and weights twice ({', '.join(twice)}): give each "
+                         "atlas once")
     site_dir.parent.mkdir(parents=True, exist_ok=True)
-    for kind in ("tmp", "old"):  # left by an interrupted build
+    for kind in ("tmp", "old", "docs"):  # left by an interrupted build
         for stale in site_dir.parent.glob(f".{site_dir.name}.{kind}-*"):
             shutil.rmtree(stale, ignore_errors=True)
-    docs.root.mkdir(parents=True, exist_ok=True)
+    if len(models) == 1:  # kept between builds: unchanged sources are not rewritten
+        docs = DocsWriter(stores[0].root / "build" / "docs")
+        docs.root.mkdir(parents=True, exist_ok=True)
+    else:
+        docs = DocsWriter(Path(tempfile.mkdtemp(prefix=f".{site_dir.name}.docs-",
+                                                dir=site_dir.parent)))
     tmp = Path(tempfile.mkdtemp(prefix=f".{site_dir.name}.tmp-", dir=site_dir.parent))
     cpus = workers or os.cpu_count() or 2
-    root, layers = str(store.root), sorted(units_by_layer)
     try:
         os.chmod(tmp, 0o755)
         cfg = mkdocs_config(docs.root, tmp)
-        info = SiteInfo.of(atlas, units_by_layer, build_year(), cfg["site_url"] or None)
-        info.site_models = {**(site_models or {}), **info.site_models}
+        if version is not None and version.base_url is not None:
+            cfg["site_url"] = version.base_url
+        site_url = cfg["site_url"] or None
+        year, linked = build_year(), _site_models(models, site_models)
+        for m in models:
+            m.info = SiteInfo.of(m.view, m.units_by_layer, year, site_url,
+                                 None if version is None else version.name)
+            m.info.site_models = {**linked, **m.info.site_models}
         clock = _Phases()
         # 1. every CPU writes Markdown, layer by layer
         with ProcessPoolExecutor(cpus) as pool:
-            prev, nxt = [None, *layers[:-1]], [*layers[1:], None]
-            pages = [job.result() for job in [
-                pool.submit(_layer_pages, root, str(docs.root), layer, prev[i], nxt[i], info)
-                for i, layer in enumerate(layers)]]
+            jobs = {}
+            for m in models:
+                layers = m.layers
+                prev, nxt = [None, *layers[:-1]], [*layers[1:], None]
+                for i, layer in enumerate(layers):
+                    jobs[m.view.slug, layer] = pool.submit(
+                        _layer_pages, str(m.store.root), str(docs.root), layer, prev[i], nxt[i],
+                        m.info)
+            for m in models:
+                m.pages = {layer: jobs[m.view.slug, layer].result() for layer in m.layers}
         clock.lap("markdown")
         # 2. mkdocs on this process while the others write feature.json and copy images
         with ProcessPoolExecutor(max(1, cpus - 1)) as pool:
-            jobs: list[Future] = [pool.submit(_layer_files, root, str(tmp), layer, info)
-                                  for layer in layers]
-            used = set().union(*(p.examples for p in pages))
-            jobs.append(pool.submit(_example_files, root, str(tmp), atlas.slug, sorted(used)))
-            extra = _model_level(atlas, info, docs, tmp, dict(zip(layers, pages, strict=True)),
-                                 shard_entries)
-            run_mkdocs(cfg, lambda nav: _nav(nav, atlas, layers), extra)
+            files: list[tuple[_Model, Future]] = []
+            copies: list[Future] = []
+            for m in models:
+                root = str(m.store.root)
+                files += [(m, pool.submit(_layer_files, root, str(tmp), layer, m.info))
+                          for layer in m.layers]
+                used = set().union(*(p.examples for p in m.pages.values()))
+                copies.append(pool.submit(_example_files, root, str(tmp), m.view.slug,
+                                          sorted(used)))
+            extra = _site_level(models, docs, tmp, shard_entries, version)
+            run_mkdocs(cfg, lambda nav: _nav(nav, models), extra)
             clock.lap("mkdocs")
-            for job in jobs:
+            rows: dict[str, list[dict]] = {m.view.slug: [] for m in models}
+            for m, job in files:
+                rows[m.view.slug] += job.result()
+            for job in copies:
                 job.result()
             clock.lap("files (after mkdocs)")
+        for slug, model_rows in rows.items():
+            export.write_parquet(model_rows, tmp / urls.export_file(slug))
+        if site_url is not None:
+            sitemap.write(tmp, site_url, sorted(docs.written))
+        clock.lap("export")
         _swap(tmp, site_dir)
         clock.lap("swap")
-        log.info("site: %d feature pages; %s", sum(map(len, units_by_layer.values())), clock)
+        log.info("site: %d feature pages; %s",
+                 sum(len(u) for m in models for u in m.units_by_layer.values()), clock)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if len(models) > 1:
+            shutil.rmtree(docs.root, ignore_errors=True)
     return site_dir
 
 

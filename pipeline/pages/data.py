@@ -19,7 +19,7 @@ from pipeline.index.results import (
 from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.pages import labels as labelling
 from pipeline.pages.fidelity import clean
-from pipeline.pages.urls import model_slug, recipe_files
+from pipeline.pages.urls import atlas_slug, recipe_files
 from pipeline.store import AtlasStore
 
 
@@ -267,7 +267,9 @@ class AtlasView:
 
     @property
     def slug(self) -> str:
-        return model_slug(self.spec.name)
+        """The model-and-weights URL segment (``urls.atlas_slug``)."""
+        return atlas_slug(self.spec.name, self.weights, self.config.get("model_kwargs"),
+                          self.spec.pretrained_tag)
 
     @property
     def weights(self) -> str:

@@ -341,7 +341,8 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
                     n_classes: int = 12, vis_size: int | None = None, thumb_size: int = 32,
                     vis_units: int | None = None, index_layers: list[int] | None = None,
                     bins: int = 32, workers: int = 1, labels: bool = True,
-                    relations: bool = True) -> AtlasStore:
+                    relations: bool = True, model_kwargs: dict[str, Any] | None = None,
+                    weights_id: str = "random(seed=0)") -> AtlasStore:
     """Write a complete synthetic atlas of ``spec`` under ``root``.
 
     ``vis_units``: visualize only the first n units of each layer (default all), with the
@@ -349,13 +350,16 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
     ``index_layers``: layers with dataset index files (default all); ``labels``: label every
     unit of every layer (``fake_labels``: units without a page too, and a few left out);
     ``relations``: quantile examples in the index, and similar units, layer maps and typical
-    units of every indexed layer (without: the atlas as it was before issue 12).
+    units of every indexed layer (without: the atlas as it was before issue 12);
+    ``model_kwargs``, ``weights_id``: what the atlas records of the model's creation and weights
+    (they make its page slug: two fakes of one model need different ones to share a site).
     """
     store = AtlasStore(root)
     config = {"model": spec.name, "weights": "random", "dataset": "synthetic:fake",
               "split": "validation", "topk": topk,
-              "recipe": f"{FAKE_RECIPE['name']},{SECOND_RECIPE['name']}", "steps": 1}
-    store.init(config, spec.to_dict(), "random(seed=0)")
+              "recipe": f"{FAKE_RECIPE['name']},{SECOND_RECIPE['name']}", "steps": 1,
+              "model_kwargs": dict(model_kwargs or {})}
+    store.init(config, spec.to_dict(), weights_id)
     size = vis_size or spec.input_size[-1]
     _write_examples(store, n_examples, n_classes, thumb_size)
     indexed = range(len(spec.layers)) if index_layers is None else index_layers

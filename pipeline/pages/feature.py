@@ -66,15 +66,16 @@ class SiteInfo:
     labeler_line: str = ""  # labeler, concept set and probe images, in words
     # models whose pages are in this site: {model name: slug} (similar units link to them)
     site_models: dict[str, str] = field(default_factory=dict)
+    version: str | None = None  # the published version (publish), None for a plain build
 
     @classmethod
     def of(cls, atlas: AtlasView, units_by_layer: dict[int, list[int]], year: int,
-           site_url: str | None) -> SiteInfo:
+           site_url: str | None, version: str | None = None) -> SiteInfo:
         ex = atlas.examples
         return cls(atlas.model, atlas.slug, atlas.weights, atlas.atlas_version, atlas.dataset,
                    None if ex is None else ex.images_seen, None if ex is None else ex.class_names,
                    units_by_layer, year, site_url, atlas.labeler,
-                   labels.labeler_line(atlas.label_info), {atlas.model: atlas.slug})
+                   labels.labeler_line(atlas.label_info), {atlas.model: atlas.slug}, version)
 
 
 def site_extra(info: SiteInfo) -> dict[str, Any]:
@@ -261,6 +262,14 @@ class FeatureWriter:
                 out.append(pack(str(g), num(e["score"], 3), href, thumb, where, title))
         return out
 
+    def _similar_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A similar unit of ``feature.json``; one of another model of this site also names
+        that model's ``slug`` (its pages' folder)."""
+        out = dict(entry)
+        if entry["model"] != self.info.model and entry["model"] in self.info.site_models:
+            out["slug"] = self.info.site_models[entry["model"]]
+        return out
+
     def _pages(self, layer: int) -> set[int]:
         if layer not in self._page_sets:
             self._page_sets[layer] = set(self.info.units_by_layer.get(layer, ()))
@@ -284,8 +293,13 @@ class FeatureWriter:
                                                                         np.float32))
 
     def permalink(self, unit: int) -> str:
+        """The page's citable URL: absolute when the site's URL is known (with the version in
+        it when published), else its path from the site root (``<version>/…`` when
+        published)."""
         path = urls.feature_dir(self.info.slug, self.layer, unit) + "/"
-        return (self.info.site_url.rstrip("/") + "/" + path) if self.info.site_url else path
+        if self.info.site_url:
+            return self.info.site_url.rstrip("/") + "/" + path
+        return f"{self.info.version}/{path}" if self.info.version else path
 
     def markdown(self, unit: int) -> str:
         """The feature page source: front matter and one sentence."""
@@ -405,9 +419,11 @@ class FeatureWriter:
             "max": None,
             "labels": view.concepts(unit),
             "labeler": info.labeler,
-            "similar": [dict(e) for e in view.similar_to(unit)],
+            "similar": [self._similar_entry(e) for e in view.similar_to(unit)],
             "quantiles": [],
             "atlas_version": info.atlas_version,
+            "site_version": info.version,
+            "permalink": self.permalink(unit),
         })
         if idx is None:
             return rec

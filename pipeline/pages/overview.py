@@ -36,6 +36,8 @@ class LayerSummary:
     words: tuple[tuple[str, int], ...] = ()  # most common labels: (concept, units)
     # typical units (layer map's k-means clusters), largest cluster first: (unit, thumb, size)
     typical: tuple[tuple[int, str | None, int], ...] = ()
+    measured: int = 0  # visualized units whose fidelity was measured (primary recipe)
+    trusted: int = 0  # of those, the trusted ones (``fidelity.trusted``)
 
     @classmethod
     def of(cls, view: LayerView) -> LayerSummary:
@@ -44,12 +46,14 @@ class LayerSummary:
         reps.sort(key=lambda u: -scores[u])
         s = view.spec
         best = [view.label(u) for u in view.labelled]
+        fids = [f for u in view.units if (f := view.fidelity(u)) is not None]
         return cls(s.index, s.module + (f" (call {s.call})" if s.call else ""), s.stage, s.grid,
                    s.units, len(view.units), len(view.visualized), view.index is not None,
                    [(u, view.thumbnail(u)) for u in reps], len(best),
                    tuple(labels.common(best, COMMON_WORDS)),
                    tuple((t["unit"], view.thumbnail(t["unit"]), t["size"]) for t in view.typical
-                         if t["unit"] in set(view.units)))
+                         if t["unit"] in set(view.units)),
+                   len(fids), sum(fidelity.trusted(f) for f in fids))
 
 
 def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
@@ -349,8 +353,39 @@ def words_page(atlas: AtlasView, summaries: list[LayerSummary], n_common: int = 
     )
 
 
+def _count(n: int | None) -> str:
+    """A parameter count in words: 5.7 M, 86.6 M, 1.2 B."""
+    if n is None:
+        return "–"
+    return f"{n / 1e9:.1f} B" if n >= 1e9 else f"{n / 1e6:.1f} M" if n >= 1e5 else f"{n:,}"
+
+
+def card_facts(atlas: AtlasView, summaries: list[LayerSummary]) -> list[tuple[str, str]]:
+    """What a model card says: family, parameters, input size, layers, units, dataset,
+    recipe, labels and how many visualizations are trusted (where measured)."""
+    cfg = atlas.config
+    measured = sum(s.measured for s in summaries)
+    trusted = sum(s.trusted for s in summaries)
+    rows = [
+        ("family", atlas.spec.family),
+        ("parameters", _count(atlas.spec.parameters)),
+        ("input", "×".join(str(v) for v in atlas.spec.input_size)),
+        ("FFN layers", f"{len(summaries)} of {len(atlas.spec.layers)}"),
+        ("features", f"{sum(s.pages for s in summaries):,} "
+                     f"({sum(s.visualized for s in summaries):,} visualized)"),
+        ("dataset", atlas.dataset),
+        ("recipe", str(cfg.get("recipe", "–"))),
+        ("labels", labels.labeler_line(atlas.label_info) or "–"
+         if atlas.label_info is not None else "none"),
+        ("trusted", f"{trusted:,} of {measured:,} measured visualizations ("
+                    f"{100 * trusted / measured:.0f}%)" if measured else "not measured"),
+    ]
+    return rows
+
+
 def home_section(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
-    """The home page's model card: one representative feature per layer."""
+    """The home page's model card: the model's facts and one representative feature per
+    layer."""
     slug = atlas.slug
     cells = []
     for s in summaries:
@@ -361,13 +396,69 @@ def home_section(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
         src = f"{fdir}/{thumb}" if thumb else None
         cells.append(f'<figure>{_thumb(fdir + "/", src, f"layer {s.layer} unit {unit}", 72)}'
                      f"<figcaption>L{s.layer}</figcaption></figure>")
-    visualized = sum(s.visualized for s in summaries)
+    facts = "".join(f"<div><dt>{text(k)}</dt><dd>{text(v)}</dd></div>"
+                    for k, v in card_facts(atlas, summaries))
     return (
-        f'<div class="atlas-model-card">\n'
+        f'<div class="atlas-model-card" data-model="{attr(slug)}">\n'
         f'<h3><a href="{attr(slug)}/">{text(atlas.model)}</a></h3>\n'
-        f'<p>weights <code>{text(atlas.weights)}</code> · {len(summaries)} FFN layers · '
-        f'{sum(s.pages for s in summaries)} features ({visualized} visualized) · '
-        f'dataset {text(atlas.dataset)}</p>\n'
+        f'<p>weights <code>{text(atlas.weights)}</code> · page <code>{text(slug)}/</code></p>\n'
+        f'<dl class="atlas-card-facts">{facts}</dl>\n'
         f'<div class="atlas-strip atlas-home-strip" data-search-exclude>{"".join(cells)}</div>\n'
         f"</div>\n"
+    )
+
+
+COMPARE_SHOWN = 4  # units per cell of the cross-model view
+
+
+def depth_rows(n_layers: list[int]) -> list[list[int]]:
+    """For models with ``n_layers`` layers each: one row per relative depth step (as many
+    steps as the deepest model has layers), the layer of each model nearest that depth.
+
+    >>> depth_rows([4, 2])
+    [[0, 0], [1, 0], [2, 1], [3, 1]]
+    """
+    steps = max(n_layers)
+    rows = []
+    for r in range(steps):
+        depth = r / (steps - 1) if steps > 1 else 0.0
+        rows.append([round(depth * (n - 1) + 1e-9) if n > 1 else 0 for n in n_layers])
+    return rows
+
+
+def compare_page(models: list[tuple[AtlasView, list[LayerSummary]]]) -> str:
+    """The cross-model view: the layers of every model at the same relative depth side by
+    side (each cell the layer's top units and most common labels, linking to the layer)."""
+    here = "compare"
+    head = "".join(f'<th scope="col"><a href="{attr(urls.relative(a.slug + "/", here))}">'
+                   f"{text(a.model)}</a><small>{text(a.slug)}</small></th>"
+                   for a, _ in models)
+    body = []
+    for row in depth_rows([len(s) for _, s in models]):
+        depth = row[0] / (len(models[0][1]) - 1) if len(models[0][1]) > 1 else 0.0
+        cells = []
+        for (atlas, summaries), i in zip(models, row, strict=True):
+            s = summaries[i]
+            rel = i / (len(summaries) - 1) if len(summaries) > 1 else 0.0
+            strip = _strip(atlas.slug, s, here, COMPARE_SHOWN, 64)
+            words = " · ".join(text(w) for w, _ in s.words[:3])
+            cells.append(
+                f'<td data-model="{attr(atlas.slug)}" data-layer="{s.layer}">'
+                f'<a class="atlas-compare-layer" href="'
+                f'{attr(urls.relative(urls.layer_dir(atlas.slug, s.layer) + "/", here))}">'
+                f"layer {s.layer}</a> <small>depth {rel:.2f}</small>"
+                f'<div class="atlas-strip">{strip}</div>'
+                + (f'<p class="atlas-compare-words">{words}</p>' if words else "") + "</td>")
+        body.append(f'<tr data-depth="{depth:.3f}"><th scope="row">{100 * depth:.0f}%</th>'
+                    + "".join(cells) + "</tr>")
+    return (
+        front_matter({"title": "Compare models"})
+        + "\n# Compare models by depth\n\n"
+        "<p>Each row shows, for every model of this site, its FFN layer nearest the same "
+        "relative depth (0% the first layer, 100% the last), with the layer's units of highest "
+        "dataset activation and its most common labels. Similar units across models, where "
+        "the atlases share a probe set, are listed on each feature page.</p>\n\n"
+        '<div class="atlas-compare-wrap" data-search-exclude><table class="atlas-compare">'
+        f'<thead><tr><th scope="col">depth</th>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table></div>\n'
     )

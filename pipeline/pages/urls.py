@@ -6,8 +6,10 @@ attribution map, if any) beside it, and ``visualization-<recipe>.png`` /
 ``attribution-<recipe>.png`` for every other recipe; ``<slug>/examples/e<n><ext>`` dataset
 thumbnails, ``<slug>/classes.json`` the class search index, ``<slug>/words/`` the search-by-word
 page with the word index's shards ``<slug>/words/w<n>.json`` beside it, ``<slug>/<layer>/map.json``
-the layer map (when the atlas was related), ``models.json`` the jump index (which lists the
-shards).
+the layer map (when the atlas was related), ``<slug>/features.parquet`` the bulk export,
+``models.json`` the jump index (which lists the shards), ``compare/`` the cross-model view (two
+models or more), ``sitemap.xml`` (when the site's URL is known). A published version is such a
+site in ``SITE/<version>/`` (``pipeline.publish``).
 Every link the pages contain is relative, so the site works from any sub-path.
 """
 
@@ -18,13 +20,16 @@ import re
 
 # Top-level names the hand-written pages and theme use: a model slug must not shadow them.
 RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "data-format",
-            "models.json", "404.html", "index.html", "sitemap.xml", "sitemap.xml.gz"}
+            "hosting", "compare", "models.json", "404.html", "index.html", "sitemap.xml",
+            "sitemap.xml.gz", "versions.json"}
 
 # Version of the site's JSON files (feature.json, models.json, classes.json, word shards).
 # 1: first release; 2: fidelity, attribution and per-recipe visualizations in feature.json;
 # 3: labels and labeler in feature.json, the word index (models.json's "words", shards);
-# 4: similar and quantiles in feature.json, the layer map (<slug>/<layer>/map.json).
-SITE_FORMAT_VERSION = 4
+# 4: similar and quantiles in feature.json, the layer map (<slug>/<layer>/map.json);
+# 5: permalink and site_version in feature.json, similar entries of other models carry their
+#    page's slug, models.json lists every model of a multi-model site with its card.
+SITE_FORMAT_VERSION = 5
 
 VISUALIZATION = "visualization.png"
 ATTRIBUTION = "attribution.png"
@@ -32,12 +37,46 @@ FEATURE_JSON = "feature.json"
 MODELS_JSON = "models.json"
 CLASSES_JSON = "classes.json"
 MAP_JSON = "map.json"
+FEATURES_PARQUET = "features.parquet"
+COMPARE_DIR = "compare"  # the cross-model view (sites of two models or more)
 
 
 def model_slug(name: str) -> str:
     """A readable URL segment for a model name: ``[A-Za-z0-9._-]`` kept, others become ``-``."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
     return f"{slug}-model" if slug.lower() in RESERVED else slug
+
+
+def atlas_slug(name: str, weights_id: str, model_kwargs: dict | None = None,
+               pretrained_tag: str | None = None) -> str:
+    """The URL segment of one model *and weights*: unique per atlas, stable across builds.
+
+    Hub weights: the timm name with its pretrained tag (``pretrained_tag`` when the name has
+    none). Random or local weights, or ``model_kwargs``: the name plus what the weights are (the
+    file's stem, or ``random``) and 8 hex digits of a hash of the weights' identity (file
+    sha256, seed) and the kwargs, so variants never share a page.
+
+    >>> atlas_slug("vit_base_patch16_224.augreg2_in21k_ft_in1k", "hub")
+    'vit_base_patch16_224.augreg2_in21k_ft_in1k'
+    >>> atlas_slug("vit_base_patch16_224", "hub", pretrained_tag="augreg2_in21k_ft_in1k")
+    'vit_base_patch16_224.augreg2_in21k_ft_in1k'
+    >>> atlas_slug("vit_tiny_patch16_224", "vit-demo.safetensors@sha256:0123456789abcdef",
+    ...            {"img_size": 64})
+    'vit_tiny_patch16_224.vit-demo-b073bd1e'
+    """
+    import hashlib
+    import json
+
+    kwargs = dict(model_kwargs or {})
+    if weights_id == "hub" and not kwargs:
+        base = name if "." in name or not pretrained_tag else f"{name}.{pretrained_tag}"
+        return model_slug(base)
+    what = "hub" if weights_id == "hub" else (
+        "random" if weights_id.startswith("random") else weights_id.split("@", 1)[0])
+    what = what.rsplit(".", 1)[0] if what.endswith((".safetensors", ".pth", ".pt", ".bin")) \
+        else what
+    digest = hashlib.sha256(json.dumps([weights_id, kwargs], sort_keys=True).encode())
+    return model_slug(f"{name}.{what}-{digest.hexdigest()[:8]}")
 
 
 def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
@@ -82,6 +121,11 @@ def words_dir(slug: str) -> str:
 
 def word_shard(slug: str, number: int) -> str:
     return f"{words_dir(slug)}/w{number}.json"
+
+
+def export_file(slug: str) -> str:
+    """The model's bulk export: one Parquet row per feature page."""
+    return f"{slug}/{FEATURES_PARQUET}"
 
 
 def example_file(slug: str, number: int, suffix: str) -> str:

@@ -468,7 +468,11 @@
     if (!link) return;
     var stated = link.getAttribute("data-permalink");
     if (/^[a-z]+:\/\//i.test(stated)) { link.href = stated; return; }
-    var abs = new URL(".", window.location.href).href;
+    // a published page's permalink is its path from the site root, version first: resolve it
+    // there (not at this URL, which may go through an alias such as latest/)
+    var version = document.querySelector(".atlas-version[data-base]");
+    var abs = version ? new URL(stated, siteRoot(version)).href
+      : new URL(".", window.location.href).href;
     link.href = abs;
     link.textContent = abs;
     var bib = document.querySelector(".atlas-bibtex");
@@ -478,6 +482,47 @@
       var done = function () { copy.textContent = "Copied"; };
       if (navigator.clipboard) navigator.clipboard.writeText(bib.textContent).then(done, function () {});
     });
+  }
+
+  /* ---- version selector (published sites: mike's versions.json at the site root) ------- */
+  // The page knows its own version (data-version) and its version's root (data-base, a URL
+  // relative to the page); versions.json lies one level above that root.
+  function versionRoot(box) {
+    return new URL(join(box.getAttribute("data-base"), ""), window.location.href).href;
+  }
+  function siteRoot(box) { return new URL("../", versionRoot(box)).href; }
+
+  function setupVersion(box) {
+    var mine = box.getAttribute("data-version");
+    var select = box.querySelector("select");
+    var root = versionRoot(box);
+    var here = window.location.href.slice(root.length).replace(/[?#].*$/, "");
+    if (window.location.href.indexOf(root) !== 0) here = "";
+    getJSON(siteRoot(box) + "versions.json").then(function (versions) {
+      if (!Array.isArray(versions) || !versions.length) return;
+      select.textContent = "";
+      versions.forEach(function (v) {
+        var opt = el("option", "", v.title || v.version);
+        if (v.aliases && v.aliases.length) opt.textContent += " (" + v.aliases.join(", ") + ")";
+        opt.value = v.version;
+        if (v.version === mine) opt.selected = true;
+        select.appendChild(opt);
+      });
+      select.addEventListener("change", function () {
+        window.location.href = siteRoot(box) + encodeURIComponent(select.value) + "/" + here;
+      });
+      var newest = versions[0];
+      if (newest.version !== mine) {
+        var note = box.querySelector(".atlas-outdated");
+        note.textContent = "You are reading version " + mine + ". A newer version exists: ";
+        var a = el("a", "", newest.title || newest.version);
+        a.href = siteRoot(box) + encodeURIComponent(newest.version) + "/" + here;
+        note.appendChild(a);
+        note.appendChild(document.createTextNode(". This page stays as it is, so citations of it keep their meaning."));
+        note.hidden = false;
+      }
+      box.classList.add("atlas-version-ready");
+    }, function () { /* opened from disk, or no versions.json: the baked version stays */ });
   }
 
   /* ---- layer page: filter and sort ------------------------------------------------------ */
@@ -710,6 +755,7 @@
     document.querySelectorAll("form.atlas-words").forEach(setupWords);
     document.querySelectorAll(".atlas-grid").forEach(setupGrid);
     document.querySelectorAll(".atlas-map-view[data-src]").forEach(setupMap);
+    document.querySelectorAll(".atlas-version[data-version]").forEach(setupVersion);
     if (document.body.classList.contains("atlas-feature-page")) {
       setupHeatmaps();
       setupAttribution();

@@ -1,0 +1,89 @@
+"""The bulk export: one Parquet file per model (``<slug>/features.parquet``), one row per
+feature page, made from the same record as its ``feature.json`` (``FeatureWriter.record``).
+
+A row holds what a survey of many units needs, without the heatmaps and histograms (those stay
+in ``feature.json``): ids and module, the primary visualization's activation and fidelity, the
+labels, the top-k example ids and scores, the similar units and the permalink. Columns that an
+atlas lacks (no labels, no index, not related) are empty lists or nulls, never missing, so one
+schema reads every export.
+
+>>> import pyarrow.parquet as pq, tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "features.parquet"
+>>> write_parquet([feature_row({"model": "m", "weights": "hub", "layer": 0, "unit": 3,
+...                             "module": "blocks.0.mlp.act", "top": [], "labels": [],
+...                             "similar": []})], path)
+>>> pq.read_table(path).column("unit").to_pylist()
+[3]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.pages.urls import SITE_FORMAT_VERSION
+from pipeline.store import atomic_write_bytes
+
+_CONCEPT = pa.struct([("concept", pa.string()), ("score", pa.float64())])
+_SIMILAR = pa.struct([("model", pa.string()), ("layer", pa.int32()), ("unit", pa.int32()),
+                      ("score", pa.float64())])
+
+SCHEMA = pa.schema([
+    ("model", pa.string()),
+    ("weights", pa.string()),
+    ("layer", pa.int32()),
+    ("unit", pa.int32()),
+    ("module", pa.string()),
+    ("recipe", pa.string()),  # the primary recipe's name
+    ("activation", pa.float64()),  # the primary visualization's objective
+    ("vs_best_example", pa.float64()),  # fidelity: activation / best dataset example's
+    ("z", pa.float64()),
+    ("z_rank", pa.int32()),
+    ("trusted", pa.bool_()),
+    ("mean", pa.float64()),  # over the dataset
+    ("max", pa.float64()),
+    ("label", pa.string()),  # the best concept, or null
+    ("labels", pa.list_(_CONCEPT)),
+    ("top_ids", pa.list_(pa.string())),  # dataset example ids, best first
+    ("top_scores", pa.list_(pa.float64())),
+    ("similar", pa.list_(_SIMILAR)),
+    ("permalink", pa.string()),
+], metadata={"format_version": str(SITE_FORMAT_VERSION)})
+
+
+def feature_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The export's row of one ``feature.json`` record."""
+    from pipeline.pages import fidelity
+
+    fid = record.get("fidelity") or {}
+    recipe = record.get("recipes") or [{}]
+    labels = [{"concept": c["concept"], "score": c["score"]} for c in record.get("labels", [])]
+    return {
+        "model": record["model"], "weights": record["weights"], "layer": record["layer"],
+        "unit": record["unit"], "module": record["module"],
+        "recipe": recipe[0].get("name") if record.get("visualization") else None,
+        "activation": record.get("activation"),
+        "vs_best_example": fid.get("vs_best_example"), "z": fid.get("z"),
+        "z_rank": fid.get("z_rank"),
+        "trusted": fidelity.trusted(fid) if fid else None,
+        "mean": record.get("mean"), "max": record.get("max"),
+        "label": labels[0]["concept"] if labels else None,
+        "labels": labels,
+        "top_ids": [str(t["id"]) for t in record.get("top", [])],
+        "top_scores": [t["score"] for t in record.get("top", [])],
+        "similar": [{k: e[k] for k in ("model", "layer", "unit", "score")}
+                    for e in record.get("similar", [])],
+        "permalink": record.get("permalink"),
+    }
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write ``rows`` (``feature_row``), sorted by layer and unit, to ``path`` atomically
+    (zstd-compressed)."""
+    rows = sorted(rows, key=lambda r: (r["layer"], r["unit"]))
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sink, compression="zstd")
+    atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
