@@ -121,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="atlas-demo", help="atlas directory")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p = sub.add_parser(
+        "publish", help="publish atlases as one version of a versioned site",
+        description="Build one site of every ATLAS_DIR as version V of SITE (mike's layout: "
+                    "SITE/versions.json, SITE/<V>/, aliases as symlinks). Earlier versions' "
+                    "files are left byte-identical; republishing V needs --force.")
+    p.add_argument("atlas_dirs", nargs="+", metavar="ATLAS_DIR", help="atlas directories")
+    p.add_argument("--site", required=True, help="the publishing root (holds versions.json)")
+    p.add_argument("--version", required=True, dest="site_version", metavar="V",
+                   help="the version to publish, e.g. 1.0")
+    p.add_argument("--alias", action="append", default=[], metavar="NAME",
+                   help="an alias that moves to this version, e.g. latest (repeatable)")
+    p.add_argument("--title", help="the version's title in the selector (default: V)")
+    p.add_argument("--site-url", help="the publishing root's absolute URL, e.g. "
+                   "https://org.github.io/atlas/ (absolute permalinks, sitemaps)")
+    p.add_argument("--force", action="store_true", help="replace an already published V")
+    p.add_argument("--no-relate", action="store_true",
+                   help="do not link similar units across atlases sharing a probe set")
     p = sub.add_parser("models", help="list supported models with layer and unit counts",
                        description="List supported families and models.")
     p.add_argument("name", nargs="?", help="describe this model's FFN layers in detail")
@@ -236,6 +253,14 @@ def run_command(args: argparse.Namespace) -> None:
 
     if command == "evaluate":
         _evaluate(args.out, args.reference, args.device)
+        return
+    if command == "publish":
+        from pipeline.publish import publish
+
+        out = publish(args.atlas_dirs, args.site, args.site_version, aliases=args.alias,
+                      title=args.title, force=args.force, site_url=args.site_url,
+                      relate=not args.no_relate)
+        print(f"published version {args.site_version} in {out}")
         return
 
     from pipeline.stages import run_stages, stages_for

@@ -85,8 +85,9 @@ class _SiteAtlas(Atlas):
 
 
 def open(path: str | Path, model: str | None = None) -> Atlas:  # noqa: A001 - the API's name
-    """An atlas directory (``--out DIR``) or a built site folder (``DIR/site``, or an
-    exported one); ``model`` picks one when a site holds several.
+    """An atlas directory (``--out DIR``), a built site folder (``DIR/site``, or an exported
+    one), one version of a published site (``SITE/1.0``) or a publishing root (its newest
+    version); ``model`` (name or page slug) picks one when a site holds several.
 
     >>> from pipeline.pages.fake import make_fake_atlas, tiny_spec
     >>> import tempfile
@@ -101,6 +102,11 @@ def open(path: str | Path, model: str | None = None) -> Atlas:  # noqa: A001 - t
     store = AtlasStore(path)
     if store.exists():
         return _DirectoryAtlas(store)
+    from pipeline.publish import read_versions
+
+    versions = read_versions(path)
+    if versions:  # a publishing root: its newest version
+        path = path / versions[0]["version"]
     index = path / urls.MODELS_JSON
     if not index.is_file() and (path / "site" / urls.MODELS_JSON).is_file():
         index = path / "site" / urls.MODELS_JSON

@@ -192,6 +192,8 @@ def check_same_probe(a: AtlasStore, b: AtlasStore) -> None:
             raise AtlasError(f"{a.root} and {b.root} were indexed over different {key}s "
                              f"({da.get(key)!r}, {db.get(key)!r}): their units cannot be "
                              "compared")
+    if not da.get("layers") or not db.get("layers"):
+        raise AtlasError("an atlas has no probe profiles: rerun `vit-atlas index` on it")
     pa, pb = load_probe(a, da["layers"][0]), load_probe(b, db["layers"][0])
     if pa is None or pb is None:
         raise AtlasError("an atlas has no probe profiles: rerun `vit-atlas index` on it")

@@ -1,0 +1,172 @@
+"""Publishing: many atlases → one versioned site whose published versions never change.
+
+The layout is mike's (mkdocs-material's versioning):
+
+- ``SITE/versions.json``: ``[{"version", "title", "aliases"}]``, newest first;
+- ``SITE/<version>/``: one site built from every atlas given (``pages.build.build_site``),
+  its feature pages' permalinks and Cite blocks naming the version, and a Parquet export per
+  model (``<version>/<slug>/features.parquet``);
+- ``SITE/<alias>`` (``latest``): a relative symlink to its version's folder, moved by the
+  next publish (mike's default ``alias_type: symlink``);
+- ``SITE/index.html``: a redirect to the default (the newest version's first alias, or the
+  newest version); ``SITE/404.html``; ``SITE/sitemap.xml`` indexing every version's sitemap
+  when the site's URL is known.
+
+Publishing writes only the new version's folder and these root files, so every file of an
+earlier version stays byte-identical; republishing a version is refused unless ``force``.
+
+>>> import tempfile, pathlib
+>>> from pipeline.pages.fake import make_fake_atlas, tiny_spec
+>>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
+>>> atlas = make_fake_atlas(tempfile.mkdtemp(), spec)
+>>> site = pathlib.Path(tempfile.mkdtemp()) / "site"
+>>> _ = publish([atlas.root], site, "1.0", aliases=["latest"], workers=1)
+>>> read_versions(site)
+[{'version': '1.0', 'title': '1.0', 'aliases': ['latest']}]
+>>> (site / "latest").resolve() == (site / "1.0").resolve()
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import AtlasError
+from pipeline.pages import sitemap, urls
+from pipeline.store import AtlasStore, atomic_write_json, atomic_write_text
+
+VERSIONS_JSON = "versions.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def read_versions(site: str | Path) -> list[dict[str, Any]]:
+    """The site's ``versions.json`` (mike's format), ``[]`` before the first publish."""
+    path = Path(site) / VERSIONS_JSON
+    if not path.is_file():
+        return []
+    try:
+        versions = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(versions, list) and all("version" in v for v in versions)
+    except (ValueError, AssertionError):
+        raise AtlasError(f"{path} is not a versions.json of mike's format (a list of "
+                         "{\"version\", \"title\", \"aliases\"}): fix or remove it") from None
+    return versions
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _NAME.match(name) or name.lower() in urls.RESERVED or name in (".", ".."):
+        raise AtlasError(f"bad {what} {name!r}: use letters, digits, '.', '_' and '-' "
+                         "(e.g. 1.0, latest), not a name the site uses itself")
+
+
+def _order_key(version: str) -> tuple:
+    """Newest first: numeric parts compared as numbers (``1.10`` after ``1.9``)."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
+                 for p in re.split(r"[._-]", version))
+
+
+def _relate(stores: list[AtlasStore]) -> None:
+    """Relate every pair of atlases that share a probe set (their pages then link similar
+    units across models); pairs that do not are reported and left unrelated."""
+    from pipeline.relations.stage import check_same_probe, relate_atlases
+
+    for i, a in enumerate(stores):
+        for b in stores[i + 1:]:
+            try:
+                check_same_probe(a, b)
+            except AtlasError as exc:
+                print(f"publish: no similar units across {a.root} and {b.root}: {exc}",
+                      file=sys.stderr)
+                continue
+            relate_atlases(a, b)
+
+
+def publish(atlas_dirs: Sequence[str | Path], site: str | Path, version: str, *,
+            aliases: Sequence[str] = (), title: str | None = None, force: bool = False,
+            site_url: str | None = None, relate: bool = True,
+            workers: int | None = None) -> Path:
+    """Publish the atlases in ``atlas_dirs`` as ``version`` of the site in ``site``; returns
+    the version's folder. ``aliases`` (e.g. ``latest``) move to this version; ``site_url``:
+    the site root's absolute URL (permalinks, sitemaps); ``relate``: link similar units
+    across the atlases that share a probe set. Refuses to replace a published version unless
+    ``force``."""
+    from pipeline.pages.build import SiteVersion, build_site
+
+    site = Path(site)
+    _check_name(version, "version")
+    for alias in aliases:
+        _check_name(alias, "alias")
+        if alias == version:
+            raise AtlasError(f"alias {alias!r} is the version's own name")
+    versions = read_versions(site)
+    names = [v["version"] for v in versions]
+    if version in names and not force:
+        raise AtlasError(f"version {version} is already published in {site}, and its pages "
+                         "may be cited: publish a new version, or pass force to replace it")
+    taken = {a for v in versions if v["version"] != version for a in v.get("aliases", [])}
+    if version in taken:
+        raise AtlasError(f"{version!r} is an alias of another version in {site}")
+    for alias in aliases:
+        path = site / alias
+        if alias in names or (path.exists() and not path.is_symlink()):
+            raise AtlasError(f"alias {alias!r} would replace the folder {path}, which is not "
+                             "an alias")
+    stores = [AtlasStore(d) for d in atlas_dirs]
+    for store in stores:
+        if not store.exists():
+            raise AtlasError(f"{store.root} holds no atlas (no atlas.json)")
+    if relate and len(stores) > 1:
+        _relate(stores)
+    site.mkdir(parents=True, exist_ok=True)
+    out = build_site(stores, site / version, workers=workers,
+                     version=SiteVersion(version, site_url))
+    entry = {"version": version, "title": title or version, "aliases": list(aliases)}
+    kept = [{**v, "aliases": [a for a in v.get("aliases", []) if a not in aliases]}
+            for v in versions if v["version"] != version]
+    versions = sorted([entry, *kept], key=lambda v: _order_key(v["version"]), reverse=True)
+    for alias in aliases:
+        _link(site / alias, version)
+    atomic_write_json(site / VERSIONS_JSON, versions, indent=2)
+    _root_pages(site, versions, site_url)
+    return out
+
+
+def _link(path: Path, version: str) -> None:
+    """Point the alias ``path`` at ``version`` (a relative symlink, swapped atomically)."""
+    tmp = path.with_name(f".{path.name}.link-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(version, tmp, target_is_directory=True)
+    os.replace(tmp, path)
+
+
+def _root_pages(site: Path, versions: list[dict[str, Any]], site_url: str | None) -> None:
+    """The root's redirect to the default version, its 404 page and sitemap index."""
+    newest = versions[0]
+    default = (newest["aliases"] or [newest["version"]])[0]
+    target = escape(f"{default}/", quote=True)
+    atomic_write_text(site / "index.html", (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<title>Redirecting</title><meta http-equiv="refresh" content="0; url={target}">'
+        f'<link rel="canonical" href="{target}"></head>'
+        f'<body><a href="{target}">ViT Feature Atlas, version {escape(newest["version"])}</a>'
+        "</body></html>\n"))
+    home = escape(site_url.rstrip("/") + f"/{default}/" if site_url else f"/{default}/",
+                  quote=True)
+    atomic_write_text(site / "404.html", (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Not found – ViT Feature Atlas</title></head>"
+        '<body style="font-family: system-ui, sans-serif; margin: 3rem">'
+        "<h1>Page not found</h1><p>This page is not in the atlas. Published pages never "
+        "move: check the version and the model in the address, or start from the "
+        f'<a href="{home}">home page</a>.</p></body></html>\n'))
+    if site_url:
+        base = site_url.rstrip("/")
+        sitemap.write_index(site / "sitemap.xml",
+                            [f"{base}/{v['version']}/sitemap.xml" for v in versions])
