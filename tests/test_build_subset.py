@@ -6,6 +6,7 @@ import json
 
 from pipeline.cli import main
 from pipeline.index.results import load_layer_index
+from pipeline.pages.data import AtlasView
 from pipeline.store import AtlasStore
 from tests.conftest import TINY_KWARGS, TINY_MODEL
 
@@ -20,7 +21,7 @@ def test_subset_pages_show_their_own_units(tmp_path):
     store = AtlasStore(out)
     index = load_layer_index(store, 1)
     assert list(index.units) == [5, 6, 7, 8]
-    layer_dir = out / "site" / TINY_MODEL / "1"
+    layer_dir = out / "site" / AtlasView(store).slug / "1"
     pages = sorted(int(p.parent.name) for p in layer_dir.glob("*/feature.json"))
     assert pages == [5, 6, 7, 8]
     for row, unit in enumerate(index.units):
