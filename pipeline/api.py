@@ -258,8 +258,9 @@ def index_topk(model: nn.Module, layers: Sequence[str | nn.Module],
 
 def build(config=None, *, stages: Sequence[str] | None = None, **options):
     """The CLI's pipeline from Python: every stage of ``vit-atlas build`` (or ``stages``) on
-    ``config`` (an ``AtlasConfig``; default: the offline demo) with ``options`` replacing its
-    fields (``out="atlas-x"``, ``layers="0:2"``, ...); returns the atlas (``pipeline.open``).
+    ``config`` (an ``AtlasConfig``; default: the offline demo) with the flat ``options``
+    replaced (``out="atlas-x"``, ``layers="0:2"``, ...: ``AtlasConfig.replace``, an unknown
+    option being an error); returns the atlas (``pipeline.open``).
 
     >>> import tempfile
     >>> atlas = build(out=tempfile.mkdtemp(), layers="0", channels="0:2", max_images=64,
@@ -272,4 +273,4 @@ def build(config=None, *, stages: Sequence[str] | None = None, **options):
 
     config = (demo_config() if config is None else config).replace(**options)
     run_stages(config, stages if stages is not None else stages_for("build", config))
-    return open_atlas(config.out)
+    return open_atlas(config.runtime.out)

@@ -3,33 +3,35 @@
 ``check_config`` runs in seconds: the model's shape on the meta device (no weights), the
 layer and unit selections against it, the recipes, the dataset (opened, not read: a missing
 folder, an unknown or gated hub id, an unreachable hub are reported here), the weights file,
-the labeler and concepts, and the numeric options. A typo then costs seconds, not the hours
-of the stages before the one that would have tripped on it.
+the labeler and concepts. What needs no model or file (the numeric options, the selections'
+syntax, unknown options) was checked when the configuration's parts were made
+(``pipeline.config``). A typo then costs seconds, not the hours of the stages before the
+one that would have tripped on it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import AtlasConfig, parse_selection
+from pipeline.config import AtlasConfig, ModelConfig
 from pipeline.errors import AtlasError
 
 
-def _meta_spec(config: AtlasConfig):
+def _meta_spec(model: ModelConfig):
     import timm
     import torch
 
     from pipeline.models import spec_for
     from pipeline.models.load import check_model_name
 
-    check_model_name(config.model)
+    check_model_name(model.name)
     try:
         with torch.device("meta"):
-            model = timm.create_model(config.model, pretrained=False, **config.model_kwargs)
+            net = timm.create_model(model.name, pretrained=False, **model.kwargs)
     except TypeError as exc:
-        raise AtlasError(f"model_kwargs {config.model_kwargs} do not fit '{config.model}': "
-                         f"{exc}") from None
-    return spec_for(model, config.model, config.model_kwargs)
+        raise AtlasError(f"model_kwargs {model.kwargs} do not fit '{model.name}': {exc}",
+                         option="model_kwargs") from None
+    return spec_for(net, model.name, model.kwargs)
 
 
 def check_config(config: AtlasConfig, *, dataset: bool = True, recipes: bool = True) -> None:
@@ -42,36 +44,27 @@ def check_config(config: AtlasConfig, *, dataset: bool = True, recipes: bool = T
     ...
     pipeline.errors.AtlasError: bad layers '7': expected e.g. '2,5' or '0:6' within 0..3
     """
-    for name in ("topk", "index_batch_size", "checkpoint_every", "similar_k"):
-        if getattr(config, name) < 1:
-            raise AtlasError(f"{name} must be at least 1, not {getattr(config, name)}")
-    for name in ("probe_images", "stats_images", "workers", "batch_size", "quantiles",
-                 "quantile_k"):
-        if getattr(config, name) < 0:
-            raise AtlasError(f"{name} must not be negative, not {getattr(config, name)}")
-    if config.layer_map not in ("umap", "pca"):
-        raise AtlasError(f"layer_map must be umap or pca, not {config.layer_map!r}")
-    if config.max_images is not None and config.max_images < 1:
-        raise AtlasError(f"max_images must be at least 1, not {config.max_images}")
-    if config.weights not in ("hub", "random") and not Path(config.weights).is_file():
-        raise AtlasError(f"weights file {config.weights} does not exist (weights: hub, random "
-                         "or a checkpoint file)")
-    spec = _meta_spec(config)
-    layers = parse_selection(config.layers, len(spec.layers), "layers")
-    for i in layers:
-        parse_selection(config.channels, spec.layers[i].units, "channels")
+    model = config.model
+    if model.weights not in ("hub", "random") and not Path(model.weights).is_file():
+        raise AtlasError(f"weights file {model.weights} does not exist (weights: hub, random "
+                         "or a checkpoint file)", option="weights")
+    spec = _meta_spec(model)
+    for i in model.layers.resolve(len(spec.layers)):
+        model.channels.resolve(spec.layers[i].units)
     if recipes:
         from pipeline.visualize.recipe import get_recipes
 
+        vis = config.visualize
         try:
-            get_recipes(config.recipe, config.steps)
+            get_recipes(vis.recipe, vis.steps)
         except (ValueError, OSError) as exc:
-            raise AtlasError(f"bad recipe {config.recipe!r}: {exc}") from None
-    if config.labeler or config.concepts:
+            raise AtlasError(f"bad recipe {vis.recipe!r}: {exc}", option="recipe") from None
+    if config.label.labeler or config.label.concepts:
         from pipeline.label.stage import check_label_options
 
-        check_label_options(config)
+        check_label_options(config.label, model.name)
     if dataset:
         from pipeline.data.sources import open_source
 
-        open_source(config.dataset, config.split, image_size=spec.input_size[-1])
+        index = config.index
+        open_source(index.dataset, index.split, image_size=spec.input_size[-1])

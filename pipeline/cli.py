@@ -157,8 +157,8 @@ def resolve_config(args: dict[str, Any]) -> AtlasConfig:
     if preset is not None:
         config = PRESETS[preset]()
     elif "model" in given:
-        config = AtlasConfig(model=given["model"],
-                             out=f"atlas-{given['model'].replace('/', '_')}")
+        config = AtlasConfig().replace(model=given["model"],
+                                       out=f"atlas-{given['model'].replace('/', '_')}")
     else:
         out = Path(given.get("out", "atlas-demo"))
         saved = AtlasStore(out)
@@ -221,8 +221,7 @@ def _evaluate(out: str, reference: str, device: str) -> None:
     store = AtlasStore(out)
     if not store.exists():
         raise AtlasError(f"no atlas in {out}: build one first (`vit-atlas build --out {out}`)")
-    config = AtlasConfig.from_dict(store.manifest()["config"])
-    config.device = device
+    config = AtlasConfig.from_dict(store.manifest()["config"]).replace(device=device)
     run = prepare(config)
     if not store.vis_recipes():
         raise AtlasError(f"{out} has no visualizations: run `vit-atlas visualize --out {out}`")
@@ -268,9 +267,24 @@ def run_command(args: argparse.Namespace) -> None:
     config = resolve_config(vars(args))
     site = run_stages(config, stages_for(command, config))
     if site is not None:
-        print(f"\nAtlas built in {config.out}. Browse it with:\n"
-              f"  vit-atlas serve --out {config.out}\n"
+        out = config.runtime.out
+        print(f"\nAtlas built in {out}. Browse it with:\n"
+              f"  vit-atlas serve --out {out}\n"
               f"or open {site / 'index.html'} in a browser.")
+
+
+def flag_for(option: str | None) -> str | None:
+    """The command-line flag of a configuration option (library errors name options).
+
+    >>> flag_for("index_batch_size"), flag_for("checkpoint_every")
+    ('--index-batch-size', None)
+    """
+    if option is None:
+        return None
+    flag = "--" + option.replace("_", "-")
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_atlas_options(probe)
+    return flag if flag in probe._option_string_actions else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_command(args)
     except AtlasError as exc:
-        print(f"vit-atlas: error: {exc}", file=sys.stderr)
+        flag = flag_for(exc.option)
+        hint = f" [{flag}]" if flag else ""
+        print(f"vit-atlas: error: {exc}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nvit-atlas: interrupted; rerun the same command to resume where it stopped",

@@ -42,12 +42,12 @@ def block_path(act_path: str) -> str:
 def missing_compiler(device: torch.device) -> str | None:
     """Why ``torch.compile`` cannot generate code for ``device`` here, or None."""
     if device.type == "cuda" and importlib.util.find_spec("triton") is None:
-        return "--compile on CUDA needs Triton (pip install triton)"
+        return "compile on CUDA needs Triton (pip install triton), or leave compile off"
     if device.type == "cpu":
         compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
         if not any(shutil.which(c) for c in compilers if c):
-            return ("--compile on the CPU needs a C++ compiler (g++ or clang++; Debian: "
-                    "apt install g++), or leave --compile off")
+            return ("compile on the CPU needs a C++ compiler (g++ or clang++; Debian: "
+                    "apt install g++), or leave compile off")
     return None
 
 

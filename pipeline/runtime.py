@@ -9,7 +9,7 @@ from torch import nn
 
 from pipeline import distributed
 from pipeline.compilation import compile_blocks
-from pipeline.config import AtlasConfig, parse_selection
+from pipeline.config import AtlasConfig
 from pipeline.models import ModelSpec, create_model, spec_for
 from pipeline.models.load import weights_id
 from pipeline.store import AtlasStore
@@ -26,12 +26,12 @@ class Run:
 
     @property
     def layers(self) -> list[int]:
-        """Layer indices selected by ``--layers``."""
-        return parse_selection(self.config.layers, len(self.spec.layers), "layers")
+        """Layer indices selected by the ``layers`` option."""
+        return self.config.model.layers.resolve(len(self.spec.layers))
 
     def units(self, layer: int) -> list[int]:
-        """Unit indices of ``layer`` selected by ``--channels``."""
-        return parse_selection(self.config.channels, self.spec.layers[layer].units, "channels")
+        """Unit indices of ``layer`` selected by the ``channels`` option."""
+        return self.config.model.channels.resolve(self.spec.layers[layer].units)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,13 +54,14 @@ def apply_fast_paths(model: nn.Module, spec: ModelSpec, use_compile: bool,
 def prepare(config: AtlasConfig) -> Run:
     """Load the model, describe it, and open (or start) the atlas directory."""
     distributed.init_from_env()
-    device = resolve_device(config.device)
-    model = create_model(config.model, config.weights, config.model_kwargs, config.seed)
-    spec = spec_for(model, config.model, config.model_kwargs)
+    m, rt = config.model, config.runtime
+    device = resolve_device(rt.device)
+    model = create_model(m.name, m.weights, m.kwargs, config.seed)
+    spec = spec_for(model, m.name, m.kwargs)
     model.to(device)
-    apply_fast_paths(model, spec, config.compile, config.channels_last)
-    store = AtlasStore(config.out)
-    wid = weights_id(config.weights, config.seed)
+    apply_fast_paths(model, spec, rt.compile, rt.channels_last)
+    store = AtlasStore(rt.out)
+    wid = weights_id(m.weights, config.seed)
     if distributed.is_main():
         store.init(config.to_dict(), spec.to_dict(), wid)
     distributed.barrier()

@@ -26,7 +26,7 @@ def stages_for(command: str, config: AtlasConfig) -> list[str]:
     ['index', 'relate', 'visualize', 'site']
     """
     if command == "build":
-        return [s for s in STAGES if s != "label" or config.labeler]
+        return [s for s in STAGES if s != "label" or config.label.labeler]
     if command not in STAGES:
         raise AtlasError(f"unknown stage {command!r} (stages: {', '.join(STAGES)})")
     return [command]
@@ -39,21 +39,22 @@ def run_stages(config: AtlasConfig, stages: Sequence[str]) -> Path | None:
     from pipeline.runtime import prepare
 
     stages = [s for s in STAGES if s in stages]
-    if "label" in stages and not config.labeler:
+    labeler_spec = config.label.labeler
+    if "label" in stages and not labeler_spec:
         raise AtlasError("labelling needs a labeler: demo | self | DIR | "
-                         "open_clip:<model>/<pretrained>")
+                         "open_clip:<model>/<pretrained>", option="labeler")
     check_config(config, recipes="visualize" in stages)  # seconds, before any load
-    rides = "label" in stages or ("index" in stages and bool(config.labeler))
+    rides = "label" in stages or ("index" in stages and bool(labeler_spec))
     if rides:
         from pipeline.label.stage import check_label_options
 
-        check_label_options(config)
+        check_label_options(config.label, config.model.name)
     run = prepare(config)
     labeler = None
     if rides:  # its image side rides along the index pass
         from pipeline.label.labelers import load_labeler
 
-        labeler = load_labeler(config.labeler, run.device, config.model)
+        labeler = load_labeler(labeler_spec, run.device, config.model.name)
     if "index" in stages:
         from pipeline.index.stage import run_index
         from pipeline.label.stage import probe_encoder

@@ -132,11 +132,12 @@ class AtlasStore:
                 if was != new:
                     raise AtlasError(
                         f"{self.root} already holds an atlas of {key} '{was}', not '{new}': "
-                        "choose another --out"
+                        "choose another out directory", option="out"
                     )
             if old["model"]["layers"] != json.loads(json.dumps(model["layers"])):
                 raise AtlasError(f"{self.root} holds an atlas of a differently shaped model "
-                                 "(other --model-kwargs?): choose another --out")
+                                 "(other model_kwargs?): choose another out directory",
+                                 option="out")
         atomic_write_json(self.manifest_path, {
             "format_version": FORMAT_VERSION,
             "atlas_version": ATLAS_VERSION,

@@ -43,19 +43,19 @@ def bench_config(out: Path, dataset: str, workers: int, device: str, model: list
     from pipeline.models import parse_model_kwargs
 
     if model:
-        cfg = AtlasConfig(model=model[0], weights=model[1] if len(model) > 1 else "random",
-                          model_kwargs=parse_model_kwargs(model[2:]), dataset=dataset,
-                          out=str(out), workers=workers, device=device)
+        cfg = AtlasConfig().replace(
+            model=model[0], weights=model[1] if len(model) > 1 else "random",
+            model_kwargs=parse_model_kwargs(model[2:]), dataset=dataset, out=str(out),
+            workers=workers, device=device)
     else:
         try:
             cfg = demo_config(out=str(out), dataset=dataset, workers=workers, device=device)
         except Exception:  # no demo model in this checkout: same shape, random weights
-            cfg = AtlasConfig(model="vit_tiny_patch16_224", weights="random",
-                              model_kwargs=dict(DEMO_SHAPE), dataset=dataset, out=str(out),
-                              topk=12, index_batch_size=128, workers=workers, device=device)
-    if batch:
-        cfg.index_batch_size = batch
-    return cfg
+            cfg = AtlasConfig().replace(
+                model="vit_tiny_patch16_224", weights="random", model_kwargs=dict(DEMO_SHAPE),
+                dataset=dataset, out=str(out), topk=12, index_batch_size=128, workers=workers,
+                device=device)
+    return cfg.replace(index_batch_size=batch) if batch else cfg
 
 
 # -- 1. scan vs bare forward ----------------------------------------------------------------
@@ -77,12 +77,13 @@ def bench_scan(args) -> dict:
                            args.device, args.model, args.batch)
         run = prepare(cfg)
     model, device = run.model, run.device
-    source = open_source(cfg.dataset, cfg.split, run.spec.input_size[-1])
-    transform = eval_transform(model, cfg.model_kwargs)
-    plan = BatchPlan(source, cfg.index_batch_size)
+    icfg = cfg.index
+    source = open_source(icfg.dataset, icfg.split, run.spec.input_size[-1])
+    transform = eval_transform(model, cfg.model.kwargs)
+    plan = BatchPlan(source, icfg.batch_size)
     batches = [(b.pixels, b.numbers, b.labels)
                for b in make_loader(plan, source.decoder, transform, args.workers)
-               if len(b.numbers) == cfg.index_batch_size]  # full batches only
+               if len(b.numbers) == icfg.batch_size]  # full batches only
     layers = [run.spec.layers[i] for i in run.layers]
     units = {layer.index: run.units(layer.index) for layer in layers}
     offset = [0]
@@ -104,8 +105,8 @@ def bench_scan(args) -> dict:
     names = list(variants)
     times: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
-    cap = Scanner(model, layers, units, cfg.topk, device)
-    idx = Scanner(model, layers, units, cfg.topk, device, 12)
+    cap = Scanner(model, layers, units, icfg.topk, device)
+    idx = Scanner(model, layers, units, icfg.topk, device, 12)
     for x, numbers, labels in batches[:2]:  # warm-up, and the histograms find their range
         for fn in variants.values():
             fn(x, numbers, labels)
@@ -126,8 +127,8 @@ def bench_scan(args) -> dict:
         cap.scores(batches[0][0][:1])
     peak = matmul_peak(device)
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
-    bs = cfg.index_batch_size
-    return {"model": f"{cfg.model} {cfg.model_kwargs}", "samples": len(times["bare"]),
+    bs = icfg.batch_size
+    return {"model": f"{cfg.model.name} {cfg.model.kwargs}", "samples": len(times["bare"]),
             "batch": bs, "layers": len(layers), "units": sum(len(u) for u in units.values()),
             "threads": torch.get_num_threads(),
             **{f"{k}_img_s": bs / v for k, v in med.items()},

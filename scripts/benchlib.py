@@ -85,8 +85,8 @@ def load_model(args: argparse.Namespace):
     if args.model:
         name, weights, kwargs = args.model, args.weights, parse_model_kwargs(args.model_kwargs)
     else:
-        demo = demo_config()
-        name, weights, kwargs = demo.model, demo.weights, demo.model_kwargs
+        demo = demo_config().model
+        name, weights, kwargs = demo.name, demo.weights, demo.kwargs
     model = create_model(name, weights, kwargs).to(device)
     return name, weights, model, spec_for(model, name, kwargs), device
 

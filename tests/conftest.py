@@ -18,9 +18,9 @@ def _two_threads():
 
 @pytest.fixture
 def tiny_config(tmp_path) -> AtlasConfig:
-    return AtlasConfig(model=TINY_MODEL, weights="random", model_kwargs=dict(TINY_KWARGS),
-                       out=str(tmp_path / "atlas"), dataset="synthetic:64", steps=8, topk=4,
-                       workers=0)
+    return AtlasConfig().replace(
+        model=TINY_MODEL, weights="random", model_kwargs=dict(TINY_KWARGS),
+        out=str(tmp_path / "atlas"), dataset="synthetic:64", steps=8, topk=4, workers=0)
 
 
 def synthetic_unit_stats(model, spec, layer, n: int = 128):

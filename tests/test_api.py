@@ -104,9 +104,9 @@ def test_index_topk_equals_brute_force():
 def test_build_from_python_runs_the_clis_stages(tmp_path):
     from pipeline.config import AtlasConfig
 
-    config = AtlasConfig(model=TINY_MODEL, weights="random", model_kwargs=dict(TINY_KWARGS),
-                         dataset="synthetic:40", out=str(tmp_path / "atlas"), workers=0,
-                         device="cpu")
+    config = AtlasConfig().replace(
+        model=TINY_MODEL, weights="random", model_kwargs=dict(TINY_KWARGS),
+        dataset="synthetic:40", out=str(tmp_path / "atlas"), workers=0, device="cpu")
     atlas = pipeline.build(config, layers="1", channels="0:2", steps=3, recipe="fast",
                            stages=["index", "visualize"])
     assert atlas.layers == [1] and atlas.units(1) == [0, 1]

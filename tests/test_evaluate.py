@@ -27,8 +27,7 @@ from pipeline.visualize.stage import run_visualize
 
 @pytest.fixture
 def atlas(tiny_config):
-    tiny_config.channels, tiny_config.recipe, tiny_config.steps = "0:8", "fast,default", 6
-    run = prepare(tiny_config)
+    run = prepare(tiny_config.replace(channels="0:8", recipe="fast,default", steps=6))
     run_index(run)
     run_visualize(run)
     return run

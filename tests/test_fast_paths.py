@@ -68,13 +68,13 @@ def test_cli_flags_reach_the_model(tmp_path):
          *[f"{k}={v}" for k, v in KWARGS.items()], "--out", str(tmp_path / "a"),
          "--compile", "--channels-last"])
     config = resolve_config(vars(args))
-    assert config.compile and config.channels_last
+    assert config.runtime.compile and config.runtime.channels_last
     run = prepare(config)
     assert type(run.model.blocks[0].forward).__name__ == "_EagerWhenHooked"
     weight = run.model.patch_embed.proj.weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
     assert not resolve_config(vars(build_parser().parse_args(
-        ["visualize", "--model", TINY_MODEL, "--no-compile"]))).compile
+        ["visualize", "--model", TINY_MODEL, "--no-compile"]))).runtime.compile
 
 
 def test_compile_without_a_cpp_compiler_is_a_clear_error(monkeypatch):
@@ -99,8 +99,9 @@ def test_bf16_visualization_reaches_the_fp32_objective(monkeypatch):
     from pipeline.visualize import optimize
 
     config = demo_config()
-    model = create_model(config.model, config.weights, config.model_kwargs)
-    spec = spec_for(model, config.model, config.model_kwargs)
+    m = config.model
+    model = create_model(m.name, m.weights, m.kwargs)
+    spec = spec_for(model, m.name, m.kwargs)
     units = list(range(0, 384, 24))
     for layer in (spec.layers[0], spec.layers[3]):
         stats = synthetic_unit_stats(model, spec, layer)

@@ -19,9 +19,9 @@ from tests.test_index_support import tiny_run
 def _dataset_images(run, n: int) -> np.ndarray:
     """The first ``n`` examples as the model sees them, un-normalized in float64 with numpy:
     ``(n, 3, H, W)`` in [0, 1]."""
-    cfg = run.config
+    cfg = run.config.index
     source = open_source(cfg.dataset, cfg.split, image_size=run.spec.input_size[-1])
-    transform = eval_transform(run.model, cfg.model_kwargs)
+    transform = eval_transform(run.model, run.config.model.kwargs)
     mean = np.asarray(run.spec.mean, np.float64)[:, None, None]
     std = np.asarray(run.spec.std, np.float64)[:, None, None]
     out = []

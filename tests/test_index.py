@@ -56,7 +56,7 @@ def test_topk_equals_brute_force(synthetic_run):
     run = synthetic_run
     scores, skipped, labels = brute_force_scores(run)
     assert skipped == []
-    k = run.config.topk
+    k = run.config.index.topk
     for index, full in scores.items():
         li = load_layer_index(run.store, index)
         ids, top = brute_force_topk(full, k)
@@ -386,7 +386,7 @@ def test_background_statistics_equal_inline(synthetic_run):
 
     run = synthetic_run
     source = open_source("synthetic:40", "validation", 32)
-    transform = eval_transform(run.model, run.config.model_kwargs)
+    transform = eval_transform(run.model, run.config.model.kwargs)
     recs = list(source.records())
     x = torch.stack([transform(source.decoder(r).image) for r in recs])
     labels = np.array([r.number % 12 for r in recs])
@@ -436,7 +436,7 @@ def test_require_index_returns_every_layer_and_the_image_statistics(synthetic_ru
 
 def test_require_index_says_what_is_missing_and_how_to_get_it(synthetic_run, tmp_path):
     empty = AtlasStore(tmp_path / "empty")
-    how = r"fidelity is measured against the index; run `vit-atlas index --out .*` \(same options\)"
+    how = r"fidelity is measured against the index; run the index stage on it \(same options\)"
     with pytest.raises(AtlasError, match=r"has no dataset index for layer 3: .*" + how):
         require_index(empty, [3])
     with pytest.raises(AtlasError, match="has no dataset index for layers 2, 5: "):
@@ -476,7 +476,7 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
                         lambda run, probe_encoder: calls.append(("index", probe_encoder.id)))
     labeler = types.SimpleNamespace(id="demo@x", preprocess=None, encode_images=None)
     monkeypatch.setattr(pipeline.label.labelers, "load_labeler", lambda *a: labeler)
-    monkeypatch.setattr(pipeline.label.stage, "check_label_options", lambda cfg: None)
+    monkeypatch.setattr(pipeline.label.stage, "check_label_options", lambda label, model: None)
     monkeypatch.setattr(pipeline.label.stage, "run_label",
                         lambda run, lab: calls.append(("label", lab.id)))
     import pipeline.relations.stage
@@ -489,4 +489,4 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     calls.clear()
     cli.run_command(cli.build_parser().parse_args(["visualize", "--out", str(tmp_path / "a")]))
     assert calls == ["visualize"]
-    assert cli.resolve_config({"command": "index", "stats_images": 64}).stats_images == 64
+    assert cli.resolve_config({"command": "index", "stats_images": 64}).index.stats_images == 64

@@ -27,12 +27,10 @@ HTML_NAME = "<b>\"cat\" & 'dog'</b>"
 
 
 def tiny_config(out: Path, dataset: str, **overrides) -> AtlasConfig:
-    cfg = AtlasConfig(model=TINY, weights="random", model_kwargs=dict(TINY_KW), dataset=dataset,
-                      out=str(out), topk=4, index_batch_size=8, workers=0, checkpoint_every=1,
-                      device="cpu")
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+    return AtlasConfig().replace(
+        model=TINY, weights="random", model_kwargs=dict(TINY_KW), dataset=dataset, out=str(out),
+        topk=4, index_batch_size=8, workers=0, checkpoint_every=1, device="cpu").replace(
+        **overrides)
 
 
 def tiny_run(out: Path, dataset: str, fresh: bool = True, **overrides) -> Run:
@@ -41,19 +39,20 @@ def tiny_run(out: Path, dataset: str, fresh: bool = True, **overrides) -> Run:
     cfg = tiny_config(out, dataset, **overrides)
     if fresh:
         return prepare(cfg)
-    model = create_model(cfg.model, cfg.weights, cfg.model_kwargs, cfg.seed)
-    spec = spec_for(model, cfg.model, cfg.model_kwargs)
-    return Run(cfg, model, spec, AtlasStore(cfg.out), torch.device("cpu"),
-               weights_id(cfg.weights, cfg.seed))
+    m = cfg.model
+    model = create_model(m.name, m.weights, m.kwargs, cfg.seed)
+    spec = spec_for(model, m.name, m.kwargs)
+    return Run(cfg, model, spec, AtlasStore(cfg.runtime.out), torch.device("cpu"),
+               weights_id(m.weights, cfg.seed))
 
 
 def brute_force_scores(run: Run) -> tuple[dict[int, np.ndarray], list[int], list[int | None]]:
     """Every example's scores ``{layer: (n, units)}`` (NaN rows for undecodable ones), with
     the stream's labels, computed the straightforward way: one image at a time, the mean of
     its full patch-token activations (not the scan's pooled hooks)."""
-    cfg = run.config
+    cfg = run.config.index
     source = open_source(cfg.dataset, cfg.split, image_size=run.spec.input_size[-1])
-    transform = eval_transform(run.model, cfg.model_kwargs)
+    transform = eval_transform(run.model, run.config.model.kwargs)
     layers = [run.spec.layers[i] for i in run.layers]
     units = {layer.index: run.units(layer.index) for layer in layers}
     rows: dict[int, list[np.ndarray]] = {layer.index: [] for layer in layers}

@@ -217,7 +217,7 @@ def test_label_stage_end_to_end(tiny_clip, tmp_path, capsys):
             assert len({t["concept"] for t in top}) == 5
     # the label stage's own pass over the probe images gives the index pass's embeddings
     run = tiny_run(out, "synthetic:48", fresh=False)
-    run.config.index_batch_size = 7
+    run.config = run.config.replace(index_batch_size=7)
     (store.root / "index" / "probe" / "embeddings.npz").unlink()
     own = image_embeddings(run, load_labeler(str(tiny_clip)), probe.numbers)
     np.testing.assert_allclose(own, rode[1], atol=2e-3)

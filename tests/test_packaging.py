@@ -47,7 +47,7 @@ def test_wheel_installs_templates_and_demo_model(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = _run([python, "-c", "import pipeline, pipeline.config as c; "
-                  "print(pipeline.__file__); print(c.demo_config().weights)"], work).split()
+                  "print(pipeline.__file__); print(c.demo_config().model.weights)"], work).split()
     assert where[0].startswith(str(env)) and where[1].startswith(str(env))
     assert Path(where[1]).is_file()
     _run([python, "-c", "from pipeline.pages.fake import make_fake_atlas, tiny_spec; "

@@ -48,8 +48,9 @@ def tiny():
 @pytest.fixture(scope="module")
 def demo():
     config = demo_config()
-    model = create_model(config.model, config.weights, config.model_kwargs)
-    return model, spec_for(model, config.model, config.model_kwargs)
+    m = config.model
+    model = create_model(m.name, m.weights, m.kwargs)
+    return model, spec_for(model, m.name, m.kwargs)
 
 
 @pytest.mark.parametrize("recipe", PIECES.values(), ids=PIECES.keys())

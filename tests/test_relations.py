@@ -72,7 +72,7 @@ def test_similar_units_equal_brute_force_correlation(atlas):
         other = [e for e in similar[u] if e["layer"] == 1]
         assert [e["layer"] for e in similar[u]] == [0] * K + [1] * K  # own layer first
         assert u not in [e["unit"] for e in own]
-        assert all(e["model"] == atlas.config.model for e in similar[u])
+        assert all(e["model"] == atlas.config.model.name for e in similar[u])
         row = corr[u].copy()
         row[u] = -np.inf  # never itself
         _check_group(own, units, row, K)
@@ -212,7 +212,7 @@ def test_across_atlases(atlas, tmp_path):
     relate(other.store, k=3, method="pca")
     theirs = other.store.similar(1)  # ... once it is, our units follow its own
     assert [e["model"] for e in theirs[0]] == ["deit_tiny_patch16_224"] * 3 + \
-        [atlas.config.model] * 6
+        [atlas.config.model.name] * 6
     different = tiny_run(tmp_path / "c", "synthetic:60", probe_images=30)
     run_index(different)
     with pytest.raises(AtlasError, match="different probe sets"):
@@ -229,14 +229,14 @@ def test_errors_say_which_command_to_run(atlas, tmp_path):
     import shutil
 
     empty = tiny_run(tmp_path / "empty", "synthetic:60")
-    with pytest.raises(AtlasError, match=r"no finished dataset index.*`vit-atlas index --out"):
+    with pytest.raises(AtlasError, match=r"no finished dataset index.*run the index stage"):
         relate(empty.store)
     old = tmp_path / "old"
     shutil.copytree(atlas.store.root, old, ignore=shutil.ignore_patterns("relations", "probe"))
     run = tiny_run(old, "synthetic:60", fresh=False)
-    with pytest.raises(AtlasError, match=r"no probe profiles .*rerun `vit-atlas index --out"):
+    with pytest.raises(AtlasError, match=r"no probe profiles .*rerun the index stage"):
         relate(run.store)
-    with pytest.raises(AtlasError, match="--layer-map"):
+    with pytest.raises(AtlasError, match="layer_map must be one of"):
         relate(atlas.store, method="tsne")
 
 

@@ -116,7 +116,7 @@ def test_imagefolder_with_split_directories(tmp_path):
     write_imagefolder(tmp_path / "d" / "validation", 6)
     assert len(list(open_source(f"imagefolder:{tmp_path / 'd'}", "validation").records())) == 6
     assert len(list(open_source(f"imagefolder:{tmp_path / 'd'}", "train").records())) == 4
-    with pytest.raises(AtlasError, match="pass --split"):
+    with pytest.raises(AtlasError, match="set split"):
         open_source(f"imagefolder:{tmp_path / 'd'}", "test")
 
 

@@ -38,8 +38,9 @@ def tiny():
 @pytest.fixture(scope="module")
 def demo():
     config = demo_config()
-    model = create_model(config.model, config.weights, config.model_kwargs)
-    return model, spec_for(model, config.model, config.model_kwargs)
+    m = config.model
+    model = create_model(m.name, m.weights, m.kwargs)
+    return model, spec_for(model, m.name, m.kwargs)
 
 
 @pytest.mark.parametrize("recipe", [DEFAULT, PAPER], ids=["default", "paper"])
@@ -121,10 +122,8 @@ def _stage_results(store: AtlasStore, layers) -> dict:
 
 
 def _visualized(config, **options):
-    """Set ``options`` on ``config``, then index and visualize it: the prepared run."""
-    for key, value in options.items():
-        setattr(config, key, value)
-    run = prepare(config)
+    """Index and visualize ``config`` with ``options`` replaced: the prepared run."""
+    run = prepare(config.replace(**options))
     run_index(run)
     run_visualize(run)
     return run
@@ -141,21 +140,20 @@ def test_stage_writes_chunks_and_skips_finished(tiny_config):
     mtimes = {p: p.stat().st_mtime_ns for p in vis.rglob("chunk-*.json")}
     run_visualize(run)  # nothing to do
     assert {p: p.stat().st_mtime_ns for p in vis.rglob("chunk-*.json")} == mtimes
-    run.config.steps = 3  # another recipe: chunks are redone
+    run.config = run.config.replace(steps=3)  # another recipe: chunks are redone
     run_visualize(run)
     assert json.loads((store.vis_dir(0) / "chunk-00000.json").read_text())["recipe"]["steps"] == 3
 
 
 def test_interrupted_stage_resumes_to_the_same_result(tiny_config, tmp_path, monkeypatch):
-    tiny_config.channels = "0:192"
-    tiny_config.batch_size = 64
+    tiny_config = tiny_config.replace(channels="0:192", batch_size=64)
     clean = prepare(tiny_config)
     run_index(clean)
     run_visualize(clean)
     expected = _stage_results(clean.store, [0, 1])
 
-    tiny_config.out = str(tmp_path / "interrupted")
-    tiny_config.batch_size = 48  # a different batch size after the restart, too
+    # a different batch size after the restart, too
+    tiny_config = tiny_config.replace(out=str(tmp_path / "interrupted"), batch_size=48)
     run = prepare(tiny_config)
     run_index(run)
     calls = {"n": 0}
@@ -172,8 +170,7 @@ def test_interrupted_stage_resumes_to_the_same_result(tiny_config, tmp_path, mon
         run_visualize(run)
     monkeypatch.setattr(AtlasStore, "write_vis_chunk", real)
     assert len(list((run.store.root / "visualize").rglob("chunk-*.json"))) == 2
-    tiny_config.batch_size = 32
-    run_visualize(prepare(tiny_config))
+    run_visualize(prepare(tiny_config.replace(batch_size=32)))
     got = _stage_results(run.store, [0, 1])
     assert got.keys() == expected.keys()
     for key, (act, pixels) in expected.items():
@@ -222,8 +219,7 @@ def test_a_chunk_made_against_another_index_is_redone(tiny_config):
 def test_other_channels_add_units_and_lose_none(tiny_config):
     run = _visualized(tiny_config, channels="0:4")
     before = run.store.vis_results(1)
-    tiny_config.channels = "2:6"
-    run = prepare(tiny_config)
+    run = prepare(tiny_config.replace(channels="2:6"))
     run_visualize(run)
     after = run.store.vis_results(1)
     assert sorted(after) == list(range(6))  # units 0 and 1 are kept, 4 and 5 added
@@ -235,7 +231,7 @@ def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
     from pipeline.errors import AtlasError
 
     run = prepare(tiny_config)
-    with pytest.raises(AtlasError, match="vit-atlas index"):
+    with pytest.raises(AtlasError, match="run the index stage"):
         run_visualize(run)
     assert not (run.store.root / "visualize").exists()
 

@@ -207,7 +207,7 @@ def hub_error(exc: BaseException, repo: str) -> AtlasError:
         return AtlasError(f"cannot reach the Hugging Face hub to stream '{repo}' (no network, "
                           "or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set). Connect and rerun "
                           "(an interrupted index resumes), or use a local copy: "
-                          "--dataset imagefolder:<dir> or webdataset:<dir>.")
+                          "dataset imagefolder:<dir> or webdataset:<dir>.", option="dataset")
     status = next((getattr(getattr(e, "response", None), "status_code", None) for e in chain
                    if getattr(e, "response", None) is not None), None)
     if status in (401, 403):
@@ -380,7 +380,8 @@ def _pick_split(dsets: Any, split: str, where: str) -> Any:
         return dsets[split]
     if len(names) == 1:  # a plain folder has one split, whatever it is called
         return dsets[names[0]]
-    raise AtlasError(f"{where} has splits {names}, not '{split}': pass --split")
+    raise AtlasError(f"{where} has splits {names}, not '{split}': set split to one of them",
+                     option="split")
 
 
 def _open_imagefolder(path: Path, split: str) -> Source:
@@ -427,7 +428,7 @@ def _open_hub(repo: str, config: str | None, split: str) -> Source:
                                          token=_hf_token())
         except ValueError as exc:
             if "split" in str(exc).lower():
-                raise AtlasError(f"hf:{repo}: {exc} (pass --split)") from exc
+                raise AtlasError(f"hf:{repo}: {exc} (set split)", option="split") from exc
             raise hub_error(exc, repo) from exc
         except Exception as exc:
             raise hub_error(exc, repo) from exc

@@ -44,13 +44,13 @@ class IndexJob:
     def from_run(cls, run: Run) -> IndexJob:
         layers = [run.spec.layers[i] for i in run.layers]
         units = {layer.index: run.units(layer.index) for layer in layers}
-        cfg = run.config
+        model, cfg = run.config.model, run.config.index
         key = {
-            "format": INDEX_FORMAT, "model": cfg.model, "weights": run.weights_id,
-            "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "split": cfg.split,
+            "format": INDEX_FORMAT, "model": model.name, "weights": run.weights_id,
+            "model_kwargs": model.kwargs, "dataset": cfg.dataset, "split": cfg.split,
             "max_images": cfg.max_images, "topk": cfg.topk, "bins": DEFAULT_BINS,
             "stats_images": cfg.stats_images, "probe_images": cfg.probe_images,
-            "quantiles": cfg.quantiles, "quantile_k": quantile_k(cfg),
+            "quantiles": cfg.quantiles, "quantile_k": cfg.kept_per_quantile,
             "units": {str(i): u for i, u in units.items()},
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -66,10 +66,11 @@ class IndexJob:
 
     def new_image_stats(self) -> ImageStats:
         """An empty accumulator of the dataset's image statistics at the model's input size."""
-        return ImageStats(tuple(self.run.spec.input_size[-2:]), self.run.config.stats_images)
+        return ImageStats(tuple(self.run.spec.input_size[-2:]),
+                          self.run.config.index.stats_images)
 
     def new_probe_log(self, encoder: ProbeEncoder | None) -> ProbeLog:
-        return ProbeLog(self.rank_dir, self.run.config.probe_images,
+        return ProbeLog(self.rank_dir, self.run.config.index.probe_images,
                         [layer.index for layer in self.layers],
                         None if encoder is None else encoder.id)
 
@@ -80,11 +81,6 @@ class IndexJob:
                 and all(layer_path(store, layer.index).is_file()
                         and (probe_dir(store) / f"L{layer.index:03d}.npz").is_file()
                         for layer in self.layers))
-
-
-def quantile_k(cfg) -> int:
-    """Examples kept per quantile interval (0: no quantile examples)."""
-    return cfg.quantile_k if cfg.quantiles > 0 else 0
 
 
 def say(msg: str) -> None:
@@ -101,6 +97,6 @@ def remove_stale_outputs(job: IndexJob) -> None:
             path.unlink(missing_ok=True)
         image_stats_path(job.run.store).unlink(missing_ok=True)
         shutil.rmtree(probe_dir(job.run.store), ignore_errors=True)
-    cfg = job.run.config
-    prepare_thumbs(job.root, [cfg.dataset, cfg.split, cfg.model, cfg.model_kwargs])
+    model, cfg = job.run.config.model, job.run.config.index
+    prepare_thumbs(job.root, [cfg.dataset, cfg.split, model.name, model.kwargs])
 

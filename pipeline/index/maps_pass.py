@@ -23,7 +23,7 @@ def maps_pass(job: IndexJob, scanner: Scanner, source: Source, transform,
               ) -> tuple[dict[int, np.ndarray] | None, list[list]]:
     """Patch maps ``{layer: (units, slots, rows, cols)}`` of the ``selected`` examples
     ``{layer: (units, slots)}`` (-1: empty slot), on rank 0 (None elsewhere)."""
-    cfg = job.run.config
+    cfg = job.run.config.index
     tables = {i: SlotTable(ids, (ids >= 0) & (ids % job.world == job.rank))
               for i, ids in selected.items()}
     wanted = np.unique(np.concatenate([t.numbers for t in tables.values()]))
@@ -32,7 +32,7 @@ def maps_pass(job: IndexJob, scanner: Scanner, source: Source, transform,
     at = log.progress() or ckpt.MapsProgress()
     if at.consumed:
         say(f"maps: resuming after {at.consumed * job.world} examples")
-    plan = BatchPlan(source, cfg.index_batch_size, job.rank, job.world, skip=at.consumed,
+    plan = BatchPlan(source, cfg.batch_size, job.rank, job.world, skip=at.consumed,
                      state=json.loads(at.source_state) if at.source_state else None,
                      stop=cfg.max_images, wanted=wanted)
     spec = job.run.spec

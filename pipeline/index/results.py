@@ -42,7 +42,7 @@ INDEX_FORMAT = 4  # 2: per-unit std, image_stats.npz; 3: probe profiles; 4: quan
 @dataclass
 class LayerIndex:
     # Row i of every array is the i-th indexed unit: channel ``units[i]`` (all channels of
-    # the layer unless --channels picked a subset); use ``unit_row`` to find a channel.
+    # the layer unless the channels option picked a subset); use ``unit_row`` to find a channel.
     top_ids: np.ndarray  # (units, k) int64 example numbers, best first; -1 = empty slot
     # (units, k) float32 mean-over-patches activation, descending; -inf in empty slots.
     # Ties are broken to the lower example number.
@@ -234,9 +234,9 @@ def require_index(store: AtlasStore, layers: list[int],
     pipeline.errors.AtlasError: /nonexistent has no dataset index for layer 3: ...
     """
     root = store.root
-    fix = (f"the visualization recipe needs the dataset's statistics and fidelity is measured "
-           f"against the index; run `vit-atlas index --out {root}` (same options) first, "
-           f"or `vit-atlas build`")
+    fix = ("the visualization recipe needs the dataset's statistics and fidelity is measured "
+           "against the index; run the index stage on it (same options) first, or build the "
+           "whole atlas")
 
     def missing(what: str) -> AtlasError:
         return AtlasError(f"{root} {what}: {fix}")
@@ -250,7 +250,7 @@ def require_index(store: AtlasStore, layers: list[int],
                       f"({data.get('format_version')}, this version reads {INDEX_FORMAT})")
     if fingerprint is not None and data.get("fingerprint") != fingerprint:
         raise missing("has a dataset index made with other options (model, weights, "
-                      "dataset, --channels, --topk, --max-images or --stats-images)")
+                      "dataset, channels, topk, max_images or stats_images)")
     indexed = set(data.get("layers") or [])
     absent = [i for i in layers if i not in indexed or not layer_path(store, i).is_file()]
     if absent:

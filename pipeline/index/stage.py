@@ -1,17 +1,17 @@
 """The ``index`` stage: exact dataset top-k per FFN unit, with patch maps and thumbnails.
 
 1. Scan: stream the dataset once; one truncated forward per batch feeds every selected
-   layer's statistics (``Scanner``), and the first ``--stats-images`` examples feed the
+   layer's statistics (``Scanner``), and the first ``stats_images`` examples feed the
    dataset's image statistics (``ImageStats``: spectrum, colour). Checkpointed every
    ``checkpoint_every`` batches; a rerun resumes from there. Under torchrun each rank scans
    the examples ``n ≡ rank (mod world)`` and rank 0 merges the statistics exactly.
-   Each unit also keeps, per histogram bin, the ``--quantile-k`` examples of smallest hash
-   (``quantiles``): at the end, its quantile examples in up to ``--quantiles`` intervals
+   Each unit also keeps, per histogram bin, the ``quantile_k`` examples of smallest hash
+   (``quantiles``): at the end, its quantile examples in up to ``quantiles`` intervals
    between its mean and max are chosen from them, exactly.
 2. Maps: re-read only the selected examples (top-k and quantile), record their patch maps
    and write thumbnails.
 3. Write ``L{layer:03d}.npz`` per layer, ``image_stats.npz`` and the probe set's profiles
-   (``probe/``: every unit's score over the first ``--probe-images`` examples, and a probe
+   (``probe/``: every unit's score over the first ``probe_images`` examples, and a probe
    encoder's embeddings of them when one rides along: the labeler's image side), then
    ``examples.json`` (see ``results``).
 
@@ -28,7 +28,7 @@ Memory: O(units × (k + bins + classes)) during the scan, whatever the number of
 list of example ids is written to chunk files at each checkpoint and only read back at the
 end to write examples.json. The maps pass checkpoints too (``checkpoint.MapsLog``), and
 thumbnails already written are kept. Under torchrun each rank writes the thumbnails of its
-share, so multi-node runs need ``--out`` on a shared filesystem (as the other stages do);
+share, so multi-node runs need ``out`` on a shared filesystem (as the other stages do);
 statistics, example lists and maps travel to rank 0 by ``gather_object``.
 """
 
@@ -38,7 +38,7 @@ import shutil
 
 from pipeline import distributed
 from pipeline.data.sources import open_source
-from pipeline.index.job import IndexJob, quantile_k, remove_stale_outputs, say
+from pipeline.index.job import IndexJob, remove_stale_outputs, say
 from pipeline.index.maps_pass import maps_pass
 from pipeline.index.merge import (
     gather_examples,
@@ -68,14 +68,14 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
     if distributed.is_main():
         remove_stale_outputs(job)
     distributed.barrier()
-    cfg = run.config
+    cfg = run.config.index
     source = open_source(cfg.dataset, cfg.split, image_size=run.spec.input_size[-1])
-    transform = eval_transform(run.model, cfg.model_kwargs)
+    transform = eval_transform(run.model, run.config.model.kwargs)
     classes = len(source.class_names or [])
     images = job.new_image_stats()
     probe = job.new_probe_log(probe_encoder)
     with Scanner(run.model, job.layers, job.units, cfg.topk, run.device, classes,
-                 probe=probe, quantile_k=quantile_k(cfg)) as scanner:
+                 probe=probe, quantile_k=cfg.kept_per_quantile) as scanner:
         finished = scan_share(job, scanner, images, probe, probe_encoder, source, transform,
                               stop_after_batches)
         if not all(distributed.broadcast(distributed.gather(finished))):

@@ -27,7 +27,7 @@ def scan_share(job: IndexJob, scanner: Scanner, images: ImageStats, probe: Probe
                stop_after_batches: int | None) -> bool:
     """Stream this rank's share into ``scanner`` and ``images``; True once the whole share
     is done."""
-    cfg = job.run.config
+    cfg = job.run.config.index
     state_path = job.rank_dir / "state.npz"
     log = ckpt.ExampleLog(job.rank_dir)
     consumed, source_state = 0, None
@@ -57,7 +57,7 @@ def scan_share(job: IndexJob, scanner: Scanner, images: ImageStats, probe: Probe
                 "source_state": source_state, "rank": job.rank, "world": job.world}
         ckpt.save_state(state_path, meta, scanner.stats, images)
 
-    plan = BatchPlan(source, cfg.index_batch_size, job.rank, job.world, skip=consumed,
+    plan = BatchPlan(source, cfg.batch_size, job.rank, job.world, skip=consumed,
                      state=source_state, stop=cfg.max_images)
     total = source.length if cfg.max_images is None else min(
         cfg.max_images, source.length or cfg.max_images)

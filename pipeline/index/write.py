@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.data.sources import Source, readable_class_names
 from pipeline.index.image_stats import ImageStats
-from pipeline.index.job import IndexJob, quantile_k, say
+from pipeline.index.job import IndexJob, say
 from pipeline.index.maps import thumb_name
 from pipeline.index.merge import ExampleList
 from pipeline.index.probe import ProbeRows
@@ -72,7 +72,7 @@ def write_index(job: IndexJob, source: Source, stats: dict[int, LayerStats],
         entries.append(entry)
     write_image_stats(job.run.store, images.result())
     first = next(iter(stats.values()))
-    cfg = job.run.config
+    cfg = job.run.config.index
     skipped = [{"id": s[1], "reason": s[2], "number": s[0]} for s in examples.skipped]
     write_examples(job.run.store, {
         "format_version": INDEX_FORMAT,
@@ -81,7 +81,7 @@ def write_index(job: IndexJob, source: Source, stats: dict[int, LayerStats],
         "split": cfg.split,
         "topk": cfg.topk,
         "quantiles": cfg.quantiles,
-        "quantile_k": quantile_k(cfg),
+        "quantile_k": cfg.kept_per_quantile,
         "layers": [layer.index for layer in job.layers],
         "classes": _class_names(source, examples.names, [r[2] for r in examples.records]),
         "images_seen": int(first.count),

@@ -104,39 +104,40 @@ def parse_labeler(spec: str, model: str | None = None) -> LabelerSpec:
         return LabelerSpec(spec, LOCAL_DIR + str(folder), None)
     if spec == "self":
         if model not in SELF_TOWERS:
-            raise AtlasError(f"--labeler self needs a CLIP ViT whose towers open_clip holds "
-                             f"({', '.join(sorted(SELF_TOWERS))}); {model!r} is not one: pass "
-                             "--labeler open_clip:<model>/<pretrained>")
+            raise AtlasError(f"labeler self needs a CLIP ViT whose towers open_clip holds "
+                             f"({', '.join(sorted(SELF_TOWERS))}); {model!r} is not one: use "
+                             "labeler open_clip:<model>/<pretrained>", option="labeler")
         return parse_labeler("open_clip:" + SELF_TOWERS[model])
     if spec.startswith("open_clip:"):
         body = spec[len("open_clip:"):]
         name, sep, pretrained = body.partition("/")
         if not sep or not name or not pretrained:
             raise AtlasError(f"bad labeler {spec!r}: expected open_clip:<model>/<pretrained>, "
-                             "e.g. open_clip:ViT-B-16/openai")
+                             "e.g. open_clip:ViT-B-16/openai", option="labeler")
         known = open_clip.list_models()
         if name not in known:
             close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise AtlasError(f"unknown open_clip model {name!r}.{hint} "
-                             "(open_clip.list_models() lists them)")
+                             "(open_clip.list_models() lists them)", option="labeler")
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags and not Path(pretrained).is_file():
             raise AtlasError(f"{pretrained!r} is neither a pretrained tag of open_clip's {name} "
-                             f"({', '.join(tags) or 'none'}) nor a checkpoint file")
+                             f"({', '.join(tags) or 'none'}) nor a checkpoint file",
+                             option="labeler")
         return LabelerSpec(spec, name, pretrained)
     path = Path(spec)
     if path.is_dir():
         if not (path / "open_clip_config.json").is_file():
             raise AtlasError(f"labeler directory {path} has no open_clip_config.json (open_clip's "
                              "local-dir layout); for a bare checkpoint file use "
-                             "open_clip:<model>/<file>")
+                             "open_clip:<model>/<file>", option="labeler")
         return LabelerSpec(spec, LOCAL_DIR + str(path.resolve()), None)
     if path.is_file():
         raise AtlasError(f"{path} is a checkpoint file: name its architecture, e.g. "
-                         f"--labeler open_clip:ViT-B-16/{path}")
+                         f"labeler open_clip:ViT-B-16/{path}", option="labeler")
     raise AtlasError(f"unknown labeler {spec!r}: expected demo, self, a directory, or "
-                     "open_clip:<model>/<pretrained>")
+                     "open_clip:<model>/<pretrained>", option="labeler")
 
 
 class Labeler:

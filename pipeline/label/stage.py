@@ -1,6 +1,6 @@
 """The ``label`` stage: every unit's top concepts by SoftWPMI, into ``DIR/label``.
 
-Inputs are the index's probe set (each unit's scores over the first ``--probe-images``
+Inputs are the index's probe set (each unit's scores over the first ``probe_images``
 examples, ``DIR/index/probe``) and the labeler's embeddings of those images: made in the
 index pass when ``build`` has a labeler, else here by one pass over the probe images. The
 concepts' text embeddings are computed once per labeler and concept set and cached in
@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline import distributed
+from pipeline.config import LabelConfig
 from pipeline.data.sources import open_source
 from pipeline.errors import AtlasError
 from pipeline.index.loader import BatchPlan, make_loader
@@ -56,14 +57,20 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_label_options(config) -> None:
-    """Fail early (before any model is loaded) on a bad labeler or concepts file."""
-    if config.labeler:
-        parse_labeler(config.labeler, config.model)
-    if config.concepts:
-        read_concepts(config.concepts)
-    if config.label_topk < 1 or config.label_scale <= 0:
-        raise AtlasError("--label-topk must be ≥ 1 and --label-scale > 0")
+def check_label_options(label: LabelConfig, model: str) -> None:
+    """Fail early (before any model is loaded) on a bad labeler or concepts file; ``model``:
+    the atlas's model name (the ``self`` labeler is its own towers).
+
+    >>> check_label_options(LabelConfig(labeler="self"), "vit_tiny_patch16_224")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.AtlasError: labeler self needs a CLIP ViT whose towers open_clip holds ...
+    """
+    if label.labeler:
+        parse_labeler(label.labeler, model)
+    if label.concepts:
+        read_concepts(label.concepts)
 
 
 def probe_encoder(labeler: Labeler) -> ProbeEncoder:
@@ -72,8 +79,8 @@ def probe_encoder(labeler: Labeler) -> ProbeEncoder:
 
 
 def concept_set(run: Run) -> ConceptSet:
-    if run.config.concepts:
-        return read_concepts(run.config.concepts)
+    if run.config.label.concepts:
+        return read_concepts(run.config.label.concepts)
     examples = load_examples(run.store)
     return default_concepts(None if examples is None else examples.class_names)
 
@@ -87,22 +94,23 @@ def run_label(run: Run, labeler: Labeler | None = None) -> None:
 
 
 def _label(run: Run, labeler: Labeler | None) -> None:
-    cfg, store = run.config, run.store
+    cfg, store = run.config.label, run.store
     if not cfg.labeler:
-        raise AtlasError("no labeler: pass --labeler demo | open_clip:<model>/<pretrained> | DIR")
+        raise AtlasError("no labeler: set labeler to demo | self | DIR | "
+                         "open_clip:<model>/<pretrained>", option="labeler")
     data = read_examples_json(store)
     if data is None:
         raise AtlasError(f"{store.root} has no finished dataset index: labels are computed from "
-                         f"it; run `vit-atlas index --out {store.root}` first")
+                         "it; run the index stage on it first")
     profiles = {i: load_probe(store, i) for i in run.layers}
     absent = [i for i, p in profiles.items() if p is None]
     if absent:
         raise AtlasError(f"{store.root}'s index has no probe profiles for layers {absent} "
-                         f"(an older index?): rerun `vit-atlas index --out {store.root}`")
-    labeler = labeler or load_labeler(cfg.labeler, run.device, cfg.model)
+                         "(an older index?): rerun the index stage on it")
+    labeler = labeler or load_labeler(cfg.labeler, run.device, run.config.model.name)
     concepts = concept_set(run)
-    lam = labeler.default_lambda if cfg.label_lambda is None else cfg.label_lambda
-    params = SoftWPMI(scale=cfg.label_scale, top_k=cfg.label_topk, lam=lam)
+    lam = labeler.default_lambda if cfg.lam is None else cfg.lam
+    params = SoftWPMI(scale=cfg.scale, top_k=cfg.topk, lam=lam)
     fingerprint = _digest({"labeler": labeler.id, "concepts": concepts.digest,
                            "params": params.to_dict(), "index": data.get("fingerprint")})
     todo = [i for i in run.layers if not store.labels_done(i, fingerprint)]
@@ -163,9 +171,9 @@ def image_embeddings(run: Run, labeler: Labeler, numbers: np.ndarray) -> np.ndar
         with np.load(cache) as z:
             if np.array_equal(z["numbers"], numbers):
                 return z["embeddings"].astype(np.float32)
-    cfg = run.config
+    cfg = run.config.index  # the probe images are the index's
     source = open_source(cfg.dataset, cfg.split, image_size=run.spec.input_size[-1])
-    plan = BatchPlan(source, cfg.index_batch_size, wanted=numbers)
+    plan = BatchPlan(source, cfg.batch_size, wanted=numbers)
     loader = make_loader(plan, source.decoder, labeler.preprocess, cfg.workers)
     got_numbers, out = [], []
     with tqdm(total=len(numbers), desc="label: embed probe images", unit="img",
@@ -178,7 +186,7 @@ def image_embeddings(run: Run, labeler: Labeler, numbers: np.ndarray) -> np.ndar
     got = np.concatenate(got_numbers) if got_numbers else np.zeros(0, np.int64)
     if not np.array_equal(got, numbers):
         raise AtlasError("label: the probe images no longer decode as they did in the index "
-                         "pass (has the dataset changed?); rerun `vit-atlas index`")
+                         "pass (has the dataset changed?); rerun the index stage")
     embeddings = np.concatenate(out).astype(np.float32)
     atomic_save_npz(cache, numbers=numbers, embeddings=embeddings.astype(np.float16))
     return embeddings

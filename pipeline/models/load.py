@@ -25,7 +25,8 @@ def parse_model_kwargs(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise AtlasError(f"--model-kwargs expects key=value, got '{item}'")
+            raise AtlasError(f"model_kwargs expects key=value, got '{item}'",
+                             option="model_kwargs")
         try:
             kwargs[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -85,8 +86,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
         if mismatched:
             lines.append("  shape mismatch: " + few(
                 [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched]))
-        lines.append("  (check the model name and --model-kwargs such as num_classes, img_size)")
-        raise AtlasError("\n".join(lines))
+        lines.append("  (check the model name and model_kwargs such as num_classes, img_size)")
+        raise AtlasError("\n".join(lines), option="model_kwargs")
     model.load_state_dict(state)
 
 
@@ -110,8 +111,8 @@ def create_model(name: str, weights: str = "random", model_kwargs: dict[str, Any
         except Exception as exc:  # network, auth, missing files on the hub
             raise AtlasError(
                 f"could not get pretrained weights for '{name}' from the Hugging Face hub "
-                f"({type(exc).__name__}: {exc}). Check the network and HF_TOKEN, or pass "
-                "--weights PATH with a local checkpoint."
+                f"({type(exc).__name__}: {exc}). Check the network and HF_TOKEN, or set "
+                "weights to the path of a local checkpoint.", option="weights"
             ) from exc
     else:
         with torch.random.fork_rng(devices=[]):

@@ -20,9 +20,11 @@ import warnings
 import faiss
 import numpy as np
 
+from pipeline.config import LAYER_MAPS
+
 PCA_DIMS = 50
 UMAP_NEIGHBOURS = 15
-MAP_METHODS = ("umap", "pca")
+MAP_METHODS = LAYER_MAPS  # umap | pca; the option's values are checked in RelationsConfig
 
 
 def pca_components(x: np.ndarray, dims: int = PCA_DIMS, iterations: int = 10,

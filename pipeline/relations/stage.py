@@ -78,12 +78,12 @@ def model_slug(name: str) -> str:
 def require_profiles(store: AtlasStore, layers: list[int] | None = None,
                      ) -> tuple[dict, dict[int, LayerProfiles]]:
     """The finished index's ``examples.json`` and the standardized profiles of ``layers``
-    (default: every indexed layer), or an ``AtlasError`` naming the command to run."""
+    (default: every indexed layer), or an ``AtlasError`` naming the stage to run."""
     root = store.root
     data = read_examples_json(store)
     if data is None:
         raise AtlasError(f"{root} has no finished dataset index: relations are computed from "
-                         f"its probe profiles; run `vit-atlas index --out {root}` first")
+                         "its probe profiles; run the index stage on it first")
     indexed = list(data.get("layers") or [])
     layers = indexed if layers is None else [i for i in layers if i in indexed]
     probes = {i: load_probe(store, i) for i in layers}
@@ -92,10 +92,10 @@ def require_profiles(store: AtlasStore, layers: list[int] | None = None,
         raise AtlasError(f"{root}'s index has no probe profiles"
                          + (f" for layers {absent}" if absent else "")
                          + f" (an older index, format {data.get('format_version')}; this "
-                         f"version writes {INDEX_FORMAT}): rerun `vit-atlas index --out {root}`")
+                         f"version writes {INDEX_FORMAT}): rerun the index stage on it")
     if not layers:
-        raise AtlasError(f"{root}'s index holds none of the selected layers: run "
-                         f"`vit-atlas index --out {root}` with the same --layers")
+        raise AtlasError(f"{root}'s index holds none of the selected layers: run the index "
+                         "stage on it with the same layers", option="layers")
     return data, {i: LayerProfiles.from_probe(i, p) for i, p in probes.items()}
 
 
@@ -103,7 +103,8 @@ def run_relations(run: Run) -> None:
     """Relate the units of every selected layer of ``run``'s atlas (needs its index; see
     the module docstring). Runs on the main process; other ranks wait."""
     if distributed.is_main():
-        relate(run.store, run.layers, k=run.config.similar_k, method=run.config.layer_map,
+        rel = run.config.relations
+        relate(run.store, run.layers, k=rel.similar_k, method=rel.layer_map,
                seed=run.config.seed)
     distributed.barrier()
 
@@ -113,9 +114,10 @@ def relate(store: AtlasStore, layers: list[int] | None = None, k: int = 8,
     """Write ``DIR/relations`` for ``layers`` of the atlas in ``store`` (skipping layers
     already done by the same run)."""
     if method not in MAP_METHODS:
-        raise AtlasError(f"--layer-map must be one of {', '.join(MAP_METHODS)}, not {method!r}")
+        raise AtlasError(f"layer_map must be one of {', '.join(MAP_METHODS)}, not {method!r}",
+                         option="layer_map")
     if k < 1:
-        raise AtlasError("--similar-k must be ≥ 1")
+        raise AtlasError(f"similar_k must be at least 1, not {k}", option="similar_k")
     data, profiles = require_profiles(store, layers)
     order = sorted(profiles)
     numbers = [p.x.shape[1] for p in profiles.values()]
@@ -185,24 +187,24 @@ def check_same_probe(a: AtlasStore, b: AtlasStore) -> None:
     da, db = read_examples_json(a), read_examples_json(b)
     if da is None or db is None:
         missing = a.root if da is None else b.root
-        raise AtlasError(f"{missing} has no finished dataset index: run "
-                         f"`vit-atlas index --out {missing}` first")
+        raise AtlasError(f"{missing} has no finished dataset index: run the index stage on "
+                         "it first")
     for key in ("dataset", "split"):
         if da.get(key) != db.get(key):
             raise AtlasError(f"{a.root} and {b.root} were indexed over different {key}s "
                              f"({da.get(key)!r}, {db.get(key)!r}): their units cannot be "
                              "compared")
     if not da.get("layers") or not db.get("layers"):
-        raise AtlasError("an atlas has no probe profiles: rerun `vit-atlas index` on it")
+        raise AtlasError("an atlas has no probe profiles: rerun the index stage on it")
     pa, pb = load_probe(a, da["layers"][0]), load_probe(b, db["layers"][0])
     if pa is None or pb is None:
-        raise AtlasError("an atlas has no probe profiles: rerun `vit-atlas index` on it")
+        raise AtlasError("an atlas has no probe profiles: rerun the index stage on it")
     ids_a = [da["examples"][n]["id"] for n in pa.numbers.tolist()]
     ids_b = [db["examples"][n]["id"] for n in pb.numbers.tolist()]
     if not np.array_equal(pa.numbers, pb.numbers) or ids_a != ids_b:
         raise AtlasError(f"{a.root} and {b.root} have different probe sets "
                          f"({len(pa.numbers)} and {len(pb.numbers)} images): index both "
-                         "with the same --probe-images")
+                         "with the same probe_images", option="probe_images")
 
 
 def similar_across(a: AtlasStore, b: AtlasStore, k: int = 8) -> dict[int, dict[int, list]]:

@@ -58,9 +58,9 @@ def measure_unit_stats(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
 
     >>> from pipeline.config import demo_config
     >>> from pipeline.models import create_model, spec_for
-    >>> c = demo_config()
-    >>> model = create_model(c.model, c.weights, c.model_kwargs)
-    >>> spec = spec_for(model, c.model, c.model_kwargs)
+    >>> m = demo_config().model
+    >>> model = create_model(m.name, m.weights, m.kwargs)
+    >>> spec = spec_for(model, m.name, m.kwargs)
     >>> measure_unit_stats(model, spec, spec.layers[0], torch.rand(8, 3, 64, 64)).std.shape
     torch.Size([384])
     """

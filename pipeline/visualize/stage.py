@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline import distributed
+from pipeline.config import VisualizeConfig
 from pipeline.index.results import LayerIndex, require_index
 from pipeline.runtime import Run
 from pipeline.visualize.objectives import UnitStats
@@ -32,9 +33,13 @@ class Chunk:
     units: tuple[int, ...]
 
 
-def recipes_for(run: Run) -> list[Recipe]:
-    """The config's recipes (``--recipe default,paper``), ``--steps`` overriding each."""
-    return get_recipes(run.config.recipe, run.config.steps)
+def recipes_for(config: VisualizeConfig) -> list[Recipe]:
+    """The config's recipes (``recipe="default,paper"``), ``steps`` overriding each.
+
+    >>> [r.steps for r in recipes_for(VisualizeConfig(recipe="default,paper", steps=8))]
+    [8, 8]
+    """
+    return get_recipes(config.recipe, config.steps)
 
 
 def unit_stats(index: LayerIndex, n_units: int) -> UnitStats:
@@ -113,8 +118,8 @@ def auto_batch_size(run: Run, recipe: Recipe) -> int:
     than 64 on the demo model), so the batch is as large as memory allows, up to 1024 on
     CUDA and 256 on the CPU.
     """
-    if run.config.batch_size > 0:
-        return run.config.batch_size
+    if run.config.visualize.batch_size > 0:
+        return run.config.visualize.batch_size
     # Saved activations of one augmented view through a full forward + backward: about
     # 40 values per token per FFN unit of the widest FFN, per block, with headroom.
     tokens = max(l.grid[0] * l.grid[1] + l.prefix_tokens for l in run.spec.layers)
@@ -140,8 +145,8 @@ def _batches(chunks: list[Chunk], size: int) -> list[list[Chunk]]:
 
 def run_visualize(run: Run) -> None:
     """Optimize an image for every selected unit with every recipe of the config; skip
-    chunks a previous run finished. Needs the index (``vit-atlas index``) first."""
-    recipes = recipes_for(run)
+    chunks a previous run finished. Needs the index (the index stage) first."""
+    recipes = recipes_for(run.config.visualize)
     index = require_index(run.store, run.layers)
     prior = ImagePrior.from_stats(index.image_stats) if index.image_stats.count else None
     for recipe in recipes:
@@ -150,7 +155,7 @@ def run_visualize(run: Run) -> None:
 
 
 def _keeping_done_units(store, chunk: Chunk, recipe: dict, index_id: str) -> Chunk:
-    """A chunk redone for units it lacks (other ``--channels``) also redoes the units its file
+    """A chunk redone for units it lacks (other ``channels``) also redoes the units its file
     already holds, so that none drops out (their images come out the same: per-unit seeds)."""
     kept = store.vis_chunk_units(chunk.layer, chunk.start, recipe, index_id)
     units = tuple(sorted(set(chunk.units) | kept))
