@@ -122,7 +122,7 @@ def test_bf16_index_picks_the_fp32_examples(tmp_path, monkeypatch):
     from pipeline.index import scan
     from pipeline.index.results import load_layer_index
     from pipeline.index.stage import run_index
-    from tests.test_index_support import tiny_run
+    from tests.index.support import tiny_run
 
     fp32 = tiny_run(tmp_path / "fp32", "synthetic:64")
     run_index(fp32)

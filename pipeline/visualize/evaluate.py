@@ -207,8 +207,8 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
                    device: torch.device, *, recipes: list[str] | None = None,
                    reference: str = "paper") -> Evaluation:
     """Figures for every recipe of the atlas (or ``recipes``), over the units they share;
-    ``vit-atlas evaluate --out DIR`` calls it on the atlas's own model (tests/test_evaluate.py
-    shows it on a small atlas)."""
+    ``vit-atlas evaluate --out DIR`` calls it on the atlas's own model
+    (tests/visualize/test_evaluate.py shows it on a small atlas)."""
     names = recipes or store.vis_recipes()
     if not names:
         raise ValueError(f"{store.root} has no visualizations to evaluate")

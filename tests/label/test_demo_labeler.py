@@ -13,7 +13,7 @@ import torch
 
 from pipeline.data import captions, synthetic
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LABELER = REPO / "data" / "demo" / "labeler"
 
 

@@ -18,7 +18,7 @@ from pipeline.label.dissect import SoftWPMI, concept_probabilities, soft_wpmi, t
 from pipeline.label.labelers import load_labeler, parse_labeler
 from pipeline.label.stage import image_embeddings
 from pipeline.store import AtlasStore, atomic_write_json
-from tests.test_index_support import tiny_run
+from tests.index.support import tiny_run
 
 TINY_CLIP = {
     "embed_dim": 32,

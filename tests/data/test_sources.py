@@ -25,7 +25,7 @@ from pipeline.data.sources import (
 )
 from pipeline.errors import AtlasError
 from pipeline.index.stage import run_index
-from tests.test_index_support import (
+from tests.index.support import (
     BROKEN,
     HTML_NAME,
     odd_images,

@@ -19,9 +19,9 @@ from pipeline.index.results import index_dir, load_probe
 from pipeline.index.stage import run_index
 from pipeline.relations.similar import search, standardize
 from pipeline.relations.stage import check_same_probe, relate, relate_atlases, similar_across
-from tests.test_index_support import tiny_run
+from tests.index.support import tiny_run
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 K = 5
 
 

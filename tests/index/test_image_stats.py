@@ -13,7 +13,7 @@ from pipeline.index.image_stats import ImageStats, amplitude_spectrum, unnormali
 from pipeline.index.results import load_image_stats
 from pipeline.index.stage import run_index
 from pipeline.models import eval_transform
-from tests.test_index_support import tiny_run
+from tests.index.support import tiny_run
 
 
 def _dataset_images(run, n: int) -> np.ndarray:

@@ -13,14 +13,14 @@ import torch
 
 from pipeline.index.results import index_dir, load_examples, load_image_stats, load_layer_index
 from pipeline.index.stage import run_index
-from tests.test_index_support import (
+from tests.index.support import (
     assert_same_index,
     assert_same_probe,
     tiny_run,
     write_webdataset,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Each rank: AtlasConfig → prepare() → run_index(), for two sources in one process group.
 SCRIPT = """
@@ -29,7 +29,7 @@ from pathlib import Path
 from pipeline import distributed
 from pipeline.index.stage import run_index
 from pipeline.runtime import prepare
-from tests.test_index_support import tiny_config
+from tests.index.support import tiny_config
 
 out, wds = Path(sys.argv[1]), sys.argv[2]
 run_index(prepare(tiny_config(out / "synthetic", "synthetic:70", index_batch_size=6)))

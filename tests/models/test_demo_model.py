@@ -14,7 +14,7 @@ from timm.data import create_transform, resolve_model_data_config
 
 from pipeline.data.synthetic import CLASS_NAMES, iter_examples
 
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from pipeline.index.results import (
 from pipeline.index.stage import IndexJob, run_index
 from pipeline.index.topk import brute_force_topk
 from pipeline.store import AtlasStore
-from tests.test_index_support import (
+from tests.index.support import (
     BROKEN,
     HTML_NAME,
     assert_same_index,
@@ -36,7 +36,7 @@ from tests.test_index_support import (
     write_webdataset,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _layers(run):
@@ -274,7 +274,7 @@ KILL_SCRIPT = """
 import sys
 from pathlib import Path
 from pipeline.index.stage import run_index
-from tests.test_index_support import tiny_run
+from tests.index.support import tiny_run
 run_index(tiny_run(Path(sys.argv[1]), "synthetic:240", index_batch_size=8, checkpoint_every=1))
 """
 
