@@ -251,8 +251,8 @@ def png_overlay_cost(maps: np.ndarray, n: int = 300) -> float:
 def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
              browser: bool = True) -> dict:
     from pipeline.index.results import load_layer_index
+    from pipeline.pages.data import AtlasView
     from pipeline.pages.fake import make_fake_atlas, tiny_spec
-    from pipeline.pages.urls import model_slug
     from pipeline.store import AtlasStore
 
     spec = tiny_spec()
@@ -269,11 +269,11 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
     child["phases"] = " ".join(line.split("; ", 1)[-1] for line in proc.stderr.splitlines()
                                if "feature pages;" in line)
     site = Path(child["site"])
-    n, mean_html, max_html, mean_json = page_sizes(site, model_slug(spec.name))
+    slug = AtlasView(AtlasStore(root)).slug
+    n, mean_html, max_html, mean_json = page_sizes(site, slug)
     idx = load_layer_index(AtlasStore(root), 0)
     png = png_overlay_cost(idx.maps) if idx is not None else float("nan")
     words = site_word_index(site)
-    slug = model_slug(spec.name)
     maps = site_maps(site, slug)
     paint = layer_page_paint(site, slug) if browser else None
     result = {
