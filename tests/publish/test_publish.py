@@ -22,7 +22,7 @@ from pipeline.pages import make_server, urls
 from pipeline.pages.data import AtlasView
 from pipeline.pages.fake import make_fake_atlas, tiny_spec
 from pipeline.publish import publish, read_versions
-from tests.test_browser import browser  # noqa: F401 - the fixture
+from tests.pages.test_browser import browser  # noqa: F401 - the fixture
 
 KW_A = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 1}
 KW_B = {"img_size": 32, "patch_size": 8, "depth": 3, "embed_dim": 8, "num_heads": 1}

@@ -850,5 +850,5 @@ def test_site_command_does_not_load_torch():
     code = ("import sys, pipeline.cli, pipeline.pages.build, pipeline.pages.serve; "
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parent.parent)
+                         check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"

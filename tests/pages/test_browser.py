@@ -14,7 +14,7 @@ from pipeline.pages.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_
 from pipeline.pages.fake import fidelity as fake_fidelity
 from pipeline.pages.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.store import AtlasStore
-from tests.test_site import (
+from tests.pages.test_site import (
     SECOND,
     SLUG,
     VIS_UNITS,
