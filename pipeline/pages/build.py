@@ -406,6 +406,8 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
             m.info = SiteInfo.of(m.view, m.units_by_layer, year, site_url,
                                  None if version is None else version.name)
             m.info.site_models = {**linked, **m.info.site_models}
+            m.info.site_pages = {o.view.model: o.units_by_layer for o in models
+                                 if o is not m and linked.get(o.view.model) == o.view.slug}
         clock = _Phases()
         # 1. every CPU writes Markdown, layer by layer
         with ProcessPoolExecutor(cpus) as pool:

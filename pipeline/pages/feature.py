@@ -67,6 +67,9 @@ class SiteInfo:
     # models whose pages are in this site: {model name: slug} (similar units link to them)
     site_models: dict[str, str] = field(default_factory=dict)
     version: str | None = None  # the published version (publish), None for a plain build
+    # of those built with this one, the units with a page, per layer ({model name:
+    # units_by_layer}); a unit of one missing here links without a check
+    site_pages: dict[str, dict[int, list[int]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, atlas: AtlasView, units_by_layer: dict[int, list[int]], year: int,
@@ -174,7 +177,7 @@ class FeatureWriter:
         self.info = info
         self.view = view
         self.thumbnails = thumbnails
-        self._page_sets: dict[int, set[int]] = {}
+        self._page_sets: dict[tuple[str | None, int], set[int]] = {}
         self.ids = examples.ids if examples is not None else []
         self.labels = examples.labels if examples is not None else []
         self.thumbs = examples.thumbs if examples is not None else []
@@ -254,7 +257,7 @@ class FeatureWriter:
                         href = f"../../{layer}/{u}/"
                         found = self._other_thumb(layer, u)
                         thumb = href + found if found else ""
-                elif other in info.site_models:
+                elif self._in_site(other, layer, u):
                     href = f"../../../{info.site_models[other]}/{layer}/{u}/"
                 where = (f"unit {u}" if g == 0 else f"L{layer} · unit {u}" if g == 1
                          else f"{other} · L{layer} · unit {u}")
@@ -266,14 +269,25 @@ class FeatureWriter:
         """A similar unit of ``feature.json``; one of another model of this site also names
         that model's ``slug`` (its pages' folder)."""
         out = dict(entry)
-        if entry["model"] != self.info.model and entry["model"] in self.info.site_models:
-            out["slug"] = self.info.site_models[entry["model"]]
+        model = entry["model"]
+        if model != self.info.model and self._in_site(model, entry["layer"], entry["unit"]):
+            out["slug"] = self.info.site_models[model]
         return out
 
-    def _pages(self, layer: int) -> set[int]:
-        if layer not in self._page_sets:
-            self._page_sets[layer] = set(self.info.units_by_layer.get(layer, ()))
-        return self._page_sets[layer]
+    def _pages(self, layer: int, model: str | None = None) -> set[int]:
+        """Units of ``layer`` with a page, of this model or of ``model`` (another one built
+        with it)."""
+        key = (model, layer)
+        if key not in self._page_sets:
+            by_layer = self.info.units_by_layer if model is None else self.info.site_pages[model]
+            self._page_sets[key] = set(by_layer.get(layer, ()))
+        return self._page_sets[key]
+
+    def _in_site(self, model: str, layer: int, unit: int) -> bool:
+        """Whether another model's unit has a page in this site (as far as is known)."""
+        if model not in self.info.site_models:
+            return False
+        return model not in self.info.site_pages or unit in self._pages(layer, model)
 
     def _quantiles(self, unit: int) -> tuple[list[str], list[str], np.ndarray]:
         """Packed intervals ``lo, hi, examples kept``; packed shown examples ``interval,

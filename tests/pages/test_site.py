@@ -677,6 +677,17 @@ def test_other_model_in_the_same_site_is_linked(small_site: Path):
     assert other and all(href.startswith("../../../deit-other/") and img == ""
                          for _, _, href, img, *_ in other)
 
+    # when the other model was built in this site, only its units with a page get a link
+    first = next(e for e in atlas.layer(0).similar_to(0) if e["model"] == TRICKY_MODEL)
+    info.site_pages[TRICKY_MODEL] = {first["layer"]: [first["unit"]]}
+    writer = FeatureWriter(info, atlas.layer(0), atlas.examples, atlas.thumbnails)
+    meta = yaml.load(writer.markdown(0).split("---")[1], Loader=yaml.CSafeLoader)
+    hrefs = [row.split(markup.SEP)[2] for row in meta["similar"] if row.startswith("2")]
+    assert hrefs.count("") == len(hrefs) - 1
+    assert f"deit-other/{first['layer']}/{first['unit']}/" in "".join(hrefs)
+    linked = [e for e in writer.record(0)["similar"] if "slug" in e]
+    assert [(e["layer"], e["unit"]) for e in linked] == [(first["layer"], first["unit"])]
+
 
 def test_atlas_without_relations_builds_as_before(tmp_path: Path):
     store = make_fake_atlas(tmp_path / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
