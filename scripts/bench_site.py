@@ -20,6 +20,7 @@ and with 20,000 Zipf-distributed concepts (closer to CLIP-Dissect over a word li
 
     .venv/bin/python scripts/bench_site.py                 # 9,216 and 2,304 features
     .venv/bin/python scripts/bench_site.py --units 64 --small-units 16   # quick
+    .venv/bin/python scripts/bench_site.py --large     # 102,400 features, 4,096-unit layers
 """
 
 from __future__ import annotations
@@ -248,17 +249,32 @@ def png_overlay_cost(maps: np.ndarray, n: int = 300) -> float:
     return (time.perf_counter() - t) / n
 
 
+def disk_usage(path: Path) -> dict:
+    """Files under ``path``: their count, their bytes and the disk they take (allocated
+    blocks: small files round up to the file system's block)."""
+    files = size = blocks = 0
+    for d, _, names in os.walk(path):
+        for name in names:
+            st = os.lstat(os.path.join(d, name))
+            files += 1
+            size += st.st_size
+            blocks += st.st_blocks * 512
+    return {"files": files, "bytes": size, "disk": blocks}
+
+
 def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
-             browser: bool = True) -> dict:
+             browser: bool = True, model_kwargs: dict | None = None) -> dict:
+    """Every layer of ``tiny_spec(**model_kwargs)`` restricted to its first ``units``
+    channels: write the fake atlas, build its site in a fresh process, measure."""
     from pipeline.index.results import load_layer_index
     from pipeline.pages.data import AtlasView
     from pipeline.pages.fake import make_fake_atlas, tiny_spec
     from pipeline.store import AtlasStore
 
-    spec = tiny_spec()
+    spec = tiny_spec(**(model_kwargs or {}))
     for layer in spec.layers:  # restrict every layer to its first `units` channels
         object.__setattr__(layer, "units", min(units, layer.units))
-    root = Path(tempfile.mkdtemp(prefix=f"bench-site-{units}-"))
+    root = Path(tempfile.mkdtemp(prefix=f"bench-site-{spec.total_units}-"))
     t = time.perf_counter()
     make_fake_atlas(root, spec, topk=topk, n_examples=examples, n_classes=1000, vis_size=64,
                     thumb_size=64, workers=workers)
@@ -277,7 +293,9 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
     maps = site_maps(site, slug)
     paint = layer_page_paint(site, slug) if browser else None
     result = {
-        "features": n, "generate_s": gen, **child,
+        "features": n, "layers": len(spec.layers), "layer_units": spec.layers[0].units,
+        "generate_s": gen, **child, "disk_site": disk_usage(site),
+        "disk_atlas": disk_usage(root), "disk_model": disk_usage(site / slug),
         "pages_per_s": n / child["wall_s"],
         "cpu_pages_per_s": n / (child["cpu_main_s"] + child["cpu_workers_s"]),
         "html_mean_b": mean_html, "html_max_b": max_html, "json_mean_b": mean_json,
@@ -292,6 +310,7 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
 
 def report(r: dict) -> None:
     mb = 1 / 1024
+    print(f"  {r['layers']} layers x {r['layer_units']:,} units:")
     print(f"  {r['features']:>6} feature pages in {r['wall_s']:.1f} s wall "
           f"= {r['pages_per_s']:.0f} feature pages/s "
           f"(CPU: main {r['cpu_main_s']:.1f} s + workers {r['cpu_workers_s']:.1f} s; "
@@ -307,6 +326,12 @@ def report(r: dict) -> None:
     print(f"         PNG overlays instead of canvas would add "
           f"{r['png_overlays_s_per_feature'] * 1e3:.2f} ms of encoding per feature "
           f"(~{r['png_overlays_s_per_feature'] * r['features']:.1f} CPU-s here)")
+    for name, key in (("site", "disk_site"), ("its model's folder", "disk_model"),
+                      ("atlas (sources, site included)", "disk_atlas")):
+        d = r[key]
+        print(f"         {name}: {d['files']:,} files, {d['bytes'] / 2**20:,.0f} MiB "
+              f"({d['disk'] / 2**20:,.0f} MiB on disk), "
+              f"{d['bytes'] / r['features'] / 1024:.1f} KiB per feature")
     report_words("word index", r["words"])
     m = r["maps"]
     if m:
@@ -316,7 +341,8 @@ def report(r: dict) -> None:
         pt = r["paint"]
         print(f"         layer page ({_kib(pt['html'])} HTML) in Chromium: first contentful "
               f"paint {pt['fcp_s'] * 1e3:.0f} ms, map drawn {pt['map_drawn_s'] * 1e3:.0f} ms "
-              "after navigation start (median of 3 cold loads, local server)")
+              "after navigation start (median of 3 cold loads, local server; a "
+              f"{r['layer_units']:,}-unit layer)")
 
 
 def main() -> None:
@@ -333,10 +359,20 @@ def main() -> None:
                    help="units of the layer whose map.json is measured without pages (0: skip)")
     p.add_argument("--no-browser", action="store_true",
                    help="skip the layer page's paint timing in Chromium")
+    p.add_argument("--large", action="store_true",
+                   help="instead: one model of 25 FFN layers of 4,096 units (102,400 features,"
+                        " as ViT-L's 24 x 4,096 and one more layer)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         build_child(args.child)
+        return
+    if args.large:
+        kwargs = {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 16, "depth": 25}
+        print(f"site benchmark, large: vit_tiny_patch16_224 with {kwargs}, top-{args.topk}, "
+              f"2 recipes, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        report(run_size(4096, args.topk, args.examples, args.workers, args.keep,
+                        not args.no_browser, kwargs))
         return
     print(f"site benchmark: vit_tiny_patch16_224, 12 layers, top-{args.topk}, 2 recipes, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
