@@ -534,16 +534,18 @@
     var sort = document.querySelector(".atlas-sort");
     var trusted = document.querySelector(".atlas-trusted");
     var count = document.querySelector(".atlas-filter-count");
-    var cells = Array.prototype.slice.call(grid.querySelectorAll("a[data-u]"));
+    var rest = grid.querySelector("template.atlas-grid-rest"), rows = [];
     function num(a, name) {
       var v = a.getAttribute(name);
       return v === null || v === "" ? null : parseFloat(v);
     }
-    var rows = cells.map(function (a) {
-      return { a: a, u: a.getAttribute("data-u"), c: (a.getAttribute("data-c") || "").toLowerCase(),
-               w: (a.getAttribute("data-w") || "").toLowerCase(),
-               v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1" };
-    });
+    function collect() {
+      rows = Array.prototype.map.call(grid.querySelectorAll("a[data-u]"), function (a) {
+        return { a: a, u: a.getAttribute("data-u"), c: (a.getAttribute("data-c") || "").toLowerCase(),
+                 w: (a.getAttribute("data-w") || "").toLowerCase(),
+                 v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1" };
+      });
+    }
     var KEYS = {  // sort keys: smaller first; units without the value go last
       unit: function (row) { return +row.u; },
       v: function (row) { return row.v === null ? null : -row.v; },
@@ -576,13 +578,30 @@
       });
       sorted.forEach(function (row) { grid.appendChild(row.a); });
     }
+    function ready() {
+      collect();
+      // a form restored by the browser (back button) or used meanwhile keeps its state
+      if (sort && sort.value !== "unit") order();
+      if ((input && input.value) || (trusted && trusted.checked)) filter();
+      grid.classList.add("atlas-grid-ready");
+    }
     if (input) input.addEventListener("input", filter);
     if (trusted) trusted.addEventListener("change", filter);
     if (sort) sort.addEventListener("change", order);
-    // a form restored by the browser (back button) keeps its state: apply it
-    if (sort && sort.value !== "unit") order();
-    if ((input && input.value) || (trusted && trusted.checked)) filter();
+    collect();
+    if (!rest) { ready(); return; }
+    // the cells beyond the first ones (a template: parsed, never laid out) join the grid
+    // after first paint, a few hundred per frame so that the page stays responsive
+    var more = rest.content;
+    grid.removeChild(rest);
+    function step() {
+      for (var i = 0; i < GRID_STEP && more.firstChild; i++) grid.appendChild(more.firstChild);
+      if (more.firstChild) requestAnimationFrame(step);
+      else ready();
+    }
+    requestAnimationFrame(step);
   }
+  var GRID_STEP = 512;  // cells moved into a layer page's grid per frame
 
   /* ---- layer page: the map ------------------------------------------------------------- */
   // map.json: units, x, y (in [0, 1], one scale for both axes), thumb (index into thumbs,

@@ -13,6 +13,7 @@ from pipeline.pages import fidelity, make_server
 from pipeline.pages.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_MODEL, TRICKY_RECIPE
 from pipeline.pages.fake import fidelity as fake_fidelity
 from pipeline.pages.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
+from pipeline.pages.overview import GRID_INLINE
 from pipeline.store import AtlasStore
 from tests.pages.test_site import (
     SECOND,
@@ -289,10 +290,24 @@ def test_model_page_progression_of_typical_units(page, served):
     page.wait_for_url(f"{base}/{SLUG}/0/{typical[0]}/")
 
 
+def _open_layer(pg, url: str) -> None:
+    """Open a layer page and wait until every cell of its grid is in place (``atlas.js``
+    moves those past ``GRID_INLINE`` in after first paint)."""
+    pg.goto(url)
+    pg.wait_for_selector(".atlas-grid.atlas-grid-ready", state="attached")
+
+
 def test_layer_page_filter_and_lazy_grid(page, served):
-    page.goto(f"{served}/sub/site/{SLUG}/0/")
+    url = f"{served}/sub/site/{SLUG}/0/"
+    raw = page.request.get(url).text()  # as served: the cells past the first wait in a template
+    inline, rest = raw.split('<template class="atlas-grid-rest">')
+    assert inline.split('<div class="atlas-grid"')[1].count("data-u=") == GRID_INLINE
+    assert rest.split("</template>")[0].count("data-u=") == 192 - GRID_INLINE
+    _open_layer(page, url)
     cells = page.locator(".atlas-grid a[data-u]")
-    assert cells.count() == 192
+    assert cells.count() == 192 and not page.locator("template.atlas-grid-rest").count()
+    assert [int(u) for u in page.eval_on_selector_all(
+        ".atlas-grid a[data-u]", "els => els.map(e => e.dataset.u)")] == list(range(192))
     assert page.locator(".atlas-grid img").first.get_attribute("loading") == "lazy"
     page.fill(".atlas-filter-input", "17")
     assert page.locator(".atlas-grid a[data-u]:visible").count() == 11  # 17 and 170..179
@@ -394,7 +409,7 @@ def _check_sort_and_filter(pg) -> None:
 
 
 def test_layer_page_sorts_and_filters_by_fidelity(page, served):
-    page.goto(f"{served}/sub/site/{SLUG}/0/")
+    _open_layer(page, f"{served}/sub/site/{SLUG}/0/")
     _check_sort_and_filter(page)
 
 
@@ -412,7 +427,7 @@ def test_pages_work_from_file_urls(browser, tmp_path_factory):
     assert _shown_vis(pg) == [SECOND[0]]
     pg.keyboard.press("a")
     assert pg.locator(".atlas-tab-panel:visible img.atlas-attr").is_visible()
-    pg.goto((site / SLUG / "0" / "index.html").as_uri())
+    _open_layer(pg, (site / SLUG / "0" / "index.html").as_uri())
     _check_sort_and_filter(pg)
     # Material's own search worker cannot start from file:// (a browser rule, not ours)
     assert [e for e in errors if "/search/" not in e] == []
@@ -540,7 +555,7 @@ def test_search_page_lists_every_unit_of_a_word(page, served):
 
 
 def test_layer_page_filters_by_label(page, served):
-    page.goto(f"{served}/site/{SLUG}/0/")
+    _open_layer(page, f"{served}/site/{SLUG}/0/")
     expected = [u for u, concepts in _expected_labels(0).items()
                 if any("stripes" in c["concept"] for c in concepts)]
     assert 0 in expected
