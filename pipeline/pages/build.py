@@ -24,11 +24,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import AtlasError
 from pipeline.pages import export, sitemap, urls
@@ -305,15 +305,21 @@ def mkdocs_config(docs_dir: Path, site_dir: Path) -> MkDocsConfig:
 
 
 def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
-               extra: dict | None = None) -> None:
+               extra: dict | None = None, slugs: Sequence[str] = ()) -> None:
     """Build with ``cfg``; ``nav_for`` maps the handbook's nav to the site's, ``extra``
-    becomes ``config.extra.atlas`` for the templates."""
+    becomes ``config.extra.atlas`` for the templates; the feature pages of the models ``slugs``
+    are built one at a time (``streaming``), so that memory does not grow with their number."""
     from mkdocs.commands.build import build
+
+    from pipeline.pages import streaming
 
     if nav_for is not None:
         cfg["nav"] = nav_for(cfg["nav"])
     if extra is not None:
         cfg["extra"]["atlas"] = extra
+    if slugs:
+        cfg["plugins"][streaming.PLUGIN_NAME] = streaming.FeaturePageStream(
+            streaming.feature_page_pattern(slugs))
     build_log = logging.getLogger("mkdocs.commands.build")
     no_dirty = _NoDirtyWarning()
     build_log.addFilter(no_dirty)
@@ -424,29 +430,26 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
         clock.lap("markdown")
         # 2. mkdocs on this process while the others write feature.json and copy images
         with ProcessPoolExecutor(max(1, cpus - 1)) as pool:
-            files: list[tuple[_Model, Future]] = []
+            files: dict[str, list[Future]] = {}  # per model, its layers' export rows
             copies: list[Future] = []
             for m in models:
                 root = str(m.store.root)
-                files += [(m, pool.submit(_layer_files, root, str(tmp), layer, m.info))
-                          for layer in m.layers]
+                files[m.view.slug] = [pool.submit(_layer_files, root, str(tmp), layer, m.info)
+                                      for layer in m.layers]
                 used = set().union(*(p.examples for p in m.pages.values()))
                 copies.append(pool.submit(_example_files, root, str(tmp), m.view.slug,
                                           sorted(used)))
             extra = _site_level(models, docs, tmp, shard_entries, version)
-            run_mkdocs(cfg, lambda nav: _nav(nav, models), extra)
+            run_mkdocs(cfg, lambda nav: _nav(nav, models), extra, slugs)
             clock.lap("mkdocs")
-            rows: dict[str, list[dict]] = {m.view.slug: [] for m in models}
-            for m, job in files:
-                rows[m.view.slug] += job.result()
+            for slug, jobs in files.items():
+                export.write_parquet(_drain(jobs), tmp / urls.export_file(slug))
             for job in copies:
                 job.result()
-            clock.lap("files (after mkdocs)")
-        for slug, model_rows in rows.items():
-            export.write_parquet(model_rows, tmp / urls.export_file(slug))
+            clock.lap("files and export (after mkdocs)")
         if site_url is not None:
             sitemap.write(tmp, site_url, sorted(docs.written))
-        clock.lap("export")
+        clock.lap("sitemap")
         _swap(tmp, site_dir)
         clock.lap("swap")
         log.info("site: %d feature pages; %s",
@@ -458,6 +461,12 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
         if len(models) > 1:
             shutil.rmtree(docs.root, ignore_errors=True)
     return site_dir
+
+
+def _drain(jobs: list[Future]) -> Iterator[Any]:
+    """Each job's result in turn, in order; a job and its result are let go once taken."""
+    while jobs:
+        yield jobs.pop(0).result()
 
 
 class _Phases:

@@ -9,15 +9,17 @@ schema reads every export.
 
 >>> import pyarrow.parquet as pq, tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "features.parquet"
->>> write_parquet([feature_row({"model": "m", "weights": "hub", "layer": 0, "unit": 3,
-...                             "module": "blocks.0.mlp.act", "top": [], "labels": [],
-...                             "similar": []})], path)
+>>> write_parquet([[feature_row({"model": "m", "weights": "hub", "layer": 0, "unit": 3,
+...                              "module": "blocks.0.mlp.act", "top": [], "labels": [],
+...                              "similar": []})]], path)
+1
 >>> pq.read_table(path).column("unit").to_pylist()
 [3]
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.pages.urls import SITE_FORMAT_VERSION
-from pipeline.store import atomic_write_bytes
+from pipeline.store import atomic_file
 
 _CONCEPT = pa.struct([("concept", pa.string()), ("score", pa.float64())])
 _SIMILAR = pa.struct([("model", pa.string()), ("layer", pa.int32()), ("unit", pa.int32()),
@@ -80,10 +82,15 @@ def feature_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write ``rows`` (``feature_row``), sorted by layer and unit, to ``path`` atomically
-    (zstd-compressed)."""
-    rows = sorted(rows, key=lambda r: (r["layer"], r["unit"]))
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sink, compression="zstd")
-    atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
+def write_parquet(batches: Iterable[list[dict[str, Any]]], path: Path) -> int:
+    """Write ``batches`` of rows (``feature_row``), one row group each (a layer), in the order
+    given and each sorted by layer and unit, to ``path`` atomically (zstd-compressed); each
+    batch is let go once written. Returns the number of rows."""
+    n = 0
+    with atomic_file(Path(path)) as f, pq.ParquetWriter(f, SCHEMA, compression="zstd") as out:
+        for rows in batches:
+            if rows:
+                rows = sorted(rows, key=lambda r: (r["layer"], r["unit"]))
+                out.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+                n += len(rows)
+    return n

@@ -863,3 +863,36 @@ def test_site_command_does_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_feature_pages_built_one_at_a_time_are_the_same(tmp_path: Path, monkeypatch):
+    """Feature pages go through mkdocs one by one (``streaming``); the site is byte for byte
+    the site mkdocs builds with every page read first."""
+    import filecmp
+
+    from pipeline.pages import streaming
+
+    store = make_fake_atlas(tmp_path / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
+                            vis_units=6)
+    streamed = []
+    on_env = streaming.FeaturePageStream.on_env
+
+    def counting(self, env, config, files):
+        streamed.extend(f.src_uri for f in self.held)
+        return on_env(self, env, config, files)
+
+    monkeypatch.setattr(streaming.FeaturePageStream, "on_env", counting)
+    one_by_one = build.build_site(store, tmp_path / "streamed", workers=1)
+    pages = sorted(str(p.relative_to(one_by_one).parent) + "/index.md"
+                   for p in one_by_one.glob(f"{SLUG}/*/*/index.html"))
+    assert sorted(streamed) == pages and len(pages) > 10
+    monkeypatch.setattr(streaming, "feature_page_pattern", lambda slugs: re.compile("^$"))
+    all_first = build.build_site(store, tmp_path / "plain", workers=1)
+
+    def same(cmp: filecmp.dircmp) -> bool:
+        _, mismatch, errors = filecmp.cmpfiles(cmp.left, cmp.right, cmp.common_files,
+                                               shallow=False)
+        return (not cmp.left_only and not cmp.right_only and not mismatch and not errors
+                and all(same(sub) for sub in cmp.subdirs.values()))
+
+    assert same(filecmp.dircmp(one_by_one, all_first))

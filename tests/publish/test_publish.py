@@ -91,9 +91,15 @@ def test_pages_carry_versioned_permalinks(published):
 def test_parquet_export_has_a_row_per_feature(published):
     site = published["site"]
     for slug in published["slugs"]:
-        table = pq.read_table(site / "1.1" / urls.export_file(slug))
+        path = site / "1.1" / urls.export_file(slug)
+        table = pq.read_table(path)
         pages = list((site / "1.1" / slug).glob("*/*/feature.json"))
         assert table.num_rows == len(pages) > 0
+        layers = {p.parent.parent.name for p in pages}  # a row group per layer, in order
+        assert pq.ParquetFile(path).metadata.num_row_groups == len(layers)
+        keys = list(zip(table.column("layer").to_pylist(), table.column("unit").to_pylist(),
+                        strict=True))
+        assert keys == sorted(keys)
         row = table.slice(0, 1).to_pylist()[0]
         record = json.loads((site / "1.1" / slug / "0" / "0" / "feature.json").read_text())
         assert (row["layer"], row["unit"], row["label"]) == (0, 0, record["labels"][0]["concept"])
