@@ -10,7 +10,9 @@ busy and alone on the critical path:
 1. every CPU writes Markdown, one layer per task (feature pages, layer page);
 2. this process writes the model and home pages and runs mkdocs, while the other CPUs write
    each feature's ``feature.json``, link its visualization and copy the dataset thumbnails
-   straight into the output (mkdocs would copy them one ``File`` object at a time).
+   straight into the output (mkdocs would copy them one ``File`` object at a time);
+   mkdocs builds the feature pages one at a time (``streaming``) and each layer's rows of
+   the Parquet export are written as its task ends, so memory does not grow with the pages.
 
 mkdocs builds into a fresh temporary directory (``dirty=True`` only stops it from cleaning
 that directory under the workers' feet); the previous site is replaced only when all is done.
