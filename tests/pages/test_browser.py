@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -61,19 +62,28 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, served):
-    """A page that records console errors and every request it makes."""
-    context = browser.new_context(viewport={"width": 1280, "height": 2400})
+@contextlib.contextmanager
+def recording_page(browser, served: str, height: int = 2400):
+    """A page that records console errors and every request it makes; on leaving, asserts
+    that there were no errors and that no request left ``served``."""
+    context = browser.new_context(viewport={"width": 1280, "height": height})
     pg = context.new_page()
     pg.errors, pg.requests = [], []
     pg.on("console", lambda m: m.type == "error" and pg.errors.append(m.text))
     pg.on("pageerror", lambda e: pg.errors.append(str(e)))
     pg.on("request", lambda r: pg.requests.append(r.url))
-    yield pg
-    assert pg.errors == []
-    assert [u for u in pg.requests if not u.startswith(served)] == []
-    context.close()
+    try:
+        yield pg
+        assert pg.errors == []
+        assert [u for u in pg.requests if not u.startswith(served)] == []
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    with recording_page(browser, served) as pg:
+        yield pg
 
 
 def _images_loaded(pg) -> tuple[int, list[str]]:

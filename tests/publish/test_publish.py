@@ -22,7 +22,7 @@ from pipeline.pages import make_server, urls
 from pipeline.pages.data import AtlasView
 from pipeline.pages.fake import make_fake_atlas, tiny_spec
 from pipeline.publish import publish, read_versions
-from tests.pages.test_browser import browser  # noqa: F401 - the fixture
+from tests.pages.test_browser import browser, recording_page  # noqa: F401 - the fixture
 
 KW_A = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 1}
 KW_B = {"img_size": 32, "patch_size": 8, "depth": 3, "embed_dim": 8, "num_heads": 1}
@@ -176,15 +176,8 @@ def served(published) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser, served):  # noqa: F811 - the imported fixture
-    context = browser.new_context(viewport={"width": 1280, "height": 1600})
-    pg = context.new_page()
-    pg.errors, pg.requests = [], []
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    pg.on("request", lambda r: pg.requests.append(r.url))
-    yield pg
-    assert pg.errors == []
-    assert [u for u in pg.requests if not u.startswith(served)] == []
-    context.close()
+    with recording_page(browser, served, height=1600) as pg:
+        yield pg
 
 
 def test_version_selector_and_newer_version_notice(page, served, published):
