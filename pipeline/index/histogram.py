@@ -100,6 +100,14 @@ class StreamingHistogram:
         w = np.ldexp(1.0, self.exp)[:, None]
         return ((self.origin[:, None] + np.arange(self.bins + 1)) * w).astype(np.float32)
 
+    def subset(self, rows: np.ndarray) -> StreamingHistogram:
+        """A copy holding only units ``rows`` (each unit's grid is its own, so it equals the
+        histogram of those units' scores alone)."""
+        out = StreamingHistogram(len(rows), self.bins)
+        out.load({key: getattr(self, key)[rows] for key in ("counts", "exp", "origin", "lo",
+                                                            "hi")})
+        return out
+
     # -- checkpoint / merge ------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts.copy(), "exp": self.exp.copy(),

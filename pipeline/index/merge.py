@@ -27,7 +27,7 @@ def merge_stats(job: IndexJob, stats: dict[int, LayerStats]) -> dict[int, LayerS
         if states is not None:
             parts = []
             for state in states:
-                part = LayerStats(s.units, s.k, 0, s.hist.bins, s.quantile_k)
+                part = LayerStats(s.units, s.k, 0, s.hist.bins, s.quantile_k, s.rows)
                 part.load(state)
                 parts.append(part)
             out[index] = LayerStats.merge(parts)
@@ -78,9 +78,9 @@ def gather_probe(probe: ProbeLog) -> ProbeRows | None:
 
 
 def shown_ids(stats: LayerStats, quantiles: Quantiles | None) -> np.ndarray:
-    """``(units, k [+ Q·qk])`` every example a unit shows: its top-k, then its quantile
-    examples interval after interval (the maps pass records a map for each)."""
-    ids = stats.topk.result()[0]
+    """``(units, 2k [+ Q·qk])`` every example a unit shows: its top-k, its bottom-k, then its
+    quantile examples interval after interval (the maps pass records a map for each)."""
+    ids = np.concatenate([stats.topk.result()[0], stats.bottomk_result()[0]], axis=1)
     if quantiles is None:
         return ids
     return np.concatenate([ids, quantiles.ids.reshape(len(ids), -1)], axis=1)

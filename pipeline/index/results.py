@@ -36,7 +36,8 @@ import numpy as np
 from pipeline.errors import AtlasError
 from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json
 
-INDEX_FORMAT = 4  # 2: per-unit std, image_stats.npz; 3: probe profiles; 4: quantile examples
+INDEX_FORMAT = 5  # 2: per-unit std, image_stats.npz; 3: probe profiles; 4: quantile examples;
+# 5: whole-layer statistics (layer_*) and bottom-k examples
 
 
 @dataclass
@@ -64,6 +65,19 @@ class LayerIndex:
     quantile_ids: np.ndarray | None = None  # (units, Q, k) int64, by decreasing score; -1 none
     quantile_scores: np.ndarray | None = None  # (units, Q, k) float32; -inf = none
     quantile_maps: np.ndarray | None = None  # (units, Q, k, rows, cols) float32 patch maps
+    # The k least activating examples (the 2-AFC's bottom images), least first; ties to the
+    # lower example number; -1 / +inf in empty slots.
+    bottom_ids: np.ndarray | None = None  # (units, k) int64
+    bottom_scores: np.ndarray | None = None  # (units, k) float32, ascending
+    bottom_maps: np.ndarray | None = None  # (units, k, rows, cols) float32
+    # Statistics of EVERY channel of the layer (index = channel), whatever the channels option
+    # selected: what a unit is compared with (selectivity, z-score, z-rank). The per-row
+    # ``mean``/``std``/``max``/``hist_*`` above are these arrays' rows ``units``.
+    layer_mean: np.ndarray | None = None  # (channels,) float32
+    layer_std: np.ndarray | None = None  # (channels,) float32
+    layer_max: np.ndarray | None = None  # (channels,) float32
+    layer_hist_counts: np.ndarray | None = None  # (channels, bins) int64
+    layer_hist_edges: np.ndarray | None = None  # (channels, bins + 1) float32
 
     def unit_row(self, unit: int) -> int | None:
         """Row of channel ``unit`` in the arrays, or None if it was not indexed."""
@@ -71,6 +85,17 @@ class LayerIndex:
             return unit if 0 <= unit < len(self.top_ids) else None
         hit = np.flatnonzero(self.units == unit)
         return int(hit[0]) if len(hit) else None
+
+    def whole_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` ``(channels,)`` of every channel of the layer (an index older than
+        format 5 only has its indexed rows: channels it lacks get mean 0, std NaN)."""
+        if self.layer_mean is not None:
+            return self.layer_mean, self.layer_std
+        rows = self.units if self.units is not None else np.arange(len(self.mean))
+        n = int(rows.max()) + 1 if len(rows) else 0
+        mean, std = np.zeros(n, np.float32), np.full(n, np.nan, np.float32)
+        mean[rows], std[rows] = self.mean, self.std
+        return mean, std
 
     def top(self, row: int) -> list[tuple[int, float]]:
         """``(example number, score)`` of row ``row``'s filled slots, best first."""

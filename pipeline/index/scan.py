@@ -42,8 +42,10 @@ class Scanner:
             else torch.tensor(self.units[layer.index], device=device)
             for layer in self.layers
         }
-        self._stats = {layer.index: LayerStats(len(self.units[layer.index]), k, num_classes,
-                                               quantile_k=quantile_k)
+        # Scores of every unit feed the whole-layer statistics; the selected ones the rest.
+        self._stats = {layer.index: LayerStats(layer.units, k, num_classes,
+                                               quantile_k=quantile_k,
+                                               rows=self.units[layer.index])
                        for layer in self.layers}
         self.overlap = device.type == "cuda" if overlap is None else overlap
         self._pool: ThreadPoolExecutor | None = None
@@ -88,10 +90,11 @@ class Scanner:
         return out
 
     def scores(self, pixels: torch.Tensor) -> dict[int, np.ndarray]:
-        """``{layer: (B, units)}`` float32 mean-over-patches scores."""
+        """``{layer: (B, units)}`` float32 mean-over-patches scores of every unit of each
+        layer (selected or not: the whole-layer statistics need them all)."""
         x = pixels.to(self.device, non_blocking=True)
         with torch.inference_mode(), autocast(self.device), \
-                PooledCapture(self.model, self.layers, self._select) as capture:
+                PooledCapture(self.model, self.layers) as capture:
             pooled = capture(x)
         return {index: np.nan_to_num(s.cpu().numpy(), copy=False, nan=0.0, posinf=FINITE,
                                      neginf=-FINITE)
@@ -113,4 +116,5 @@ class Scanner:
         for index, s in scores.items():
             self._stats[index].update(s, numbers, labels)
         if self.probe is not None:
-            self.probe.add_scores(numbers, scores)
+            self.probe.add_scores(numbers, {index: self._stats[index].pick(s)
+                                            for index, s in scores.items()})

@@ -44,23 +44,31 @@ def write_index(job: IndexJob, source: Source, stats: dict[int, LayerStats],
     shown: set[int] = set()
     for index, s in stats.items():
         ids, scores = s.topk.result()
+        bottom_ids, bottom_scores = s.bottomk_result()
         classes, class_means = s.top_classes()
         k, q = ids.shape[1], quantiles[index]
         extra = {}
         if q is not None:
             extra = {"quantile_edges": q.edges, "quantile_ids": q.ids,
                      "quantile_scores": q.scores,
-                     "quantile_maps": maps[index][:, k:].reshape(*q.ids.shape,
-                                                                 *maps[index].shape[2:])}
+                     "quantile_maps": maps[index][:, 2 * k:].reshape(*q.ids.shape,
+                                                                     *maps[index].shape[2:])}
             shown.update(int(n) for n in np.unique(q.ids[q.ids >= 0]))
+        hist = s.selected_hist()
+        mean, std, top = s.mean(), s.std(), s.max()
         write_layer_index(job.run.store, index, LayerIndex(
             top_ids=ids, top_scores=scores, maps=maps[index][:, :k], **extra,
-            hist_counts=s.hist.counts, hist_edges=s.hist.edges(),
-            mean=s.mean(), std=s.std(), max=s.max(), top_classes=classes,
+            bottom_ids=bottom_ids, bottom_scores=bottom_scores,
+            bottom_maps=maps[index][:, k:2 * k],
+            hist_counts=hist.counts, hist_edges=hist.edges(),
+            mean=s.pick(mean), std=s.pick(std), max=s.pick(top), top_classes=classes,
             top_class_means=np.nan_to_num(class_means, nan=0.0),
             units=np.asarray(job.units[index], dtype=np.int64),
+            layer_mean=mean, layer_std=std, layer_max=top,
+            layer_hist_counts=s.hist.counts, layer_hist_edges=s.hist.edges(),
         ))
         shown.update(int(n) for n in np.unique(ids[ids >= 0]))
+        shown.update(int(n) for n in np.unique(bottom_ids[bottom_ids >= 0]))
     shown -= failed_numbers
     skipped_numbers = {int(s[0]) for s in examples.skipped}
     entries = []

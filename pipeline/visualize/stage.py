@@ -43,50 +43,54 @@ def recipes_for(config: VisualizeConfig) -> list[Recipe]:
 
 
 def unit_stats(index: LayerIndex, n_units: int) -> UnitStats:
-    """Per-channel dataset mean/std of a layer (channels the index lacks: mean 0, std 1)."""
-    mean, std = torch.zeros(n_units), torch.ones(n_units)
-    rows = torch.as_tensor(index.units if index.units is not None else range(len(index.mean)))
-    mean[rows] = torch.as_tensor(index.mean, dtype=torch.float32)
-    std[rows] = torch.as_tensor(index.std, dtype=torch.float32).nan_to_num(1.0)
-    return UnitStats(mean, std)
+    """Per-channel dataset mean/std of the whole layer (whatever channels were indexed;
+    channels an older index lacks: mean 0, std 1)."""
+    mean, std = index.whole_layer()
+    out_mean, out_std = torch.zeros(n_units), torch.ones(n_units)
+    out_mean[:len(mean)] = torch.as_tensor(mean, dtype=torch.float32)
+    out_std[:len(std)] = torch.as_tensor(std, dtype=torch.float32).nan_to_num(1.0)
+    return UnitStats(out_mean, out_std)
 
 
 def fidelity(index: LayerIndex, units: list[int], activations: torch.Tensor,
              scores: torch.Tensor) -> list[dict]:
     """Per unit: its visualization's activation over its best dataset example's score, its
-    z-score, and its rank by z-score among the layer's indexed units on that image (1 = top).
+    z-score, and its rank by z-score among every unit of its layer on that image (1 = top;
+    tied units share the best rank), whatever channels were indexed.
 
     ``scores`` ``(B, C)``: every unit of the layer on each unit's visualization.
     """
-    rows = index.units if index.units is not None else np.arange(len(index.mean))
-    cols = torch.as_tensor(rows, dtype=torch.long)
-    mean = torch.as_tensor(index.mean, dtype=torch.float32)
-    std = torch.as_tensor(index.std, dtype=torch.float32).clamp(min=1e-6)
-    z_all = (scores[:, cols] - mean) / std  # (B, indexed units)
+    stats = unit_stats(index, scores.shape[1])
+    known = torch.as_tensor(np.isfinite(index.whole_layer()[1]))
+    known = torch.cat([known, torch.zeros(scores.shape[1] - len(known), dtype=torch.bool)])
+    z_all = stats.z(scores)[:, known]  # (B, channels with statistics)
+    z_own = stats.z(scores)
+    of = int(known.sum())
     out = []
     for i, unit in enumerate(units):
         row = index.unit_row(unit)
-        if row is None:
-            out.append({"vs_best_example": None, "z": None, "z_rank": None, "of": len(rows)})
+        z = float(z_own[i, unit])
+        if row is None or not known[unit]:
+            out.append({"vs_best_example": None, "z": None, "z_rank": None, "of": of})
             continue
         best = float(index.top_scores[row, 0])
-        z = float(z_all[i, row])
         out.append({
             "vs_best_example": (float(activations[i]) / best
                                 if np.isfinite(best) and best > 0 else None),
             "z": z if np.isfinite(z) else None,
-            "z_rank": int((z_all[i] > z_all[i, row]).sum()) + 1,
-            "of": len(rows),
+            "z_rank": int((z_all[i] > z_own[i, unit]).sum()) + 1,
+            "of": of,
         })
     return out
 
 
 def index_digest(index: LayerIndex, prior: ImagePrior | None) -> str:
-    """What a layer's images depend on in the index (its per-unit statistics, best scores and
-    the dataset's image prior): a chunk made against another index is redone."""
+    """What a layer's images depend on in the index (the whole layer's statistics and the
+    dataset's image prior, not which channels were indexed): a chunk made against another
+    index is redone."""
     h = hashlib.sha256()
-    for array in (index.mean, index.std, index.top_scores[:, :1], index.units):
-        h.update(np.ascontiguousarray(array if array is not None else []).tobytes())
+    for array in index.whole_layer():
+        h.update(np.ascontiguousarray(array).tobytes())
     if prior is not None:
         for t in (prior.spectrum, prior.colour_mean, prior.colour_cov):
             h.update(t.numpy().tobytes())

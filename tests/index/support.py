@@ -162,6 +162,16 @@ def assert_same_index(a, b, atol: float = 1e-5) -> None:
         near[:, 1:] |= gaps <= atol
         near[:, :-1] |= gaps <= atol
         assert near[differ].all(), "ids differ where scores are not tied"
+    np.testing.assert_allclose(a.bottom_scores, b.bottom_scores, atol=atol, rtol=0)
+    differ = a.bottom_ids != b.bottom_ids
+    if differ.any():
+        gaps = np.abs(np.diff(a.bottom_scores, axis=1))
+        near = np.zeros_like(differ)
+        near[:, 1:] |= gaps <= atol
+        near[:, :-1] |= gaps <= atol
+        assert near[differ].all(), "bottom ids differ where scores are not tied"
+    np.testing.assert_allclose(a.layer_mean, b.layer_mean, atol=atol, rtol=0)
+    np.testing.assert_allclose(a.layer_std, b.layer_std, atol=10 * atol, rtol=0)
     np.testing.assert_array_equal(a.hist_counts.sum(1), b.hist_counts.sum(1))
     np.testing.assert_allclose(a.mean, b.mean, atol=atol, rtol=0)
     np.testing.assert_allclose(a.std, b.std, atol=10 * atol, rtol=0)

@@ -66,7 +66,19 @@ def test_topk_equals_brute_force(synthetic_run):
             full[li.top_ids[swapped], np.nonzero(swapped)[0]]
             - full[ids[swapped], np.nonzero(swapped)[0]]) <= 1e-6)
         assert (np.diff(li.top_scores, axis=1) <= 0).all()
+        # bottom-k: the top-k of the negated scores, least first, ties to the lower number
+        low_ids, low = brute_force_topk(-full, k)
+        np.testing.assert_allclose(li.bottom_scores, -low, atol=1e-6, rtol=0)
+        swapped = li.bottom_ids != low_ids
+        assert swapped.sum() <= 2 and np.all(np.abs(
+            full[li.bottom_ids[swapped], np.nonzero(swapped)[0]]
+            - full[low_ids[swapped], np.nonzero(swapped)[0]]) <= 1e-6)
+        assert (np.diff(li.bottom_scores, axis=1) >= 0).all()
+        assert li.bottom_maps.shape == li.maps.shape
+        np.testing.assert_allclose(li.bottom_maps.mean(axis=(2, 3)), li.bottom_scores,
+                                   atol=1e-5)
         np.testing.assert_allclose(li.mean, full.mean(0), atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(li.layer_mean, li.mean)  # every channel was selected
         np.testing.assert_allclose(li.std, full.astype(np.float64).std(0), atol=1e-5, rtol=0)
         assert li.std.dtype == np.float32
         np.testing.assert_allclose(li.max, full.max(0), atol=1e-6, rtol=0)
@@ -236,6 +248,8 @@ def test_resume_after_interruption_equals_uninterrupted(synthetic_run, tmp_path)
     for index, li in _layers(run).items():
         np.testing.assert_array_equal(li.top_ids, ref[index].top_ids)
         np.testing.assert_array_equal(li.top_scores, ref[index].top_scores)
+        np.testing.assert_array_equal(li.bottom_ids, ref[index].bottom_ids)
+        np.testing.assert_array_equal(li.bottom_maps, ref[index].bottom_maps)
         np.testing.assert_array_equal(li.hist_counts, ref[index].hist_counts)
         np.testing.assert_allclose(li.mean, ref[index].mean, atol=1e-7)
         np.testing.assert_allclose(li.std, ref[index].std, atol=1e-7)
@@ -362,6 +376,10 @@ def test_channel_subset_and_max_images(synthetic_run, tmp_path):
     scores, _, _ = brute_force_scores(synthetic_run)
     ids, top = brute_force_topk(scores[1][:50, [3, 4, 5, 6, 10]], 4)
     np.testing.assert_array_equal(li.top_ids, ids)  # no near-ties among these 5 units
+    # the whole layer's statistics, whatever the selection
+    assert li.layer_mean.shape == (scores[1].shape[1],)
+    np.testing.assert_allclose(li.layer_mean, scores[1][:50].mean(0), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(li.mean, li.layer_mean[[3, 4, 5, 6, 10]])
     np.testing.assert_allclose(li.top_scores, top, atol=1e-6)
     assert len(load_examples(run.store).ids) == 50
 

@@ -220,3 +220,37 @@ def test_pooled_scores_equal_the_mean_of_captured_patch_tokens(name):
         if layer.index in select:
             expect = expect[:, select[layer.index]]
         torch.testing.assert_close(pooled[layer.index].double(), expect, atol=1e-5, rtol=1e-5)
+
+
+def test_selected_rows_keep_whole_layer_statistics_and_merge_exactly():
+    """Statistics of a subset of units: moments and histogram of every unit of the layer,
+    top-k / bottom-k / quantile samples of the selected ones, equal to a whole-layer run's
+    rows; two shards merge to the same."""
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(50, 9)).astype(np.float32)
+    numbers, labels = np.arange(50), np.arange(50) % 3
+    rows = [2, 5, 7]
+    whole = LayerStats(9, 4, quantile_k=2)
+    whole.update(scores, numbers, labels)
+    parts = []
+    for rank in range(2):
+        s = LayerStats(9, 4, quantile_k=2, rows=rows)
+        s.update(scores[rank::2], numbers[rank::2], labels[rank::2])
+        parts.append(s)
+    merged = LayerStats.merge(parts)
+    single = LayerStats(9, 4, quantile_k=2, rows=rows)
+    for start in range(0, 50, 7):
+        single.update(scores[start:start + 7], numbers[start:start + 7], labels[start:start + 7])
+    for got in (single, merged):
+        np.testing.assert_array_equal(got.hist.counts, whole.hist.counts)
+        np.testing.assert_allclose(got.mean(), whole.mean(), rtol=1e-6)
+        np.testing.assert_allclose(got.std(), whole.std(), rtol=1e-6)
+        for a, b in zip(got.topk.result(), whole.topk.result(), strict=True):
+            np.testing.assert_array_equal(a, b[rows])
+        for a, b in zip(got.bottomk_result(), whole.bottomk_result(), strict=True):
+            np.testing.assert_array_equal(a, b[rows])
+        q, qw = got.quantiles(3), whole.quantiles(3)
+        np.testing.assert_array_equal(q.ids, qw.ids[rows])
+        np.testing.assert_array_equal(got.top_classes()[0], whole.top_classes()[0][rows])
+    low_ids, _ = brute_force_topk(-scores, 4)
+    np.testing.assert_array_equal(whole.bottomk_result()[0], low_ids)

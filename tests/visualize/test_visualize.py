@@ -251,7 +251,34 @@ def test_fidelity_fields_and_two_recipes(tiny_config):
                                                          rel=1e-5)
             assert f["z"] == pytest.approx((r["activation"] - index.mean[row]) / index.std[row],
                                            rel=1e-3, abs=1e-3)
-            assert 1 <= f["z_rank"] <= f["of"] == 8
+            assert 1 <= f["z_rank"] <= f["of"] == 192  # the whole layer, not the 8 indexed
             attr = np.asarray(Image.open(store.vis_dir(1, name) / r["attribution"]))
             assert attr.shape == (32, 32) and attr.max() == 255
             assert r["recipe"]["name"] == name and "objective" in r["recipe"]
+
+
+def test_images_and_ranks_do_not_depend_on_the_channels_asked_for(tiny_config, tmp_path):
+    """Units 8-15 built alone and among 0-23 (another batch size too): the same whole-layer
+    statistics, the same images bit for bit, the same z and z-rank."""
+    from pipeline.index.results import load_layer_index
+
+    narrow = _visualized(tiny_config.replace(out=str(tmp_path / "narrow")), channels="8:16",
+                         batch_size=3)
+    wide = _visualized(tiny_config.replace(out=str(tmp_path / "wide")), channels="0:24",
+                       batch_size=24)
+    for layer in (0, 1):
+        a, b = load_layer_index(narrow.store, layer), load_layer_index(wide.store, layer)
+        assert len(a.layer_mean) == len(b.layer_mean) == 192
+        np.testing.assert_array_equal(a.layer_mean, b.layer_mean)
+        np.testing.assert_array_equal(a.layer_std, b.layer_std)
+        np.testing.assert_array_equal(a.layer_hist_counts, b.layer_hist_counts)
+        np.testing.assert_array_equal(a.mean, b.mean[8:16])
+        np.testing.assert_array_equal(a.top_ids, b.top_ids[8:16])
+        np.testing.assert_array_equal(a.bottom_ids, b.bottom_ids[8:16])
+        got, want = narrow.store.vis_results(layer), wide.store.vis_results(layer)
+        assert sorted(got) == list(range(8, 16))
+        for unit in range(8, 16):
+            pa = np.asarray(Image.open(narrow.store.vis_dir(layer) / got[unit]["image"]))
+            pb = np.asarray(Image.open(wide.store.vis_dir(layer) / want[unit]["image"]))
+            np.testing.assert_array_equal(pa, pb)
+            assert got[unit]["fidelity"] == want[unit]["fidelity"]
