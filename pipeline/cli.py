@@ -236,18 +236,18 @@ def run_command(args: argparse.Namespace) -> None:
         _models(args.name, args.model_kwargs, args.all)
         return
     if command in ("site", "serve"):
-        from pipeline import pages
+        from pipeline import site as site_stage
 
         store = AtlasStore(args.out)
         if command == "site":
-            site = pages.build_site(store)
+            site = site_stage.build_site(store)
             print(f"site built in {site}")
         else:
             site = store.root / "site"
             if not (site / "index.html").is_file():
                 raise AtlasError(f"no built site in {site}: run `vit-atlas build` or "
                                  f"`vit-atlas site --out {args.out}` first")
-            pages.serve(site, args.host, args.port)
+            site_stage.serve(site, args.host, args.port)
         return
 
     if command == "evaluate":

@@ -16,7 +16,7 @@ Publishing writes only the new version's folder and these root files, so every f
 earlier version stays byte-identical; republishing a version is refused unless ``force``.
 
 >>> import tempfile, pathlib
->>> from pipeline.pages.fake import make_fake_atlas, tiny_spec
+>>> from pipeline.site.fake import make_fake_atlas, tiny_spec
 >>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
 >>> atlas = make_fake_atlas(tempfile.mkdtemp(), spec)
 >>> site = pathlib.Path(tempfile.mkdtemp()) / "site"
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import AtlasError
-from pipeline.pages import sitemap, urls
+from pipeline.site import sitemap, urls
 from pipeline.store import AtlasStore, atomic_write_json, atomic_write_text
 
 VERSIONS_JSON = "versions.json"
@@ -97,7 +97,7 @@ def publish(atlas_dirs: Sequence[str | Path], site: str | Path, version: str, *,
     the site root's absolute URL (permalinks, sitemaps); ``relate``: link similar units
     across the atlases that share a probe set. Refuses to replace a published version unless
     ``force``."""
-    from pipeline.pages.build import SiteVersion, build_site
+    from pipeline.site.build import SiteVersion, build_site
 
     site = Path(site)
     _check_name(version, "version")

@@ -49,7 +49,7 @@ class Atlas:
 
 class _DirectoryAtlas(Atlas):
     def __init__(self, store: AtlasStore):
-        from pipeline.pages.data import AtlasView, page_units
+        from pipeline.site.data import AtlasView, page_units
 
         self.view = AtlasView(store)
         units = {layer.index: u for layer in self.view.spec.layers
@@ -58,8 +58,8 @@ class _DirectoryAtlas(Atlas):
         self._writers: dict[int, Any] = {}
 
     def _record(self, layer: int, unit: int) -> dict[str, Any]:
-        from pipeline.pages.cite import build_year
-        from pipeline.pages.feature import FeatureWriter, SiteInfo
+        from pipeline.site.cite import build_year
+        from pipeline.site.feature import FeatureWriter, SiteInfo
 
         if layer not in self._writers:
             info = SiteInfo.of(self.view, self._units, build_year(), None)
@@ -78,7 +78,7 @@ class _SiteAtlas(Atlas):
         super().__init__(root, entry["name"], units)
 
     def _record(self, layer: int, unit: int) -> dict[str, Any]:
-        from pipeline.pages import urls
+        from pipeline.site import urls
 
         path = self.root / urls.feature_dir(self.slug, layer, unit) / urls.FEATURE_JSON
         return json.loads(path.read_text(encoding="utf-8"))
@@ -89,14 +89,14 @@ def open(path: str | Path, model: str | None = None) -> Atlas:  # noqa: A001 - t
     one), one version of a published site (``SITE/1.0``) or a publishing root (its newest
     version); ``model`` (name or page slug) picks one when a site holds several.
 
-    >>> from pipeline.pages.fake import make_fake_atlas, tiny_spec
+    >>> from pipeline.site.fake import make_fake_atlas, tiny_spec
     >>> import tempfile
     >>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
     >>> atlas = open(make_fake_atlas(tempfile.mkdtemp(), spec).root)
     >>> atlas.feature(0, 1)["unit"], atlas.layers, len(atlas.units(0))
     (1, [0], 32)
     """
-    from pipeline.pages import urls
+    from pipeline.site import urls
 
     path = Path(path)
     store = AtlasStore(path)

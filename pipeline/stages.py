@@ -73,7 +73,7 @@ def run_stages(config: AtlasConfig, stages: Sequence[str]) -> Path | None:
 
         run_visualize(run)
     if "site" in stages and distributed.is_main():
-        from pipeline import pages
+        from pipeline import site as site_stage
 
-        return pages.build_site(run.store)
+        return site_stage.build_site(run.store)
     return None

@@ -2,7 +2,7 @@
 
 For each size it writes a fake atlas (procedural visualizations of two recipes, the second
 for every other unit, with attribution maps and fidelity figures; random index data in the
-exact store formats, see ``pipeline/pages/fake.py``), then builds the site in a fresh process
+exact store formats, see ``pipeline/site/fake.py``), then builds the site in a fresh process
 and reports feature pages/s over the whole stage (Markdown, mkdocs, feature.json, assets),
 peak memory (ru_maxrss of the builder and of its worker processes) and bytes per feature page.
 A second, smaller size shows how memory scales with the page count. It also times the
@@ -51,11 +51,11 @@ def build_child(root: str) -> None:
 
     import mkdocs.commands.build  # noqa: F401  (imports are not part of the stage's time)
 
-    from pipeline.pages.build import build_site
+    from pipeline.site.build import build_site
     from pipeline.store import AtlasStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("pipeline.pages.build").setLevel(logging.INFO)
+    logging.getLogger("pipeline.site.build").setLevel(logging.INFO)
     rss_before = proc_status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     t0, c0 = time.perf_counter(), os.times()
@@ -108,9 +108,9 @@ def word_index_at_scale(units: int, vocabulary: int | None, layers: int = 12) ->
     """The word index of ``units`` labelled units (``layers`` layers, five concepts each),
     without pages: concepts of the fake atlas (``vocabulary=None``) or ``vocabulary`` synthetic
     words drawn with Zipf-like frequencies. Also times building the shards."""
-    from pipeline.pages.fake import fake_labels
-    from pipeline.pages.search import WordIndex
-    from pipeline.pages.urls import SITE_FORMAT_VERSION
+    from pipeline.site.fake import fake_labels
+    from pipeline.site.search import WordIndex
+    from pipeline.site.urls import SITE_FORMAT_VERSION
 
     per_layer = -(-units // layers)
     index = WordIndex(["visualization.png"])
@@ -165,8 +165,8 @@ def map_json_at_scale(units: int) -> dict:
     visualized), raw and gzip."""
     from types import SimpleNamespace
 
-    from pipeline.pages.fake import fake_map
-    from pipeline.pages.overview import map_record
+    from pipeline.site.fake import fake_map
+    from pipeline.site.overview import map_record
 
     ids = np.arange(units, dtype=np.int64)
     xy, typical, sizes = fake_map(ids, 0)
@@ -206,7 +206,7 @@ def layer_page_paint(site: Path, slug: str, runs: int = 3) -> dict | None:
         return None
     import threading
 
-    from pipeline.pages import make_server
+    from pipeline.site import make_server
 
     server = make_server(site, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -267,8 +267,8 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
     """Every layer of ``tiny_spec(**model_kwargs)`` restricted to its first ``units``
     channels: write the fake atlas, build its site in a fresh process, measure."""
     from pipeline.index.results import load_layer_index
-    from pipeline.pages.data import AtlasView
-    from pipeline.pages.fake import make_fake_atlas, tiny_spec
+    from pipeline.site.data import AtlasView
+    from pipeline.site.fake import make_fake_atlas, tiny_spec
     from pipeline.store import AtlasStore
 
     spec = tiny_spec(**(model_kwargs or {}))

@@ -482,11 +482,11 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     calls = []
     fake_visualize = types.ModuleType("pipeline.visualize.stage")
     fake_visualize.run_visualize = lambda run: calls.append("visualize")
-    fake_pages = types.ModuleType("pipeline.pages")
+    fake_pages = types.ModuleType("pipeline.site")
     fake_pages.build_site = lambda store: calls.append("site") or tmp_path
     monkeypatch.setitem(sys.modules, "pipeline.visualize.stage", fake_visualize)
-    monkeypatch.setitem(sys.modules, "pipeline.pages", fake_pages)
-    monkeypatch.setattr(pipeline, "pages", fake_pages, raising=False)
+    monkeypatch.setitem(sys.modules, "pipeline.site", fake_pages)
+    monkeypatch.setattr(pipeline, "site", fake_pages, raising=False)
     monkeypatch.setattr(pipeline.runtime, "prepare",
                         lambda cfg: types.SimpleNamespace(store=AtlasStore(tmp_path),
                                                           device="cpu"))

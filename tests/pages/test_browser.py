@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.pages import fidelity, make_server
-from pipeline.pages.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_MODEL, TRICKY_RECIPE
-from pipeline.pages.fake import fidelity as fake_fidelity
-from pipeline.pages.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
-from pipeline.pages.overview import GRID_INLINE
+from pipeline.site import fidelity, make_server
+from pipeline.site.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_MODEL, TRICKY_RECIPE
+from pipeline.site.fake import fidelity as fake_fidelity
+from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
+from pipeline.site.overview import GRID_INLINE
 from pipeline.store import AtlasStore
 from tests.pages.test_site import (
     SECOND,

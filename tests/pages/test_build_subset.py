@@ -6,7 +6,7 @@ import json
 
 from pipeline.cli import main
 from pipeline.index.results import load_layer_index
-from pipeline.pages.data import AtlasView
+from pipeline.site.data import AtlasView
 from pipeline.store import AtlasStore
 from tests.conftest import TINY_KWARGS, TINY_MODEL
 

@@ -8,8 +8,8 @@ import pytest
 
 import pipeline
 from pipeline.errors import AtlasError
-from pipeline.pages import build_site
-from pipeline.pages.fake import make_fake_atlas, tiny_spec
+from pipeline.site import build_site
+from pipeline.site.fake import make_fake_atlas, tiny_spec
 
 
 def test_directory_and_site_give_the_same_records(tmp_path):

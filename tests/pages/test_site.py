@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from pipeline import ATLAS_VERSION
-from pipeline.pages import build, fidelity, markup
-from pipeline.pages.assets import significant_decimals
-from pipeline.pages.fake import (
+from pipeline.resources import mkdocs_yml
+from pipeline.site import build, fidelity, markup
+from pipeline.site.assets import significant_decimals
+from pipeline.site.fake import (
     FAKE_FIDELITY,
     IMAGES_SEEN_PER_EXAMPLE,
     MAP_PRESERVATION,
@@ -34,10 +35,9 @@ from pipeline.pages.fake import (
     make_fake_atlas,
     tiny_spec,
 )
-from pipeline.pages.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
-from pipeline.pages.search import WordIndex
-from pipeline.pages.urls import atlas_slug, model_slug, relative
-from pipeline.resources import mkdocs_yml
+from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
+from pipeline.site.search import WordIndex
+from pipeline.site.urls import atlas_slug, model_slug, relative
 from pipeline.store import AtlasStore
 
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}
@@ -665,8 +665,8 @@ def test_model_page_progression(small_site: Path):
 
 
 def test_other_model_in_the_same_site_is_linked(small_site: Path):
-    from pipeline.pages.data import AtlasView
-    from pipeline.pages.feature import FeatureWriter, SiteInfo
+    from pipeline.site.data import AtlasView
+    from pipeline.site.feature import FeatureWriter, SiteInfo
 
     atlas = AtlasView(AtlasStore(small_site.parent))
     info = SiteInfo.of(atlas, {0: list(range(192)), 1: list(range(VIS_UNITS))}, 2024, None)
@@ -858,7 +858,7 @@ def test_site_command_does_not_load_torch():
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.cli, pipeline.pages.build, pipeline.pages.serve; "
+    code = ("import sys, pipeline.cli, pipeline.site.build, pipeline.site.serve; "
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
@@ -870,7 +870,7 @@ def test_feature_pages_built_one_at_a_time_are_the_same(tmp_path: Path, monkeypa
     the site mkdocs builds with every page read first."""
     import filecmp
 
-    from pipeline.pages import streaming
+    from pipeline.site import streaming
 
     store = make_fake_atlas(tmp_path / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
                             vis_units=6)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.pages import fidelity, labels, urls
-from pipeline.pages.data import AtlasView, LayerView
-from pipeline.pages.feature import word_query
-from pipeline.pages.markup import attr, front_matter, text
+from pipeline.site import fidelity, labels, urls
+from pipeline.site.data import AtlasView, LayerView
+from pipeline.site.feature import word_query
+from pipeline.site.markup import attr, front_matter, text
 
 STRIP = 8  # units per layer on the model page
 GRID_PX = 96

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from pipeline.pages import urls
-from pipeline.pages.data import AtlasView, LayerView
-from pipeline.pages.overview import LayerSummary
-from pipeline.pages.urls import SITE_FORMAT_VERSION
+from pipeline.site import urls
+from pipeline.site.data import AtlasView, LayerView
+from pipeline.site.overview import LayerSummary
+from pipeline.site.urls import SITE_FORMAT_VERSION
 
 SHARD_ENTRIES = 4096  # (concept, unit) entries per word shard: about 80 KiB of JSON, 25 gzipped
 

@@ -33,18 +33,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import AtlasError
-from pipeline.pages import export, sitemap, urls
-from pipeline.pages.assets import link_or_copy
-from pipeline.pages.cite import build_year
-from pipeline.pages.data import AtlasView, page_units
-from pipeline.pages.feature import (
+from pipeline.resources import handbook_dir, mkdocs_yml
+from pipeline.site import export, sitemap, urls
+from pipeline.site.assets import link_or_copy
+from pipeline.site.cite import build_year
+from pipeline.site.data import AtlasView, page_units
+from pipeline.site.feature import (
     QUANTILE_SHOWN,
     FeatureWriter,
     SiteInfo,
     example_path,
     site_extra,
 )
-from pipeline.pages.overview import (
+from pipeline.site.overview import (
     LayerSummary,
     compare_page,
     home_section,
@@ -53,8 +54,7 @@ from pipeline.pages.overview import (
     model_page,
     words_page,
 )
-from pipeline.pages.search import ClassIndex, WordEntry, WordIndex, models_index
-from pipeline.resources import handbook_dir, mkdocs_yml
+from pipeline.site.search import ClassIndex, WordEntry, WordIndex, models_index
 from pipeline.store import AtlasStore, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -313,7 +313,7 @@ def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
     are built one at a time (``streaming``), so that memory does not grow with their number."""
     from mkdocs.commands.build import build
 
-    from pipeline.pages import streaming
+    from pipeline.site import streaming
 
     if nav_for is not None:
         cfg["nav"] = nav_for(cfg["nav"])
@@ -365,7 +365,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
     complete.
 
     >>> import tempfile
-    >>> from pipeline.pages.fake import make_fake_atlas, tiny_spec
+    >>> from pipeline.site.fake import make_fake_atlas, tiny_spec
     >>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
     >>> site = build_site(make_fake_atlas(tempfile.mkdtemp(), spec), workers=1)
     >>> sorted(p.name for p in site.iterdir())[:3]

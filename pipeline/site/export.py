@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.pages.urls import SITE_FORMAT_VERSION
+from pipeline.site.urls import SITE_FORMAT_VERSION
 from pipeline.store import atomic_file
 
 _CONCEPT = pa.struct([("concept", pa.string()), ("score", pa.float64())])
@@ -58,7 +58,7 @@ SCHEMA = pa.schema([
 
 def feature_row(record: dict[str, Any]) -> dict[str, Any]:
     """The export's row of one ``feature.json`` record."""
-    from pipeline.pages import fidelity
+    from pipeline.site import fidelity
 
     fid = record.get("fidelity") or {}
     recipe = record.get("recipes") or [{}]

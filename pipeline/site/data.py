@@ -17,9 +17,9 @@ from pipeline.index.results import (
     load_layer_index,
 )
 from pipeline.models.spec import FFNLayer, ModelSpec
-from pipeline.pages import labels as labelling
-from pipeline.pages.fidelity import clean
-from pipeline.pages.urls import atlas_slug, recipe_files
+from pipeline.site import labels as labelling
+from pipeline.site.fidelity import clean
+from pipeline.site.urls import atlas_slug, recipe_files
 from pipeline.store import AtlasStore
 
 

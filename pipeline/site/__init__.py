@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.pages.serve import make_server, serve
+from pipeline.site.serve import make_server, serve
 
 if TYPE_CHECKING:
     from pipeline.store import AtlasStore
@@ -22,7 +22,7 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
     ``workers``: processes to use (default: every CPU). The previous site stays in place until
     the new one is complete.
     """
-    from pipeline.pages.build import build_site as build
+    from pipeline.site.build import build_site as build
 
     return build(store, site_dir, workers=workers)
 

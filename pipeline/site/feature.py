@@ -34,8 +34,8 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.index.results import Examples
-from pipeline.pages import fidelity, labels, urls
-from pipeline.pages.assets import (
+from pipeline.site import fidelity, labels, urls
+from pipeline.site.assets import (
     encode_heatmaps,
     encode_heatmaps4,
     heatmap_scale,
@@ -43,9 +43,9 @@ from pipeline.pages.assets import (
     histogram_x,
     significant_decimals,
 )
-from pipeline.pages.cite import bibtex, cite_key
-from pipeline.pages.data import AtlasView, LayerView
-from pipeline.pages.markup import SEP, front_matter, num, pack, script_json
+from pipeline.site.cite import bibtex, cite_key
+from pipeline.site.data import AtlasView, LayerView
+from pipeline.site.markup import SEP, front_matter, num, pack, script_json
 
 
 @dataclass
