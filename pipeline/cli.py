@@ -9,6 +9,7 @@ from typing import Any
 
 from pipeline.config import PRESETS, AtlasConfig, demo_config
 from pipeline.errors import AtlasError
+from pipeline.stages import ALIASES
 from pipeline.store import AtlasStore, read_json
 
 S = argparse.SUPPRESS  # options the user did not give stay out of the namespace
@@ -42,6 +43,12 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
                    help="visualization recipe(s), comma-separated: default | paper | fast | "
                    "FILE.json (recipe fields); several show as tabs on each page")
     g.add_argument("--steps", type=int, default=S, help="optimization steps (overrides recipe)")
+    g.add_argument("--judge", default=S,
+                   help="model that measures each image's recognisability (2-AFC, "
+                   "transferability): a labeler SPEC or cnn:demo | cnn:PATH (default: the "
+                   "atlas's labeler; none: not measured)")
+    g.add_argument("--judge-trials", type=int, default=S,
+                   help="2-AFC trials per unit (default 20)")
     g.add_argument("--topk", type=int, default=S, help="dataset examples kept per unit")
     g.add_argument("--seed", type=int, default=S, help="base seed (default 0)")
     g.add_argument("--batch-size", type=int, default=S,
@@ -94,16 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "examples and publish a static atlas.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [
-        ("build", "every stage: index, label (with --labeler), relate, visualize, site (no "
+        ("build", "every stage: index, label (with --labeler), relations, visualize, site (no "
                   "options: the offline demo)"),
         ("visualize", "optimize an image for every selected FFN unit"),
         ("index", "stream a dataset and keep each unit's top-k examples and patch maps"),
         ("label", "words for every unit: CLIP-Dissect's SoftWPMI against a labeler's "
                   "image-concept similarities over the probe images"),
-        ("relate", "similar units (correlation over the probe images) within and across "
+        ("relations", "similar units (correlation over the probe images) within and across "
                    "layers, a 2-D map and the typical units of every layer"),
     ]:
-        _add_atlas_options(sub.add_parser(name, help=text, description=text))
+        aliases = [a for a, stage in ALIASES.items() if stage == name]
+        _add_atlas_options(sub.add_parser(name, aliases=aliases, help=text, description=text))
     p = sub.add_parser("site", help="rebuild DIR/site from what DIR holds",
                        description="Rebuild DIR/site from what DIR holds.")
     p.add_argument("--out", default="atlas-demo", help="atlas directory")

@@ -10,7 +10,7 @@ part           class                read by
                                     layers and units the atlas covers (``Selection``)
 ``index``      ``IndexConfig``      the index pass: the dataset and what it keeps per unit
 ``label``      ``LabelConfig``      the label stage (CLIP-Dissect's SoftWPMI)
-``relations``  ``RelationsConfig``  the relate stage (similar units, layer maps)
+``relations``  ``RelationsConfig``  the relations stage (similar units, layer maps)
 ``visualize``  ``VisualizeConfig``  the visualize stage (recipes, steps, batch size)
 ``runtime``    ``RuntimeConfig``    where and how it runs: ``out``, device, fast paths
 ``seed``       ``int``              the base seed of random weights, of every unit's
@@ -221,7 +221,7 @@ class IndexConfig(_Part):
     ``dataset``: ``hf:<id>[:<config>]`` | ``imagefolder:<dir>`` | ``webdataset:<dir>`` |
     ``synthetic:<n>``. ``stats_images``: the first N images measured for the spectrum and
     colour statistics; ``probe_images``: the first N whose scores every unit keeps (the
-    label and relate stages' probe set); ``quantiles`` intervals between each unit's mean and
+    label and relations stages' probe set); ``quantiles`` intervals between each unit's mean and
     max keep ``quantile_k`` examples each (0: none).
 
     >>> IndexConfig(topk=0)
@@ -287,7 +287,7 @@ class LabelConfig(_Part):
 
 @dataclass(frozen=True)
 class RelationsConfig(_Part):
-    """The relate stage: ``similar_k`` most correlated units kept per unit and layer, and how
+    """The relations stage: ``similar_k`` most correlated units kept per unit and layer, and how
     each layer's units are laid out in 2-D (``layer_map``: umap | pca).
 
     >>> RelationsConfig(layer_map="tsne")
@@ -313,16 +313,29 @@ class VisualizeConfig(_Part):
     """The visualize stage: ``recipe`` (names or JSON files, comma-separated), ``steps``
     overriding each recipe's, ``batch_size`` features per batch (0: sized to the device).
 
+    ``judge``: the model that measures each image's recognisability (a labeler SPEC, or
+    ``cnn:demo`` / ``cnn:PATH``; None: the atlas's labeler, if any; ``none``: not measured),
+    over ``judge_trials`` 2-AFC trials per unit.
+
     >>> VisualizeConfig(recipe="default,paper", steps=32).steps
     32
+    >>> VisualizeConfig(judge="cnn:demo").judge_spec(labeler=None)
+    'cnn:demo'
     """
 
-    at_least_one = ("steps",)
+    at_least_one = ("steps", "judge_trials")
     non_negative = ("batch_size",)
 
     recipe: str = "default"
     steps: int | None = None
     batch_size: int = 0
+    judge: str | None = None
+    judge_trials: int = 20
+
+    def judge_spec(self, labeler: str | None) -> str | None:
+        """The judge this config asks for (None: none)."""
+        spec = self.judge if self.judge is not None else labeler
+        return None if spec in (None, "", "none") else spec
 
 
 @dataclass(frozen=True)

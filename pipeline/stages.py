@@ -1,8 +1,9 @@
 """The pipeline's stages in order, and running a selection of them on one configuration.
 
-``index → label → relate → visualize → site``: label and relate read the index's probe set,
-visualize reads its statistics, the site reads everything. ``build`` runs them all (``label``
-only when a labeler is set); the CLI's one-stage commands run one. The CLI and
+``index → label → relations → visualize → site``, each named after its room under
+``pipeline/`` (``relate`` is an alias of ``relations``): label and relations read the index's
+probe set, visualize reads its statistics, the site reads everything. ``build`` runs them all
+(``label`` only when a labeler is set); the CLI's one-stage commands run one. The CLI and
 ``pipeline.build`` both go through ``run_stages``, which checks the whole configuration
 before anything is loaded or written.
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 from pipeline.config import AtlasConfig
 from pipeline.errors import AtlasError
 
-STAGES = ("index", "label", "relate", "visualize", "site")
+STAGES = ("index", "label", "relations", "visualize", "site")
+ALIASES = {"relate": "relations"}  # former names, still accepted
 
 
 def stages_for(command: str, config: AtlasConfig) -> list[str]:
@@ -23,10 +25,13 @@ def stages_for(command: str, config: AtlasConfig) -> list[str]:
 
     >>> from pipeline.config import demo_config
     >>> stages_for("build", demo_config(labeler=None))
-    ['index', 'relate', 'visualize', 'site']
+    ['index', 'relations', 'visualize', 'site']
+    >>> stages_for("relate", demo_config())
+    ['relations']
     """
     if command == "build":
         return [s for s in STAGES if s != "label" or config.label.labeler]
+    command = ALIASES.get(command, command)
     if command not in STAGES:
         raise AtlasError(f"unknown stage {command!r} (stages: {', '.join(STAGES)})")
     return [command]
@@ -64,7 +69,7 @@ def run_stages(config: AtlasConfig, stages: Sequence[str]) -> Path | None:
         from pipeline.label.stage import run_label
 
         run_label(run, labeler)
-    if "relate" in stages:
+    if "relations" in stages:
         from pipeline.relations.stage import run_relations
 
         run_relations(run)

@@ -301,7 +301,7 @@ class AtlasStore:
     def relations_info(self) -> dict[str, Any] | None:
         """``DIR/relations/relations.json``: ``{"format_version", "fingerprint", "index",
         "model", "k", "map", "layers", "probe_images", "maps": {layer: {"method",
-        "preservation"}}}``; None before ``relate``."""
+        "preservation"}}}``; None before the ``relations`` stage."""
         return read_json_if_any(self.relations_dir / "relations.json")
 
     def write_relations_info(self, info: dict[str, Any]) -> None:
@@ -355,7 +355,7 @@ class AtlasStore:
         """``{unit: [{"model", "layer", "unit", "score"}, ...]}``: the unit's most correlated
         units in its own layer, then in each other layer of its model, then in each layer of
         every other atlas related to this one; best first within each (model, layer) group.
-        Empty before ``relate`` (or when its results are stale)."""
+        Empty before the ``relations`` stage (or when its results are stale)."""
         found = self._current_relations(layer)
         if found is None:
             return {}
@@ -383,7 +383,7 @@ class AtlasStore:
         """``{"method": "umap" | "pca", "preservation": float, "units": [{"unit", "x", "y"}],
         "typical": [{"unit", "size"}]}``: the layer's units in 2-D (x, y in [0, 1]) and its
         most typical units (nearest the centres of k-means clusters of the profiles, largest
-        cluster first); None before ``relate``."""
+        cluster first); None before the ``relations`` stage."""
         found = self._current_relations(layer)
         if found is None:
             return None

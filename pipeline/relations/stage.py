@@ -1,5 +1,6 @@
-"""The ``relate`` stage: similar units, a 2-D map and the typical units of every layer, from
-the index's probe profiles, into ``DIR/relations``.
+"""The ``relations`` stage (``vit-atlas relations``, alias ``relate``): similar units, a 2-D
+map and the typical units of every layer, from the index's probe profiles, into
+``DIR/relations``.
 
 Per layer ``DIR/relations/L{layer:03d}.npz`` holds (rows: the layer's indexed units)::
 
@@ -141,7 +142,7 @@ def relate(store: AtlasStore, layers: list[int] | None = None, k: int = 8,
         _say(f"relate: complete for this configuration ({store.relations_dir}), nothing to do")
         return
     t0 = time.perf_counter()
-    for i in tqdm(todo, desc="relate", unit="layer", dynamic_ncols=True):
+    for i in tqdm(todo, desc="relations", unit="layer", dynamic_ncols=True):
         arrays = relate_layer(profiles[i], [profiles[j] for j in group_order(i, order)], k,
                               model, method, seed)
         store.write_relations(i, fingerprint, arrays)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,28 @@ from pipeline.site import labels as labelling
 from pipeline.site.fidelity import clean
 from pipeline.site.urls import atlas_slug, recipe_files
 from pipeline.store import AtlasStore
+
+
+ACCENT = "accent"  # the feature-accentuation recipe: a second view, from a dataset seed
+
+
+def clean_seed(seed: Any) -> dict[str, Any] | None:
+    """An accentuation's seed ``{"example": id, "number": n, "activation": a}`` checked
+    (the activation rounded to 6 significant digits); ``None`` when missing or malformed.
+
+    >>> clean_seed({"example": "val/1.JPEG", "number": 1, "activation": 2.1234567})
+    {'example': 'val/1.JPEG', 'number': 1, 'activation': 2.12346}
+    >>> clean_seed({"example": "x", "number": 1, "activation": float("nan")}) is None
+    True
+    """
+    if not isinstance(seed, dict):
+        return None
+    example, number, act = seed.get("example"), seed.get("number"), seed.get("activation")
+    if isinstance(number, bool) or not isinstance(number, int) or isinstance(act, bool) \
+            or not isinstance(act, (int, float)) or not math.isfinite(act):
+        return None
+    return {"example": str(example) if example is not None else str(number), "number": number,
+            "activation": float(f"{float(act):.6g}")}
 
 
 def indexed_units(store: AtlasStore, layer: int) -> list[int]:
@@ -133,9 +156,27 @@ class LayerView:
         return [(r, res[unit]) for r, res in self.vis.items() if unit in res]
 
     def thumbnail(self, unit: int) -> str | None:
-        """The visualization file the grids show for ``unit``: the first recipe's that has one."""
-        found = self.results(unit)
+        """The visualization file the grids show for ``unit``: the first recipe's that has one,
+        an accentuation (``ACCENT``) only when no other recipe visualized the unit."""
+        found = sorted(self.results(unit), key=lambda rr: rr[0] == ACCENT)
         return self.files[found[0][0]][0] if found else None
+
+    @property
+    def accented(self) -> bool:
+        """Whether the atlas has the accentuation recipe besides a primary one (the layer
+        page's tiles can then show it)."""
+        return ACCENT in self.vis and self.primary != ACCENT
+
+    def accent(self, unit: int) -> str | None:
+        """``unit``'s accentuation file beside its page, if it has one."""
+        return self.files[ACCENT][0] if unit in self.vis.get(ACCENT, {}) else None
+
+    def best_example(self, unit: int) -> int | None:
+        """Number of ``unit``'s best dataset example, None without one."""
+        if self.index is None:
+            return None
+        n = int(self.index.top_ids[unit, 0])
+        return n if n >= 0 else None
 
     def vis_path(self, unit: int, recipe: str | None = None) -> Path | None:
         result = self.result(unit, recipe)
@@ -239,7 +280,7 @@ class AtlasView:
     @cached_property
     def relations_info(self) -> dict[str, Any] | None:
         """The relations run (``store.relations_info()``): k, map method, probe images; None
-        before ``relate``."""
+        before the ``relations`` stage."""
         return self.store.relations_info()
 
     def thumbnails(self, layer: int) -> dict[int, str]:
@@ -250,7 +291,8 @@ class AtlasView:
         if layer not in cache:
             files = recipe_files(self.recipes)
             found: dict[int, str] = {}
-            for recipe in reversed(self.recipes):  # the primary's last: it wins
+            order = sorted(self.recipes, key=lambda r: r == ACCENT)  # accent: only if alone
+            for recipe in reversed(order):  # the primary's last: it wins
                 found.update(dict.fromkeys(self.store.vis_results(layer, recipe),
                                            files[recipe][0]))
             cache[layer] = found

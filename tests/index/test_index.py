@@ -469,7 +469,7 @@ def test_require_index_says_what_is_missing_and_how_to_get_it(synthetic_run, tmp
 
 def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     """``build`` runs index (with the labeler's image side riding along), then label,
-    relate and visualize (which read the index), then the site."""
+    relations and visualize (which read the index), then the site."""
     import types
 
     import pipeline
@@ -500,10 +500,10 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     import pipeline.relations.stage
 
     monkeypatch.setattr(pipeline.relations.stage, "run_relations",
-                        lambda run: calls.append("relate"))
+                        lambda run: calls.append("relations"))
     cli.run_command(cli.build_parser().parse_args(["build", "--out", str(tmp_path / "a"),
                                                    "--stats-images", "64"]))
-    assert calls == [("index", "demo@x"), ("label", "demo@x"), "relate", "visualize", "site"]
+    assert calls == [("index", "demo@x"), ("label", "demo@x"), "relations", "visualize", "site"]
     calls.clear()
     cli.run_command(cli.build_parser().parse_args(["visualize", "--out", str(tmp_path / "a")]))
     assert calls == ["visualize"]

@@ -1,4 +1,4 @@
-"""The relate stage on tiny indexed atlases: similar units against brute-force correlation,
+"""The relations stage on tiny indexed atlases: similar units against brute-force correlation,
 across layers and atlases, layer maps, resume and errors."""
 
 from __future__ import annotations
