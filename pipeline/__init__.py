@@ -11,8 +11,7 @@ From Python (see the README's "From Python")::
 Names are imported on first use, so ``import pipeline`` stays cheap (no torch).
 """
 
-__version__ = "0.2.0"
-ATLAS_VERSION = __version__
+from pipeline.version import ATLAS_VERSION, __version__
 
 __all__ = ["ATLAS_VERSION", "Atlas", "LayerTopK", "__version__", "build", "describe_model",
            "ffn_layer", "frozen", "index_topk", "open", "render"]

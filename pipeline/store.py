@@ -36,8 +36,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
-from pipeline import ATLAS_VERSION
 from pipeline.errors import AtlasError
+from pipeline.version import ATLAS_VERSION
 
 FORMAT_VERSION = 2  # 2: visualizations per recipe, fidelity
 

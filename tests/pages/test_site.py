@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import ATLAS_VERSION
 from pipeline.resources import mkdocs_yml
 from pipeline.site import build, fidelity, markup
 from pipeline.site.assets import significant_decimals
@@ -39,6 +38,7 @@ from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.site.search import WordIndex
 from pipeline.site.urls import atlas_slug, model_slug, relative
 from pipeline.store import AtlasStore
+from pipeline.version import ATLAS_VERSION
 
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}
 VIS_UNITS = 150  # units 150..191 have no visualization
