@@ -16,7 +16,7 @@ Publishing writes only the new version's folder and these root files, so every f
 earlier version stays byte-identical; republishing a version is refused unless ``force``.
 
 >>> import tempfile, pathlib
->>> from pipeline.site.fake import make_fake_atlas, tiny_spec
+>>> from pipeline.testing.fake import make_fake_atlas, tiny_spec
 >>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
 >>> atlas = make_fake_atlas(tempfile.mkdtemp(), spec)
 >>> site = pathlib.Path(tempfile.mkdtemp()) / "site"

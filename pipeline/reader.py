@@ -89,7 +89,7 @@ def open(path: str | Path, model: str | None = None) -> Atlas:  # noqa: A001 - t
     one), one version of a published site (``SITE/1.0``) or a publishing root (its newest
     version); ``model`` (name or page slug) picks one when a site holds several.
 
-    >>> from pipeline.site.fake import make_fake_atlas, tiny_spec
+    >>> from pipeline.testing.fake import make_fake_atlas, tiny_spec
     >>> import tempfile
     >>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
     >>> atlas = open(make_fake_atlas(tempfile.mkdtemp(), spec).root)

@@ -2,7 +2,7 @@
 
 For each size it writes a fake atlas (procedural visualizations of two recipes, the second
 for every other unit, with attribution maps and fidelity figures; random index data in the
-exact store formats, see ``pipeline/site/fake.py``), then builds the site in a fresh process
+exact store formats, see ``pipeline/testing/fake.py``), then builds the site in a fresh process
 and reports feature pages/s over the whole stage (Markdown, mkdocs, feature.json, assets),
 peak memory (ru_maxrss of the builder and of its worker processes) and bytes per feature page.
 A second, smaller size shows how memory scales with the page count. It also times the
@@ -108,9 +108,9 @@ def word_index_at_scale(units: int, vocabulary: int | None, layers: int = 12) ->
     """The word index of ``units`` labelled units (``layers`` layers, five concepts each),
     without pages: concepts of the fake atlas (``vocabulary=None``) or ``vocabulary`` synthetic
     words drawn with Zipf-like frequencies. Also times building the shards."""
-    from pipeline.site.fake import fake_labels
     from pipeline.site.search import WordIndex
     from pipeline.site.urls import SITE_FORMAT_VERSION
+    from pipeline.testing.fake import fake_labels
 
     per_layer = -(-units // layers)
     index = WordIndex(["visualization.png"])
@@ -165,8 +165,8 @@ def map_json_at_scale(units: int) -> dict:
     visualized), raw and gzip."""
     from types import SimpleNamespace
 
-    from pipeline.site.fake import fake_map
     from pipeline.site.overview import map_record
+    from pipeline.testing.fake import fake_map
 
     ids = np.arange(units, dtype=np.int64)
     xy, typical, sizes = fake_map(ids, 0)
@@ -268,8 +268,8 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
     channels: write the fake atlas, build its site in a fresh process, measure."""
     from pipeline.index.results import load_layer_index
     from pipeline.site.data import AtlasView
-    from pipeline.site.fake import make_fake_atlas, tiny_spec
     from pipeline.store import AtlasStore
+    from pipeline.testing.fake import make_fake_atlas, tiny_spec
 
     spec = tiny_spec(**(model_kwargs or {}))
     for layer in spec.layers:  # restrict every layer to its first `units` channels

@@ -50,7 +50,7 @@ def test_wheel_installs_templates_and_demo_model(tmp_path):
                   "print(pipeline.__file__); print(c.demo_config().model.weights)"], work).split()
     assert where[0].startswith(str(env)) and where[1].startswith(str(env))
     assert Path(where[1]).is_file()
-    _run([python, "-c", "from pipeline.site.fake import make_fake_atlas, tiny_spec; "
+    _run([python, "-c", "from pipeline.testing.fake import make_fake_atlas, tiny_spec; "
           "make_fake_atlas('atlas', tiny_spec(img_size=32, patch_size=8, depth=1, "
           "embed_dim=16, num_heads=1), workers=1)"], work)
     _run([env / "bin" / "vit-atlas", "site", "--out", "atlas"], work)

@@ -365,7 +365,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
     complete.
 
     >>> import tempfile
-    >>> from pipeline.site.fake import make_fake_atlas, tiny_spec
+    >>> from pipeline.testing.fake import make_fake_atlas, tiny_spec
     >>> spec = tiny_spec(img_size=32, patch_size=8, depth=1, embed_dim=8, num_heads=1)
     >>> site = build_site(make_fake_atlas(tempfile.mkdtemp(), spec), workers=1)
     >>> sorted(p.name for p in site.iterdir())[:3]

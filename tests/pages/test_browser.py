@@ -11,11 +11,17 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.site import fidelity, make_server
-from pipeline.site.fake import TRICKY_CLASS, TRICKY_CONCEPT, TRICKY_ID, TRICKY_MODEL, TRICKY_RECIPE
-from pipeline.site.fake import fidelity as fake_fidelity
 from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.site.overview import GRID_INLINE
 from pipeline.store import AtlasStore
+from pipeline.testing.fake import (
+    TRICKY_CLASS,
+    TRICKY_CONCEPT,
+    TRICKY_ID,
+    TRICKY_MODEL,
+    TRICKY_RECIPE,
+)
+from pipeline.testing.fake import fidelity as fake_fidelity
 from tests.pages.test_site import (
     SECOND,
     SLUG,

@@ -9,7 +9,7 @@ import pytest
 import pipeline
 from pipeline.errors import AtlasError
 from pipeline.site import build_site
-from pipeline.site.fake import make_fake_atlas, tiny_spec
+from pipeline.testing.fake import make_fake_atlas, tiny_spec
 
 
 def test_directory_and_site_give_the_same_records(tmp_path):

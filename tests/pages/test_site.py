@@ -17,7 +17,11 @@ import yaml
 from pipeline.resources import mkdocs_yml
 from pipeline.site import build, fidelity, markup
 from pipeline.site.assets import significant_decimals
-from pipeline.site.fake import (
+from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
+from pipeline.site.search import WordIndex
+from pipeline.site.urls import atlas_slug, model_slug, relative
+from pipeline.store import AtlasStore
+from pipeline.testing.fake import (
     FAKE_FIDELITY,
     IMAGES_SEEN_PER_EXAMPLE,
     MAP_PRESERVATION,
@@ -34,10 +38,6 @@ from pipeline.site.fake import (
     make_fake_atlas,
     tiny_spec,
 )
-from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
-from pipeline.site.search import WordIndex
-from pipeline.site.urls import atlas_slug, model_slug, relative
-from pipeline.store import AtlasStore
 from pipeline.version import ATLAS_VERSION
 
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}

@@ -21,7 +21,7 @@ from pipeline.errors import AtlasError
 from pipeline.publish import publish, read_versions
 from pipeline.site import make_server, urls
 from pipeline.site.data import AtlasView
-from pipeline.site.fake import make_fake_atlas, tiny_spec
+from pipeline.testing.fake import make_fake_atlas, tiny_spec
 from tests.pages.test_browser import browser, recording_page  # noqa: F401 - the fixture
 
 KW_A = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 1}

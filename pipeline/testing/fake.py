@@ -386,7 +386,7 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
 
 
 def main() -> None:
-    """``python -m pipeline.site.fake OUT``: a small fake atlas (then ``vit-atlas site``)."""
+    """``python -m pipeline.testing.fake OUT``: a small fake atlas (then ``vit-atlas site``)."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
