@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,6 @@ import numpy as np
 from pipeline.index.results import (
     Examples,
     LayerIndex,
-    layer_path,
     load_examples,
     load_layer_index,
 )
@@ -22,7 +21,6 @@ from pipeline.site import labels as labelling
 from pipeline.site.fidelity import clean
 from pipeline.site.urls import atlas_slug, recipe_files
 from pipeline.store import AtlasStore
-
 
 ACCENT = "accent"  # the feature-accentuation recipe: a second view, from a dataset seed
 
@@ -48,7 +46,7 @@ def clean_seed(seed: Any) -> dict[str, Any] | None:
 
 def indexed_units(store: AtlasStore, layer: int) -> list[int]:
     """The channels the dataset index of ``layer`` covers (none if not indexed)."""
-    path = layer_path(store, layer)
+    path = store.index_layer_path(layer)
     if not path.is_file():
         return []
     with np.load(path) as z:

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.index.results import Examples
-from pipeline.site import fidelity, labels, urls
+from pipeline.site import fidelity, labels, recognisability, urls
 from pipeline.site.assets import (
     encode_heatmaps,
     encode_heatmaps4,
@@ -44,7 +44,7 @@ from pipeline.site.assets import (
     significant_decimals,
 )
 from pipeline.site.cite import bibtex, cite_key
-from pipeline.site.data import AtlasView, LayerView
+from pipeline.site.data import AtlasView, LayerView, clean_seed
 from pipeline.site.markup import SEP, front_matter, num, pack, script_json
 
 
@@ -218,18 +218,30 @@ class FeatureWriter:
         name = names[label] if label is not None and 0 <= label < len(names) else None
         return ex_id, label, name
 
+    def seed_words(self, result: dict[str, Any]) -> str:
+        """An accentuation's activation against its seed's: ``"Raises the unit from 2.1 (its
+        seed, example val/3.JPEG) to 5.3."``; empty for a result without a seed."""
+        seed = clean_seed(result.get("seed"))
+        if seed is None:
+            return ""
+        return (f"Raises the unit from {num(seed['activation'])} (its seed, example "
+                f"{seed['example']}) to {num(float(result['activation']))}.")
+
     def _visualizations(self, unit: int) -> list[str]:
         """One packed scalar per recipe that visualized ``unit``, primary first: recipe number
         (in ``layer_extra``'s ``recipes``), objective, image file, attribution file or "",
-        "1" if trusted else "0", fidelity in words or "", then the cautions."""
+        "1" if trusted else "0", fidelity in words or "", recognisability in words or "",
+        the seed's words (an accentuation) or "", then the cautions."""
         out = []
         for name, result in self.view.results(unit):
             vis_file, attr_file = self.view.files[name]
             fid = fidelity.clean(result.get("fidelity"))
+            rec = fid.get("recognisability") if fid else None
             out.append(pack(str(self.recipe_of[name, unit]), num(float(result["activation"])),
                             vis_file, attr_file if result.get("attribution") else "",
                             "1" if fidelity.trusted(fid) else "0",
                             fidelity.line(fid, self.info.images_seen),
+                            recognisability.sentences(rec), self.seed_words(result),
                             SEP.join(fidelity.cautions(fid))))
         return out
 
@@ -401,6 +413,9 @@ class FeatureWriter:
                     "fidelity": fidelity.clean(result.get("fidelity"))}
             if result.get("attribution"):
                 item["attribution"] = attr_file
+            seed = clean_seed(result.get("seed"))
+            if seed is not None:
+                item["seed"] = seed
             recipes.append(item)
         primary = recipes[0] if recipes and recipes[0]["name"] == view.primary else None
         rec: dict[str, Any] = {

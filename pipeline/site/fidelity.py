@@ -12,12 +12,17 @@ A visualization is **trusted** when it beats its best dataset example (``vs_best
 and ranks near the top of its layer (``z_rank <= near_top(of)``: the top 3, or the top 1% in
 layers of more than 300 units). Every part may be missing (not measured): a missing part is
 neither shown nor cautioned about, but a visualization is trusted only if both are measured.
+
+The evaluate stage adds ``recognisability`` (``pipeline.site.recognisability``): kept, checked,
+only where it was measured.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from pipeline.site import recognisability
 
 TOP_RANKS = 3  # "near the top": rank <= max(TOP_RANKS, ceil(TOP_FRACTION * of))
 TOP_FRACTION = 0.01
@@ -37,16 +42,25 @@ def _count(x: Any) -> int | None:
 
 def clean(fidelity: Any) -> dict[str, Any] | None:
     """The stage's ``fidelity`` dict with non-finite or missing parts as ``None``, rounded to 6
-    significant digits; ``None`` when nothing was measured."""
+    significant digits, with its ``recognisability`` (``recognisability.clean``) where it was
+    measured; ``None`` when nothing was measured.
+
+    >>> clean({"vs_best_example": 2.1, "z": float("nan"), "z_rank": 1, "of": 96})
+    {'vs_best_example': 2.1, 'z': None, 'z_rank': 1, 'of': 96}
+    """
     if not isinstance(fidelity, dict):
         return None
     vs, z = _finite(fidelity.get("vs_best_example")), _finite(fidelity.get("z"))
     rank, of = _count(fidelity.get("z_rank")), _count(fidelity.get("of"))
-    if vs is None and z is None and rank is None:
+    rec = recognisability.clean(fidelity.get("recognisability"))
+    if vs is None and z is None and rank is None and rec is None:
         return None
-    return {"vs_best_example": None if vs is None else float(f"{vs:.6g}"),
-            "z": None if z is None else float(f"{z:.6g}"),
-            "z_rank": rank, "of": of}
+    out = {"vs_best_example": None if vs is None else float(f"{vs:.6g}"),
+           "z": None if z is None else float(f"{z:.6g}"),
+           "z_rank": rank, "of": of}
+    if rec is not None:
+        out["recognisability"] = rec
+    return out
 
 
 def near_top(of: int | None) -> int:
@@ -90,7 +104,8 @@ def line(fidelity: dict[str, Any] | None, images_seen: int | None) -> str:
 
 
 def cautions(fidelity: dict[str, Any] | None) -> list[str]:
-    """Why not to take the image at face value (empty: no measured reason)."""
+    """Why not to take the image at face value (empty: no measured reason); the
+    recognisability's cautions last."""
     if fidelity is None:
         return []
     out = []
@@ -103,7 +118,7 @@ def cautions(fidelity: dict[str, Any] | None) -> list[str]:
         out.append(f"Not selective: {others:,} other units of this layer respond more to this "
                    "image (by z-score), so it may show what the layer likes in general "
                    "rather than this unit.")
-    return out
+    return out + recognisability.cautions(fidelity.get("recognisability"))
 
 
 def short(fidelity: dict[str, Any] | None) -> str:
@@ -116,4 +131,6 @@ def short(fidelity: dict[str, Any] | None) -> str:
     if fidelity.get("z_rank") is not None:
         of = fidelity.get("of")
         parts.append(f"z-rank {fidelity['z_rank']}" + (f"/{of}" if of else ""))
+    if fidelity.get("recognisability"):
+        parts.append(recognisability.short(fidelity["recognisability"]))
     return " · ".join(parts)

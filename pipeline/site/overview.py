@@ -8,9 +8,10 @@ blocks (every dataset/model string escaped with ``markup.text``); they are few.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from pipeline.site import fidelity, labels, urls
-from pipeline.site.data import AtlasView, LayerView
+from pipeline.site.data import ACCENT, AtlasView, LayerView
 from pipeline.site.feature import word_query
 from pipeline.site.markup import attr, front_matter, text
 
@@ -69,7 +70,13 @@ def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
 
 def _fidelity_data(fid: dict | None) -> str:
     """A grid cell's fidelity as data attributes (primary recipe): ``data-v`` times the best
-    dataset example, ``data-r`` the z-rank, ``data-t`` 1 if trusted (``fidelity.trusted``)."""
+    dataset example, ``data-r`` the z-rank, ``data-t`` 1 if trusted (``fidelity.trusted``),
+    where recognisability was measured ``data-a`` its 2-AFC and ``data-b`` its best dataset
+    example's.
+
+    >>> _fidelity_data({"vs_best_example": 2.1, "z": 4.2, "z_rank": 1, "of": 96})
+    ' data-v="2.1" data-r="1" data-t="1"'
+    """
     if fid is None:
         return ""
     out = ""
@@ -77,11 +84,29 @@ def _fidelity_data(fid: dict | None) -> str:
         out += f' data-v="{fid["vs_best_example"]!r}"'
     if fid["z_rank"] is not None:
         out += f' data-r="{fid["z_rank"]}"'
-    return out + (' data-t="1"' if fidelity.trusted(fid) else "")
+    out += ' data-t="1"' if fidelity.trusted(fid) else ""
+    rec = fid.get("recognisability")
+    if rec is not None:
+        out += f' data-a="{rec["afc"]!r}"'
+        if rec["best_example"] is not None:
+            out += f' data-b="{rec["best_example"]["afc"]!r}"'
+    return out
 
 
-def _controls(view: LayerView, measured: bool) -> str:
-    """Filter box, and where fidelity was measured, sort order and the "only trusted" switch."""
+# the layer page's recognisability filter: (value, words); atlas.js knows the values
+AFC_FILTERS = (("", "any 2-AFC"), ("chance", "better than chance (2-AFC > 0.5)"),
+               ("best", "at least its best example's 2-AFC"), ("0.75", "2-AFC ≥ 0.75"),
+               ("0.9", "2-AFC ≥ 0.9"))
+# the tile switch: (value, words); "acc" only when the atlas has accentuations, "ex" only
+# with a dataset index
+TILE_VIEWS = (("vis", "visualization"), ("acc", "accentuation"), ("ex", "best example"))
+
+
+def _controls(view: LayerView, measured: bool, recognised: bool = False,
+              tiles: tuple[str, ...] = ()) -> str:
+    """Filter box; where fidelity was measured, sort order and the "only trusted" switch;
+    where recognisability was, its sort and filter; with ``tiles`` (values of
+    ``TILE_VIEWS``, two or more), the switch of what each tile shows."""
     what = "unit number, label or top class" if view.labels else "unit number or top class"
     html = ('<div class="atlas-filter"><input type="search" class="atlas-filter-input" '
             f'placeholder="Filter by {what}" aria-label="Filter units">')
@@ -92,10 +117,25 @@ def _controls(view: LayerView, measured: bool) -> str:
             '<option value="unit">by unit number</option>'
             '<option value="v">by × best dataset example (highest first)</option>'
             '<option value="r">by z-rank in the layer (best first)</option>'
-            '</select></label>'
+            + ('<option value="a">by recognisability, 2-AFC (highest first)</option>'
+               if recognised else "")
+            + '</select></label>'
             f' <label title="Trusted: the visualization beats the unit\'s best dataset image '
             f'(at least 1×) and ranks {top} or better in this layer by z-score">'
             '<input type="checkbox" class="atlas-trusted"> only trusted</label>')
+    if recognised:
+        html += (' <label title="Recognisability: how often the judge, given the visualization, '
+                 'tells the unit\'s top dataset images from its bottom ones (2-AFC)">'
+                 '<select class="atlas-afc" aria-label="Filter by recognisability">'
+                 + "".join(f'<option value="{v}">{text(w)}</option>' for v, w in AFC_FILTERS)
+                 + "</select></label>")
+    if len(tiles) > 1:
+        names = dict(TILE_VIEWS)
+        html += ('<fieldset class="atlas-tile-switch"><legend>Tiles show</legend>'
+                 + "".join(f'<label><input type="radio" name="atlas-tile" value="{v}"'
+                           f'{" checked" if v == "vis" else ""}> {names[v]}</label>'
+                           for v in tiles)
+                 + "</fieldset>")
     return html + ' <span class="atlas-filter-count" aria-live="polite"></span></div>'
 
 
@@ -174,18 +214,20 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
              f"{len(view.visualized)} visualized · "
              f"{'dataset index' if view.index is not None else 'no dataset index'}")
     cells = []
-    measured = False
+    measured = recognised = False
+    examples = ex is not None and view.index is not None
     for u in view.units:
         classes = view.top_class_names(u, ex)
         thumb = view.thumbnail(u)
         src = f"{u}/{thumb}" if thumb else None
         fid = view.fidelity(u)
         measured |= fid is not None
+        recognised |= bool(fid and fid.get("recognisability"))
         word = view.label(u)
         concepts = [c["concept"] for c in view.concepts(u)]
         data = (f' data-u="{u}" data-c="{attr(chr(10).join(classes))}"'
                 + (f' data-w="{attr(chr(10).join(concepts))}"' if concepts else "")
-                + _fidelity_data(fid))
+                + _fidelity_data(fid) + _tile_data(view, u, ex if examples else None))
         label = (f"unit {u}" + (f" · {word}" if word is not None else "")
                  + (f" · {fidelity.short(fid)}" if fid else ""))
         caption = (f'<span class="atlas-tile-word">{text(word)}</span>' if word is not None
@@ -196,15 +238,36 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
         + f'\n<p class="atlas-facts">{facts}</p>\n\n'
         + f'<p class="atlas-links">{" · ".join(links)}</p>\n\n'
         + _map_section(atlas, view)
-        + _controls(view, measured) + "\n\n"
-        + _grid(cells)
+        + _controls(view, measured, recognised, _tile_views(view, examples)) + "\n\n"
+        + _grid(cells, view.files[ACCENT][0] if view.accented else None)
     )
 
 
-def _grid(cells: list[str]) -> str:
+def _tile_views(view: LayerView, examples: bool) -> tuple[str, ...]:
+    """What the layer page's tiles can show (``TILE_VIEWS`` values)."""
+    return tuple(v for v, _ in TILE_VIEWS
+                 if v == "vis" or (v == "acc" and view.accented) or (v == "ex" and examples))
+
+
+def _tile_data(view: LayerView, unit: int, examples) -> str:
+    """A grid cell's other views: ``data-ia`` when the unit has an accentuation (the file is
+    the grid's ``data-acc``), ``data-ie`` its best dataset example's thumbnail (relative to the
+    grid's ``data-ex``, the examples folder)."""
+    out = ' data-ia=""' if view.accented and view.accent(unit) else ""
+    n = view.best_example(unit) if examples is not None else None
+    rel = examples.thumbs[n] if n is not None and n < len(examples.thumbs) else None
+    if rel is not None:
+        out += f' data-ie="e{n}{PurePosixPath(rel).suffix.lower()}"'
+    return out
+
+
+def _grid(cells: list[str], accent: str | None = None) -> str:
     """The layer page's grid: the first ``GRID_INLINE`` cells, then the others in a template
-    (inert HTML: parsed, not laid out) with a line for readers without JavaScript."""
-    out = '<div class="atlas-grid" data-search-exclude>\n' + "\n".join(cells[:GRID_INLINE])
+    (inert HTML: parsed, not laid out) with a line for readers without JavaScript;
+    ``accent``: the accentuation's file name beside a feature page."""
+    acc = f' data-acc="{attr(accent)}"' if accent else ""
+    out = (f'<div class="atlas-grid" data-search-exclude data-ex="../examples/"{acc}>\n'
+           + "\n".join(cells[:GRID_INLINE]))
     if len(cells) > GRID_INLINE:
         out += ('\n<template class="atlas-grid-rest">' + "\n".join(cells[GRID_INLINE:])
                 + f"</template>\n<noscript><p>The other {len(cells) - GRID_INLINE} units of this "

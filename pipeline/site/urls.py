@@ -28,8 +28,10 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 # 3: labels and labeler in feature.json, the word index (models.json's "words", shards);
 # 4: similar and quantiles in feature.json, the layer map (<slug>/<layer>/map.json);
 # 5: permalink and site_version in feature.json, similar entries of other models carry their
-#    page's slug, models.json lists every model of a multi-model site with its card.
-SITE_FORMAT_VERSION = 5
+#    page's slug, models.json lists every model of a multi-model site with its card;
+# 6: fidelity.recognisability (2-AFC, transferability) of each recipe in feature.json, and the
+#    accentuation's seed (recipes[].seed).
+SITE_FORMAT_VERSION = 6
 
 VISUALIZATION = "visualization.png"
 ATTRIBUTION = "attribution.png"

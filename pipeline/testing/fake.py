@@ -1,7 +1,8 @@
 """A synthetic atlas written through the store's own writers, for tests and the site benchmark.
 
-Visualizations are procedural patterns (no optimization) of two recipes, with attribution maps
-and fidelity figures (``FAKE_FIDELITY`` names a few units' on purpose); index files follow
+Visualizations are procedural patterns (no optimization) of two recipes (and, on request, the
+accentuation ``ACCENT_RECIPE`` with seeds), with attribution maps and fidelity figures with
+recognisability (``FAKE_FIDELITY`` names a few units' on purpose); index files follow
 ``pipeline.index.results`` exactly; labels (top concepts with SoftWPMI-like scores) go through
 the store's label writers, for most units (``fake_labels``); relations (similar units within
 and across layers and in another model ``TRICKY_MODEL``, a clustered layer map with typical
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.index.results import index_dir, layer_path
 from pipeline.models.spec import ModelSpec
 from pipeline.store import (
     AtlasStore,
@@ -65,25 +65,85 @@ MAP_CLUSTERS = 8
 MAP_PRESERVATION = 0.5713
 QUANTILES, QUANTILE_K = 8, 4  # the index defaults
 
+ACCENT_RECIPE = {"name": "accent", "steps": 1, "lr": 0.05, "note": "procedural, from a seed"}
+JUDGE = "demo labeler (fake)"  # the recognisability's judge
+TRIALS = 20  # 2-AFC trials per unit
 # Fidelity of chosen units of the primary recipe, in every layer (others: see ``fidelity``).
-# None: the unit's result has no "fidelity"; a dict of Nones: measured, nothing known.
+# None: the unit's result has no "fidelity"; a dict of Nones: measured, nothing known (nor
+# recognisability: an atlas from before the evaluate stage).
 FAKE_FIDELITY: dict[int, dict | None] = {
-    0: {"vs_best_example": 2.1, "z": 4.2, "z_rank": 1},  # trusted
+    0: {"vs_best_example": 2.1, "z": 4.2, "z_rank": 1,  # trusted, recognisable, transfers
+        "recognisability": {"judge": JUDGE, "trials": TRIALS, "right": 17, "afc": 0.85,
+                            "best_example": {"right": 15, "afc": 0.75},
+                            "transfer": {"class": TRICKY_CLASS, "share": 0.8,
+                                         "judged": TRICKY_CLASS, "hit": True}}},
     3: None,  # not measured
     7: {"vs_best_example": None, "z": None, "z_rank": None},
-    4: {"vs_best_example": 0.43, "z": 3.0, "z_rank": 2},  # weaker than the best example
-    5: {"vs_best_example": 1.5, "z": 0.8, "z_rank": 40},  # not selective
+    4: {"vs_best_example": 0.43, "z": 3.0, "z_rank": 2,  # weaker; no better than chance
+        "recognisability": {"judge": JUDGE, "trials": TRIALS, "right": 9, "afc": 0.45,
+                            "best_example": {"right": 15, "afc": 0.75},
+                            "transfer": {"class": "ring", "share": 0.65,
+                                         "judged": TRICKY_CLASS, "hit": False}}},
+    5: {"vs_best_example": 1.5, "z": 0.8, "z_rank": 40,  # not selective; below its example
+        "recognisability": {"judge": JUDGE, "trials": TRIALS, "right": 12, "afc": 0.6,
+                            "best_example": {"right": 16, "afc": 0.8}, "transfer": None}},
 }
 
 
+def recognisability(unit: int, recipe: int) -> dict | None:
+    """The fake recognisability of ``unit`` for recipe number ``recipe``: 2-AFC over ``TRIALS``
+    trials, its best example's, a transfer for every third unit; None (not measured) for units
+    ``u % 5 == 1``.
+
+    >>> recognisability(1, 0) is None, recognisability(2, 0)["right"]
+    (True, 5)
+    """
+    if unit % 5 == 1:
+        return None
+    right = (unit * 13 + recipe * 7) % (TRIALS + 1)
+    best = 10 + (unit * 11) % (TRIALS - 9)
+    transfer = None
+    if unit % 3 == 0:
+        cls = f"class {1 + unit % 11}"
+        judged = cls if unit % 2 == 0 else f"class {1 + (unit + 1) % 11}"
+        transfer = {"class": cls, "share": 0.6 + (unit % 4) / 10, "judged": judged,
+                    "hit": judged == cls}
+    return {"judge": JUDGE, "trials": TRIALS, "right": right, "afc": right / TRIALS,
+            "best_example": {"right": best, "afc": best / TRIALS}, "transfer": transfer}
+
+
 def fidelity(unit: int, units: int, recipe: int) -> dict | None:
-    """The fake fidelity of ``unit`` (of ``units`` in its layer) for recipe number ``recipe``."""
+    """The fake fidelity of ``unit`` (of ``units`` in its layer) for recipe number ``recipe``
+    (0 primary, 1 second, 2 accentuation), with its ``recognisability`` where measured."""
     if recipe == 0 and unit in FAKE_FIDELITY:
         fixed = FAKE_FIDELITY[unit]
         return None if fixed is None else {**fixed, "of": units}
     h = (unit * 7919 + recipe * 104729) % 1000
-    return {"vs_best_example": round(0.5 + h / 400, 4), "z": round(1 + h / 250, 4),
-            "z_rank": 1 + (unit * 53 + recipe * 17) % units, "of": units}
+    out = {"vs_best_example": round(0.5 + h / 400, 4), "z": round(1 + h / 250, 4),
+           "z_rank": 1 + (unit * 53 + recipe * 17) % units, "of": units}
+    rec = recognisability(unit, recipe)
+    return out if rec is None else {**out, "recognisability": rec}
+
+
+def accented(unit: int) -> bool:
+    """Units the fake accentuation covers (of those visualized): every fourth, from unit 0."""
+    return unit % 4 == 0
+
+
+def seed(unit: int, n_examples: int, activation: float) -> dict[str, Any]:
+    """The fake accentuation's seed of ``unit``: example number ``unit % n_examples`` (unit 0:
+    the one with the odd id), 3 below the accentuation's ``activation``.
+
+    >>> seed(5, 4, 7.5)
+    {'example': 'val/img_00001.JPEG', 'number': 1, 'activation': 4.5}
+    """
+    n = unit % n_examples
+    return {"example": example_id(n), "number": n, "activation": round(activation - 3.0, 4)}
+
+
+def example_id(n: int) -> str:
+    """The dataset id of example number ``n`` (0: ``TRICKY_ID``)."""
+    return TRICKY_ID if n == 0 else f"val/img_{n:05d}.JPEG"
 
 
 def attribution(seed: int, size: int) -> np.ndarray:
@@ -113,23 +173,32 @@ def pattern(seed: int, size: int) -> np.ndarray:
     return ((np.stack(chans, -1) * 0.5 + 0.5) * 255).astype(np.uint8)
 
 
-def _write_vis_layer(root: str, layer: int, units: int, size: int, layer_units: int) -> None:
+def _write_vis_layer(root: str, layer: int, units: int, size: int, layer_units: int,
+                     accent_examples: int = 0) -> None:
     """Both recipes of one layer: the primary visualizes ``units`` units, with attribution
-    maps in even layers only; the second recipe every other unit of those, always with maps."""
+    maps in even layers only; the second recipe every other unit of those, always with maps;
+    with ``accent_examples`` (the dataset's size), the accentuation every fourth, with maps
+    and seeds."""
     store = AtlasStore(root)
-    for r, recipe in enumerate((FAKE_RECIPE, SECOND_RECIPE)):
+    recipes = (FAKE_RECIPE, SECOND_RECIPE) + ((ACCENT_RECIPE,) if accent_examples else ())
+    for r, recipe in enumerate(recipes):
         for start in range(0, units, CHUNK):
-            ids = [u for u in range(start, min(start + CHUNK, units)) if r == 0 or u % 2 == 0]
+            ids = [u for u in range(start, min(start + CHUNK, units))
+                   if r == 0 or (r == 1 and u % 2 == 0) or (r == 2 and accented(u))]
+            if not ids:
+                continue
             results = []
             for u in ids:
                 result = {"unit": u, "activation": float(5 + r + (u * 7919 % 1000) / 100)}
                 fid = fidelity(u, layer_units, r)
                 if fid is not None:
                     result["fidelity"] = fid
+                if r == 2:
+                    result["seed"] = seed(u, accent_examples, result["activation"])
                 results.append(result)
             images = [pattern(layer * 100003 + u + r * 7777, size) for u in ids]
             maps = None
-            if r == 1 or layer % 2 == 0:
+            if r >= 1 or layer % 2 == 0:
                 maps = [attribution(layer * 100003 + u + r, size) for u in ids]
             store.write_vis_chunk(layer, start, dict(recipe), results, images, maps)
 
@@ -192,7 +261,7 @@ def _write_index_layer(root: str, layer: int, units: int, grid: tuple[int, int],
     mean = (top_scores.mean(axis=1) * 0.2).astype(np.float32)
     extra = fake_quantiles(layer, mean, top_scores[:, 0], n_examples, grid) if quantiles else {}
     atomic_save_npz(
-        layer_path(AtlasStore(root), layer),
+        AtlasStore(root).index_layer_path(layer),
         top_ids=top_ids, top_scores=np.ascontiguousarray(top_scores), maps=maps,
         hist_counts=hist_counts.astype(np.int64), hist_edges=hist_edges,
         mean=mean, max=top_scores[:, 0].copy(),
@@ -326,11 +395,11 @@ def _write_examples(store: AtlasStore, n_examples: int, n_classes: int, thumb: i
     classes = [TRICKY_CLASS] + [f"class {i} ({'ab' * (i % 3)})" for i in range(1, n_classes)]
     examples = []
     for n in range(n_examples):
-        ex_id = TRICKY_ID if n == 0 else f"val/img_{n:05d}.JPEG"
+        ex_id = example_id(n)
         rel = f"thumbs/{n:05d}.png"
-        atomic_write_bytes(index_dir(store) / rel, encode_png(pattern(7 + n, thumb)))
+        atomic_write_bytes(store.index_dir / rel, encode_png(pattern(7 + n, thumb)))
         examples.append({"id": ex_id, "label": n % n_classes, "thumb": rel})
-    atomic_write_json(index_dir(store) / "examples.json", {
+    atomic_write_json(store.examples_path, {
         "classes": classes, "examples": examples,
         "images_seen": n_examples * IMAGES_SEEN_PER_EXAMPLE, "skipped": [],
         "dataset": "synthetic:fake", "split": "validation", "fingerprint": INDEX_FINGERPRINT,
@@ -342,7 +411,7 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
                     vis_units: int | None = None, index_layers: list[int] | None = None,
                     bins: int = 32, workers: int = 1, labels: bool = True,
                     relations: bool = True, model_kwargs: dict[str, Any] | None = None,
-                    weights_id: str = "random(seed=0)") -> AtlasStore:
+                    weights_id: str = "random(seed=0)", accent: bool = False) -> AtlasStore:
     """Write a complete synthetic atlas of ``spec`` under ``root``.
 
     ``vis_units``: visualize only the first n units of each layer (default all), with the
@@ -352,12 +421,15 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
     ``relations``: quantile examples in the index, and similar units, layer maps and typical
     units of every indexed layer (without: the atlas as it was before issue 12);
     ``model_kwargs``, ``weights_id``: what the atlas records of the model's creation and weights
-    (they make its page slug: two fakes of one model need different ones to share a site).
+    (they make its page slug: two fakes of one model need different ones to share a site);
+    ``accent``: a third recipe, the accentuation ``ACCENT_RECIPE``, of every fourth visualized
+    unit (``accented``), each with its ``seed``.
     """
     store = AtlasStore(root)
     config = {"model": spec.name, "weights": "random", "dataset": "synthetic:fake",
               "split": "validation", "topk": topk,
-              "recipe": f"{FAKE_RECIPE['name']},{SECOND_RECIPE['name']}", "steps": 1,
+              "recipe": ",".join(r["name"] for r in (FAKE_RECIPE, SECOND_RECIPE)
+                                 + ((ACCENT_RECIPE,) if accent else ())), "steps": 1,
               "model_kwargs": dict(model_kwargs or {})}
     store.init(config, spec.to_dict(), weights_id)
     size = vis_size or spec.input_size[-1]
@@ -368,7 +440,7 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
         for layer in spec.layers:
             units = layer.units if vis_units is None else min(vis_units, layer.units)
             jobs.append(pool.submit(_write_vis_layer, str(root), layer.index, units, size,
-                                    layer.units))
+                                    layer.units, n_examples if accent else 0))
             if layer.index in indexed:
                 jobs.append(pool.submit(_write_index_layer, str(root), layer.index, layer.units,
                                         layer.grid, topk, n_examples, n_classes, bins,

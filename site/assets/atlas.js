@@ -528,11 +528,16 @@
   /* ---- layer page: filter and sort ------------------------------------------------------ */
   // Cells carry data-u (unit), data-c (top classes, one per line), data-w (top concepts, one
   // per line, when labelled) and, where fidelity was
-  // measured, data-v (times the best dataset example), data-r (z-rank) and data-t (trusted).
+  // measured, data-v (times the best dataset example), data-r (z-rank) and data-t (trusted);
+  // where recognisability was, data-a (2-AFC) and data-b (its best dataset example's 2-AFC);
+  // data-ia when the unit has an accentuation (the file: the grid's data-acc) and data-ie its
+  // best example's thumbnail (in the grid's data-ex folder), for the tile switch.
   function setupGrid(grid) {
     var input = document.querySelector(".atlas-filter-input");
     var sort = document.querySelector(".atlas-sort");
     var trusted = document.querySelector(".atlas-trusted");
+    var afc = document.querySelector(".atlas-afc");
+    var tiles = document.querySelectorAll("input[name=atlas-tile]");
     var count = document.querySelector(".atlas-filter-count");
     var rest = grid.querySelector("template.atlas-grid-rest"), rows = [];
     function num(a, name) {
@@ -543,17 +548,27 @@
       rows = Array.prototype.map.call(grid.querySelectorAll("a[data-u]"), function (a) {
         return { a: a, u: a.getAttribute("data-u"), c: (a.getAttribute("data-c") || "").toLowerCase(),
                  w: (a.getAttribute("data-w") || "").toLowerCase(),
-                 v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1" };
+                 v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1",
+                 afc: num(a, "data-a"), best: num(a, "data-b") };
       });
     }
     var KEYS = {  // sort keys: smaller first; units without the value go last
       unit: function (row) { return +row.u; },
       v: function (row) { return row.v === null ? null : -row.v; },
-      r: function (row) { return row.r; }
+      r: function (row) { return row.r; },
+      a: function (row) { return row.afc === null ? null : -row.afc; }
     };
+    function recognised(row, how) {  // the recognisability filter (overview.AFC_FILTERS)
+      if (!how) return true;
+      if (row.afc === null) return false;
+      if (how === "chance") return row.afc > 0.5;
+      if (how === "best") return row.best !== null && row.afc >= row.best;
+      return row.afc >= parseFloat(how);
+    }
 
     function filter() {
       var q = input ? input.value.trim().toLowerCase() : "", only = trusted && trusted.checked;
+      var how = afc ? afc.value : "";
       var range = /^(\d+)\s*[-:]\s*(\d+)$/.exec(q), shown = 0;
       rows.forEach(function (row) {
         var u = row.u, ok;
@@ -562,10 +577,74 @@
         else if (/^\d+$/.test(q)) ok = u.indexOf(q) === 0;
         else ok = row.c.indexOf(q) >= 0 || row.w.indexOf(q) >= 0;
         if (only && !row.t) ok = false;
+        if (!recognised(row, how)) ok = false;
         row.a.hidden = !ok;
         if (ok) shown++;
       });
-      if (count) count.textContent = q || only ? shown + " of " + rows.length + " units" : "";
+      if (count) count.textContent = q || only || how ? shown + " of " + rows.length + " units" : "";
+    }
+
+    // the tile switch: each tile shows the unit's visualization, accentuation or best dataset
+    // example; the choice is kept in localStorage (TILE_KEY) for every layer page
+    var accFile = grid.getAttribute("data-acc"), exDir = grid.getAttribute("data-ex") || "";
+    var NO_TILE = { vis: "not visualized", acc: "no accentuation", ex: "no dataset example" };
+    function tileSrc(row, view) {
+      var a = row.a;
+      if (row.vis === undefined) {  // the visualization as built, once
+        var img0 = a.querySelector("img");
+        row.vis = img0 ? img0.getAttribute("src") : null;
+      }
+      if (view === "acc") return accFile && a.hasAttribute("data-ia") ? row.u + "/" + accFile : null;
+      if (view === "ex") return a.hasAttribute("data-ie") ? exDir + a.getAttribute("data-ie") : null;
+      return row.vis;
+    }
+    function showTile(row, view) {
+      var a = row.a, src = tileSrc(row, view), img = a.querySelector("img");
+      var none = a.querySelector(".atlas-novis");
+      if (src) {
+        if (!img) {
+          img = document.createElement("img");
+          img.loading = "lazy"; img.width = img.height = 96;
+          img.alt = a.getAttribute("title") || "";
+          a.insertBefore(img, a.firstChild);
+        }
+        if (img.getAttribute("src") !== src) img.setAttribute("src", src);
+        img.hidden = false;
+        if (none) none.hidden = true;
+      } else {
+        if (img) img.hidden = true;
+        if (!none) {
+          none = document.createElement("span");
+          none.className = "atlas-novis";
+          a.insertBefore(none, a.firstChild);
+        }
+        none.textContent = NO_TILE[view] || "";
+        none.hidden = false;
+      }
+    }
+    function tileView() {
+      for (var i = 0; i < tiles.length; i++) if (tiles[i].checked) return tiles[i].value;
+      return "vis";
+    }
+    function showTiles() {
+      var view = tileView();
+      grid.setAttribute("data-tiles", view);
+      if (view === "vis" && !grid.hasAttribute("data-tiles-changed")) return;
+      grid.setAttribute("data-tiles-changed", "");
+      rows.forEach(function (row) { showTile(row, view); });
+    }
+    function stored() {
+      try { return localStorage.getItem(TILE_KEY); } catch (e) { return null; }
+    }
+    if (tiles.length) {
+      var kept = stored();
+      Array.prototype.forEach.call(tiles, function (t) {
+        if (kept && t.value === kept) t.checked = true;
+        t.addEventListener("change", function () {
+          try { localStorage.setItem(TILE_KEY, tileView()); } catch (e) { /* private mode */ }
+          showTiles();
+        });
+      });
     }
     function order() {
       var key = KEYS[sort ? sort.value : "unit"] || KEYS.unit;
@@ -582,11 +661,13 @@
       collect();
       // a form restored by the browser (back button) or used meanwhile keeps its state
       if (sort && sort.value !== "unit") order();
-      if ((input && input.value) || (trusted && trusted.checked)) filter();
+      if ((input && input.value) || (trusted && trusted.checked) || (afc && afc.value)) filter();
+      if (tiles.length) showTiles();
       grid.classList.add("atlas-grid-ready");
     }
     if (input) input.addEventListener("input", filter);
     if (trusted) trusted.addEventListener("change", filter);
+    if (afc) afc.addEventListener("change", filter);
     if (sort) sort.addEventListener("change", order);
     collect();
     if (!rest) { ready(); return; }
@@ -602,6 +683,7 @@
     requestAnimationFrame(step);
   }
   var GRID_STEP = 512;  // cells moved into a layer page's grid per frame
+  var TILE_KEY = "atlas-tiles";  // localStorage: what the layer pages' tiles show
 
   /* ---- layer page: the map ------------------------------------------------------------- */
   // map.json: units, x, y (in [0, 1], one scale for both axes), thumb (index into thumbs,
