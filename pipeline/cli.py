@@ -118,11 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="how far to trust an atlas's visualizations",
                        description="Per recipe: objective against the paper recipe, units "
                        "beating their best dataset example, z-selectivity, TV/px and spectral "
-                       "distance against the dataset; writes DIR/evaluate/report.json and "
-                       "contact_sheet.png (the Method page defines each figure).")
+                       "distance against the dataset, and recognisability (2-AFC, "
+                       "transferability) by a judge beside the best examples' and noise's; "
+                       "writes DIR/evaluate/report.json and contact_sheet.png (the Method page "
+                       "defines each figure).")
     p.add_argument("--out", default="atlas-demo", help="atlas directory")
     p.add_argument("--reference", default="paper",
                    help="recipe the objective is relative to (default paper)")
+    p.add_argument("--judge", default=None,
+                   help="judge SPEC (a labeler SPEC or cnn:demo | cnn:PATH; default: the "
+                   "atlas's judge, else its labeler; none: no recognisability)")
+    p.add_argument("--judge-trials", type=int, default=None, help="2-AFC trials per unit")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p = sub.add_parser("serve", help="serve a built atlas on localhost",
                        description="Serve DIR/site on localhost and print the URL.")
@@ -222,7 +228,8 @@ def _models(name: str | None, kwargs: list[str], show_all: bool) -> None:
           "`vit-atlas models NAME` shows a model's layers.")
 
 
-def _evaluate(out: str, reference: str, device: str) -> None:
+def _evaluate(out: str, reference: str, device: str, judge: str | None = None,
+              trials: int | None = None) -> None:
     from pipeline.runtime import prepare
     from pipeline.visualize.evaluate import evaluate_atlas, write_report
 
@@ -233,7 +240,13 @@ def _evaluate(out: str, reference: str, device: str) -> None:
     run = prepare(config)
     if not store.vis_recipes():
         raise AtlasError(f"{out} has no visualizations: run `vit-atlas visualize --out {out}`")
-    evaluation = evaluate_atlas(store, run.model, run.spec, run.device, reference=reference)
+    vis = config.visualize
+    spec = judge if judge is not None else vis.judge_spec(config.label.labeler)
+    from pipeline.judge import load_judge
+
+    judged = None if spec in (None, "none") else load_judge(spec, config.model.name, run.device)
+    evaluation = evaluate_atlas(store, run.model, run.spec, run.device, reference=reference,
+                                judge=judged, trials=trials or vis.judge_trials)
     print(evaluation.table())
     print(f"\nreport and contact sheet in {write_report(store, evaluation)}")
 
@@ -259,7 +272,7 @@ def run_command(args: argparse.Namespace) -> None:
         return
 
     if command == "evaluate":
-        _evaluate(args.out, args.reference, args.device)
+        _evaluate(args.out, args.reference, args.device, args.judge, args.judge_trials)
         return
     if command == "publish":
         from pipeline.publish import publish

@@ -17,6 +17,12 @@ every figure).
   the patch size, the signature of a pattern tiled patch by patch (ViTs read pixels patch by
   patch, so an image can exploit the grid); the dataset images' share is the baseline.
 
+- ``afc`` (per layer, and ``afc_all``): the mean 2-AFC of the images, measured by a judge
+  (``pipeline.judge``), beside the same trials with each unit's best dataset example and
+  with uniform noise as the reference; ``transfer``: the share of units, among those whose
+  top examples one class dominates, that the judge classifies as that class (baselines: the
+  best examples', noise's).
+
 ``vit-atlas evaluate --out DIR`` prints the table and writes ``DIR/evaluate/report.json`` and
 ``DIR/evaluate/contact_sheet.png``; ``scripts/bench_visualize.py`` adds speed.
 """
@@ -34,6 +40,7 @@ from PIL import Image, ImageDraw
 
 from pipeline.index.image_stats import amplitude_spectrum
 from pipeline.index.results import DatasetIndex, LayerIndex, load_examples, require_index
+from pipeline.judge import DEFAULT_TRIALS, ExampleEmbeddings, Judge, measure_layer
 from pipeline.models.spec import ModelSpec
 from pipeline.store import AtlasStore, atomic_write_bytes, atomic_write_json, encode_png
 from pipeline.visualize.objectives import tv_per_pixel
@@ -111,6 +118,26 @@ class ImageFigures:
 
 
 @dataclass
+class Recognisability:
+    """A judge's figures for a set of reference images: mean 2-AFC per layer and overall,
+    and transferability (hits / units with a dominant class)."""
+
+    afc: dict[int, float]
+    afc_all: float
+    transfer: float | None
+    transfer_units: int
+
+    @classmethod
+    def of(cls, measured: dict[int, list[dict | None]]) -> Recognisability:
+        afc = {li: float(np.mean([r["afc"] for r in rs if r])) for li, rs in measured.items()
+               if any(rs)}
+        every = [r for rs in measured.values() for r in rs if r]
+        hits = [r["transfer"]["hit"] for r in every if r["transfer"]]
+        return cls(afc, float(np.mean([r["afc"] for r in every])) if every else float("nan"),
+                   float(np.mean(hits)) if hits else None, len(hits))
+
+
+@dataclass
 class RecipeFigures:
     recipe: str
     steps: int
@@ -120,6 +147,7 @@ class RecipeFigures:
     beats_best_all: float
     flat: float  # fraction with TV/px < FLAT × the dataset images' own
     images: ImageFigures
+    recognisability: Recognisability | None = None
 
 
 @dataclass
@@ -129,6 +157,9 @@ class Evaluation:
     reference: str | None
     dataset: ImageFigures  # the indexed example images (z figures: each unit's best example)
     recipes: list[RecipeFigures] = field(default_factory=list)
+    judge: str | None = None  # the judge of the recognisability figures
+    best_examples: Recognisability | None = None  # baselines, on the same trials
+    noise: Recognisability | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +181,19 @@ class Evaluation:
                         f"{_f(r.images.z_rank_median, 6, 1)} {r.images.tv_px:>6.3f} "
                         f"{r.flat:>5.2f} {r.images.spectral_distance:>8.3f} "
                         f"{r.images.patch_grid:>5.3f}")
+        if self.judge is not None:
+            rows += ["", f"recognisability, judged by {self.judge}",
+                     f"{'images':<22} {'2-AFC':>6} {'worst layer':>11} {'transfer':>8} "
+                     f"{'by layer':>8}"]
+            named = [("best dataset examples", self.best_examples), ("uniform noise", self.noise)]
+            named += [(r.recipe, r.recognisability) for r in self.recipes]
+            for name, g in named:
+                if g is None:
+                    continue
+                worst = min(g.afc.values()) if g.afc else float("nan")
+                by_layer = " ".join(f"{v:.2f}" for v in g.afc.values())
+                rows.append(f"{name:<22} {g.afc_all:>6.3f} {worst:>11.3f} "
+                            f"{_f(g.transfer, 8)}  {by_layer}")
         return "\n".join(rows)
 
 
@@ -203,10 +247,19 @@ def best_example_fidelity(model: torch.nn.Module, spec: ModelSpec, index: Datase
     return fidelity(layer_index, keep, own, scores), pixels
 
 
+def _measure(judge: Judge, embeddings: ExampleEmbeddings, index: DatasetIndex, spec: ModelSpec,
+             units: dict[int, list[int]], images: dict[int, np.ndarray],
+             trials: int) -> dict[int, list[dict | None]]:
+    return {li: measure_layer(judge, embeddings, index.layers[li], units[li], images[li],
+                              f"{spec.name}/{li}", trials) for li in units}
+
+
 def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
                    device: torch.device, *, recipes: list[str] | None = None,
-                   reference: str = "paper") -> Evaluation:
-    """Figures for every recipe of the atlas (or ``recipes``), over the units they share;
+                   reference: str = "paper", judge: Judge | None = None,
+                   trials: int = DEFAULT_TRIALS) -> Evaluation:
+    """Figures for every recipe of the atlas (or ``recipes``), over the units they share, and
+    with a ``judge`` their recognisability beside the best examples' and noise's;
     ``vit-atlas evaluate --out DIR`` calls it on the atlas's own model
     (tests/visualize/test_evaluate.py shows it on a small atlas)."""
     names = recipes or store.vis_recipes()
@@ -226,10 +279,11 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
     thumbs = [p for p in (examples.thumb_path(i) for i in range(len(examples.ids)))
               if p is not None and p.is_file()] if examples else []
     data_x = _to_input([_load_png(p) for p in thumbs], size) if thumbs else None
-    ranks = []
+    ranks, best_pixels = [], {}
     for li in layers:
-        fid, _ = best_example_fidelity(model, spec, index, store, li, units[li], device)
+        fid, pixels = best_example_fidelity(model, spec, index, store, li, units[li], device)
         ranks += [f["z_rank"] for f in fid]
+        best_pixels[li] = pixels
     z_top1, z_median = _z_figures(ranks)
     data_tv = float(tv_per_pixel(data_x).median()) if data_x is not None else float("nan")
     data_spec = (float(spectral_distance(data_x, reference_spectrum).median())
@@ -241,9 +295,25 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
     evaluation = Evaluation(layers, units, reference if reference in names else None,
                             ImageFigures(len(thumbs), z_top1, z_median, data_tv, data_spec,
                                          data_grid))
+    embeddings = None
+    if judge is not None and examples is not None:
+        embeddings = ExampleEmbeddings(judge, examples)
+        evaluation.judge = judge.id
+        # units whose best example has a thumbnail (best_example_fidelity's ``keep``)
+        with_best = {li: [u for u in units[li] if _best_number(index.layers[li], u, examples)
+                          is not None] for li in layers}
+        evaluation.best_examples = Recognisability.of(_measure(
+            judge, embeddings, index, spec, with_best,
+            {li: np.stack(best_pixels[li]) if best_pixels[li] else None for li in layers},
+            trials))
+        rng = np.random.default_rng(0)
+        noise = {li: rng.integers(0, 256, (len(units[li]), *size, 3), dtype=np.uint8)
+                 for li in layers}
+        evaluation.noise = Recognisability.of(_measure(judge, embeddings, index, spec, units,
+                                                       noise, trials))
 
     for name in names:
-        acts, beats, ranks, images, steps = [], {}, [], [], 0
+        acts, beats, ranks, images, steps, by_layer = [], {}, [], [], 0, {}
         for li in layers:
             rows = [results[name][li][u] for u in units[li]]
             steps = int(rows[0]["recipe"].get("steps", 0)) if rows else steps
@@ -253,8 +323,15 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
             ranks += [f.get("z_rank") for f in fid]
             acts += [r["activation"] for r in rows]
             folder = store.vis_dir(li, name)
-            images += [_load_png(folder / r["image"]) for r in rows]
+            by_layer[li] = [_load_png(folder / r["image"]) for r in rows]
+            images += by_layer[li]
         x = _to_input(images, size)
+        judged = None
+        if embeddings is not None:
+            judged = Recognisability.of(_measure(
+                judge, embeddings, index, spec, units,
+                {li: np.stack(by_layer[li]) if by_layer[li] else None for li in layers},
+                trials))
         tv = tv_per_pixel(x)
         objective = None
         if evaluation.reference:
@@ -269,8 +346,17 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
             flat=float((tv < FLAT * data_tv).float().mean()),
             images=ImageFigures(total, z_top1, z_median, float(tv.median()),
                                 float(spectral_distance(x, reference_spectrum).median()),
-                                float(patch_grid_share(x, patch).median()))))
+                                float(patch_grid_share(x, patch).median())),
+            recognisability=judged))
     return evaluation
+
+
+def _best_number(index: LayerIndex, unit: int, examples) -> int | None:
+    """The unit's best example number, if its thumbnail exists."""
+    row = index.unit_row(unit)
+    top = index.top(row) if row is not None else []
+    path = examples.thumb_path(top[0][0]) if top else None
+    return top[0][0] if path is not None and path.is_file() else None
 
 
 def contact_sheet(store: AtlasStore, evaluation: Evaluation, path: Path,

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from pipeline import distributed
 from pipeline.config import VisualizeConfig
-from pipeline.index.results import LayerIndex, require_index
+from pipeline.index.results import LayerIndex, load_examples, require_index
+from pipeline.judge import ExampleEmbeddings, load_judge, measure_layer
 from pipeline.runtime import Run
 from pipeline.visualize.objectives import UnitStats
 from pipeline.visualize.optimize import render_features
@@ -84,11 +85,11 @@ def fidelity(index: LayerIndex, units: list[int], activations: torch.Tensor,
     return out
 
 
-def index_digest(index: LayerIndex, prior: ImagePrior | None) -> str:
-    """What a layer's images depend on in the index (the whole layer's statistics and the
-    dataset's image prior, not which channels were indexed): a chunk made against another
-    index is redone."""
-    h = hashlib.sha256()
+def index_digest(index: LayerIndex, prior: ImagePrior | None, judge: str | None = None) -> str:
+    """What a layer's images and figures depend on in the index (the whole layer's statistics
+    and the dataset's image prior, not which channels were indexed) and the judge that
+    measured them: a chunk made against another index or judge is redone."""
+    h = hashlib.sha256(str(judge).encode())
     for array in index.whole_layer():
         h.update(np.ascontiguousarray(array).tobytes())
     if prior is not None:
@@ -153,9 +154,45 @@ def run_visualize(run: Run) -> None:
     recipes = recipes_for(run.config.visualize)
     index = require_index(run.store, run.layers)
     prior = ImagePrior.from_stats(index.image_stats) if index.image_stats.count else None
+    judging = _judging(run)
     for recipe in recipes:
-        _run_recipe(run, recipe, index.layers, prior)
+        _run_recipe(run, recipe, index.layers, prior, judging)
     distributed.barrier()
+
+
+@dataclass
+class _Judging:
+    """The judge of this run and its embeddings of the index's examples (kept across
+    chunks); it measures the stored images and never steers them."""
+
+    embeddings: ExampleEmbeddings
+    trials: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.embeddings.judge.id}/{self.trials}"
+
+    def measure(self, run: Run, index: LayerIndex, layer: int, units: list[int],
+                images: torch.Tensor, fidelities: list[dict]) -> None:
+        measured = measure_layer(self.embeddings.judge, self.embeddings, index, units,
+                                 images.numpy(), f"{run.spec.name}/{layer}", self.trials)
+        for f, r in zip(fidelities, measured, strict=True):
+            if r is not None:
+                f["recognisability"] = r
+
+
+def _judging(run: Run) -> _Judging | None:
+    cfg = run.config.visualize
+    spec = cfg.judge_spec(run.config.label.labeler)
+    if spec is None:
+        if distributed.is_main():
+            tqdm.write("visualize: no judge (no labeler, no --judge): recognisability is not "
+                       "measured")
+        return None
+    judge = load_judge(spec, run.config.model.name, run.device)
+    examples = load_examples(run.store)
+    return None if examples is None else _Judging(ExampleEmbeddings(judge, examples),
+                                                  cfg.judge_trials)
 
 
 def _keeping_done_units(store, chunk: Chunk, recipe: dict, index_id: str) -> Chunk:
@@ -167,13 +204,14 @@ def _keeping_done_units(store, chunk: Chunk, recipe: dict, index_id: str) -> Chu
 
 
 def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
-                prior: ImagePrior | None) -> None:
+                prior: ImagePrior | None, judging: _Judging | None = None) -> None:
     recipe_dict = recipe.to_dict()
     store = run.store
     planned = plan_chunks(run)
     # Rank 0 lists the unfinished chunks and every rank takes its share of those, so a rerun
     # after a rank died spreads that rank's leftover work over all ranks.
-    digests = {li: index_digest(index, prior) for li, index in indexes.items()}
+    digests = {li: index_digest(index, prior, None if judging is None else judging.id)
+               for li, index in indexes.items()}
     unfinished = distributed.broadcast(
         [_keeping_done_units(store, c, recipe_dict, digests[c.layer]) for c in planned
          if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units, digests[c.layer])]
@@ -203,6 +241,8 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
         activation = torch.cat([p.activations for p in parts])
         scores = torch.cat([p.scores for p in parts])
         fidelities = fidelity(index, units, activation, scores)
+        if judging is not None:
+            judging.measure(run, index, layer.index, units, images, fidelities)
         offset = 0
         for chunk in group:
             n = len(chunk.units)

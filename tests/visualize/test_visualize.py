@@ -237,7 +237,8 @@ def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
 
 
 def test_fidelity_fields_and_two_recipes(tiny_config):
-    store = _visualized(tiny_config, channels="0:8", recipe="default,paper", steps=4).store
+    store = _visualized(tiny_config, channels="0:8", recipe="default,paper", steps=4,
+                        judge="demo", judge_trials=6).store
     assert store.vis_recipes() == ["default", "paper"]
     from pipeline.index.results import load_layer_index
     index = load_layer_index(store, 1)
@@ -252,6 +253,9 @@ def test_fidelity_fields_and_two_recipes(tiny_config):
             assert f["z"] == pytest.approx((r["activation"] - index.mean[row]) / index.std[row],
                                            rel=1e-3, abs=1e-3)
             assert 1 <= f["z_rank"] <= f["of"] == 192  # the whole layer, not the 8 indexed
+            rec = f["recognisability"]  # measured by the judge on the stored image
+            assert rec["judge"].startswith("demo@sha256:") and rec["trials"] == 6
+            assert rec["afc"] == rec["right"] / 6 and 0 <= rec["best_example"]["right"] <= 6
             attr = np.asarray(Image.open(store.vis_dir(1, name) / r["attribution"]))
             assert attr.shape == (32, 32) and attr.max() == 255
             assert r["recipe"]["name"] == name and "objective" in r["recipe"]
