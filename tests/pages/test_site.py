@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pipeline.resources import mkdocs_yml
-from pipeline.site import build, fidelity, markup
+from pipeline.site import build, fidelity, markup, recognisability
 from pipeline.site.assets import significant_decimals
 from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.site.search import WordIndex
@@ -24,6 +24,7 @@ from pipeline.store import AtlasStore
 from pipeline.testing.fake import (
     FAKE_FIDELITY,
     IMAGES_SEEN_PER_EXAMPLE,
+    JUDGE,
     MAP_PRESERVATION,
     QUANTILES,
     TRICKY_CLASS,
@@ -32,12 +33,15 @@ from pipeline.testing.fake import (
     TRICKY_MODEL,
     TRICKY_NOTE,
     TRICKY_RECIPE,
+    accented,
     fake_across,
     fake_labels,
     fake_relations,
     make_fake_atlas,
     tiny_spec,
 )
+from pipeline.testing.fake import fidelity as fake_fidelity
+from pipeline.testing.fake import seed as fake_seed
 from pipeline.version import ATLAS_VERSION
 
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}
@@ -53,12 +57,13 @@ _BUILT: dict[str, Path] = {}
 def build_small_site(base: Path) -> Path:
     """2 layers x 192 units; layer 1 not indexed (so it has pages only for visualized units).
     Two recipes: the primary visualizes units 0..149 (attribution maps in layer 0 only), the
-    second (``TRICKY_RECIPE``) the even ones among them, with attribution maps. Labels: every
+    second (``TRICKY_RECIPE``) the even ones among them, with attribution maps, the accentuation
+    (``ACCENT_RECIPE``) every fourth, with seeds. Labels: every
     unit of both layers but every tenth (``fake.fake_labels``), so layer 1's units without a
     page have labels too."""
     if "site" not in _BUILT:
         store = make_fake_atlas(base / "atlas", tiny_spec(**TINY), topk=6, n_examples=N_EXAMPLES,
-                                vis_units=VIS_UNITS, index_layers=[0])
+                                vis_units=VIS_UNITS, index_layers=[0], accent=True)
         _BUILT["site"] = build.build_site(store, shard_entries=SHARD_ENTRIES)
     return _BUILT["site"]
 
@@ -112,7 +117,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 5
+    assert feature["format_version"] == 6
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -149,14 +154,14 @@ def test_feature_json_fidelity_and_recipes(small_site: Path):
     f = feature(0, 0)
     assert f["fidelity"] == {**FAKE_FIDELITY[0], "of": 192}
     assert f["attribution"] == "attribution.png" and f["visualization"] == "visualization.png"
-    assert [r["name"] for r in f["recipes"]] == ["fake", TRICKY_RECIPE]
-    primary, second = f["recipes"]
+    assert [r["name"] for r in f["recipes"]] == ["fake", TRICKY_RECIPE, "accent"]
+    primary, second, _ = f["recipes"]
     assert primary == {"name": "fake", "recipe": f["recipe"], "visualization": f["visualization"],
                        "activation": f["activation"], "fidelity": f["fidelity"],
                        "attribution": f["attribution"]}
     assert (second["visualization"], second["attribution"]) == SECOND
     assert second["recipe"]["note"] == TRICKY_NOTE and second["recipe"]["steps"] == 2
-    assert set(second["fidelity"]) == {"vs_best_example", "z", "z_rank", "of"}
+    assert set(second["fidelity"]) == {"vs_best_example", "z", "z_rank", "of", "recognisability"}
     assert second["activation"] != f["activation"]
     for name in (primary["visualization"], primary["attribution"], *SECOND):
         assert (small_site / SLUG / "0" / "0" / name).is_file()
@@ -187,8 +192,8 @@ def test_feature_page_says_fidelity_in_words(small_site: Path):
     assert f'<p class="atlas-fidelity atlas-trusted">{words}</p>' in page
     primary = page.split('id="atlas-recipe-1"')[0]  # the first tab's panel
     assert "Caution" not in primary and 'class="atlas-attr-toggle"' in primary
-    assert page.count('class="atlas-tab-input"') == 2
-    assert page.count('<figure class="atlas-vis') == 2
+    assert page.count('class="atlas-tab-input"') == 3
+    assert page.count('<figure class="atlas-vis') == 3
     weak = (layer0 / "4" / "index.html").read_text().split('id="atlas-recipe-1"')[0]
     assert "0.43× the best of" in weak and "Weaker than the unit&#39;s best dataset image" in weak
     unselective = (layer0 / "5" / "index.html").read_text()
@@ -204,10 +209,134 @@ def test_feature_page_says_fidelity_in_words(small_site: Path):
 def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
-    cells = dict(re.findall(r'data-u="(\d+)"[^>]*?((?: data-[vrt]="[^"]*")*)>', page))
+    cells = dict(re.findall(r'data-u="(\d+)"[^>]*?((?: data-[vrt]="[^"]*")*)(?: data-[ab]="[^"]*")*'
+                            r'(?: data-i[ae]="[^"]*")*>', page))
     assert cells["0"] == ' data-v="2.1" data-r="1" data-t="1"'
     assert cells["4"] == ' data-v="0.43" data-r="2"' and cells["3"] == cells["7"] == ""
     assert cells["170"] == ""  # not visualized
+
+
+
+# -- recognisability and the accentuation --------------------------------------------------
+def _panels(page: str) -> dict[str, str]:
+    """Each recipe tab's panel of a feature page (its figure's HTML), by recipe name."""
+    out = {}
+    for chunk in page.split('<figure class="atlas-vis atlas-tab-panel" data-recipe="')[1:]:
+        name, body = chunk.split('">', 1)
+        out[unescape(name)] = body.split("</figure>", 1)[0]
+    return out
+
+
+def _para(panel: str, cls: str) -> list[str]:
+    """The decoded text of the panel's ``<p class="cls">`` paragraphs."""
+    return [unescape(re.sub(r"<[^>]+>", "", m))
+            for m in re.findall(rf'<p class="{cls}"[^>]*>(.*?)</p>', panel, re.S)]
+
+
+RECIPES = ("fake", TRICKY_RECIPE, "accent")
+
+
+def test_feature_json_recognisability_and_accent(small_site: Path):
+    def feature(layer: int, unit: int) -> dict:
+        return json.loads((small_site / SLUG / str(layer) / str(unit) / "feature.json").read_text())
+
+    f = feature(0, 0)
+    assert f["fidelity"]["recognisability"] == FAKE_FIDELITY[0]["recognisability"]
+    assert [r["name"] for r in f["recipes"]] == list(RECIPES)
+    for layer, units in ((0, range(0, VIS_UNITS, 7)), (1, range(0, VIS_UNITS, 11))):
+        for u in units:
+            got = {r["name"]: r for r in feature(layer, u)["recipes"]}
+            for number, name in enumerate(RECIPES):
+                if name not in got:
+                    assert (number == 1 and u % 2) or (number == 2 and not accented(u))
+                    continue
+                want = fidelity.clean(fake_fidelity(u, 192, number))
+                assert got[name]["fidelity"] == want, (layer, u, name)
+                assert ("recognisability" in (want or {})) == (
+                    u % 5 != 1 and not (number == 0 and u in (3, 7)))
+            if "accent" in got:  # the seed: copied through, in full
+                assert got["accent"]["seed"] == fake_seed(u, N_EXAMPLES, got["accent"][
+                    "activation"])
+                assert got["accent"]["visualization"] == "visualization-accent.png"
+            assert all("seed" not in r for n, r in got.items() if n != "accent")
+    assert feature(0, 0)["recipes"][2]["seed"]["example"] == TRICKY_ID
+    assert "recognisability" not in feature(0, 1)["fidelity"]  # not measured: not said
+    assert (small_site / SLUG / "0" / "0" / "visualization-accent.png").is_file()
+    assert not (small_site / SLUG / "0" / "2" / "visualization-accent.png").exists()
+
+
+def test_feature_page_says_recognisability_in_words(small_site: Path):
+    layer0 = small_site / SLUG / "0"
+    page = (layer0 / "0" / "index.html").read_text()
+    assert TRICKY_CLASS not in page  # the class name reaches the page escaped only
+    panels = _panels(page)
+    assert list(panels) == list(RECIPES)
+    assert _para(panels["fake"], "atlas-recognisability") == [
+        f"Given this image, the judge ({JUDGE}) tells the unit's top images from its bottom "
+        "ones 17 times in 20 (its best dataset example: 15 in 20). The judge sees this image "
+        f"as ‘{TRICKY_CLASS}’ — the class of 80% of the unit's top examples. how"]
+    assert _para(panels["fake"], "atlas-caution") == []
+    weak = _panels((layer0 / "4" / "index.html").read_text())["fake"]
+    assert _para(weak, "atlas-recognisability") == [
+        f"Given this image, the judge ({JUDGE}) tells the unit's top images from its bottom "
+        "ones 9 times in 20 (its best dataset example: 15 in 20). The judge sees this image "
+        f"as ‘{TRICKY_CLASS}’, not ‘ring’ — the class of 65% of the unit's top examples. how"]
+    cautions = _para(weak, "atlas-caution")
+    assert len(cautions) == 2 and cautions[1].startswith("Caution: No better than chance")
+    below = _panels((layer0 / "5" / "index.html").read_text())["fake"]
+    assert _para(below, "atlas-caution")[-1] == (
+        "Caution: Less recognisable than the unit's best dataset example (12 against 16 in 20):"
+        " the dataset examples show better what the unit detects.")
+    for unit in (1, 3, 7):  # not measured (or an atlas from before): nothing is said
+        for panel in _panels((layer0 / str(unit) / "index.html").read_text()).values():
+            assert _para(panel, "atlas-recognisability") == []
+    page3 = (layer0 / "3" / "index.html").read_text()
+    assert "atlas-recognisability" not in page3 and "Given this image" not in page3
+    # every measured tab says its own numbers, with its cautions
+    for u in range(0, VIS_UNITS, 3):
+        panels = _panels((layer0 / str(u) / "index.html").read_text())
+        for number, name in enumerate(RECIPES):
+            if name in panels:
+                fid = fidelity.clean(fake_fidelity(u, 192, number))
+                rec = (fid or {}).get("recognisability")
+                said = _para(panels[name], "atlas-recognisability")
+                assert said == ([recognisability.sentences(rec) + " how"] if rec else [])
+                assert _para(panels[name], "atlas-caution") == [
+                    "Caution: " + c for c in fidelity.cautions(fid)]
+
+
+def test_accent_tab_says_its_seed(small_site: Path):
+    panel = _panels((small_site / SLUG / "0" / "0" / "index.html").read_text())["accent"]
+    f = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
+    accent = f["recipes"][2]
+    assert "Accentuation (accent) · objective" in panel
+    assert _para(panel, "atlas-seed") == [
+        f"Raises the unit from {markup.num(accent['seed']['activation'])} (its seed, example "
+        f"{TRICKY_ID}) to {markup.num(accent['activation'])}."]
+    assert TRICKY_ID not in panel  # escaped
+    assert 'src="visualization-accent.png"' in panel
+    for name in ("fake", TRICKY_RECIPE):
+        other = _panels((small_site / SLUG / "0" / "0" / "index.html").read_text())[name]
+        assert _para(other, "atlas-seed") == [] and "Visualization (" in other
+
+
+def test_layer_page_sorts_filters_and_switches_tiles(small_site: Path):
+    page = (small_site / SLUG / "0" / "index.html").read_text()
+    assert '<option value="a">by recognisability' in page and 'class="atlas-afc"' in page
+    radios = re.findall(r'name="atlas-tile" value="(\w+)"', page)
+    assert radios == ["vis", "acc", "ex"]
+    assert 'data-ex="../examples/" data-acc="visualization-accent.png"' in page
+    cells = {m[0]: m[1] for m in re.findall(r'<a href="(\d+)/"[^>]*?( data-u[^>]*)>', page)}
+    assert ' data-a="0.85" data-b="0.75" data-ia="" data-ie="e0.png"' in cells["0"]
+    assert "data-a=" not in cells["1"] and "data-ia" not in cells["1"]  # not measured
+    assert "data-ia" not in cells["2"] and "data-ie=" in cells["2"]
+    assert "data-a" not in cells["170"] and "data-ie=" in cells["170"]  # not visualized
+    for unit in ("0", "2", "170"):  # the examples' files exist where the tiles point
+        name = re.search(r'data-ie="([^"]+)"', cells[unit]).group(1)
+        assert (small_site / SLUG / "examples" / name).is_file()
+    one = (small_site / SLUG / "1" / "index.html").read_text()  # layer 1: not indexed
+    assert re.findall(r'name="atlas-tile" value="(\w+)"', one) == ["vis", "acc"]
+    assert "data-ie=" not in one
 
 
 def test_fidelity_words():
@@ -267,7 +396,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
                                  for u in (0, 2, 3, 4, 7, 9, 170))]:
         _check(schema, json.loads(path.read_text()), str(path))
     fid = schema["$defs"]["fidelity"]["properties"]
-    assert set(fid) == {"vs_best_example", "z", "z_rank", "of"}
+    assert set(fid) == {"vs_best_example", "z", "z_rank", "of", "recognisability"}
     good = json.loads(paths[0].read_text())
     with pytest.raises(AssertionError):
         _check(schema, {**good, "fidelity": {"z": 1}})
@@ -287,7 +416,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 5
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 6
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -382,14 +511,14 @@ def _merged(shards: list[dict]) -> dict[str, list[list]]:
 def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
     words, shards = _word_index(small_site)
     assert words["page"] == f"{SLUG}/words/" and words["labeler"] == "demo"
-    assert words["thumbs"] == ["visualization.png", SECOND[0]]
+    assert words["thumbs"] == ["visualization.png", SECOND[0], "visualization-accent.png"]
     # the shards are what models.json says, and nothing else lies beside them
     files = sorted(p.name for p in (small_site / SLUG / "words").iterdir())
     assert files == sorted(["index.html", *(url.rsplit("/", 1)[1] for url, *_ in
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 5 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 6 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -474,7 +603,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert store.label_info() is None
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 5
+    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 6
     assert f["similar"] == [] and f["quantiles"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -630,13 +759,13 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 5 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 6 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
     assert data["y"] == [p["y"] for p in expected["units"]]
     assert min(data["x"] + data["y"]) >= 0 and max(data["x"] + data["y"]) <= 1
-    assert data["thumbs"] == ["visualization.png", SECOND[0]]
+    assert data["thumbs"] == ["visualization.png", SECOND[0], "visualization-accent.png"]
     assert data["thumb"] == [0 if u < VIS_UNITS else -1 for u in data["units"]]
     assert data["typical"] == [[t["unit"], t["size"]] for t in expected["typical"]]
     assert len(data["typical"]) == 8 and sum(n for _, n in data["typical"]) == 192
