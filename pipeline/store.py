@@ -6,8 +6,15 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/visualize/<recipe>/L{layer:03d}/chunk-{start:05d}.json   a finished chunk of units
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.png          the unit's visualization
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.attr.png     its attribution map, if any
-    DIR/index/...                          dataset top-k, histograms, patch maps, thumbnails
-    DIR/index/probe/...                    per-unit profiles over the probe images (see index)
+    DIR/index/examples.json                the dataset's examples and the index run; written
+                                           last: its presence means the index is complete
+    DIR/index/L{layer:03d}.npz             one layer's top-k, bottom-k, histograms, patch maps
+                                           and whole-layer statistics (``LayerIndex``)
+    DIR/index/image_stats.npz              the dataset's spectrum and colour statistics
+    DIR/index/probe/L{layer:03d}.npz       the layer's profiles over the probe images
+    DIR/index/probe/embeddings.npz         a labeler's embeddings of the probe images
+    DIR/index/thumbs/{number:07d}.png      a thumbnail per selected example
+    DIR/index/work/r{rank}of{world}/...    checkpoints of an unfinished index run
     DIR/label/label.json                   the labeler, concept set and SoftWPMI parameters
     DIR/label/L{layer:03d}.json            per unit, its top concepts and SoftWPMI scores
     DIR/label/cache/...                    labeler embeddings of the probe images and concepts
@@ -17,9 +24,11 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/build/docs/...                     generated Markdown for mkdocs (rebuildable)
     DIR/site/...                           the built static site
 
-Every file is written to a temporary name in the same directory and renamed into place, so
-a killed run leaves either the old file or the new one, never half of one. A chunk's JSON is
-written last: its presence means every image it names is on disk.
+The store owns this layout: every stage asks it for its paths (what the files hold is each
+stage's business: ``pipeline.index.results`` for the index). Every file is written to a
+temporary name in the same directory and renamed into place, so a killed run leaves either
+the old file or the new one, never half of one. A chunk's JSON is written last: its presence
+means every image it names is on disk.
 """
 
 from __future__ import annotations
@@ -162,6 +171,65 @@ class AtlasStore:
             "model": model,
             "weights_id": weights_id,
         }, indent=2)
+
+    # -- index ------------------------------------------------------------------------------
+    @property
+    def index_dir(self) -> Path:
+        """``DIR/index``: the dataset index (see ``pipeline.index.results`` for its files)."""
+        return self.root / "index"
+
+    @property
+    def examples_path(self) -> Path:
+        """``DIR/index/examples.json``, written last: its presence means the index is complete.
+
+        >>> AtlasStore("DIR").examples_path.as_posix()
+        'DIR/index/examples.json'
+        """
+        return self.index_dir / "examples.json"
+
+    def index_layer_path(self, layer: int) -> Path:
+        """``DIR/index/L{layer:03d}.npz``: one layer's ``LayerIndex``."""
+        return layer_file(self.index_dir, layer, ".npz")
+
+    @property
+    def image_stats_path(self) -> Path:
+        """``DIR/index/image_stats.npz``: the dataset's image statistics."""
+        return self.index_dir / "image_stats.npz"
+
+    @property
+    def probe_dir(self) -> Path:
+        """``DIR/index/probe``: profiles over the probe images, and their embeddings."""
+        return self.index_dir / "probe"
+
+    def probe_path(self, layer: int) -> Path:
+        """``DIR/index/probe/L{layer:03d}.npz``: one layer's ``ProbeProfiles``."""
+        return layer_file(self.probe_dir, layer, ".npz")
+
+    @property
+    def probe_embeddings_path(self) -> Path:
+        """``DIR/index/probe/embeddings.npz``: a labeler's embeddings of the probe images."""
+        return self.probe_dir / "embeddings.npz"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        """``DIR/index/thumbs``: one thumbnail per selected example."""
+        return self.index_dir / "thumbs"
+
+    @property
+    def index_work_dir(self) -> Path:
+        """``DIR/index/work``: checkpoints of an unfinished index run."""
+        return self.index_dir / "work"
+
+    def index_info(self) -> dict[str, Any] | None:
+        """``examples.json`` of a complete index, or None (none, or unreadable).
+
+        >>> AtlasStore("/nonexistent").index_info() is None
+        True
+        """
+        try:
+            return read_json_if_any(self.examples_path)
+        except (OSError, ValueError):
+            return None
 
     # -- visualizations ---------------------------------------------------------------------
     def vis_recipes(self) -> list[str]:
@@ -342,11 +410,8 @@ class AtlasStore:
     def _current_relations(self, layer: int) -> dict[str, Any] | None:
         """The layer's relations if made by the run ``relations.json`` names, against the
         index the atlas holds now."""
-        info, index = self.relations_info(), self.root / "index" / "examples.json"
-        try:
-            current = read_json(index).get("fingerprint") if index.is_file() else None
-        except (OSError, ValueError):
-            current = None
+        info, index = self.relations_info(), self.index_info()
+        current = None if index is None else index.get("fingerprint")
         if info is None or info.get("index") != current:
             return None
         return self._relations_arrays(self.relations_path(layer), info.get("fingerprint"))

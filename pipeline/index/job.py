@@ -17,14 +17,7 @@ from pipeline.index.histogram import DEFAULT_BINS
 from pipeline.index.image_stats import ImageStats
 from pipeline.index.maps import prepare_thumbs
 from pipeline.index.probe import ProbeEncoder, ProbeLog
-from pipeline.index.results import (
-    INDEX_FORMAT,
-    image_stats_path,
-    index_dir,
-    layer_path,
-    probe_dir,
-    read_examples_json,
-)
+from pipeline.index.results import INDEX_FORMAT
 from pipeline.models import FFNLayer
 from pipeline.runtime import Run
 
@@ -58,11 +51,11 @@ class IndexJob:
 
     @property
     def root(self) -> Path:
-        return index_dir(self.run.store)
+        return self.run.store.index_dir
 
     @property
     def rank_dir(self) -> Path:
-        return ckpt.rank_dir(self.root / "work", self.rank, self.world)
+        return ckpt.rank_dir(self.run.store.index_work_dir, self.rank, self.world)
 
     def new_image_stats(self) -> ImageStats:
         """An empty accumulator of the dataset's image statistics at the model's input size."""
@@ -75,11 +68,11 @@ class IndexJob:
                         None if encoder is None else encoder.id)
 
     def complete(self) -> bool:
-        data = read_examples_json(self.run.store)
         store = self.run.store
+        data = store.index_info()
         return (data is not None and data.get("fingerprint") == self.fingerprint
-                and all(layer_path(store, layer.index).is_file()
-                        and (probe_dir(store) / f"L{layer.index:03d}.npz").is_file()
+                and all(store.index_layer_path(layer.index).is_file()
+                        and store.probe_path(layer.index).is_file()
                         for layer in self.layers))
 
 
@@ -90,13 +83,14 @@ def say(msg: str) -> None:
 
 def remove_stale_outputs(job: IndexJob) -> None:
     """Outputs of an index with another configuration must not mix with this one."""
-    data = read_examples_json(job.run.store)
+    store = job.run.store
+    data = store.index_info()
     if data is not None and data.get("fingerprint") != job.fingerprint:
-        (job.root / "examples.json").unlink(missing_ok=True)
-        for path in job.root.glob("L*.npz"):
+        store.examples_path.unlink(missing_ok=True)
+        for path in store.index_dir.glob("L*.npz"):
             path.unlink(missing_ok=True)
-        image_stats_path(job.run.store).unlink(missing_ok=True)
-        shutil.rmtree(probe_dir(job.run.store), ignore_errors=True)
+        store.image_stats_path.unlink(missing_ok=True)
+        shutil.rmtree(store.probe_dir, ignore_errors=True)
     model, cfg = job.run.config.model, job.run.config.index
-    prepare_thumbs(job.root, [cfg.dataset, cfg.split, model.name, model.kwargs])
+    prepare_thumbs(job.run.store.thumbs_dir, [cfg.dataset, cfg.split, model.name, model.kwargs])
 

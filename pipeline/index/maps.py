@@ -47,14 +47,15 @@ def thumbnail(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
     return arr
 
 
-def prepare_thumbs(root: Path, key: Any) -> None:
-    """Empty ``root/thumbs`` unless it was made for the same ``key`` (dataset, split and
-    model input): a thumbnail is found by example number, so it is reused across reruns."""
+def prepare_thumbs(thumbs: Path, key: Any) -> None:
+    """Empty ``thumbs`` (``store.thumbs_dir``) unless it was made for the same ``key``
+    (dataset, split and model input): a thumbnail is found by example number, so it is reused
+    across reruns."""
     tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    marker = root / "thumbs" / "KEY"
+    marker = thumbs / "KEY"
     if marker.is_file() and marker.read_text().strip() == tag:
         return
-    shutil.rmtree(root / "thumbs", ignore_errors=True)
+    shutil.rmtree(thumbs, ignore_errors=True)
     atomic_write_text(marker, tag + "\n")
 
 

@@ -1,5 +1,7 @@
-"""Reading a finished index from the store (the contract between the index and the stages
-that read it: visualize, pages).
+"""What the index's files hold, and reading and writing them (the contract between the index
+and the stages that read it: label, relations, visualize, site). Where they lie is the store's
+(``AtlasStore.index_dir``, ``index_layer_path``, ``examples_path``, ``image_stats_path``,
+``probe_path``, ``probe_embeddings_path``, ``thumbs_dir``, ``index_work_dir``).
 
 Files under ``DIR/index/``::
 
@@ -142,22 +144,19 @@ class Examples:
         return self.class_names[label]
 
 
-def index_dir(store: AtlasStore) -> Path:
-    return store.root / "index"
-
-
-def layer_path(store: AtlasStore, layer: int) -> Path:
-    return index_dir(store) / f"L{layer:03d}.npz"
-
-
 def load_examples(store: AtlasStore) -> Examples | None:
-    path = index_dir(store) / "examples.json"
+    """The index's examples, or None before the index is complete.
+
+    >>> load_examples(AtlasStore("/nonexistent")) is None
+    True
+    """
+    path = store.examples_path
     if not path.is_file():
         return None
     d = read_json(path)
     ex = d["examples"]
     return Examples(
-        root=index_dir(store),
+        root=store.index_dir,
         ids=[e["id"] for e in ex],
         labels=[e.get("label") for e in ex],
         thumbs=[e.get("thumb") for e in ex],
@@ -168,7 +167,8 @@ def load_examples(store: AtlasStore) -> Examples | None:
 
 
 def load_layer_index(store: AtlasStore, layer: int) -> LayerIndex | None:
-    path = layer_path(store, layer)
+    """``layer``'s ``LayerIndex``, or None if it was not indexed."""
+    path = store.index_layer_path(layer)
     if not path.is_file():
         return None
     with np.load(path) as z:
@@ -182,22 +182,12 @@ def write_layer_index(store: AtlasStore, layer: int, index: LayerIndex) -> None:
     """Write ``L{layer:03d}.npz`` atomically."""
     arrays = {f.name: getattr(index, f.name) for f in fields(LayerIndex)
               if getattr(index, f.name) is not None}
-    atomic_save_npz(layer_path(store, layer), **arrays)
+    atomic_save_npz(store.index_layer_path(layer), **arrays)
 
 
 def write_examples(store: AtlasStore, data: dict[str, Any]) -> None:
     """Write ``examples.json`` atomically (last: it marks the index complete)."""
-    atomic_write_json(index_dir(store) / "examples.json", data)
-
-
-def read_examples_json(store: AtlasStore) -> dict[str, Any] | None:
-    path = index_dir(store) / "examples.json"
-    if not path.is_file():
-        return None
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None
+    atomic_write_json(store.examples_path, data)
 
 
 # -- dataset image statistics -----------------------------------------------------------------
@@ -211,13 +201,9 @@ class DatasetImageStats:
     count: int  # images measured (0: none, every array zero)
 
 
-def image_stats_path(store: AtlasStore) -> Path:
-    return index_dir(store) / "image_stats.npz"
-
-
 def write_image_stats(store: AtlasStore, stats: DatasetImageStats) -> None:
     """Write ``image_stats.npz`` atomically."""
-    atomic_save_npz(image_stats_path(store), spectrum=stats.spectrum,
+    atomic_save_npz(store.image_stats_path, spectrum=stats.spectrum,
                     colour_mean=stats.colour_mean, colour_cov=stats.colour_cov,
                     count=np.array(stats.count, dtype=np.int64))
 
@@ -228,7 +214,7 @@ def load_image_stats(store: AtlasStore) -> DatasetImageStats | None:
     >>> load_image_stats(AtlasStore("/nonexistent")) is None
     True
     """
-    path = image_stats_path(store)
+    path = store.image_stats_path
     if not path.is_file():
         return None
     with np.load(path) as z:
@@ -266,9 +252,9 @@ def require_index(store: AtlasStore, layers: list[int],
     def missing(what: str) -> AtlasError:
         return AtlasError(f"{root} {what}: {fix}")
 
-    data = read_examples_json(store)
+    data = store.index_info()
     if data is None:
-        state = "an unfinished" if (index_dir(store) / "work").is_dir() else "no"
+        state = "an unfinished" if store.index_work_dir.is_dir() else "no"
         raise missing(f"has {state} dataset index for {_layer_words(layers)}")
     if data.get("format_version") != INDEX_FORMAT:
         raise missing(f"has a dataset index of an older format "
@@ -277,7 +263,7 @@ def require_index(store: AtlasStore, layers: list[int],
         raise missing("has a dataset index made with other options (model, weights, "
                       "dataset, channels, topk, max_images or stats_images)")
     indexed = set(data.get("layers") or [])
-    absent = [i for i in layers if i not in indexed or not layer_path(store, i).is_file()]
+    absent = [i for i in layers if i not in indexed or not store.index_layer_path(i).is_file()]
     if absent:
         raise missing(f"has no dataset index for {_layer_words(absent)}")
     images = load_image_stats(store)
@@ -306,22 +292,18 @@ class ProbeProfiles:
         return self.profiles.astype(np.float32) + self.mean
 
 
-def probe_dir(store: AtlasStore) -> Path:
-    return index_dir(store) / "probe"
-
-
 def write_probe(store: AtlasStore, layer: int, numbers: np.ndarray, scores: np.ndarray,
                 units: np.ndarray) -> None:
     """Write one layer's ``ProbeProfiles`` from raw float32 ``scores`` (n, units)."""
     mean = scores.astype(np.float64).mean(0).astype(np.float32) if len(scores) else \
         np.zeros(scores.shape[1], np.float32)
-    atomic_save_npz(probe_dir(store) / f"L{layer:03d}.npz", numbers=numbers.astype(np.int64),
+    atomic_save_npz(store.probe_path(layer), numbers=numbers.astype(np.int64),
                     profiles=(scores - mean).astype(np.float16), mean=mean,
                     units=units.astype(np.int64))
 
 
 def load_probe(store: AtlasStore, layer: int) -> ProbeProfiles | None:
-    path = probe_dir(store) / f"L{layer:03d}.npz"
+    path = store.probe_path(layer)
     if not path.is_file():
         return None
     with np.load(path) as z:
@@ -330,14 +312,14 @@ def load_probe(store: AtlasStore, layer: int) -> ProbeProfiles | None:
 
 def write_probe_embeddings(store: AtlasStore, encoder: str, numbers: np.ndarray,
                            embeddings: np.ndarray) -> None:
-    atomic_save_npz(probe_dir(store) / "embeddings.npz", numbers=numbers.astype(np.int64),
+    atomic_save_npz(store.probe_embeddings_path, numbers=numbers.astype(np.int64),
                     embeddings=embeddings.astype(np.float16), encoder=np.array(encoder))
 
 
 def load_probe_embeddings(store: AtlasStore, encoder: str) -> tuple[np.ndarray,
                                                                     np.ndarray] | None:
     """``(numbers, embeddings float32)`` made by ``encoder`` in the index pass, or None."""
-    path = probe_dir(store) / "embeddings.npz"
+    path = store.probe_embeddings_path
     if not path.is_file():
         return None
     with np.load(path) as z:

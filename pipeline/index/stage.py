@@ -95,5 +95,5 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
         write_index(job, source, merged, quantiles, merged_images, maps, examples, failed)
     distributed.barrier()
     if distributed.is_main():
-        shutil.rmtree(job.root / "work", ignore_errors=True)
+        shutil.rmtree(job.run.store.index_work_dir, ignore_errors=True)
 

@@ -101,7 +101,7 @@ def write_index(job: IndexJob, source: Source, stats: dict[int, LayerStats],
     for s in skipped[:10]:
         say(f"  skipped #{s['number']} {s['id']}: {s['reason']}")
     if len(skipped) > 10:
-        say(f"  ... {len(skipped) - 10} more in {job.root / 'examples.json'}")
+        say(f"  ... {len(skipped) - 10} more in {job.run.store.examples_path}")
     for f in failed[:10]:
         say(f"  warning: #{f[0]} {f[1]} decoded in the scan but not for its maps: {f[2]}")
 

@@ -31,7 +31,6 @@ from pipeline.index.results import (
     load_examples,
     load_probe,
     load_probe_embeddings,
-    read_examples_json,
 )
 from pipeline.label.concepts import ConceptSet, default_concepts, read_concepts
 from pipeline.label.dissect import (
@@ -98,7 +97,7 @@ def _label(run: Run, labeler: Labeler | None) -> None:
     if not cfg.labeler:
         raise AtlasError("no labeler: set labeler to demo | self | DIR | "
                          "open_clip:<model>/<pretrained>", option="labeler")
-    data = read_examples_json(store)
+    data = store.index_info()
     if data is None:
         raise AtlasError(f"{store.root} has no finished dataset index: labels are computed from "
                          "it; run the index stage on it first")

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from pipeline import distributed
 from pipeline.errors import AtlasError
-from pipeline.index.results import INDEX_FORMAT, load_probe, read_examples_json
+from pipeline.index.results import INDEX_FORMAT, load_probe
 from pipeline.relations.layout import (
     MAP_METHODS,
     UMAP_NEIGHBOURS,
@@ -81,7 +81,7 @@ def require_profiles(store: AtlasStore, layers: list[int] | None = None,
     """The finished index's ``examples.json`` and the standardized profiles of ``layers``
     (default: every indexed layer), or an ``AtlasError`` naming the stage to run."""
     root = store.root
-    data = read_examples_json(store)
+    data = store.index_info()
     if data is None:
         raise AtlasError(f"{root} has no finished dataset index: relations are computed from "
                          "its probe profiles; run the index stage on it first")
@@ -185,7 +185,7 @@ def relate_layer(query: LayerProfiles, bases: list[LayerProfiles], k: int, model
 def check_same_probe(a: AtlasStore, b: AtlasStore) -> None:
     """Raise ``AtlasError`` unless ``a`` and ``b`` were indexed over the same probe set: the
     same dataset and split, and the same probe images (numbers and ids)."""
-    da, db = read_examples_json(a), read_examples_json(b)
+    da, db = a.index_info(), b.index_info()
     if da is None or db is None:
         missing = a.root if da is None else b.root
         raise AtlasError(f"{missing} has no finished dataset index: run the index stage on "
@@ -227,7 +227,7 @@ def relate_atlases(a: AtlasStore, b: AtlasStore, k: int = 8) -> None:
     """Store each atlas's similar units in the other (``DIR/relations/across/<model>/``), so
     that ``store.similar(layer)`` lists them after its own model's groups."""
     for x, y in ((a, b), (b, a)):
-        dx, dy = read_examples_json(x) or {}, read_examples_json(y) or {}
+        dx, dy = x.index_info() or {}, y.index_info() or {}
         fingerprint = _digest({"format": RELATIONS_FORMAT, "index": dx.get("fingerprint"),
                                "other": dy.get("fingerprint"), "k": k})
         slug = model_slug(model_name(y))

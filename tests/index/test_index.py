@@ -15,7 +15,6 @@ import pytest
 
 from pipeline.errors import AtlasError
 from pipeline.index.results import (
-    index_dir,
     load_examples,
     load_image_stats,
     load_layer_index,
@@ -210,12 +209,12 @@ def test_examples_and_thumbnails(synthetic_run):
 
     with Image.open(ex.thumb_path(min(shown))) as im:
         assert im.size == (32, 32) and im.mode == "RGB"
-    assert not (index_dir(run.store) / "work").exists()
+    assert not run.store.index_work_dir.exists()
 
 
 def test_finished_index_is_skipped(synthetic_run, capfd):
     run = synthetic_run
-    path = index_dir(run.store) / "L000.npz"
+    path = run.store.index_dir / "L000.npz"
     before = path.stat().st_mtime_ns
     run_index(run)
     assert path.stat().st_mtime_ns == before
@@ -239,9 +238,9 @@ def test_batch_size_and_workers_do_not_matter(synthetic_run, tmp_path):
 def test_resume_after_interruption_equals_uninterrupted(synthetic_run, tmp_path):
     run = tiny_run(tmp_path / "atlas", "synthetic:60", checkpoint_every=2)
     run_index(run, stop_after_batches=3)  # checkpoint after batch 2; batch 3 is lost
-    work = index_dir(run.store) / "work"
+    work = run.store.index_work_dir
     assert (work / "r0of1" / "state.npz").is_file()
-    assert not (index_dir(run.store) / "examples.json").exists()
+    assert not run.store.examples_path.exists()
     run_index(run, stop_after_batches=2)  # resumes, stops again
     run_index(run)
     ref = _layers(synthetic_run)
@@ -258,8 +257,8 @@ def test_resume_after_interruption_equals_uninterrupted(synthetic_run, tmp_path)
             np.testing.assert_array_equal(getattr(li, f"quantile_{name}"),
                                           getattr(ref[index], f"quantile_{name}"))
     assert_same_probe(synthetic_run.store, run.store, run.layers, atol=0)
-    a = json.loads((index_dir(run.store) / "examples.json").read_text())
-    b = json.loads((index_dir(synthetic_run.store) / "examples.json").read_text())
+    a = json.loads(run.store.examples_path.read_text())
+    b = json.loads(synthetic_run.store.examples_path.read_text())
     assert a["examples"] == b["examples"] and a["images_seen"] == b["images_seen"] == 60
 
 
@@ -270,7 +269,7 @@ def test_resume_webdataset_from_state_dict(tmp_path):
     run_index(ref)
     run = tiny_run(tmp_path / "atlas", f"webdataset:{wds}", checkpoint_every=1)
     run_index(run, stop_after_batches=2)
-    meta = np.load(index_dir(run.store) / "work" / "r0of1" / "state.npz")["meta"]
+    meta = np.load(run.store.index_work_dir / "r0of1" / "state.npz")["meta"]
     state = json.loads(str(meta))
     assert state["consumed"] == 16 and state["source_state"] is not None
     run_index(run)
@@ -334,7 +333,7 @@ def test_broken_files_are_skipped_and_reported(tmp_path, capfd):
     root = write_odd_imagefolder(tmp_path / "odd")
     run = tiny_run(tmp_path / "atlas", f"imagefolder:{root}", workers=2, topk=20)
     run_index(run)
-    data = json.loads((index_dir(run.store) / "examples.json").read_text())
+    data = json.loads(run.store.examples_path.read_text())
     skipped = {s["id"].split("/")[-1]: s for s in data["skipped"]}
     assert set(skipped) == BROKEN
     assert "truncated" in skipped["truncated.jpg"]["reason"]
@@ -358,7 +357,7 @@ def test_html_class_name_survives(tmp_path):
     wds = write_webdataset(tmp_path / "wds", 24, class_names=["plain", HTML_NAME])
     run = tiny_run(tmp_path / "atlas", f"webdataset:{wds}")
     run_index(run)
-    raw = (index_dir(run.store) / "examples.json").read_text(encoding="utf-8")
+    raw = run.store.examples_path.read_text(encoding="utf-8")
     data = json.loads(raw)
     assert data["classes"][1] == HTML_NAME and data["classes"][0] == "plain"
     ex = load_examples(run.store)
@@ -369,7 +368,7 @@ def test_channel_subset_and_max_images(synthetic_run, tmp_path):
     run = tiny_run(tmp_path / "atlas", "synthetic:60", channels="3:7,10", layers="1",
                    max_images=50)
     run_index(run)
-    assert not (index_dir(run.store) / "L000.npz").exists()
+    assert not (run.store.index_dir / "L000.npz").exists()
     li = load_layer_index(run.store, 1)
     np.testing.assert_array_equal(li.units, [3, 4, 5, 6, 10])
     assert li.top_ids.shape == (5, 4) and li.unit_row(10) == 4 and li.unit_row(7) is None
@@ -389,7 +388,7 @@ def test_new_configuration_replaces_old_index(tmp_path):
     run_index(run)
     run2 = tiny_run(tmp_path / "atlas", "synthetic:30", fresh=False, layers="1", topk=3)
     run_index(run2)
-    root = index_dir(run.store)
+    root = run.store.index_dir
     assert not (root / "L000.npz").exists()  # stale layer of the old configuration
     assert load_layer_index(run2.store, 1).top_ids.shape[1] == 3
 

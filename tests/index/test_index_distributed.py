@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.index.results import index_dir, load_examples, load_image_stats, load_layer_index
+from pipeline.index.results import load_examples, load_image_stats, load_layer_index
 from pipeline.index.stage import run_index
 from tests.index.support import (
     assert_same_index,
@@ -78,8 +78,8 @@ def test_two_processes_equal_one(tmp_path):
                                        atol=1e-6)
             np.testing.assert_allclose(b.quantile_maps[same], a.quantile_maps[same], atol=1e-4)
         assert_same_probe(single.store, multi.store, single.layers, atol=1e-5)
-        ea = json.loads((index_dir(single.store) / "examples.json").read_text())
-        eb = json.loads((index_dir(multi.store) / "examples.json").read_text())
+        ea = json.loads(single.store.examples_path.read_text())
+        eb = json.loads(multi.store.examples_path.read_text())
         for key in ("examples", "skipped", "classes", "images_seen", "fingerprint"):
             assert ea[key] == eb[key], (name, key)
         ia, ib = load_image_stats(single.store), load_image_stats(multi.store)
@@ -87,9 +87,9 @@ def test_two_processes_equal_one(tmp_path):
         for key in ("spectrum", "colour_mean", "colour_cov"):
             np.testing.assert_allclose(getattr(ib, key), getattr(ia, key), rtol=1e-5, atol=1e-6)
         thumbs = [t for t in load_examples(multi.store).thumbs if t]
-        assert thumbs and all((index_dir(multi.store) / t).is_file() for t in thumbs)
-        assert not (index_dir(multi.store) / "work").exists()
-    skipped = json.loads((index_dir(multi.store) / "examples.json").read_text())["skipped"]
+        assert thumbs and all((multi.store.index_dir / t).is_file() for t in thumbs)
+        assert not multi.store.index_work_dir.exists()
+    skipped = json.loads(multi.store.examples_path.read_text())["skipped"]
     assert [s["number"] for s in skipped] == [7, 30]  # one broken file on each rank
     from pipeline.index.results import load_probe
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import AtlasError
-from pipeline.index.results import index_dir, load_probe
+from pipeline.index.results import load_probe
 from pipeline.index.stage import run_index
 from pipeline.relations.similar import search, standardize
 from pipeline.relations.stage import check_same_probe, relate, relate_atlases, similar_across
@@ -217,7 +217,7 @@ def test_across_atlases(atlas, tmp_path):
     run_index(different)
     with pytest.raises(AtlasError, match="different probe sets"):
         check_same_probe(atlas.store, different.store)
-    shutil_rm = index_dir(different.store) / "examples.json"
+    shutil_rm = different.store.examples_path
     data = json.loads(shutil_rm.read_text())
     data["dataset"] = "synthetic:61"
     shutil_rm.write_text(json.dumps(data))
