@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.site import fidelity, make_server
+from pipeline.site import fidelity, make_server, recognisability
 from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.site.overview import GRID_INLINE
 from pipeline.store import AtlasStore
 from pipeline.testing.fake import (
+    JUDGE,
     TRICKY_CLASS,
     TRICKY_CONCEPT,
     TRICKY_ID,
@@ -107,9 +108,9 @@ def test_feature_page_in_browser(page, served, prefix):
     base = f"{served}{prefix}"
     page.goto(f"{base}/{SLUG}/0/0/")
     count, broken = _images_loaded(page)
-    # 2 recipes x (image + map) + top-6 thumbnails + quantile examples + similar units' images
+    # 3 recipes x (image + map) + top-6 thumbnails + quantile examples + similar units' images
     quantile = _quantiles_shown(0)
-    assert count == 2 + 2 + 6 + quantile + _similar_images(0) and broken == []
+    assert count == 3 + 3 + 6 + quantile + _similar_images(0) and broken == []
     painted = page.evaluate("""() => Array.from(document.querySelectorAll('canvas.atlas-heat'))
         .filter(c => c.width === 4 && c.height === 4).length""")
     assert painted == 6 + quantile
@@ -142,7 +143,8 @@ def test_feature_page_in_browser(page, served, prefix):
     page.wait_for_url(f"{base}/{SLUG}/0/0/")
     page.keyboard.press("]")
     page.wait_for_url(f"{base}/{SLUG}/1/0/")
-    assert _images_loaded(page) == (3, [])  # layer 1: no index; 2 images, 1 attribution map
+    # layer 1: no index; 3 images (the accentuation's too), 2 attribution maps
+    assert _images_loaded(page) == (5, [])
     page.keyboard.press("h")
     page.wait_for_url(f"{base}/{SLUG}/0/0/")
 
@@ -346,7 +348,7 @@ def _shown_vis(pg) -> list[str]:
 def test_recipe_tabs_and_attribution_toggle(page, served):
     page.goto(f"{served}/site/{SLUG}/0/0/")
     tabs = page.locator(".atlas-tab-label")
-    assert tabs.count() == 2 and tabs.nth(1).text_content().startswith(TRICKY_RECIPE)
+    assert tabs.count() == 3 and tabs.nth(1).text_content().startswith(TRICKY_RECIPE)
     assert _shown_vis(page) == ["visualization.png"]
     fid = page.locator(".atlas-fidelity:visible")
     assert fid.count() == 1 and fid.inner_text().startswith("2.1× the best of 400 dataset images")
@@ -427,6 +429,100 @@ def _check_sort_and_filter(pg) -> None:
 def test_layer_page_sorts_and_filters_by_fidelity(page, served):
     _open_layer(page, f"{served}/sub/site/{SLUG}/0/")
     _check_sort_and_filter(page)
+
+
+def test_feature_page_says_recognisability(page, served):
+    page.goto(f"{served}/sub/site/{SLUG}/0/0/")
+    words = page.locator(".atlas-recognisability:visible")
+    assert words.count() == 1
+    assert words.inner_text() == (
+        f"Given this image, the judge ({JUDGE}) tells the unit's top images from its bottom "
+        "ones 17 times in 20 (its best dataset example: 15 in 20). The judge sees this image as "
+        f"‘{TRICKY_CLASS}’ — the class of 80% of the unit's top examples. how")
+    assert page.locator(".atlas-recognisability *").count() == 3  # one "how" link per tab
+    assert page.locator(".atlas-caution:visible").count() == 0
+    # the accentuation's tab: its seed and its own words
+    page.locator(".atlas-tab-label").nth(2).click()
+    assert _shown_vis(page) == ["visualization-accent.png"]
+    seed = page.locator(".atlas-seed:visible")
+    assert seed.inner_text().startswith("Raises the unit from ")
+    assert f"(its seed, example {TRICKY_ID}) to " in seed.inner_text()
+    rec = fidelity.clean(fake_fidelity(0, 192, 2))["recognisability"]
+    assert page.locator(".atlas-recognisability:visible").inner_text() == (
+        recognisability.sentences(rec) + " how")
+    page.locator(".atlas-recognisability:visible a").click()
+    page.wait_for_url(f"{served}/sub/site/method/#recognisability")
+    assert page.locator("h2#recognisability").count() == 1
+    # a unit no better than chance says so
+    page.goto(f"{served}/sub/site/{SLUG}/0/4/")
+    cautions = page.locator(".atlas-caution:visible")
+    assert "9 times in 20" in page.locator(".atlas-recognisability:visible").inner_text()
+    assert "No better than chance" in cautions.nth(cautions.count() - 1).inner_text()
+
+
+def _tile_srcs(pg, units: list[int]) -> list[str | None]:
+    """What each unit's tile shows: its image's src, or None (a placeholder)."""
+    return pg.evaluate("""(units) => units.map(u => {
+        const a = document.querySelector(`.atlas-grid a[data-u="${u}"]`);
+        const img = a.querySelector('img');
+        return img && !img.hidden ? img.getAttribute('src') : null; })""", units)
+
+
+def test_layer_page_recognisability_and_tile_switch(page, served):
+    url = f"{served}/sub/site/{SLUG}/0/"
+    _open_layer(page, url)
+    recs = {u: (fidelity.clean(fake_fidelity(u, 192, 0)) or {}).get("recognisability")
+            for u in range(VIS_UNITS)}
+    afc = {u: r["afc"] for u, r in recs.items() if r}
+    page.select_option(".atlas-sort", "a")
+    order = _grid_order(page)
+    assert order[:len(afc)] == sorted(afc, key=lambda u: (-afc[u], u))
+    assert sorted(order) == list(range(192))  # unmeasured last
+    page.select_option(".atlas-afc", "chance")
+    assert _grid_order(page) == [u for u in sorted(afc, key=lambda u: (-afc[u], u))
+                                 if afc[u] > 0.5]
+    page.select_option(".atlas-afc", "best")
+    want = [u for u in sorted(afc, key=lambda u: (-afc[u], u))
+            if afc[u] >= recs[u]["best_example"]["afc"]]
+    assert 0 < len(want) < len(afc) and _grid_order(page) == want
+    assert page.locator(".atlas-filter-count").inner_text() == f"{len(want)} of 192 units"
+    page.select_option(".atlas-afc", "")
+    page.select_option(".atlas-sort", "unit")
+    assert _grid_order(page) == list(range(192))
+
+    # the tile switch: visualization, accentuation, best example; remembered across reloads
+    units = [0, 1, 2, 4, 170]
+    vis = ["0/visualization.png", "1/visualization.png", "2/visualization.png",
+           "4/visualization.png", None]
+    assert page.is_checked("input[name=atlas-tile][value=vis]")
+    assert _tile_srcs(page, units) == vis
+    page.check("input[name=atlas-tile][value=acc]")
+    acc = ["0/visualization-accent.png", None, None, "4/visualization-accent.png", None]
+    assert _tile_srcs(page, units) == acc
+    assert page.locator('.atlas-grid a[data-u="1"] .atlas-novis').inner_text() == \
+        "no accentuation"
+    page.reload()
+    page.wait_for_selector(".atlas-grid.atlas-grid-ready", state="attached")
+    assert page.is_checked("input[name=atlas-tile][value=acc]")
+    assert _tile_srcs(page, units) == acc
+    page.check("input[name=atlas-tile][value=ex]")
+    shown = _tile_srcs(page, units)
+    assert shown[0] == "../examples/e0.png" and all(
+        s is not None and s.startswith("../examples/e") for s in shown)
+    page.reload()
+    page.wait_for_selector(".atlas-grid.atlas-grid-ready", state="attached")
+    assert page.is_checked("input[name=atlas-tile][value=ex]") and _tile_srcs(page, units) == shown
+    assert _images_loaded(page)[1] == []  # the examples' thumbnails load
+    # layer 1 (not indexed) has no "best example": the stored choice falls back
+    _open_layer(page, f"{served}/sub/site/{SLUG}/1/")
+    assert page.locator("input[name=atlas-tile][value=ex]").count() == 0
+    assert page.is_checked("input[name=atlas-tile][value=vis]")
+    assert _tile_srcs(page, [0, 1]) == ["0/visualization.png", "1/visualization.png"]
+    _open_layer(page, url)
+    page.check("input[name=atlas-tile][value=vis]")
+    page.reload()
+    page.wait_for_selector(".atlas-grid.atlas-grid-ready", state="attached")
+    assert page.is_checked("input[name=atlas-tile][value=vis]") and _tile_srcs(page, units) == vis
 
 
 def test_pages_work_from_file_urls(browser, tmp_path_factory):
