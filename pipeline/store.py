@@ -3,6 +3,7 @@
 Layout of an atlas directory (``--out DIR``)::
 
     DIR/atlas.json                         config, model spec, weights id, versions
+    DIR/visualize/recipes.json             the recipes' order as the visualize run asked for them
     DIR/visualize/<recipe>/L{layer:03d}/chunk-{start:05d}.json   a finished chunk of units
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.png          the unit's visualization
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.attr.png     its attribution map, if any
@@ -232,25 +233,46 @@ class AtlasStore:
             return None
 
     # -- visualizations ---------------------------------------------------------------------
+    @property
+    def vis_order_path(self) -> Path:
+        """``DIR/visualize/recipes.json``: ``{"order": [recipe name, ...]}`` as last asked."""
+        return self.root / "visualize" / "recipes.json"
+
+    def write_vis_order(self, names: Sequence[str]) -> None:
+        """Record the order of the recipes a visualize run was asked for (their names, as
+        their results are filed: a recipe file's name is the one inside it).
+
+        >>> import tempfile
+        >>> store = AtlasStore(tempfile.mkdtemp())
+        >>> store.write_vis_order(["polish25", "default"])
+        >>> for name in ("default", "polish25", "paper"):
+        ...     (store.root / "visualize" / name).mkdir(parents=True)
+        >>> store.vis_recipes()
+        ['polish25', 'default', 'paper']
+        """
+        atomic_write_json(self.vis_order_path, {"order": list(names)})
+
+    def vis_order(self) -> list[str]:
+        """The recorded recipe order (empty before a visualize run records one)."""
+        try:
+            data = read_json_if_any(self.vis_order_path) or {}
+        except (OSError, ValueError):
+            return []
+        return [str(n) for n in data.get("order", [])]
+
     def vis_recipes(self) -> list[str]:
-        """Names of the recipes with results, in the config's ``recipe`` order (the first is
-        the one a feature page shows first), then any others found on disk, by name."""
+        """Names of the recipes with results, in the recorded order (the first is the one a
+        feature page shows first), then any others found on disk, by name."""
         root = self.root / "visualize"
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        order = []
-        if self.exists():
-            order = [r.strip() for r in str(self.manifest()["config"].get("recipe", "")).split(",")]
+        order = self.vis_order()
         return [n for n in order if n in found] + [n for n in found if n not in order]
 
     def _recipe_name(self, recipe: str | None) -> str:
         if recipe is not None:
             return recipe
-        found = self.vis_recipes()
-        if found:
-            return found[0]
-        if self.exists():
-            return str(self.manifest()["config"].get("recipe", "default")).split(",")[0].strip()
-        return "default"
+        found = self.vis_recipes() or self.vis_order()
+        return found[0] if found else "default"
 
     def vis_dir(self, layer: int, recipe: str | None = None) -> Path:
         """``DIR/visualize/<recipe>/L{layer:03d}``; ``recipe=None``: the atlas's first recipe."""

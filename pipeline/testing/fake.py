@@ -432,6 +432,7 @@ def make_fake_atlas(root: str | Path, spec: ModelSpec, *, topk: int = 8, n_examp
                                  + ((ACCENT_RECIPE,) if accent else ())), "steps": 1,
               "model_kwargs": dict(model_kwargs or {})}
     store.init(config, spec.to_dict(), weights_id)
+    store.write_vis_order(config["recipe"].split(","))  # as the visualize stage records it
     size = vis_size or spec.input_size[-1]
     _write_examples(store, n_examples, n_classes, thumb_size)
     indexed = range(len(spec.layers)) if index_layers is None else index_layers

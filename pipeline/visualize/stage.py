@@ -153,6 +153,8 @@ def run_visualize(run: Run) -> None:
     chunks a previous run finished. Needs the index (the index stage) first."""
     recipes = recipes_for(run.config.visualize)
     index = require_index(run.store, run.layers)
+    if distributed.is_main():
+        run.store.write_vis_order([r.name for r in recipes])
     prior = ImagePrior.from_stats(index.image_stats) if index.image_stats.count else None
     judging = _judging(run)
     for recipe in recipes:

@@ -286,3 +286,15 @@ def test_images_and_ranks_do_not_depend_on_the_channels_asked_for(tiny_config, t
             pb = np.asarray(Image.open(wide.store.vis_dir(layer) / want[unit]["image"]))
             np.testing.assert_array_equal(pa, pb)
             assert got[unit]["fidelity"] == want[unit]["fidelity"]
+
+
+def test_recipe_order_is_recorded_not_reparsed(tiny_config, tmp_path):
+    """``--recipe zz.json,default`` with the file's recipe named ``polish``: the order asked
+    for survives (the raw text names ``zz.json``, not ``polish``)."""
+    recipe = tmp_path / "zz.json"
+    recipe.write_text('{"name": "polish", "steps": 2, "tv": 0.04}')
+    store = _visualized(tiny_config, layers="0", channels="0:2", steps=2,
+                        recipe=f"{recipe},default", judge="none").store
+    assert store.vis_order() == ["polish", "default"]
+    assert store.vis_recipes() == ["polish", "default"]
+    assert store.vis_dir(0).parent.name == "polish"  # the first recipe is the page's first
