@@ -10,6 +10,8 @@ notebook and an atlas give the same numbers for the same model, recipe and seed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -154,9 +156,10 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
     images and each unit's mean-over-patch activation on its image. Deterministic per
     ``seed`` (and ``name``, see ``describe_model``). ``recipe``: a ``Recipe`` or a name
     (default: the atlas default); ``objective`` replaces the recipe's (objectives compose:
-    ``unit_mean() - 0.05 * total_variation()``). Recipes with a selectivity term need the
-    units' dataset statistics: ``stats``, or ``images`` (N, 3, H, W) in [0, 1] to measure
-    them on. The model is put in eval mode without weight gradients, then restored.
+    ``unit_mean() - 0.05 * total_variation()``). A recipe's selectivity term (the default's)
+    needs the units' dataset statistics: ``stats``, or ``images`` (N, 3, H, W) in [0, 1] to
+    measure them on; without either the term is left out, with a warning saying so. The
+    model is put in eval mode without weight gradients, then restored.
 
     >>> import timm
     >>> m = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2)
@@ -177,10 +180,13 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
             raise ValueError(f"units {bad} are outside {ffn.module}'s 0..{ffn.units - 1}")
         if recipe.needs_unit_stats and objective is None and stats is None:
             if images is None:
-                raise ValueError(f"recipe {recipe.name!r} has a selectivity term: pass stats= "
-                                 "(UnitStats) or images= (dataset images to measure them on),"
-                                 " or a recipe without it (e.g. 'fast')")
-            stats = measure_unit_stats(model, spec, ffn, images.to(device))
+                warnings.warn(f"recipe {recipe.name!r} without its selectivity term (it needs "
+                              "the units' dataset statistics): pass stats= (UnitStats) or "
+                              "images= (dataset images to measure them on) to add it",
+                              stacklevel=2)
+                recipe = dataclasses.replace(recipe, selectivity=0.0)
+            else:
+                stats = measure_unit_stats(model, spec, ffn, images.to(device))
         out = render_features(model, spec, ffn, units, recipe, seed, device, stats=stats,
                               objective=objective)
     return from_uint8(out.images), out.activations

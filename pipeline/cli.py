@@ -187,7 +187,7 @@ def _models(name: str | None, kwargs: list[str], show_all: bool) -> None:
     import timm
 
     from pipeline.models import parse_model_kwargs, supported_families
-    from pipeline.models.registry import describe, family_of
+    from pipeline.models.registry import family_of
 
     families = supported_families()
     if show_all:
@@ -196,18 +196,7 @@ def _models(name: str | None, kwargs: list[str], show_all: bool) -> None:
             names = [n for n in names if family_of(n) is family]
             print(f"{family.name} ({len(names)}): {' '.join(names)}")
         return
-    import torch
-
-    def spec(n: str, kw: dict):
-        from pipeline.models.load import check_model_name
-
-        check_model_name(n)
-        with torch.device("meta"):  # shapes only: no weights allocated, no download
-            model = timm.create_model(n, pretrained=False, **kw)
-        from pipeline.models import data_config
-
-        cfg = data_config(model, kw)
-        return describe(model, n, cfg["input_size"], cfg["mean"], cfg["std"])
+    from pipeline.models.load import meta_spec as spec  # shapes only: no weights, no download
 
     if name:
         s = spec(name, parse_model_kwargs(kwargs))

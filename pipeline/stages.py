@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline.config import AtlasConfig
 from pipeline.errors import AtlasError
+from pipeline.store import AtlasStore
 
 STAGES = ("index", "label", "relations", "visualize", "site")
 ALIASES = {"relate": "relations"}  # former names, still accepted
@@ -48,12 +49,12 @@ def run_stages(config: AtlasConfig, stages: Sequence[str]) -> Path | None:
     if "label" in stages and not labeler_spec:
         raise AtlasError("labelling needs a labeler: demo | self | DIR | "
                          "open_clip:<model>/<pretrained>", option="labeler")
-    check_config(config, recipes="visualize" in stages)  # seconds, before any load
-    rides = "label" in stages or ("index" in stages and bool(labeler_spec))
-    if rides:
-        from pipeline.label.stage import check_label_options
-
-        check_label_options(config.label, config.model.name)
+    indexing = "index" in stages
+    # seconds, before any load; the label options once (check_config checks them)
+    check_config(config, dataset=indexing or "label" in stages,
+                 recipes="visualize" in stages,
+                 store=None if indexing else AtlasStore(config.runtime.out))
+    rides = "label" in stages or (indexing and bool(labeler_spec))
     run = prepare(config)
     labeler = None
     if rides:  # its image side rides along the index pass

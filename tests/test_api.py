@@ -71,11 +71,64 @@ def test_render_objectives_compose_and_errors():
         render(model, "blocks.9.mlp.act", [0], steps=2)
     with pytest.raises(ValueError, match="outside blocks.0.mlp.act's 0..191"):
         render(model, "blocks.0.mlp.act", [192], recipe="fast", steps=2)
-    with pytest.raises(ValueError, match="pass stats="):
-        render(model, "blocks.0.mlp.act", [0], steps=2)
     images, _ = render(model, "blocks.0.mlp.act", [0], steps=2,
                        images=torch.rand(16, 3, 32, 32))
     assert images.shape == (1, 3, 32, 32)
+
+
+def test_render_default_without_data_leaves_the_selectivity_term_out():
+    """The front door's first call: the default recipe, no dataset statistics."""
+    import dataclasses
+    import warnings
+
+    from pipeline.visualize.recipe import DEFAULT
+
+    model = my_vit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, acts = render(model, "blocks.1.mlp.act", [0, 1, 2], steps=4)
+    assert images.shape == (3, 3, 32, 32) and acts.shape == (3,)
+    assert len(caught) == 1 and caught[0].filename == __file__  # one line, at the caller
+    message = str(caught[0].message)
+    assert "selectivity" in message and "stats=" in message and "images=" in message
+    assert "\n" not in message
+    without = dataclasses.replace(DEFAULT, selectivity=0.0)
+    same, _ = render(model, "blocks.1.mlp.act", [0, 1, 2], recipe=without, steps=4)
+    torch.testing.assert_close(images, same)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with statistics: no warning
+        render(model, "blocks.1.mlp.act", [0], steps=2, images=torch.rand(8, 3, 32, 32))
+
+
+def test_visualize_without_an_index_says_what_it_needs_before_the_network(
+        tmp_path, monkeypatch, capsys):
+    import pipeline.data.sources
+    import pipeline.runtime
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the dataset (hub) was touched")
+
+    monkeypatch.setattr(pipeline.data.sources, "open_source", no_network)
+    monkeypatch.setattr(pipeline.runtime, "prepare", no_network)
+    kwargs = [f"{k}={v}" for k, v in TINY_KWARGS.items()]
+    out = tmp_path / "atlas"
+    common = ["--model", TINY_MODEL, "--weights", "random", "--model-kwargs", *kwargs,
+              "--out", str(out)]  # the default dataset: the ImageNet hub
+    assert main(["visualize", *common]) == 2
+    err = capsys.readouterr().err
+    assert "needs the dataset index" in err and str(out) in err
+    assert "vit-atlas index" in err and "--recipe paper" in err
+    assert not out.exists()
+
+
+def test_visualize_with_a_recipe_without_dataset_statistics_needs_no_index(tmp_path):
+    kwargs = [f"{k}={v}" for k, v in TINY_KWARGS.items()]
+    out = tmp_path / "atlas"
+    assert main(["visualize", "--model", TINY_MODEL, "--weights", "random", "--model-kwargs",
+                 *kwargs, "--out", str(out), "--recipe", "paper", "--steps", "2",
+                 "--layers", "1", "--channels", "0:2", "--device", "cpu"]) == 0
+    results = AtlasStore(out).vis_results(1, "paper")
+    assert sorted(results) == [0, 1] and results[0]["fidelity"] is None
 
 
 def test_index_topk_equals_brute_force():

@@ -37,6 +37,7 @@ from __future__ import annotations
 import shutil
 
 from pipeline import distributed
+from pipeline.config import IndexConfig
 from pipeline.data.sources import open_source
 from pipeline.index.job import IndexJob, remove_stale_outputs, say
 from pipeline.index.maps_pass import maps_pass
@@ -54,7 +55,16 @@ from pipeline.index.write import write_index, write_probe_set
 from pipeline.models import eval_transform
 from pipeline.runtime import Run
 
-__all__ = ["IndexJob", "run_index"]
+__all__ = ["IndexJob", "check_options", "run_index"]
+
+
+def check_options(config: IndexConfig, image_size: int) -> None:
+    """The index stage's cheap check: its dataset opens (a missing folder, an unknown or gated
+    hub id, an unreachable hub are reported here; nothing is read).
+
+    >>> check_options(IndexConfig(dataset="synthetic:8"), 32)
+    """
+    open_source(config.dataset, config.split, image_size=image_size)
 
 
 def run_index(run: Run, *, stop_after_batches: int | None = None,

@@ -14,7 +14,8 @@ from timm.data import create_transform, resolve_model_data_config
 from torch import nn
 
 from pipeline.errors import AtlasError
-from pipeline.models.registry import family_of
+from pipeline.models.registry import describe, family_of
+from pipeline.models.spec import ModelSpec
 
 CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 
@@ -42,6 +43,26 @@ def check_model_name(name: str) -> None:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise AtlasError(f"unknown model '{name}'.{hint} `vit-atlas models` lists supported ones.")
     family_of(name)
+
+
+def meta_spec(name: str, model_kwargs: dict[str, Any] | None = None) -> ModelSpec:
+    """The FFN layers of timm model ``name`` from its shapes alone: the name checked, the model
+    created on the meta device (no weights allocated, no download).
+
+    >>> spec = meta_spec("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 8, "depth": 2})
+    >>> tuple(spec.input_size), len(spec.layers), spec.layers[0].units
+    ((3, 32, 32), 2, 768)
+    """
+    check_model_name(name)
+    kwargs = dict(model_kwargs or {})
+    try:
+        with torch.device("meta"):
+            net = timm.create_model(name, pretrained=False, **kwargs)
+    except TypeError as exc:
+        raise AtlasError(f"model_kwargs {kwargs} do not fit '{name}': {exc}",
+                         option="model_kwargs") from None
+    cfg = data_config(net, kwargs)
+    return describe(net, name, cfg["input_size"], cfg["mean"], cfg["std"])
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -1,7 +1,9 @@
 """The visualize stage: every selected unit, in chunks, batched, sharded, resumable.
 
 It runs after the index: recipes use the dataset's image prior (spectrum, colours) and per-unit
-statistics, and every image gets its fidelity against the index (``fidelity``)."""
+statistics, and every image gets its fidelity against the index (``fidelity``). Recipes that
+use nothing of the dataset (``needs_index``: e.g. ``paper``) also run without an index, their
+images then without fidelity figures."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from tqdm.auto import tqdm
 
 from pipeline import distributed
 from pipeline.config import VisualizeConfig
+from pipeline.errors import AtlasError
 from pipeline.index.results import LayerIndex, load_examples, require_index
 from pipeline.judge import ExampleEmbeddings, load_judge, measure_layer
 from pipeline.runtime import Run
+from pipeline.store import AtlasStore
 from pipeline.visualize.objectives import UnitStats
 from pipeline.visualize.optimize import render_features
 from pipeline.visualize.prior import ImagePrior
@@ -41,6 +45,46 @@ def recipes_for(config: VisualizeConfig) -> list[Recipe]:
     [8, 8]
     """
     return get_recipes(config.recipe, config.steps)
+
+
+def needs_index(recipe: Recipe) -> bool:
+    """Whether ``recipe``'s images depend on the dataset index: a selectivity term (the
+    layer's statistics), a seed image from the dataset, or a parameterization shaped by the
+    dataset's spectrum and colours.
+
+    >>> [needs_index(r) for r in recipes_for(VisualizeConfig(recipe="default,paper"))]
+    [True, False]
+    """
+    return (recipe.needs_unit_stats or recipe.param != "pixels"
+            or bool(getattr(recipe, "needs_seeds", False)))
+
+
+def check_options(config: VisualizeConfig, store: AtlasStore | None = None,
+                  command: str = "vit-atlas visualize") -> None:
+    """The visualize stage's cheap check (no model, no network): the recipes parse; with
+    ``store`` (the stage runs without the index stage before it), an index is there for the
+    recipes that need one (``needs_index``).
+
+    >>> check_options(VisualizeConfig(recipe="paper"), AtlasStore("/nonexistent"))
+    >>> check_options(VisualizeConfig(recipe="default"), AtlasStore("/nonexistent"))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.AtlasError: recipe 'default' needs the dataset index ... `--recipe paper`
+    """
+    try:
+        recipes = recipes_for(config)
+    except (ValueError, OSError) as exc:
+        raise AtlasError(f"bad recipe {config.recipe!r}: {exc}", option="recipe") from None
+    needing = [r.name for r in recipes if needs_index(r)]
+    if store is None or not needing or store.index_info() is not None:
+        return
+    raise AtlasError(
+        f"recipe {needing[0]!r} needs the dataset index (the layer's statistics of each unit, "
+        f"the dataset's image prior) and {store.root} has none. Two ways forward: index a "
+        f"dataset first (`vit-atlas index --out {store.root} --dataset SPEC ...` with the "
+        f"same model options, then `{command}` again; `vit-atlas build` does both), or use a "
+        "recipe without dataset statistics, e.g. `--recipe paper`", option="recipe")
 
 
 def unit_stats(index: LayerIndex, n_units: int) -> UnitStats:
@@ -152,13 +196,19 @@ def run_visualize(run: Run) -> None:
     """Optimize an image for every selected unit with every recipe of the config; skip
     chunks a previous run finished. Needs the index (the index stage) first."""
     recipes = recipes_for(run.config.visualize)
-    index = require_index(run.store, run.layers)
+    indexes: dict[int, LayerIndex] = {}
+    prior, judging = None, None
+    if any(needs_index(r) for r in recipes) or run.store.index_info() is not None:
+        index = require_index(run.store, run.layers)
+        indexes = index.layers
+        prior = ImagePrior.from_stats(index.image_stats) if index.image_stats.count else None
+        judging = _judging(run)
+    elif distributed.is_main():
+        tqdm.write("visualize: no dataset index: images without fidelity figures")
     if distributed.is_main():
         run.store.write_vis_order([r.name for r in recipes])
-    prior = ImagePrior.from_stats(index.image_stats) if index.image_stats.count else None
-    judging = _judging(run)
     for recipe in recipes:
-        _run_recipe(run, recipe, index.layers, prior, judging)
+        _run_recipe(run, recipe, indexes, prior, judging)
     distributed.barrier()
 
 
@@ -214,6 +264,7 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
     # after a rank died spreads that rank's leftover work over all ranks.
     digests = {li: index_digest(index, prior, None if judging is None else judging.id)
                for li, index in indexes.items()}
+    digests.update({li: None for li in run.layers if li not in indexes})  # no index
     unfinished = distributed.broadcast(
         [_keeping_done_units(store, c, recipe_dict, digests[c.layer]) for c in planned
          if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units, digests[c.layer])]
@@ -229,8 +280,8 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
     started = time.perf_counter()
     for group in _batches(todo, batch_size):
         layer = run.spec.layers[group[0].layer]
-        index = indexes[layer.index]
-        stats = unit_stats(index, layer.units)
+        index = indexes.get(layer.index)
+        stats = None if index is None else unit_stats(index, layer.units)
         units = [u for c in group for u in c.units]
         parts = []
         for i in range(0, len(units), batch_size):  # a chunk larger than a batch: several renders
@@ -242,8 +293,9 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
         attributions = torch.cat([p.attributions for p in parts])
         activation = torch.cat([p.activations for p in parts])
         scores = torch.cat([p.scores for p in parts])
-        fidelities = fidelity(index, units, activation, scores)
-        if judging is not None:
+        fidelities = [None] * len(units) if index is None else \
+            fidelity(index, units, activation, scores)
+        if judging is not None and index is not None:
             judging.measure(run, index, layer.index, units, images, fidelities)
         offset = 0
         for chunk in group:
