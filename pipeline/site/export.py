@@ -45,6 +45,9 @@ SCHEMA = pa.schema([
     ("z", pa.float64()),
     ("z_rank", pa.int32()),
     ("trusted", pa.bool_()),
+    ("afc", pa.float64()),  # recognisability: the 2-AFC (format 6)
+    ("afc_best_example", pa.float64()),  # the same trials with the best dataset example
+    ("transfer_hit", pa.bool_()),  # the judge's class of the image = the top examples' class
     ("mean", pa.float64()),  # over the dataset
     ("max", pa.float64()),
     ("label", pa.string()),  # the best concept, or null
@@ -61,6 +64,7 @@ def feature_row(record: dict[str, Any]) -> dict[str, Any]:
     from pipeline.site import fidelity
 
     fid = record.get("fidelity") or {}
+    rec = fid.get("recognisability") or {}
     recipe = record.get("recipes") or [{}]
     labels = [{"concept": c["concept"], "score": c["score"]} for c in record.get("labels", [])]
     return {
@@ -71,6 +75,9 @@ def feature_row(record: dict[str, Any]) -> dict[str, Any]:
         "vs_best_example": fid.get("vs_best_example"), "z": fid.get("z"),
         "z_rank": fid.get("z_rank"),
         "trusted": fidelity.trusted(fid) if fid else None,
+        "afc": rec.get("afc"),
+        "afc_best_example": (rec.get("best_example") or {}).get("afc"),
+        "transfer_hit": (rec.get("transfer") or {}).get("hit"),
         "mean": record.get("mean"), "max": record.get("max"),
         "label": labels[0]["concept"] if labels else None,
         "labels": labels,

@@ -105,6 +105,9 @@ def test_parquet_export_has_a_row_per_feature(published):
         assert (row["layer"], row["unit"], row["label"]) == (0, 0, record["labels"][0]["concept"])
         assert row["top_ids"] == [t["id"] for t in record["top"]]
         assert row["permalink"] == record["permalink"]
+        rec = record["fidelity"]["recognisability"]  # unit 0's (fake.FAKE_FIDELITY)
+        assert (row["afc"], row["afc_best_example"], row["transfer_hit"]) == (
+            rec["afc"], rec["best_example"]["afc"], rec["transfer"]["hit"]) == (0.85, 0.75, True)
 
 
 def test_reader_opens_the_published_site(published):
