@@ -37,9 +37,10 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pipeline.errors import AtlasError
-from pipeline.site import sitemap, urls
+from pipeline.site import notfound, sitemap, urls
 from pipeline.store import AtlasStore, atomic_write_json, atomic_write_text
 
 VERSIONS_JSON = "versions.json"
@@ -157,15 +158,16 @@ def _root_pages(site: Path, versions: list[dict[str, Any]], site_url: str | None
         f'<link rel="canonical" href="{target}"></head>'
         f'<body><a href="{target}">ViT Feature Atlas, version {escape(newest["version"])}</a>'
         "</body></html>\n"))
-    home = escape(site_url.rstrip("/") + f"/{default}/" if site_url else f"/{default}/",
-                  quote=True)
-    atomic_write_text(site / "404.html", (
+    root = (urlsplit(site_url).path or "/") if site_url else "/"
+    root += "" if root.endswith("/") else "/"
+    home = escape(f"{root}{default}/", quote=True)  # made relative, as every link
+    atomic_write_text(site / "404.html", notfound.relative_links((
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Not found – ViT Feature Atlas</title></head>"
         '<body style="font-family: system-ui, sans-serif; margin: 3rem">'
         "<h1>Page not found</h1><p>This page is not in the atlas. Published pages never "
         "move: check the version and the model in the address, or start from the "
-        f'<a href="{home}">home page</a>.</p></body></html>\n'))
+        f'<a href="{home}">home page</a>.</p></body></html>\n'), root))
     if site_url:
         base = site_url.rstrip("/")
         sitemap.write_index(site / "sitemap.xml",

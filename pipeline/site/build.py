@@ -31,10 +31,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
-from pipeline.site import export, sitemap, urls
+from pipeline.site import export, notfound, sitemap, urls
 from pipeline.site.assets import link_or_copy
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
@@ -443,6 +444,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
                                           sorted(used)))
             extra = _site_level(models, docs, tmp, shard_entries, version)
             run_mkdocs(cfg, lambda nav: _nav(nav, models), extra, slugs)
+            notfound.fix_404(tmp, urlsplit(site_url).path if site_url else "/")
             clock.lap("mkdocs")
             for slug, jobs in files.items():
                 export.write_parquet(_drain(jobs), tmp / urls.export_file(slug))
