@@ -4,14 +4,12 @@ rank), whether a finished index of it exists, and clearing outputs of another co
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import distributed
+from pipeline import distributed, ids
+from pipeline.ids import fingerprint
 from pipeline.index import checkpoint as ckpt
 from pipeline.index.histogram import DEFAULT_BINS
 from pipeline.index.image_stats import ImageStats
@@ -46,7 +44,7 @@ class IndexJob:
             "quantiles": cfg.quantiles, "quantile_k": cfg.kept_per_quantile,
             "units": {str(i): u for i, u in units.items()},
         }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        digest = fingerprint(key)
         return cls(run, layers, units, digest, distributed.rank(), distributed.world_size())
 
     @property
@@ -78,7 +76,7 @@ class IndexJob:
 
 def say(msg: str) -> None:
     if distributed.is_main():
-        print(msg, file=sys.stderr, flush=True)
+        ids.say(msg)
 
 
 def remove_stale_outputs(job: IndexJob) -> None:

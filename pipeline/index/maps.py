@@ -8,8 +8,6 @@ de-normalized (what the model saw), at most ``THUMB_MAX`` px, stored once per im
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.ids import fingerprint
 from pipeline.index.checkpoint import MapPieces, MapsLog, MapsProgress
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.memory import Trimmer
@@ -51,7 +50,7 @@ def prepare_thumbs(thumbs: Path, key: Any) -> None:
     """Empty ``thumbs`` (``store.thumbs_dir``) unless it was made for the same ``key``
     (dataset, split and model input): a thumbnail is found by example number, so it is reused
     across reruns."""
-    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    tag = fingerprint(key)
     marker = thumbs / "KEY"
     if marker.is_file() and marker.read_text().strip() == tag:
         return

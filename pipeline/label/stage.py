@@ -11,19 +11,17 @@ and a changed input redoes them.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
 import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipeline import distributed
+from pipeline import distributed, ids
 from pipeline.config import LabelConfig
 from pipeline.data.sources import open_source
 from pipeline.errors import AtlasError
+from pipeline.ids import say
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.probe import ProbeEncoder
 from pipeline.index.results import (
@@ -48,12 +46,6 @@ from pipeline.store import atomic_save_npz
 TOP_CONCEPTS = 5
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check_label_options(label: LabelConfig, model: str) -> None:
@@ -110,8 +102,8 @@ def _label(run: Run, labeler: Labeler | None) -> None:
     concepts = concept_set(run)
     lam = labeler.default_lambda if cfg.lam is None else cfg.lam
     params = SoftWPMI(scale=cfg.scale, top_k=cfg.topk, lam=lam)
-    fingerprint = _digest({"labeler": labeler.id, "concepts": concepts.digest,
-                           "params": params.to_dict(), "index": data.get("fingerprint")})
+    fingerprint = ids.fingerprint({"labeler": labeler.id, "concepts": concepts.digest,
+                                   "params": params.to_dict(), "index": data.get("fingerprint")})
     todo = [i for i in run.layers if not store.labels_done(i, fingerprint)]
     first = next(iter(profiles.values()))
     info = {
@@ -121,7 +113,7 @@ def _label(run: Run, labeler: Labeler | None) -> None:
     }
     store.write_label_info(info)
     if not todo:
-        _say(f"label: complete for this configuration ({store.label_dir}), nothing to do")
+        say(f"label: complete for this configuration ({store.label_dir}), nothing to do")
         return
     t0 = time.perf_counter()
     images = image_embeddings(run, labeler, first.numbers)
@@ -130,12 +122,12 @@ def _label(run: Run, labeler: Labeler | None) -> None:
     for i in tqdm(todo, desc="label", unit="layer", dynamic_ncols=True):
         store.write_labels(i, fingerprint, label_layer(profiles[i], probabilities,
                                                         concepts.concepts, params))
-    _say(f"label: {len(todo)} layers against {len(concepts.concepts)} concepts "
+    say(f"label: {len(todo)} layers against {len(concepts.concepts)} concepts "
          f"({concepts.source}) in {time.perf_counter() - t0:.1f} s -> {store.label_dir}")
     accuracy = label_accuracy(store, run.layers)
     if accuracy:
         store.write_label_info({**info, "accuracy": {str(k): v for k, v in accuracy.items()}})
-        _say("label: units whose top examples are >= 70% one class, and how often their "
+        say("label: units whose top examples are >= 70% one class, and how often their "
              "words name it:\n" + accuracy_table(accuracy))
 
 
@@ -165,7 +157,7 @@ def image_embeddings(run: Run, labeler: Labeler, numbers: np.ndarray) -> np.ndar
     found = load_probe_embeddings(run.store, labeler.id)
     if found is not None and np.array_equal(found[0], numbers):
         return found[1]
-    cache = run.store.label_dir / "cache" / f"images-{_digest([labeler.id])}.npz"
+    cache = run.store.label_dir / "cache" / f"images-{ids.fingerprint([labeler.id])}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             if np.array_equal(z["numbers"], numbers):
@@ -193,7 +185,8 @@ def image_embeddings(run: Run, labeler: Labeler, numbers: np.ndarray) -> np.ndar
 
 def text_embeddings(run: Run, labeler: Labeler, concepts: ConceptSet) -> np.ndarray:
     """The labeler's embeddings of the concepts, cached per labeler and concept set."""
-    cache = run.store.label_dir / "cache" / f"text-{_digest([labeler.id, concepts.digest])}.npz"
+    key = ids.fingerprint([labeler.id, concepts.digest])
+    cache = run.store.label_dir / "cache" / f"text-{key}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             return z["embeddings"].astype(np.float32)

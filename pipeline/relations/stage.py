@@ -23,17 +23,15 @@ links two atlases indexed over the same probe set (for ``publish``).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import sys
 import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline import distributed
+from pipeline import distributed, ids
 from pipeline.errors import AtlasError
+from pipeline.ids import say
+from pipeline.ids import slug as ids_slug
 from pipeline.index.results import INDEX_FORMAT, load_probe
 from pipeline.relations.layout import (
     MAP_METHODS,
@@ -53,27 +51,10 @@ TYPICAL_UNITS = 8
 PRESERVATION_K = 10
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def model_name(store: AtlasStore) -> str:
     return str(store.manifest()["model"]["name"])
-
-
-def model_slug(name: str) -> str:
-    """A model name as a folder name.
-
-    >>> model_slug("vit_base_patch16_clip_quickgelu_224.openai")
-    'vit_base_patch16_clip_quickgelu_224.openai'
-    >>> model_slug("hf-hub:org/name")
-    'hf-hub_org_name'
-    """
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def require_profiles(store: AtlasStore, layers: list[int] | None = None,
@@ -123,9 +104,9 @@ def relate(store: AtlasStore, layers: list[int] | None = None, k: int = 8,
     order = sorted(profiles)
     numbers = [p.x.shape[1] for p in profiles.values()]
     model = model_name(store)
-    fingerprint = _digest({"format": RELATIONS_FORMAT, "index": data.get("fingerprint"),
-                           "k": k, "layers": order, "map": method, "seed": seed,
-                           "typical": TYPICAL_UNITS})
+    fingerprint = ids.fingerprint({"format": RELATIONS_FORMAT, "index": data.get("fingerprint"),
+                                   "k": k, "layers": order, "map": method, "seed": seed,
+                                   "typical": TYPICAL_UNITS})
     info = store.relations_info() or {}
     maps = info.get("maps", {}) if info.get("fingerprint") == fingerprint else {}
     todo = [i for i in order if not store.relations_done(i, fingerprint)]
@@ -139,7 +120,7 @@ def relate(store: AtlasStore, layers: list[int] | None = None, k: int = 8,
 
     write_info()
     if not todo:
-        _say(f"relate: complete for this configuration ({store.relations_dir}), nothing to do")
+        say(f"relate: complete for this configuration ({store.relations_dir}), nothing to do")
         return
     t0 = time.perf_counter()
     for i in tqdm(todo, desc="relations", unit="layer", dynamic_ncols=True):
@@ -149,7 +130,7 @@ def relate(store: AtlasStore, layers: list[int] | None = None, k: int = 8,
         maps[str(i)] = {"method": method,
                         "preservation": round(float(arrays["map_preservation"]), 4)}
     write_info()
-    _say(f"relate: {len(todo)} layers, {sum(len(p.units) for p in profiles.values())} units "
+    say(f"relate: {len(todo)} layers, {sum(len(p.units) for p in profiles.values())} units "
          f"over {numbers[0]} probe images in {time.perf_counter() - t0:.1f} s "
          f"-> {store.relations_dir}")
 
@@ -228,9 +209,10 @@ def relate_atlases(a: AtlasStore, b: AtlasStore, k: int = 8) -> None:
     that ``store.similar(layer)`` lists them after its own model's groups."""
     for x, y in ((a, b), (b, a)):
         dx, dy = x.index_info() or {}, y.index_info() or {}
-        fingerprint = _digest({"format": RELATIONS_FORMAT, "index": dx.get("fingerprint"),
-                               "other": dy.get("fingerprint"), "k": k})
-        slug = model_slug(model_name(y))
+        fingerprint = ids.fingerprint({"format": RELATIONS_FORMAT,
+                                       "index": dx.get("fingerprint"),
+                                       "other": dy.get("fingerprint"), "k": k})
+        slug = ids_slug(model_name(y))
         todo = _across(x, y, k)
         for layer, groups in tqdm(todo.items(), desc=f"relate: {slug}", unit="layer",
                                   dynamic_ncols=True):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import posixpath
 import re
 
+from pipeline.ids import fingerprint, slug
+
 # Top-level names the hand-written pages and theme use: a model slug must not shadow them.
 RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "data-format",
             "hosting", "compare", "models.json", "404.html", "index.html", "sitemap.xml",
@@ -45,8 +47,8 @@ COMPARE_DIR = "compare"  # the cross-model view (sites of two models or more)
 
 def model_slug(name: str) -> str:
     """A readable URL segment for a model name: ``[A-Za-z0-9._-]`` kept, others become ``-``."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
-    return f"{slug}-model" if slug.lower() in RESERVED else slug
+    segment = slug(name)
+    return f"{segment}-model" if segment.lower() in RESERVED else segment
 
 
 def atlas_slug(name: str, weights_id: str, model_kwargs: dict | None = None,
@@ -66,8 +68,6 @@ def atlas_slug(name: str, weights_id: str, model_kwargs: dict | None = None,
     ...            {"img_size": 64})
     'vit_tiny_patch16_224.vit-demo-b073bd1e'
     """
-    import hashlib
-    import json
 
     kwargs = dict(model_kwargs or {})
     if weights_id == "hub" and not kwargs:
@@ -77,8 +77,7 @@ def atlas_slug(name: str, weights_id: str, model_kwargs: dict | None = None,
         "random" if weights_id.startswith("random") else weights_id.split("@", 1)[0])
     what = what.rsplit(".", 1)[0] if what.endswith((".safetensors", ".pth", ".pt", ".bin")) \
         else what
-    digest = hashlib.sha256(json.dumps([weights_id, kwargs], sort_keys=True).encode())
-    return model_slug(f"{name}.{what}-{digest.hexdigest()[:8]}")
+    return model_slug(f"{name}.{what}-{fingerprint([weights_id, kwargs], 8)}")
 
 
 def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
