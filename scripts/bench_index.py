@@ -30,7 +30,6 @@ from pathlib import Path
 from benchlib import proc_status_kb
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 DEMO_SHAPE = {"img_size": 64, "patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3,
               "num_classes": 12}

@@ -15,16 +15,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from benchlib import add_layer_size_options, proc_status_kb  # noqa: E402
 
 from pipeline.label.dissect import (  # noqa: E402

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ import numpy as np
 from benchlib import add_layer_size_options, proc_status_kb
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 VIT_L_UNITS = 24 * 4096
 VIT_L_FORWARD_FLOP = 2 * 61.6e9  # per 224 px image: ~61.6 GMACs (timm's vit_large_patch16_224)

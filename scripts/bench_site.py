@@ -42,7 +42,6 @@ import numpy as np
 from benchlib import proc_status_kb
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def build_child(root: str) -> None:

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,8 +34,6 @@ import open_clip
 import torch
 from safetensors.torch import save
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.data import captions, synthetic  # noqa: E402
 from pipeline.store import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402

@@ -36,8 +36,6 @@ from safetensors.torch import save
 from timm.data import create_transform, resolve_model_data_config
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from pipeline.data.synthetic import CLASS_NAMES, SPLIT_SEEDS, iter_examples  # noqa: E402
 from pipeline.models.load import parse_model_kwargs  # noqa: E402
 from pipeline.store import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
