@@ -139,7 +139,7 @@ class CNNJudge:
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} "
                              f"{images.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.tensor(images).permute(0, 3, 1, 2).float() / 255.0  # a copy: may be read-only
         s = self.input_size
         if x.shape[-2:] != (s, s) and len(x):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
