@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.models.registry import _grid, _is_ffn_act
+from pipeline.errors import AtlasError
+from pipeline.models.registry import describe, is_ffn_act, token_grid
 from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.visualize.objectives import Objective, UnitStats
 from pipeline.visualize.optimize import measure_unit_stats, render_features
@@ -92,10 +93,19 @@ def ffn_layer(model: nn.Module, layer: str | nn.Module, spec: ModelSpec, *,
     module itself) by one forward: its units, token grid and prefix tokens (``prefix_tokens``,
     else the registry's rule when ``spec.name`` is in a supported family, else the model's
     ``num_prefix_tokens``, else 0). Its index is its position among the
-    model's FFN activations in forward order, as in an atlas."""
+    model's FFN activations in forward order, as in an atlas. An FFN activation of a model in
+    a supported family is described by the registry itself (``registry.describe``)."""
     path = _module_path(model, layer)
+    if prefix_tokens is None and is_ffn_act(path):  # a supported family: the registry's own
+        try:
+            found = describe(model, spec.name, spec.input_size, spec.mean, spec.std)
+        except AtlasError:  # another model (a user's own): described below
+            found = None
+        match = [f for f in (found.layers if found else []) if f.module == path]
+        if match:
+            return match[0]
     modules = dict(model.named_modules())
-    watched = {p for p in modules if _is_ffn_act(p)} | {path}
+    watched = {p for p in modules if is_ffn_act(p)} | {path}
     fired: list[tuple[str, tuple[int, ...]]] = []
     hooks = [modules[p].register_forward_hook(
         lambda _m, _i, out, p=p: fired.append((p, tuple(out.shape)))) for p in watched]
@@ -106,14 +116,14 @@ def ffn_layer(model: nn.Module, layer: str | nn.Module, spec: ModelSpec, *,
     finally:
         for h in hooks:
             h.remove()
-    ffn_order = [p for p, _ in fired if _is_ffn_act(p)]
+    ffn_order = [p for p, _ in fired if is_ffn_act(p)]
     shape = next(s for p, s in fired if p == path)
     if len(shape) == 4:
         prefix, grid = 0, (shape[1], shape[2])
     elif len(shape) == 3:
         prefix = _prefix_tokens(model, path, spec.name) if prefix_tokens is None \
             else int(prefix_tokens)
-        grid = _grid(shape[1] - prefix, spec.input_size[1], spec.input_size[2])
+        grid = token_grid(shape[1] - prefix, spec.input_size[1], spec.input_size[2])
         if grid is None:
             raise ValueError(f"cannot lay {shape[1]} tokens of {path!r} ({prefix} prefix "
                              "tokens) on a grid: pass prefix_tokens=")
@@ -127,7 +137,6 @@ def ffn_layer(model: nn.Module, layer: str | nn.Module, spec: ModelSpec, *,
 def _prefix_tokens(model: nn.Module, path: str, name: str) -> int:
     """The registry's rule for a supported family (ConViT's differ by block), else the
     model's ``num_prefix_tokens``, else 0."""
-    from pipeline.errors import AtlasError
     from pipeline.models.registry import family_of
 
     try:

@@ -115,13 +115,22 @@ def family_of(name: str) -> Family:
     raise AtlasError(f"model '{name}' is not in a supported family ({known})")
 
 
-def _is_ffn_act(path: str) -> bool:
+def is_ffn_act(path: str) -> bool:
+    """Whether module ``path`` is an FFN activation (``...mlp*.act``, timm's ``Mlp``).
+
+    >>> is_ffn_act("blocks.4.mlp.act"), is_ffn_act("blocks.4.attn.qkv")
+    (True, False)
+    """
     parts = path.split(".")
     return len(parts) >= 2 and parts[-1] == "act" and parts[-2].startswith("mlp")
 
 
-def _grid(tokens: int, height: int, width: int) -> tuple[int, int] | None:
-    """Rows x cols of ``tokens`` patches laid out with the input's aspect ratio."""
+def token_grid(tokens: int, height: int, width: int) -> tuple[int, int] | None:
+    """Rows x cols of ``tokens`` patches laid out with the input's aspect ratio.
+
+    >>> token_grid(196, 224, 224), token_grid(7, 224, 224)
+    ((14, 14), None)
+    """
     if tokens <= 0:
         return None
     rows = max(1, round(math.sqrt(tokens * height / width)))
@@ -134,7 +143,7 @@ def describe(model: nn.Module, name: str, input_size: tuple[int, int, int],
              mean: tuple[float, ...], std: tuple[float, ...]) -> ModelSpec:
     """Find every FFN layer of ``model`` by running one forward with hooks on its activations."""
     family = family_of(name)
-    modules = {p: m for p, m in model.named_modules() if _is_ffn_act(p)}
+    modules = {p: m for p, m in model.named_modules() if is_ffn_act(p)}
     if not modules:
         raise AtlasError(
             f"no FFN activation module (a '...mlp*.act' inside a timm Mlp) found in '{name}'"
@@ -164,7 +173,7 @@ def describe(model: nn.Module, name: str, input_size: tuple[int, int, int],
             prefix, grid = 0, (shape[1], shape[2])
         elif len(shape) == 3:
             prefix = family.prefix_tokens(model, path)
-            grid = _grid(shape[1] - prefix, height, width)
+            grid = token_grid(shape[1] - prefix, height, width)
             if grid is None:
                 raise AtlasError(
                     f"{name}: cannot lay {shape[1]} tokens of '{path}' ({prefix} prefix) on a grid"
