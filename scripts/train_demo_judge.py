@@ -1,7 +1,7 @@
 """Train the demo's second judge: a small CNN on the procedural images, on the CPU.
 
-    python scripts/train_demo_judge.py --out data/demo/judge              # fit steps to --minutes
-    python scripts/train_demo_judge.py --out data/demo/judge --steps 900  # reproducible
+    python scripts/train_demo_judge.py --out data/demo/judge               # the bundled one
+    python scripts/train_demo_judge.py --out /tmp/judge --minutes 8        # steps fit a budget
     python scripts/train_demo_judge.py --out /tmp/judge --steps 5 --train-images 240  # a quick try
 
 The network is ``pipeline.judge.cnn.SmallCNN`` (conv/BN/ReLU stages, global average pool, linear
@@ -44,6 +44,7 @@ STD = (0.25, 0.25, 0.25)
 ARCHITECTURE: dict[str, Any] = {"type": "SmallCNN", "num_classes": len(CLASS_NAMES), "stem": 16,
                                 "stages": [[], [32], [64, 64], [128]]}
 DATA_SEED = 2
+STEPS = 1500
 HELDOUT_SEED = 3
 
 
@@ -151,9 +152,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the training images' generator seed")
     p.add_argument("--heldout-seed", type=int, default=HELDOUT_SEED)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None, help="optimizer steps (reproducible)")
-    budget.add_argument("--minutes", type=float, default=8.0,
-                        help="wall-clock budget; steps are fitted to it after timing a few")
+    budget.add_argument("--steps", type=int, default=None,
+                        help=f"optimizer steps (reproducible; default {STEPS}, the bundled judge)")
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock budget; steps are fitted to it after timing a few "
+                             "(unreliable on a shared, loaded CPU)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    steps = args.steps
+    steps = STEPS if args.steps is None and args.minutes is None else args.steps
     if steps is None:  # time a throw-away copy, so the run is the same as `--steps N`
         probe = build_cnn(ARCHITECTURE).train()
         probe = probe.to(memory_format=torch.channels_last)
