@@ -20,7 +20,6 @@ input size, normalization, training, accuracy) and ``MODEL_CARD.md`` into ``--ou
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import multiprocessing as mp
 import os
 import platform
@@ -31,8 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import train_demo_model as _demo  # reused, not copied: augment (flips), train_step, _flag
 from safetensors.torch import save
 from tqdm import tqdm
+from trainlib import lr_at
 
 from pipeline.data.synthetic import CLASS_NAMES, SPLIT_SEEDS, make_example
 from pipeline.judge.cnn import CONFIG_NAME, WEIGHTS_NAME, SmallCNN, build_cnn, load_cnn_judge
@@ -48,15 +49,6 @@ STEPS = 1500
 HELDOUT_SEED = 3
 
 
-def _sibling(name: str):
-    """A script beside this one, as a module (its helpers are reused, not copied)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_demo = _sibling("train_demo_model")  # lr_at, augment (flips), train_step, predict, _flag
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -208,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ema_loss = ema_acc = None
     for step in bar:
         x, y = next(stream)
-        loss, acc = _demo.train_step(model, opt, x, y, _demo.lr_at(step, steps, args.lr, warmup),
+        loss, acc = _demo.train_step(model, opt, x, y, lr_at(step, steps, args.lr, warmup),
                                      args.label_smoothing)
         ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc

@@ -34,9 +34,10 @@ import open_clip
 import torch
 from safetensors.torch import save
 from tqdm import tqdm
+from trainlib import lr_at
 
-from pipeline.data import captions, synthetic  # noqa: E402
-from pipeline.store import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
+from pipeline.data import captions, synthetic
+from pipeline.store import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 IMAGE_SIZE = 64
 MEAN = (0.5, 0.5, 0.5)
@@ -126,14 +127,6 @@ def _worker_init(_: int) -> None:
 
 
 # -- training ------------------------------------------------------------------------------
-def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, then cosine annealing to 0."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return 0.5 * peak * (1.0 + float(np.cos(np.pi * t)))
-
-
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """open_clip's rule: no weight decay on gains, biases and the logit scale."""
     def exclude(n: str, p: torch.nn.Parameter) -> bool:

@@ -35,10 +35,11 @@ import torch.nn.functional as F
 from safetensors.torch import save
 from timm.data import create_transform, resolve_model_data_config
 from tqdm import tqdm
+from trainlib import lr_at
 
-from pipeline.data.synthetic import CLASS_NAMES, SPLIT_SEEDS, iter_examples  # noqa: E402
-from pipeline.models.load import parse_model_kwargs  # noqa: E402
-from pipeline.store import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
+from pipeline.data.synthetic import CLASS_NAMES, SPLIT_SEEDS, iter_examples
+from pipeline.models.load import parse_model_kwargs
+from pipeline.store import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 MODEL_NAME = "vit_tiny_patch16_224"
 IMAGE_SIZE = 64
@@ -105,14 +106,6 @@ def encode_splits(sizes: dict[str, int], workers: int, name: str = MODEL_NAME,
 
 
 # -- training ------------------------------------------------------------------------------
-def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, then cosine annealing to 0."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return 0.5 * peak * (1.0 + np.cos(np.pi * t))
-
-
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random horizontal and vertical flips (both keep every class's identity)."""
     n = x.shape[0]

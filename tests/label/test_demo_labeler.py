@@ -18,10 +18,13 @@ LABELER = REPO / "data" / "demo" / "labeler"
 
 
 def _script():
+    """The script as a module, its helpers (``trainlib``) found beside it as when it runs."""
     spec = importlib.util.spec_from_file_location(
         "train_demo_labeler", REPO / "scripts" / "train_demo_labeler.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(REPO / "scripts"))
+        spec.loader.exec_module(module)
     return module
 
 
