@@ -49,7 +49,9 @@ from PIL import Image
 from pipeline.errors import AtlasError
 from pipeline.version import ATLAS_VERSION
 
-FORMAT_VERSION = 2  # 2: visualizations per recipe, fidelity
+# atlas.json's format_version: the layout above. 2: visualizations per recipe, fidelity;
+# 3: the index at format 5 (whole-layer statistics, bottom-k), DIR/visualize/recipes.json
+FORMAT_VERSION = 3
 
 
 def _umask() -> int:

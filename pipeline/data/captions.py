@@ -46,7 +46,6 @@ Array = np.ndarray
 
 CLASS_NAMES: tuple[str, ...] = synthetic.CLASS_NAMES
 SHAPES: tuple[str, ...] = CLASS_NAMES[:5]
-TEXTURES: tuple[str, ...] = CLASS_NAMES[5:]
 PLURALS: dict[str, str] = {"circle": "circles", "square": "squares", "triangle": "triangles",
                            "ring": "rings", "cross": "crosses"}
 COLOURS: dict[str, tuple[float, float, float]] = {

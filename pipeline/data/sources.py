@@ -39,7 +39,6 @@ from PIL import Image
 
 from pipeline.errors import AtlasError
 
-DEFAULT_SPEC = "hf:timm/imagenet-1k-wds"
 ID_COLUMNS = ("__key__", "id", "image_id", "file_name", "filename", "key")
 LABEL_COLUMNS = ("label", "cls", "labels", "class", "target")
 IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img")

@@ -20,8 +20,6 @@ import torch
 
 from pipeline.store import atomic_save_npz
 
-DEFAULT_PROBE_IMAGES = 10000
-
 
 @dataclass
 class ProbeEncoder:

@@ -4,7 +4,7 @@ A labeler SPEC is one of:
 
 - ``open_clip:<model>/<pretrained>``: any ``open_clip`` model with a pretrained tag (hub
   weights, through open_clip's cache; ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` are honoured) or
-  a local checkpoint file, e.g. ``open_clip:ViT-B-16/openai`` (the default) or
+  a local checkpoint file, e.g. ``open_clip:ViT-B-16/openai`` or
   ``open_clip:ViT-B-16//data/clip.pt``;
 - a directory in open_clip's ``local-dir:`` layout (``open_clip_config.json`` and weights);
 - ``demo``: the small CLIP bundled in ``data/demo/labeler`` (trained here on captioned
@@ -28,7 +28,6 @@ from torch import nn
 from pipeline.errors import AtlasError
 from pipeline.resources import bundled_model_dir
 
-DEFAULT_LABELER = "open_clip:ViT-B-16/openai"
 DEMO_LABELER = "demo"
 # λ of SoftWPMI unless one is given: the paper's 1 for CLIP models; 0.25 for the demo labeler,
 # whose 12 concepts are each shared by ~30 units of a layer, which λ = 1 penalizes away
