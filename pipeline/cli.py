@@ -13,6 +13,9 @@ from pipeline.stages import ALIASES
 from pipeline.store import AtlasStore, read_json
 
 S = argparse.SUPPRESS  # options the user did not give stay out of the namespace
+SITE_URL_HELP = ("the absolute URL the site will be served at, e.g. https://org.github.io/atlas/ "
+                 "(canonical links, absolute permalinks and BibTeX URLs, sitemaps); without "
+                 "it the pages say that the atlas has no canonical address")
 
 # One example per family and size, with the counts `vit-atlas models` prints.
 EXAMPLE_MODELS = [
@@ -111,10 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "layers, a 2-D map and the typical units of every layer"),
     ]:
         aliases = [a for a, stage in ALIASES.items() if stage == name]
-        _add_atlas_options(sub.add_parser(name, aliases=aliases, help=text, description=text))
+        p = sub.add_parser(name, aliases=aliases, help=text, description=text)
+        _add_atlas_options(p)
+        if name == "build":
+            p.add_argument("--site-url", default=S, help=SITE_URL_HELP)
     p = sub.add_parser("site", help="rebuild DIR/site from what DIR holds",
                        description="Rebuild DIR/site from what DIR holds.")
     p.add_argument("--out", default="atlas-demo", help="atlas directory")
+    p.add_argument("--site-url", default=None, help=SITE_URL_HELP + "; default: the one the "
+                   "atlas was built with, '' for none")
     p = sub.add_parser("evaluate", help="how far to trust an atlas's visualizations",
                        description="Per recipe: objective against the paper recipe, units "
                        "beating their best dataset example, z-selectivity, TV/px and spectral "
@@ -250,7 +258,7 @@ def run_command(args: argparse.Namespace) -> None:
 
         store = AtlasStore(args.out)
         if command == "site":
-            site = site_stage.build_site(store)
+            site = site_stage.build_site(store, site_url=args.site_url)
             print(f"site built in {site}")
         else:
             site = store.root / "site"

@@ -37,6 +37,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from pipeline.errors import AtlasError
 from pipeline.resources import bundled_model_dir
@@ -342,16 +343,34 @@ class VisualizeConfig(_Part):
 class RuntimeConfig(_Part):
     """Where and how a run goes, none of which changes its results beyond float rounding:
     ``out`` (the atlas directory), ``device`` (auto | cpu | cuda | cuda:N), ``compile``
-    (regional ``torch.compile`` of the FFN blocks) and ``channels_last``.
+    (regional ``torch.compile`` of the FFN blocks) and ``channels_last``; ``site_url``: the
+    absolute URL the site will be served at (canonical links and absolute permalinks; None: the
+    site has no canonical address).
 
     >>> RuntimeConfig(out="atlas-x").device
     'auto'
+    >>> RuntimeConfig(site_url="https://org.github.io/atlas").site_url
+    'https://org.github.io/atlas/'
     """
 
     out: str = "atlas"
     device: str = "auto"
     compile: bool = False
     channels_last: bool = False
+    site_url: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.site_url == "":
+            object.__setattr__(self, "site_url", None)
+        if self.site_url is not None:
+            parts = urlsplit(self.site_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise AtlasError(f"site_url must be an absolute http(s) URL such as "
+                                 f"https://org.github.io/atlas/, not {self.site_url!r}",
+                                 option="site_url")
+            if not self.site_url.endswith("/"):
+                object.__setattr__(self, "site_url", self.site_url + "/")
 
 
 PARTS = ("model", "index", "label", "relations", "visualize", "runtime")

@@ -16,15 +16,16 @@ if TYPE_CHECKING:
 
 
 def build_site(store: AtlasStore, site_dir: Path | None = None, *,
-               workers: int | None = None) -> Path:
+               workers: int | None = None, site_url: str | None = None) -> Path:
     """Build the static atlas of ``store`` into ``site_dir`` (default ``DIR/site``).
 
-    ``workers``: processes to use (default: every CPU). The previous site stays in place until
-    the new one is complete.
+    ``workers``: processes to use (default: every CPU); ``site_url``: the absolute URL the
+    site will be served at (default: the one the atlas was built with; "" for none). The
+    previous site stays in place until the new one is complete.
     """
     from pipeline.site.build import build_site as build
 
-    return build(store, site_dir, workers=workers)
+    return build(store, site_dir, workers=workers, site_url=site_url)
 
 
 __all__ = ["build_site", "make_server", "serve"]

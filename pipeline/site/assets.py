@@ -74,6 +74,22 @@ def histogram_path(counts: np.ndarray) -> str:
     return "".join(parts)
 
 
+def clip_histogram(counts: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``counts`` and ``edges`` without the empty bins at either end (all of them when every
+    bin is empty), so that the axis spans the scores images reached.
+
+    >>> c, e = clip_histogram(np.array([0, 2, 0, 1, 0, 0]), np.arange(7.0))
+    >>> c.tolist(), e.tolist()
+    ([2, 0, 1], [1.0, 2.0, 3.0, 4.0])
+    """
+    counts, edges = np.asarray(counts), np.asarray(edges)
+    full = np.flatnonzero(counts)
+    if full.size == 0:
+        return counts, edges
+    lo, hi = int(full[0]), int(full[-1]) + 1
+    return counts[lo:hi], edges[lo:hi + 1]
+
+
 def histogram_x(value: float, edges: np.ndarray) -> float | None:
     """Horizontal position of ``value`` on a histogram drawn over ``edges``."""
     lo, hi = float(edges[0]), float(edges[-1])

@@ -55,7 +55,13 @@ from pipeline.site.overview import (
     model_page,
     words_page,
 )
-from pipeline.site.search import ClassIndex, WordEntry, WordIndex, models_index
+from pipeline.site.search import (
+    ClassIndex,
+    WordEntry,
+    WordIndex,
+    models_index,
+    search_hint,
+)
 from pipeline.store import AtlasStore, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -275,7 +281,19 @@ def _site_level(models: list[_Model], docs: DocsWriter, site: Path,
     _handbook(docs, cards)
     docs.prune()
     atomic_write_bytes(site / urls.MODELS_JSON, _json(models_index(index)))
-    return {"models": extras, "version": None if version is None else version.name}
+    return {"models": extras, "version": None if version is None else version.name,
+            "search_hint": _search_hint(models[0])}
+
+
+def _search_hint(m: _Model) -> str:
+    """The header search's placeholder from what the (first) model's pages hold."""
+    words = [w for p in m.pages.values() for w in p.words]
+    classes = [c for p in m.pages.values() for c in p.classes]
+    layers = m.layers
+    layer = layers[len(layers) // 2] if layers else None
+    units = m.units_by_layer.get(layer, []) if layer is not None else []
+    return search_hint(words, classes, m.info.class_names, layer,
+                       units[min(17, len(units) - 1)] if units else None)
 
 
 def _nav(base_nav: list | None, models: list[_Model]) -> list:
@@ -354,7 +372,7 @@ def _site_models(models: list[_Model], extra: dict[str, str] | None) -> dict[str
 def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None = None, *,
                workers: int | None = None, shard_entries: int | None = None,
                site_models: dict[str, str] | None = None,
-               version: SiteVersion | None = None) -> Path:
+               version: SiteVersion | None = None, site_url: str | None = None) -> Path:
     """Build the static atlas of ``stores`` (one atlas or several) into ``site_dir``
     (default ``DIR/site`` for one atlas; required for several).
 
@@ -362,8 +380,10 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
     of the word index (default ``search.SHARD_ENTRIES``); ``site_models``: ``{model name:
     slug}`` of other atlases whose pages lie beside these in the same site (similar units in
     them get links; others are shown as text); ``version``: the published version this site
-    is (permalinks, version selector). The previous site stays in place until the new one is
-    complete.
+    is (permalinks, version selector; its ``root_url`` is the site's address); ``site_url``:
+    the absolute URL the site will be served at (canonical links, absolute permalinks,
+    sitemaps); None: the one the (first) atlas was built with (``--site-url``), "" for none.
+    The previous site stays in place until the new one is complete.
 
     >>> import tempfile
     >>> from pipeline.testing.fake import make_fake_atlas, tiny_spec
@@ -407,9 +427,10 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
     try:
         os.chmod(tmp, 0o755)
         cfg = mkdocs_config(docs.root, tmp)
-        if version is not None and version.base_url is not None:
-            cfg["site_url"] = version.base_url
-        site_url = cfg["site_url"] or None
+        site_url = (version.base_url if version is not None
+                    else urls.site_root(saved_site_url(stores[0]) if site_url is None
+                                        else site_url))
+        cfg["site_url"] = site_url or ""
         year, linked = build_year(), _site_models(models, site_models)
         for m in models:
             m.info = SiteInfo.of(m.view, m.units_by_layer, year, site_url,
@@ -465,6 +486,13 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
         if len(models) > 1:
             shutil.rmtree(docs.root, ignore_errors=True)
     return site_dir
+
+
+def saved_site_url(store: AtlasStore) -> str | None:
+    """The site URL ``store``'s atlas was built with (``build --site-url``), or None."""
+    if not store.exists():
+        return None
+    return store.manifest().get("config", {}).get("site_url") or None
 
 
 def _drain(jobs: list[Future]) -> Iterator[Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -36,6 +37,7 @@ import numpy as np
 from pipeline.index.results import Examples
 from pipeline.site import fidelity, labels, recognisability, urls
 from pipeline.site.assets import (
+    clip_histogram,
     encode_heatmaps,
     encode_heatmaps4,
     heatmap_scale,
@@ -43,7 +45,7 @@ from pipeline.site.assets import (
     histogram_x,
     significant_decimals,
 )
-from pipeline.site.cite import bibtex, cite_key
+from pipeline.site.cite import bibtex, cite_key, is_absolute
 from pipeline.site.data import AtlasView, LayerView, clean_seed
 from pipeline.site.markup import SEP, front_matter, num, pack, script_json
 
@@ -61,7 +63,7 @@ class SiteInfo:
     class_names: list[str] | None
     units_by_layer: dict[int, list[int]]  # units that have a page, per layer with pages
     year: int
-    site_url: str | None = None  # absolute base URL, when mkdocs.yml sets one
+    site_url: str | None = None  # absolute base URL of the pages (--site-url), else None
     labeler: str | None = None  # what made the labels (None: the atlas has none)
     labeler_line: str = ""  # labeler, concept set and probe images, in words
     # models whose pages are in this site: {model name: slug} (similar units link to them)
@@ -160,6 +162,15 @@ def _recipe_summary(recipe: dict | None, name: str = "custom") -> str:
     return ", ".join(parts)
 
 
+def rank_counts(view: LayerView) -> dict[str, Counter]:
+    """Per recipe, how many units of the layer hold each z-rank (ties share the best rank)."""
+    out: dict[str, Counter] = {}
+    for name, results in view.vis.items():
+        ranks = (fidelity.clean(r.get("fidelity")) or {} for r in results.values())
+        out[name] = Counter(f["z_rank"] for f in ranks if f.get("z_rank") is not None)
+    return out
+
+
 def example_path(slug: str, thumbs: list[str | None], n: int) -> str | None:
     """Site path of example ``n``'s thumbnail (named by number: ids may hold any character)."""
     rel = thumbs[n] if n < len(thumbs) else None
@@ -193,6 +204,12 @@ class FeatureWriter:
                     seen[key] = len(self.recipes)
                     self.recipes.append((name, result.get("recipe") or {}))
                 self.recipe_of[name, unit] = seen[key]
+        self.ties = rank_counts(view)
+
+    def tied(self, recipe: str, fid: dict[str, Any] | None) -> int:
+        """How many units of the layer share ``fid``'s z-rank under ``recipe`` (1: none)."""
+        rank = fid.get("z_rank") if fid else None
+        return self.ties.get(recipe, {}).get(rank, 1) if rank is not None else 1
 
     def layer_extra(self) -> dict[str, Any]:
         """This layer's part of ``config.extra.atlas`` (what all its feature pages share)."""
@@ -240,7 +257,7 @@ class FeatureWriter:
             out.append(pack(str(self.recipe_of[name, unit]), num(float(result["activation"])),
                             vis_file, attr_file if result.get("attribution") else "",
                             "1" if fidelity.trusted(fid) else "0",
-                            fidelity.line(fid, self.info.images_seen),
+                            fidelity.line(fid, self.info.images_seen, self.tied(name, fid)),
                             recognisability.sentences(rec), self.seed_words(result),
                             SEP.join(fidelity.cautions(fid))))
         return out
@@ -367,11 +384,9 @@ class FeatureWriter:
                 for c, m in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)
                 if 0 <= c < len(names)
             ]
-            counts, edges = idx.hist_counts[unit], idx.hist_edges[unit]
             thr = float(idx.top_scores[unit, slots[-1]]) if slots else float("nan")
             meta["stats"] = [num(float(idx.mean[unit])), num(float(idx.max[unit]))]
-            meta["hist"] = [histogram_path(counts), num(float(edges[0])), num(float(edges[-1])),
-                            histogram_x(float(idx.mean[unit]), edges), histogram_x(thr, edges)]
+            meta["hist"] = self._histogram(unit, thr)
             maps = idx.maps[unit, slots]
             intervals, shown, qmaps = self._quantiles(unit)
             lo, hi = heatmap_scale(np.concatenate([maps.reshape(-1), qmaps.reshape(-1)]))
@@ -386,9 +401,27 @@ class FeatureWriter:
         meta["cite"] = [url, bibtex(key=cite_key(info.slug, layer, unit), model=info.model,
                                     weights=info.weights, layer=layer, module=view.spec.module,
                                     unit=unit, atlas_version=info.atlas_version, url=url,
-                                    year=info.year)]
+                                    year=info.year), is_absolute(url)]
         return (front_matter(meta)
                 + f"\nUnit {unit} of FFN layer {layer} of the model; data in feature.json.\n")
+
+    def _histogram(self, unit: int, threshold: float) -> list:
+        """The page's histogram: path, axis ends, x of the mean, of the top-k cut and of the
+        primary visualization's activation (or None), that activation, and, when it lies
+        beyond the axis, the axis end it is drawn at. The axis spans the bins that hold
+        images (``assets.clip_histogram``), not the empty range up to the visualization."""
+        idx = self.view.index
+        counts, edges = clip_histogram(idx.hist_counts[unit], idx.hist_edges[unit])
+        results = self.view.results(unit)
+        act = float(results[0][1]["activation"]) if results else float("nan")
+        vis_x = histogram_x(act, edges)
+        beyond = ""
+        if vis_x is not None and not float(edges[0]) <= act <= float(edges[-1]):
+            end = float(edges[-1]) if act > edges[-1] else float(edges[0])
+            beyond = ("› " if act > end else "‹ ") + num(end)
+        return [histogram_path(counts), num(float(edges[0])), num(float(edges[-1])),
+                histogram_x(float(idx.mean[unit]), edges), histogram_x(threshold, edges),
+                vis_x, num(act) if vis_x is not None else "", beyond]
 
     def _entry(self, n: int, score: float, heat: list) -> dict[str, Any]:
         """A dataset example of ``feature.json`` (``top`` and ``quantiles`` alike)."""

@@ -84,9 +84,35 @@ def ratio(x: float) -> str:
     return f"{x:.1f}" if x < 100 else f"{x:,.0f}"
 
 
-def line(fidelity: dict[str, Any] | None, images_seen: int | None) -> str:
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``11th``, ``22nd``.
+
+    >>> [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)]
+    ['1st', '2nd', '3rd', '4th', '11th', '12th', '13th', '21st', '22nd', '101st']
+    """
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
+
+
+def rank_words(rank: int, of: int | None, tied: int = 1) -> str:
+    """A z-rank in words; ``tied``: units of the layer sharing the rank (ties share the best
+    rank).
+
+    >>> rank_words(1, 384), rank_words(1, 384, tied=12)
+    ('rank 1 of 384', 'tied 1st of 384 (with 11 other units)')
+    """
+    of_text = f" of {of:,}" if of else ""
+    if tied > 1:
+        others = tied - 1
+        units = "unit" if others == 1 else "units"
+        return f"tied {ordinal(rank)}{of_text} (with {others:,} other {units})"
+    return f"rank {rank:,}{of_text}"
+
+
+def line(fidelity: dict[str, Any] | None, images_seen: int | None, tied: int = 1) -> str:
     """``"2.1× the best of 2,000 dataset images · rank 1 of 96 in its layer by z-score
-    (z = 4.2)"``; empty when nothing was measured."""
+    (z = 4.2)"``; empty when nothing was measured. ``tied``: the units of the layer that share
+    the rank (``"tied 1st of 96 (with 3 other units)"``)."""
     if fidelity is None:
         return ""
     parts = []
@@ -96,7 +122,7 @@ def line(fidelity: dict[str, Any] | None, images_seen: int | None) -> str:
                 else "the unit's best dataset image")
         parts.append(f"{ratio(vs)}× {best}")
     if rank is not None:
-        ranked = f"rank {rank:,}" + (f" of {of:,}" if of else "") + " in its layer by z-score"
+        ranked = rank_words(rank, of, tied) + " in its layer by z-score"
         parts.append(ranked + (f" (z = {z:.1f})" if z is not None else ""))
     elif z is not None:
         parts.append(f"z = {z:.1f} over the dataset")
@@ -121,8 +147,9 @@ def cautions(fidelity: dict[str, Any] | None) -> list[str]:
     return out + recognisability.cautions(fidelity.get("recognisability"))
 
 
-def short(fidelity: dict[str, Any] | None) -> str:
-    """A compact form for tooltips: ``"2.1× best · z-rank 1/96"``."""
+def short(fidelity: dict[str, Any] | None, tied: int = 1) -> str:
+    """A compact form for tooltips: ``"2.1× best · z-rank 1/96"`` (``"tied 1/96"`` when
+    ``tied`` units share the rank)."""
     if fidelity is None:
         return ""
     parts = []
@@ -130,7 +157,8 @@ def short(fidelity: dict[str, Any] | None) -> str:
         parts.append(f"{ratio(fidelity['vs_best_example'])}× best")
     if fidelity.get("z_rank") is not None:
         of = fidelity.get("of")
-        parts.append(f"z-rank {fidelity['z_rank']}" + (f"/{of}" if of else ""))
+        parts.append(("z-rank tied " if tied > 1 else "z-rank ") + str(fidelity["z_rank"])
+                     + (f"/{of}" if of else ""))
     if fidelity.get("recognisability"):
         parts.append(recognisability.short(fidelity["recognisability"]))
     return " · ".join(parts)

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from pipeline.site import urls
@@ -41,6 +42,25 @@ def models_index(atlases: Models) -> dict[str, Any]:
                        or atlas.examples.class_names is None else f"{atlas.slug}/classes.json",
                        "words": words})
     return {"format_version": SITE_FORMAT_VERSION, "models": models}
+
+
+def search_hint(words: Iterable[WordEntry], classes: Iterable[tuple[int, float, int, int]],
+                class_names: list[str] | None, layer: int | None, unit: int | None) -> str:
+    """The header search's placeholder, naming what this atlas holds: its most common label,
+    the class most units rank among their top classes, and a layer/unit with a page.
+
+    >>> search_hint([("stripes", 0, 1, 2.0, 1, 0), ("dots", 0, 2, 1.0, 1, 0),
+    ...              ("stripes", 1, 3, 1.5, 1, 0)], [(0, 1.0, 0, 1)], ["tabby cat"], 1, 3)
+    'Search: stripes, tabby cat, 1/3 or the docs'
+    """
+    labels = Counter(w[0] for w in words if w[4] == 1)
+    counts = Counter(c[0] for c in classes if class_names and 0 <= c[0] < len(class_names))
+    parts = [max(labels, key=lambda c: (labels[c], -len(c)))] if labels else []
+    if counts:
+        parts.append(class_names[max(counts, key=lambda c: (counts[c], -c))])  # type: ignore[index]
+    if layer is not None and unit is not None:
+        parts.append(f"{layer}/{unit}")
+    return "Search: " + ", ".join(parts) + " or the docs" if parts else "Search the docs"
 
 
 class ClassIndex:

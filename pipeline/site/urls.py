@@ -18,6 +18,7 @@ from __future__ import annotations
 import posixpath
 import re
 
+from pipeline.errors import AtlasError
 from pipeline.ids import fingerprint, slug
 
 # Top-level names the hand-written pages and theme use: a model slug must not shadow them.
@@ -43,6 +44,20 @@ CLASSES_JSON = "classes.json"
 MAP_JSON = "map.json"
 FEATURES_PARQUET = "features.parquet"
 COMPARE_DIR = "compare"  # the cross-model view (sites of two models or more)
+
+
+def site_root(url: str | None) -> str | None:
+    """The site's absolute URL with one trailing ``/``; None for none (None or "").
+
+    >>> site_root("https://org.github.io/atlas"), site_root("")
+    ('https://org.github.io/atlas/', None)
+    """
+    if not url:
+        return None
+    if not re.match(r"^https?://[^/]", url):
+        raise AtlasError(f"a site URL must be an absolute http(s) URL such as "
+                         f"https://org.github.io/atlas/, not {url!r}", option="site_url")
+    return url.rstrip("/") + "/"
 
 
 def model_slug(name: str) -> str:

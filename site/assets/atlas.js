@@ -1,11 +1,12 @@
 /*
  * ViT Feature Atlas: the little interactivity the static pages need.
- * - jump box (every page): "layer/unit" → feature page; other text → the units a word labels
- *   (word index, with thumbnails) and units by class name
+ * - the header search (Material's box, every page): "layer/unit" → feature page; other text →
+ *   the units a word labels (word index, with thumbnails) and units by class name, above
+ *   Material's results from the handbook
  * - search-by-word page (<model>/words/): every unit a word labels, ranked by score
  * - feature pages: heatmap overlays painted from the page's quantized maps, legend, toggle,
- *   attribution-map toggle, keyboard shortcuts, absolute permalink in the Cite block (the
- *   recipe tabs need no script: radio inputs and labels)
+ *   attribution-map toggle, keyboard shortcuts, the Copy BibTeX button (the recipe tabs need
+ *   no script: radio inputs and labels)
  * - layer pages: filter the grid by unit number, label, top class or "only trusted"; sort it by unit,
  *   times the best dataset example, or z-rank; the map of the layer (map.json on a canvas: zoom,
  *   pan, thumbnails of the units in view once zoomed in, click → feature page)
@@ -34,7 +35,7 @@
     return e;
   }
 
-  /* ---- jump box ------------------------------------------------------------------------ */
+  /* ---- layer/unit queries ------------------------------------------------------------- */
   var JUMP = /^\s*(?:([A-Za-z0-9][\w.\-]*)\s*\/\s*)?[Ll]?(\d+)\s*(?:[\/.:,]|\s)\s*[Uu]?(\d+)\s*\/?\s*$/;
 
   function pickModel(index, slug) {
@@ -143,22 +144,51 @@
     return model && model.words ? new Words(base, model) : null;
   }
 
-  function setupJump(form) {
-    var base = form.getAttribute("data-base") || ".";
-    var input = form.querySelector("input[name=q]");
-    var msg = form.querySelector(".atlas-jump-msg");
-    var list = form.querySelector(".atlas-jump-results");
-    var timer = null, asked = 0;
+  /* ---- the header search (Material's box): units besides the documentation ------------ */
+  // Material searches the handbook (its lunr index); above its results this adds, from the
+  // static indexes: "layer/unit" (3/17, L3 U17, model/3/17) → that feature page; a word → the
+  // units it labels (word index shards, best first, with thumbnails); a class name → the
+  // units that rank it among their top classes. Enter on a layer/unit goes to its page.
+  function siteBase() {
+    var node = document.getElementById("__config");
+    try { return JSON.parse(node.textContent).base || "."; } catch (e) { return "."; }
+  }
+  function meta(name) {
+    var node = document.querySelector('meta[name="' + name + '"]');
+    return node ? node.getAttribute("content") : null;
+  }
+
+  function setupHeaderSearch() {
+    var input = document.querySelector(".md-search__input");
+    var result = document.querySelector(".md-search-result");
+    var dialog = document.querySelector(".md-search[role=dialog]");
+    if (dialog && !dialog.hasAttribute("aria-label")) dialog.setAttribute("aria-label", "Search the atlas");
+    if (!input || !result) return;
+    var base = siteBase(), slug = meta("atlas-model");
+    var hint = meta("atlas-search-hint");
+    if (hint) {
+      input.placeholder = hint;
+      input.setAttribute("aria-label", "Search the atlas: " + hint.replace(/^Search:?\s*/, ""));
+    }
+    var box = el("div", "atlas-search");
+    var msg = el("p", "atlas-search-msg");
+    msg.setAttribute("aria-live", "polite");
+    var list = el("ul", "atlas-search-results");
+    box.appendChild(msg);
+    box.appendChild(list);
+    box.hidden = true;
+    result.parentNode.insertBefore(box, result);
+    var timer = null, asked = 0, target = null, last = null;
     var models = function () { return getJSON(join(base, "models.json")); };
 
     function say(text) { msg.textContent = text || ""; }
-    function clear() { list.textContent = ""; list.hidden = true; }
+    function clear() { list.textContent = ""; say(""); box.hidden = true; target = null; }
 
     function resolve(q) {
       var m = JUMP.exec(q);
       if (!m) return Promise.resolve(null);
       return models().then(function (index) {
-        var model = pickModel(index, m[1] || form.getAttribute("data-model"));
+        var model = pickModel(index, m[1] || slug);
         if (m[1]) {
           for (var i = 0; i < index.models.length; i++) if (index.models[i].slug === m[1]) model = index.models[i];
         }
@@ -168,13 +198,13 @@
         if (!info) return { error: "No layer " + layer + " in " + model.slug + "." };
         var ok = info.pages ? info.pages.indexOf(unit) >= 0 : unit < info.units;
         if (!ok) return { error: "Layer " + layer + " has no page for unit " + unit + " (" + info.units + " units)." };
-        return { url: join(base, model.slug + "/" + layer + "/" + unit + "/") };
+        return { url: join(base, model.slug + "/" + layer + "/" + unit + "/"), model: model, layer: layer, unit: unit };
       });
     }
 
     function searchWords(q) {
       return models().then(function (index) {
-        var words = wordsFor(base, index, form.getAttribute("data-model"));
+        var words = wordsFor(base, index, slug);
         if (!words) return { words: null, hits: [] };
         return words.lookup(q, 3).then(function (hits) { return { words: words, hits: hits }; });
       });
@@ -182,7 +212,7 @@
 
     function searchClasses(q) {
       return models().then(function (index) {
-        var model = pickModel(index, form.getAttribute("data-model"));
+        var model = pickModel(index, slug);
         if (!model || !model.classes) return { model: model, hits: [] };
         return getJSON(join(base, model.classes)).then(function (ci) {
           var needle = q.toLowerCase(), hits = [];
@@ -194,14 +224,23 @@
       });
     }
 
+    function showUnit(r) {
+      var li = el("li", "atlas-search-unit");
+      var a = el("a", null, r.model.slug + " · layer " + r.layer + " · unit " + r.unit);
+      a.href = r.url;
+      li.appendChild(a);
+      li.appendChild(el("span", null, " – feature page (Enter)"));
+      list.appendChild(li);
+    }
+
     function showWords(res) {
       if (!res.hits.length) return;
       var w = res.hits[0], words = res.words;
-      var li = el("li", "atlas-jump-word");
-      var head = el("div", "atlas-jump-word-head");
+      var li = el("li", "atlas-search-word");
+      var head = el("div", "atlas-search-word-head");
       head.appendChild(el("b", null, w.concept));
       head.appendChild(el("span", null, " labels " + w.total + " unit" + (w.total === 1 ? "" : "s") + " "));
-      var all = el("a", "atlas-jump-word-all", "all on the word page ›");
+      var all = el("a", "atlas-search-word-all", "all on the word page ›");
       all.href = words.pageUrl(w.concept);
       head.appendChild(all);
       li.appendChild(head);
@@ -210,13 +249,13 @@
       li.appendChild(hits);
       list.appendChild(li);
       if (res.hits.length > 1) {
-        var other = el("li", "atlas-jump-words-other", "Other words: ");
+        var other = el("li", "atlas-search-words-other", "Other words: ");
         res.hits.slice(1, 9).forEach(function (o, i) {
           var a = el("a", null, o.concept);
           a.href = words.pageUrl(o.concept);
           if (i) other.appendChild(document.createTextNode(" · "));
           other.appendChild(a);
-          other.appendChild(el("small", null, " " + o.total));
+          other.appendChild(el("span", "atlas-search-count", " " + o.total));
         });
         list.appendChild(other);
       }
@@ -224,10 +263,11 @@
 
     function showClasses(res) {
       res.hits.forEach(function (c) {
-        var li = el("li", "atlas-jump-class");
-        li.appendChild(el("strong", null, res.index.classes[c]));
+        var li = el("li", "atlas-search-class");
+        li.appendChild(el("b", null, res.index.classes[c]));
+        li.appendChild(el("span", null, " (class)"));
         var units = res.index.units[c] || [];
-        if (!units.length) li.appendChild(el("span", null, " – no unit ranks it first"));
+        if (!units.length) li.appendChild(el("span", null, " – no unit ranks it among its top classes"));
         for (var i = 0; i < units.length && i < 16; i += 2) {
           var a = el("a", null, "L" + units[i] + "/U" + units[i + 1]);
           a.href = join(base, res.model.slug + "/" + units[i] + "/" + units[i + 1] + "/");
@@ -238,44 +278,59 @@
       });
     }
 
-    // words and classes that match q; resolves to {words, classes} once both are shown
+    // everything the atlas holds for q; resolves once shown (null when overtaken)
     function search(q) {
       var mine = ++asked;
       var none = function () { return { hits: [] }; };
-      return Promise.all([searchWords(q).catch(none), searchClasses(q).catch(none)]).then(function (r) {
+      var unit = resolve(q).catch(function () { return null; });
+      var text = q.length < 2 || JUMP.test(q) || /^\d+$/.test(q);
+      return Promise.all([unit, text ? none() : searchWords(q).catch(none),
+                          text ? none() : searchClasses(q).catch(none)]).then(function (r) {
         if (mine !== asked) return null;
-        clear();
-        showWords(r[0]);
-        showClasses(r[1]);
-        var any = r[0].hits.length || r[1].hits.length;
-        say(any ? "" : "No word or class matches.");
-        list.hidden = !any;
-        return { words: r[0], classes: r[1] };
+        list.textContent = "";
+        target = r[0] && r[0].url ? r[0].url : null;
+        if (target) showUnit(r[0]);
+        showWords(r[1]);
+        showClasses(r[2]);
+        var any = target || r[1].hits.length || r[2].hits.length;
+        last = { q: q, words: r[1], classes: list.querySelector(".atlas-search-class a") };
+        say(r[0] && r[0].error ? r[0].error : any ? "In the atlas:" : "No unit, word or class of the atlas matches.");
+        box.hidden = false;
+        return { unit: r[0], words: r[1], classes: r[2] };
       });
     }
 
     input.addEventListener("input", function () {
       clearTimeout(timer);
       var q = input.value.trim();
-      if (q.length < 2 || JUMP.test(q) || /^\d+$/.test(q)) { asked++; clear(); say(""); return; }
-      timer = setTimeout(function () { search(q); }, 150);
+      if (!q) { asked++; clear(); return; }
+      timer = setTimeout(function () { search(q); }, 120);
     });
-    form.addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      clearTimeout(timer);
+    // Enter (before Material's handler picks a handbook result): a layer/unit → its page; a
+    // word the atlas holds → its word page (every unit it labels); a class → its best unit
+    function go(res) {
+      if (!res) return false;
+      if (res.words && res.words.hits.length) { window.location.href = res.words.words.pageUrl(res.words.hits[0].concept); return true; }
+      if (res.classes) { window.location.href = res.classes.href; return true; }
+      return false;
+    }
+    input.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Enter") return;
       var q = input.value.trim();
-      if (!q) return;
-      resolve(q).then(function (r) {
-        if (r && r.url) { window.location.href = r.url; return; }
-        if (r && r.error) { say(r.error); return; }
-        return search(q).then(function (res) {
-          if (!res) return;
-          if (res.words.hits.length) { window.location.href = res.words.words.pageUrl(res.words.hits[0].concept); return; }
-          var first = list.querySelector(".atlas-jump-class a");
-          if (first) window.location.href = first.href;
+      if (JUMP.test(q)) {
+        ev.preventDefault();
+        ev.stopImmediatePropagation();
+        clearTimeout(timer);
+        resolve(q).then(function (r) {
+          if (r && r.url) window.location.href = r.url;
+          else if (r && r.error) { box.hidden = false; say(r.error); }
         });
-      }).catch(function () { say("No atlas index found on this site."); });
-    });
+        return;
+      }
+      if (last && last.q === q && go(last)) { ev.preventDefault(); ev.stopImmediatePropagation(); }
+    }, true);
+    // for tests and scripts: the atlas's part of the results for q
+    input.atlasSearch = search;
   }
 
   /* ---- search-by-word page --------------------------------------------------------------- */
@@ -418,7 +473,9 @@
     if (button) button.addEventListener("click", toggleHeatmaps);
   }
   function toggleHeatmaps() {
-    var off = document.body.classList.toggle("atlas-heat-off");
+    var page = document.querySelector(".atlas-feature");
+    if (!page) return;
+    var off = page.classList.toggle("atlas-heat-off");
     var button = document.querySelector(".atlas-heat-toggle");
     if (button) {
       button.setAttribute("aria-pressed", off ? "false" : "true");
@@ -430,7 +487,7 @@
   function toggleAttribution() {
     var buttons = document.querySelectorAll(".atlas-attr-toggle");
     if (!buttons.length) return;
-    var on = document.body.classList.toggle("atlas-attr-on");
+    var on = document.querySelector(".atlas-feature").classList.toggle("atlas-attr-on");
     buttons.forEach(function (b) { b.setAttribute("aria-pressed", on ? "true" : "false"); });
   }
   function setupAttribution() {
@@ -452,31 +509,17 @@
         return;
       }
       var key = ALIAS[ev.key] || ev.key;
-      if (key === "/") {
-        var q = document.querySelector(".atlas-jump input");
-        if (q) { ev.preventDefault(); q.focus(); }
-        return;
-      }
       if (key === "m") { toggleHeatmaps(); return; }
       if (key === "a") { toggleAttribution(); return; }
       var link = document.querySelector('a[data-key="' + key + '"]');
       if (link) { ev.preventDefault(); window.location.href = link.href; }
     });
   }
+  // The Cite block is as built: the absolute permalink when the site's URL was given, else
+  // the page's path and a sentence saying that the atlas has no canonical address (never the
+  // address this page happens to be read at: a mirror, a local copy or a preview).
   function setupCite() {
-    var link = document.querySelector("[data-permalink]");
-    if (!link) return;
-    var stated = link.getAttribute("data-permalink");
-    if (/^[a-z]+:\/\//i.test(stated)) { link.href = stated; return; }
-    // a published page's permalink is its path from the site root, version first: resolve it
-    // there (not at this URL, which may go through an alias such as latest/)
-    var version = document.querySelector(".atlas-version[data-base]");
-    var abs = version ? new URL(stated, siteRoot(version)).href
-      : new URL(".", window.location.href).href;
-    link.href = abs;
-    link.textContent = abs;
     var bib = document.querySelector(".atlas-bibtex");
-    if (bib) bib.textContent = bib.textContent.split("{" + stated + "}").join("{" + abs + "}");
     var copy = document.querySelector(".atlas-copy");
     if (copy && bib) copy.addEventListener("click", function () {
       var done = function () { copy.textContent = "Copied"; };
@@ -852,12 +895,12 @@
   }
 
   function init() {
-    document.querySelectorAll("form.atlas-jump").forEach(setupJump);
     document.querySelectorAll("form.atlas-words").forEach(setupWords);
     document.querySelectorAll(".atlas-grid").forEach(setupGrid);
     document.querySelectorAll(".atlas-map-view[data-src]").forEach(setupMap);
     document.querySelectorAll(".atlas-version[data-version]").forEach(setupVersion);
-    if (document.body.classList.contains("atlas-feature-page")) {
+    setupHeaderSearch();
+    if (document.querySelector(".atlas-feature")) {
       setupHeatmaps();
       setupAttribution();
       setupKeys();

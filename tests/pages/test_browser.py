@@ -122,19 +122,22 @@ def test_feature_page_in_browser(page, served, prefix):
     assert page.locator(".atlas-label *, .atlas-id *, .atlas-classes span *").count() == 0
     assert page.locator(".atlas-classes li span").first.text_content() == TRICKY_CLASS
 
-    # heatmap toggle: button and key
+    # heatmaps: off by default (the images as they are); button and key
     heat = page.locator("canvas.atlas-heat").first
-    assert heat.is_visible()
-    page.click(".atlas-heat-toggle")
     assert not heat.is_visible()
     assert page.get_attribute(".atlas-heat-toggle", "aria-pressed") == "false"
-    page.keyboard.press("m")
+    page.click(".atlas-heat-toggle")
     assert heat.is_visible()
+    assert page.get_attribute(".atlas-heat-toggle", "aria-pressed") == "true"
+    page.keyboard.press("m")
+    assert not heat.is_visible()
 
-    # cite block: absolute permalink filled in
-    permalink = f"{base}/{SLUG}/0/0/"
-    assert page.locator(".atlas-permalink").inner_text() == permalink
-    assert f"\\url{{{permalink}}}" in page.locator(".atlas-bibtex").inner_text()
+    # cite block: built without a site URL, it says so; never the address in the address bar
+    assert "no canonical address" in page.locator(".atlas-no-canonical").inner_text()
+    assert page.locator(".atlas-permalink").inner_text() == f"{SLUG}/0/0/"
+    bib = page.locator(".atlas-bibtex").inner_text()
+    assert "\\url" not in bib and served not in bib and "without a canonical address" in bib
+    assert page.locator("link[rel=canonical]").count() == 0
 
     # next / previous unit and layer, by link and by key
     page.click("a[data-key=j]")
@@ -148,19 +151,19 @@ def test_feature_page_in_browser(page, served, prefix):
     page.keyboard.press("h")
     page.wait_for_url(f"{base}/{SLUG}/0/0/")
 
-    # jump box: layer/unit, a unit without a page, and class search
-    page.fill(".atlas-jump input", "1/7")
-    page.press(".atlas-jump input", "Enter")
+    # header search: layer/unit, a unit without a page, and class search
+    page.fill(".md-search__input", "1/7")
+    page.press(".md-search__input", "Enter")
     page.wait_for_url(f"{base}/{SLUG}/1/7/")
-    page.fill(".atlas-jump input", f"1/{VIS_UNITS + 5}")
-    page.press(".atlas-jump input", "Enter")
-    page.wait_for_function("document.querySelector('.atlas-jump-msg').textContent.length > 0")
-    assert "no page" in page.locator(".atlas-jump-msg").inner_text()
-    page.fill(".atlas-jump input", "cat")
-    page.wait_for_selector(".atlas-jump-results li")
-    assert page.locator(".atlas-jump-word").count() == 0  # no concept starts with "cat"
-    assert page.locator(".atlas-jump-class strong").first.text_content() == TRICKY_CLASS
-    page.locator(".atlas-jump-class a").first.click()
+    page.fill(".md-search__input", f"1/{VIS_UNITS + 5}")
+    page.press(".md-search__input", "Enter")
+    page.wait_for_function("document.querySelector('.atlas-search-msg').textContent.length > 0")
+    assert "no page" in page.locator(".atlas-search-msg").inner_text()
+    page.fill(".md-search__input", "cat")
+    page.wait_for_selector(".atlas-search-results li")
+    assert page.locator(".atlas-search-word").count() == 0  # no concept starts with "cat"
+    assert page.locator(".atlas-search-class b").first.text_content() == TRICKY_CLASS
+    page.locator(".atlas-search-class a").first.click()
     page.wait_for_url(re.compile(rf"{re.escape(base)}/{SLUG}/0/\d+/$"))
     assert _images_loaded(page)[1] == []
 
@@ -168,7 +171,7 @@ def test_feature_page_in_browser(page, served, prefix):
     page.keyboard.press("u")
     page.wait_for_url(f"{base}/{SLUG}/0/")
     page.go_back()
-    page.click(".atlas-home")
+    page.click("a.md-logo")
     page.wait_for_url(f"{base}/")
 
 
@@ -239,9 +242,9 @@ def test_feature_page_similar_and_quantiles(page, served):
     assert page.locator(".atlas-q-row").first.locator(".atlas-ex").count() == 1  # the odd id
     assert page.locator(".atlas-q-row").first.locator("img").get_attribute("alt") == TRICKY_ID
     heat = page.locator(".atlas-q-row canvas.atlas-heat").first
-    assert heat.is_visible()
-    page.keyboard.press("m")
     assert not heat.is_visible()
+    page.keyboard.press("m")
+    assert heat.is_visible()
 
 
 def _map_state(pg) -> dict:
@@ -547,7 +550,7 @@ def test_pages_work_from_file_urls(browser, tmp_path_factory):
     context.close()
 
 
-def test_material_pages_and_jump_from_home(page, served):
+def test_material_pages_and_header_search_jumps_to_a_unit(page, served):
     base = f"{served}/sub/site"
     page.goto(f"{base}/")
     count, broken = _images_loaded(page)
@@ -555,9 +558,15 @@ def test_material_pages_and_jump_from_home(page, served):
     page.click(f"a[href='{SLUG}/']")
     page.wait_for_url(f"{base}/{SLUG}/")
     assert _images_loaded(page)[1] == []
-    page.fill(".atlas-jump input", "L0 U12")
-    page.press(".atlas-jump input", "Enter")
+    page.fill(".md-search__input", "L0 U12")
+    page.wait_for_selector(".atlas-search-unit a")
+    page.press(".md-search__input", "Enter")
     page.wait_for_url(f"{base}/{SLUG}/0/12/")
+    # the feature page has the same header: its search takes "layer/unit" too
+    assert page.locator("header.md-header .md-search__input").count() == 1
+    page.fill(".md-search__input", "1/3")
+    page.press(".md-search__input", "Enter")
+    page.wait_for_url(f"{base}/{SLUG}/1/3/")
     page.goto(f"{base}/method/")
     assert "Ghiasi" in page.content()
 
@@ -591,31 +600,31 @@ def _thumbs_loaded(pg, scope: str) -> tuple[int, int]:
             pg.locator(f"{scope} .atlas-word-hit .atlas-novis").count())
 
 
-def test_jump_box_lists_the_units_a_word_labels(page, served):
+def test_header_search_lists_the_units_a_word_labels(page, served):
     base = f"{served}/sub/site"
     page.goto(f"{base}/{SLUG}/0/5/")
     expected = _ranked("constructor")  # a word, and a property of every JavaScript object
     assert len(expected) > 8 and {layer for layer, _ in expected} == {1}
-    page.fill(".atlas-jump input", "constructor")
-    page.wait_for_selector(".atlas-jump-word .atlas-word-hit")
-    assert page.locator(".atlas-jump-word b").text_content() == "constructor"
-    assert f"labels {len(expected)} units" in page.locator(".atlas-jump-word").inner_text()
-    assert _hits(page, ".atlas-jump-word") == expected[:8]
-    assert _thumbs_loaded(page, ".atlas-jump-word") == (8, 0)
-    page.locator(".atlas-jump-word a.atlas-word-hit").first.click()
+    page.fill(".md-search__input", "constructor")
+    page.wait_for_selector(".atlas-search-word .atlas-word-hit")
+    assert page.locator(".atlas-search-word b").text_content() == "constructor"
+    assert f"labels {len(expected)} units" in page.locator(".atlas-search-word").inner_text()
+    assert _hits(page, ".atlas-search-word") == expected[:8]
+    assert _thumbs_loaded(page, ".atlas-search-word") == (8, 0)
+    page.locator(".atlas-search-word a.atlas-word-hit").first.click()
     layer, unit = expected[0]
     page.wait_for_url(f"{base}/{SLUG}/{layer}/{unit}/")
     assert "constructor" in page.locator(".atlas-words-top").inner_text()
 
     # a prefix: the words that start with it; the hostile concept stays text
-    page.fill(".atlas-jump input", '<em>"str')
-    page.wait_for_selector(".atlas-jump-word b")
-    assert page.locator(".atlas-jump-word b").text_content() == TRICKY_CONCEPT
-    assert page.locator(".atlas-jump-results b *, .atlas-jump-results em").count() == 0
+    page.fill(".md-search__input", '<em>"str')
+    page.wait_for_selector(".atlas-search-word b")
+    assert page.locator(".atlas-search-word b").text_content() == TRICKY_CONCEPT
+    assert page.locator(".atlas-search-results b *, .atlas-search-results em").count() == 0
     tricky = _ranked(TRICKY_CONCEPT)
-    assert sorted(tricky) == [(0, 0), (1, 0)] and _hits(page, ".atlas-jump-word") == tricky
+    assert sorted(tricky) == [(0, 0), (1, 0)] and _hits(page, ".atlas-search-word") == tricky
     # Enter: the search page, with every unit of the word
-    page.press(".atlas-jump input", "Enter")
+    page.press(".md-search__input", "Enter")
     page.wait_for_url(re.compile(rf"{re.escape(base)}/{SLUG}/words/\?word=%3Cem%3E"))
     page.wait_for_selector(".atlas-words-results a.atlas-word-hit")
     # (not "?q=": Material's own search would open on it)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.errors import AtlasError
 from pipeline.resources import mkdocs_yml
 from pipeline.site import build, fidelity, markup, recognisability
 from pipeline.site.assets import significant_decimals
@@ -436,7 +437,8 @@ def test_feature_pages_show_labels_escaped(small_site: Path):
     best = re.search(r'<a class="atlas-word" href="([^"]*)"[^>]*>([^<]*)</a>', page)
     assert best is not None and unescape(best.group(2)) == TRICKY_CONCEPT
     assert best.group(1) == "../../words/?word=%3Cem%3E%22stripes%22%20%26%20%27dots%27%3C%2Fem%3E"
-    assert 'href="../../../method/#labels">labels: CLIP-Dissect, SoftWPMI</a>' in page
+    assert 'href="../../../method/#labels">what the score means</a>' in page
+    assert "label score (SoftWPMI)" in page and "higher is better" in page  # explained
     assert ('<span class="atlas-labeler">demo · 46 concepts (fake word list) · 40 probe '
             "images") in page
     top = re.findall(r'<li><a href="../../words/\?word=[^"]*">([^<]*)</a> <small>([^<]*)</small>',
@@ -610,8 +612,8 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert json.loads((site / "models.json").read_text())["models"][0]["words"] is None
     assert not (site / SLUG / "words").exists()
     page = (site / SLUG / "0" / "1" / "index.html").read_text()
-    assert "atlas-word" not in page and "labels" not in page.split("<main>")[1].split(
-        'class="atlas-foot"')[0]
+    assert "atlas-word" not in page and "labels" not in page.split('class="md-content__inner')[
+        1].split('class="atlas-foot"')[0]
     model = (site / SLUG / "index.html").read_text()
     assert "Words by layer" not in model and "search by word" not in model.lower()
     assert "atlas-tile-word" not in (site / SLUG / "0" / "index.html").read_text()
@@ -886,8 +888,9 @@ def test_dataset_strings_are_escaped_everywhere(small_site: Path):
     assert any(s.startswith(TRICKY_CLASS + "\n") for s in layer.strings)  # data-c attribute
     # recipe name (tab label, alt text, recipe row) and recipe parameters (the <pre>)
     page = (small_site / SLUG / "0" / "0" / "index.html").read_text(encoding="utf-8")
+    content = page.split('class="md-content__inner')[1].split("</article>")[0]  # not the theme's
     for needle in (TRICKY_RECIPE, "<&>", "<script>", "</pre><script>"):
-        assert needle not in page
+        assert needle not in content
     assert TRICKY_RECIPE in feature.strings
     assert any(TRICKY_NOTE.replace('"', '\\"') in s for s in feature.strings)
 
@@ -1025,3 +1028,65 @@ def test_feature_pages_built_one_at_a_time_are_the_same(tmp_path: Path, monkeypa
                 and all(same(sub) for sub in cmp.subdirs.values()))
 
     assert same(filecmp.dircmp(one_by_one, all_first))
+
+
+# -- canonical addresses ----------------------------------------------------------------------
+def _canonical(page: Path) -> str | None:
+    found = re.search(r'<link rel="canonical" href="([^"]*)"', page.read_text(encoding="utf-8"))
+    return None if found is None else unescape(found.group(1))
+
+
+def _cite(page: Path) -> tuple[str, str]:
+    """(the Cite block's paragraph, its BibTeX entry) as text."""
+    html = page.read_text(encoding="utf-8").split('class="atlas-cite"')[1].split("</section>")[0]
+    bib = unescape(html.split('<pre class="atlas-bibtex">')[1].split("</pre>")[0])
+    return unescape(re.sub(r"<[^>]+>", "", html.split("<pre")[0])), bib
+
+
+def test_site_url_gives_canonical_links_and_absolute_permalinks(tmp_path: Path):
+    from pipeline.store import atomic_write_json
+
+    store = make_fake_atlas(tmp_path / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
+                            vis_units=3, index_layers=[0])
+    root = "https://example.org/atlas/"
+    site = build.build_site(store, workers=1, site_url=root.rstrip("/"))
+    feature = site / SLUG / "0" / "1" / "index.html"
+    url = f"{root}{SLUG}/0/1/"
+    assert _canonical(feature) == url
+    for page, path in [("index.html", ""), ("method/index.html", "method/"),
+                       (f"{SLUG}/index.html", f"{SLUG}/"), (f"{SLUG}/0/index.html", f"{SLUG}/0/"),
+                       (f"{SLUG}/words/index.html", f"{SLUG}/words/")]:
+        assert _canonical(site / page) == root + path, page
+    text, bib = _cite(feature)
+    assert f"Permalink: {url}" in text and f"howpublished = {{\\url{{{url}}}}}" in bib
+    record = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
+    assert record["permalink"] == url and record["site_version"] is None
+    assert (site / "sitemap.xml").is_file()
+
+    # the URL the atlas was built with (build --site-url) is kept; "" builds without one
+    manifest = store.manifest()
+    manifest["config"]["site_url"] = "https://mirror.example.net/a/"
+    atomic_write_json(store.manifest_path, manifest)
+    site = build.build_site(store, workers=1)
+    assert _canonical(feature) == f"https://mirror.example.net/a/{SLUG}/0/1/"
+    site = build.build_site(store, workers=1, site_url="")
+    assert [p for p in _html_pages(site) if _canonical(p) is not None] == []
+    text, bib = _cite(feature)
+    assert "no canonical address" in text and f"{SLUG}/0/1/" in text
+    assert "\\url" not in bib and "without a canonical address" in bib
+    record = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
+    assert record["permalink"] == f"{SLUG}/0/1/"
+    with pytest.raises(AtlasError, match="absolute"):
+        build.build_site(store, workers=1, site_url="example.org/atlas")
+
+
+def test_site_url_option_on_build_and_site():
+    from pipeline.cli import build_parser, resolve_config
+
+    parser = build_parser()
+    args = vars(parser.parse_args(["build", "--site-url", "https://example.org/x"]))
+    assert resolve_config(args).runtime.site_url == "https://example.org/x/"
+    assert parser.parse_args(["site", "--site-url", "https://example.org/x/"]).site_url
+    assert parser.parse_args(["site"]).site_url is None
+    with pytest.raises(AtlasError):
+        resolve_config(vars(parser.parse_args(["build", "--site-url", "/x/"])))
