@@ -22,6 +22,7 @@ from torch import nn
 from pipeline.errors import AtlasError
 from pipeline.models.registry import describe, is_ffn_act, token_grid
 from pipeline.models.spec import FFNLayer, ModelSpec
+from pipeline.visualize.accent import as_seed_images
 from pipeline.visualize.objectives import Objective, UnitStats
 from pipeline.visualize.optimize import measure_unit_stats, render_features
 from pipeline.visualize.param import from_uint8
@@ -155,6 +156,7 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
            recipe: Recipe | str | None = None, steps: int | None = None, seed: int = 0,
            objective: Objective | None = None, stats: UnitStats | None = None,
            images: torch.Tensor | None = None, name: str | None = None,
+           seeds: torch.Tensor | np.ndarray | None = None,
            input_size: tuple[int, int, int] | None = None,
            mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
            prefix_tokens: int | None = None,
@@ -167,14 +169,21 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
     (default: the atlas default); ``objective`` replaces the recipe's (objectives compose:
     ``unit_mean() - 0.05 * total_variation()``). A recipe's selectivity term (the default's)
     needs the units' dataset statistics: ``stats``, or ``images`` (N, 3, H, W) in [0, 1] to
-    measure them on; without either the term is left out, with a warning saying so. The
-    model is put in eval mode without weight gradients, then restored.
+    measure them on; without either the term is left out, with a warning saying so. A
+    recipe that starts from seed images (``"accent"``, feature accentuation) needs ``seeds``:
+    one image per unit, uint8 or float in [0, 1], ``(N, 3, H, W)`` or ``(N, H, W, 3)``,
+    resized to the input size if need be. The model is put in eval mode without weight
+    gradients, then restored.
 
     >>> import timm
     >>> m = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2)
     >>> imgs, acts = render(m, "blocks.1.mlp.act", [0, 5], recipe="fast", steps=4)
     >>> tuple(imgs.shape), tuple(acts.shape), bool(imgs.min() >= 0 and imgs.max() <= 1)
     ((2, 3, 32, 32), (2,), True)
+    >>> seeds = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    >>> imgs, acts = render(m, "blocks.1.mlp.act", [0, 5], recipe="accent", steps=2, seeds=seeds)
+    >>> bool((imgs - seeds.permute(0, 3, 1, 2) / 255).abs().mean() < 0.1)
+    True
     """
     units = [units] if isinstance(units, int) else [int(u) for u in units]
     if isinstance(recipe, str):
@@ -196,8 +205,10 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
                 recipe = dataclasses.replace(recipe, selectivity=0.0)
             else:
                 stats = measure_unit_stats(model, spec, ffn, images.to(device))
+        if seeds is not None:
+            seeds = as_seed_images(seeds, tuple(spec.input_size[1:]))
         out = render_features(model, spec, ffn, units, recipe, seed, device, stats=stats,
-                              objective=objective)
+                              objective=objective, seeds=seeds)
     return from_uint8(out.images), out.activations
 
 

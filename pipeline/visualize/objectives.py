@@ -41,6 +41,8 @@ class Views:
     units: torch.Tensor  # (B,) each feature's unit
     copies: int
     stats: UnitStats | None = None
+    image: torch.Tensor | None = None  # (B, 3, H, W) the bare images (before augmentation)
+    seeds: torch.Tensor | None = None  # (B, 3, H, W) each feature's seed image (accentuation)
 
     @property
     def scores(self) -> torch.Tensor:

@@ -18,6 +18,7 @@ from pipeline.capture import LayerCapture
 from pipeline.index.pooled import patch_mean
 from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.precision import autocast
+from pipeline.visualize.accent import check_seeds, start_from
 from pipeline.visualize.objectives import Objective, UnitStats, Views
 from pipeline.visualize.param import PARAMETERIZATIONS, from_uint8, to_uint8
 from pipeline.visualize.prior import ImagePrior
@@ -68,6 +69,22 @@ def measure_unit_stats(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
     return UnitStats(scores.mean(0).float(), scores.std(0).float())
 
 
+def contrast_stretch(images: torch.Tensor, quantile: float) -> torch.Tensor:
+    """Map each image's ``[quantile, 1 - quantile]`` pixel-value range to [0, 1] (clipped);
+    ``quantile`` 0 leaves the images as they are.
+
+    >>> x = torch.tensor([[[[0.4, 0.5], [0.5, 0.6]]]]).expand(1, 3, 2, 2)
+    >>> contrast_stretch(x, 0.0).equal(x), contrast_stretch(x, 0.01).amax().item()
+    (True, 1.0)
+    """
+    if quantile <= 0:
+        return images
+    flat = images.flatten(1)
+    lo = flat.quantile(quantile, dim=1)[:, None, None, None]
+    hi = flat.quantile(1 - quantile, dim=1)[:, None, None, None]
+    return ((images - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+
+
 @dataclass
 class Rendering:
     images: torch.Tensor  # (B, H, W, 3) uint8, what is stored
@@ -92,16 +109,23 @@ def _attribution_uint8(total: torch.Tensor) -> torch.Tensor:
 def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[int],
                     recipe: Recipe, seed: int, device: torch.device, *,
                     prior: ImagePrior | None = None, stats: UnitStats | None = None,
-                    objective: Objective | None = None) -> Rendering:
+                    objective: Objective | None = None,
+                    seeds: torch.Tensor | None = None) -> Rendering:
     """Optimize one image per unit of ``layer`` with ``recipe`` (``objective`` overrides the
     recipe's). ``prior``: the dataset's spectrum and colours (Fourier/phase parameterizations;
-    a 1/f prior without it). ``stats``: the layer's dataset statistics (selectivity term)."""
+    a 1/f prior without it). ``stats``: the layer's dataset statistics (selectivity term).
+    ``seeds``: each unit's seed image ``(B, 3, H, W)`` in [0, 1], for a recipe that starts
+    from one (``Recipe.needs_seeds``: feature accentuation, see ``accent``)."""
     size = tuple(spec.input_size[1:])
     if recipe.needs_unit_stats and stats is None and objective is None:
         raise ValueError(f"recipe {recipe.name!r} needs the index's per-unit statistics")
+    seeds = check_seeds(recipe, seeds, len(units), size)
     generators = [torch.Generator().manual_seed(feature_seed(seed, spec.name, layer.index, u))
                   for u in units]
     param = PARAMETERIZATIONS[recipe.param](generators, size, device, prior)
+    if seeds is not None:
+        seeds = seeds.to(device)
+        start_from(param, seeds)
     aug = plan(generators, recipe, size).to(device)
     objective = objective or recipe.objective()
     if stats is not None:
@@ -120,7 +144,7 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
             x = augment(image, aug, step, recipe)
             with autocast(device):
                 acts = capture(normalize(x))[layer.index]
-            views = Views(x, acts, unit_index, recipe.copies, stats)
+            views = Views(x, acts, unit_index, recipe.copies, stats, image, seeds)
             # A sum of per-feature losses: each image's gradient is its own feature's alone.
             loss = -objective(views).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -130,7 +154,7 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
             schedule.step()
             param.after_step()
     with torch.no_grad():
-        stored = to_uint8(param.image()).cpu()
+        stored = to_uint8(contrast_stretch(param.image(), recipe.stretch)).cpu()
     scores = layer_scores(model, spec, layer, from_uint8(stored).to(device))
     activation = scores.gather(1, unit_index[:, None])[:, 0]
     return Rendering(stored, activation.cpu(), scores.cpu(),

@@ -23,6 +23,7 @@ from pipeline.index.results import LayerIndex, load_examples, require_index
 from pipeline.judge import ExampleEmbeddings, load_judge, measure_layer
 from pipeline.runtime import Run
 from pipeline.store import AtlasStore
+from pipeline.visualize.accent import index_seeds, seed_records
 from pipeline.visualize.objectives import UnitStats
 from pipeline.visualize.optimize import render_features
 from pipeline.visualize.prior import ImagePrior
@@ -283,11 +284,16 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
         index = indexes.get(layer.index)
         stats = None if index is None else unit_stats(index, layer.units)
         units = [u for c in group for u in c.units]
-        parts = []
+        parts, seeds = [], []  # seeds: what each unit's seed image was (seeded recipes)
         for i in range(0, len(units), batch_size):  # a chunk larger than a batch: several renders
             part = units[i:i + batch_size]
+            found = index_seeds(store, index, layer.index, part, tuple(run.spec.input_size[1:])) \
+                if recipe.needs_seeds else None
             parts.append(render_features(run.model, run.spec, layer, part, recipe,
-                                         run.config.seed, run.device, prior=prior, stats=stats))
+                                         run.config.seed, run.device, prior=prior, stats=stats,
+                                         seeds=None if found is None else found.images))
+            if found is not None:
+                seeds += seed_records(run.model, run.spec, layer, part, found, run.device)
             bar.update(len(part))
         images = torch.cat([p.images for p in parts])
         attributions = torch.cat([p.attributions for p in parts])
@@ -304,6 +310,8 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
             results = [{"unit": u, "activation": float(a), "fidelity": f}
                        for u, a, f in zip(chunk.units, activation[sl].tolist(), fidelities[sl],
                                           strict=True)]
+            for r, seed in zip(results, seeds[sl], strict=False):  # none: unseeded recipe
+                r["seed"] = seed  # {"example", "number", "activation"}
             store.write_vis_chunk(chunk.layer, chunk.start, recipe_dict, results,
                                   [im.numpy() for im in images[sl]],
                                   [a.numpy() for a in attributions[sl]],
