@@ -148,7 +148,7 @@ RECIPES = {r.name: r for r in (DEFAULT, PAPER, FAST)}
 # Feature accentuation (Hamblin et al. 2024): from the unit's best dataset example, raise the
 # unit and stay near the seed (mean squared pixel distance), under small translations, crops
 # and pixel noise (no colour jitter: it would pull colours off the seed's). Chosen on the demo
-# model (8 units per layer): the unit at 1.07-1.5x its seed's score (median per layer), the
+# model (5 units per layer): the unit at 1.07-1.5x its seed's score (median per layer), the
 # image within 11-19 / 255 of its seed (median mean absolute difference); see pipeline.accent.
 ACCENT = Recipe(name="accent", steps=128, copies=4, lr=0.02, colour_jitter=False, offset=0.0,
                 roll=4 / 64, crop=(0.85, 1.0), noise=0.02, tv=0.0, seed_image="best_example",
