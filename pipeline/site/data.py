@@ -18,6 +18,7 @@ from pipeline.index.results import (
 )
 from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.site import labels as labelling
+from pipeline.site.card import ModelCard, read_card
 from pipeline.site.fidelity import clean
 from pipeline.site.urls import atlas_slug, recipe_files
 from pipeline.store import AtlasStore
@@ -322,6 +323,11 @@ class AtlasView:
     @property
     def config(self) -> dict[str, Any]:
         return self.manifest.get("config") or {}
+
+    @cached_property
+    def card(self) -> ModelCard:
+        """What the weights' model card says (``pipeline.site.card``; empty when none)."""
+        return read_card(self.config.get("weights")) or ModelCard()
 
     @cached_property
     def examples(self) -> Examples | None:

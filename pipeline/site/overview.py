@@ -320,11 +320,15 @@ def progression(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
 def model_facts(atlas: AtlasView, summaries: list[LayerSummary]) -> list[tuple[str, str]]:
     ex = atlas.examples
     cfg = atlas.config
+    card = atlas.card
     rows = [
         ("model", atlas.model),
         ("family", atlas.spec.family),
+        ("parameters", _count(atlas.spec.parameters)),
         ("weights", atlas.weights),
         ("input size", "×".join(str(v) for v in atlas.spec.input_size)),
+        ("trained on", card.training or "not stated here"),
+        ("accuracy", card.accuracy or "not measured here"),
         ("FFN layers", f"{len(atlas.spec.layers)} ({len(summaries)} in this atlas)"),
         ("units", f"{atlas.spec.total_units} ({sum(s.pages for s in summaries)} pages, "
                   f"{sum(s.visualized for s in summaries)} visualized)"),
@@ -386,8 +390,17 @@ def model_page(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
         strip = _strip(atlas.slug, s, here, STRIP, 80)
         rows.append(f'<div class="atlas-strip-row">{label}'
                     f'<div class="atlas-strip">{strip}</div></div>')
+    card = atlas.card
+    about = (f"<p><b>{text(card.title)}</b>" + (f": {text(card.summary)}" if card.summary else "")
+             + "</p>\n" if card.title else "")
     return (
         front_matter({"title": atlas.slug, "model": atlas.slug})
+        + f"\n<h1>{text(atlas.model)}</h1>\n\n"
+        + f'<p class="atlas-purpose">The atlas of one model, <code>{text(atlas.slug)}</code>: '
+          "what the model is, then its FFN layers from early to late, each as a strip of its "
+          "most active units. Open a layer for all of its units and its map, or a unit for "
+          "its feature page.</p>\n"
+        + about
         + f'\n<table class="atlas-facts-table">{facts}</table>\n\n'
         + "## Layers, early to late\n\n"
         + "Each row shows the layer's units with the highest dataset activation "
@@ -450,6 +463,8 @@ def card_facts(atlas: AtlasView, summaries: list[LayerSummary]) -> list[tuple[st
         ("FFN layers", f"{len(summaries)} of {len(atlas.spec.layers)}"),
         ("features", f"{sum(s.pages for s in summaries):,} "
                      f"({sum(s.visualized for s in summaries):,} visualized)"),
+        ("trained on", atlas.card.training or "not stated here"),
+        ("accuracy", atlas.card.accuracy or "not measured here"),
         ("dataset", atlas.dataset),
         ("recipe", str(cfg.get("recipe", "–"))),
         ("labels", labels.labeler_line(atlas.label_info) or "–"
@@ -479,7 +494,10 @@ def home_section(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
         f'<div class="atlas-model-card" data-model="{attr(slug)}">\n'
         f'<h3><a href="{attr(slug)}/">{text(atlas.model)}</a></h3>\n'
         f'<p>weights <code>{text(atlas.weights)}</code> · page <code>{text(slug)}/</code></p>\n'
-        f'<dl class="atlas-card-facts">{facts}</dl>\n'
+        + (f"<p>{text(atlas.card.title)}" + (f": {text(atlas.card.summary)}"
+                                             if atlas.card.summary else "") + "</p>\n"
+           if atlas.card.title else "")
+        + f'<dl class="atlas-card-facts">{facts}</dl>\n'
         f'<div class="atlas-strip atlas-home-strip" data-search-exclude>{"".join(cells)}</div>\n'
         f"</div>\n"
     )

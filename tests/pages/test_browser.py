@@ -684,3 +684,78 @@ def test_layer_page_filters_by_label(page, served):
     assert page.locator(".atlas-grid a[data-u]:visible").count() == len(expected)
     assert page.locator(".atlas-grid a[data-u='0'] .atlas-tile-word").text_content() == (
         TRICKY_CONCEPT)
+
+
+# -- phones, pixels, canonical addresses ------------------------------------------------------
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.mark.parametrize("path", ["", f"{SLUG}/", f"{SLUG}/0/", f"{SLUG}/0/0/", f"{SLUG}/1/3/",
+                                  f"{SLUG}/words/?word=wood", "method/", "how-to-read/"])
+def test_no_sideways_scroll_on_a_phone(browser, served, path):
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True)
+    try:
+        pg = context.new_page()
+        pg.goto(f"{served}/sub/site/{path}")
+        pg.wait_for_load_state("load")
+        wide = pg.evaluate("""() => Array.from(document.querySelectorAll('body *'))
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                         && !e.closest('.md-sidebar, .md-search, [hidden], pre')
+                         && !e.closest('.md-typeset__scrollwrap')  // a table's own scroll box
+                         && getComputedStyle(e).position !== 'fixed')
+            .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
+        width = pg.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"] and wide == [], (width, wide)
+    finally:
+        context.close()
+
+
+def test_small_images_drawn_pixelated_and_search_named(page, served):
+    page.goto(f"{served}/sub/site/{SLUG}/0/0/")
+    page.wait_for_load_state("load")
+    rendering = page.evaluate("""() => ['.atlas-vis img', '.atlas-ex-img img',
+        '.atlas-sim img'].map(s => getComputedStyle(document.querySelector(s)).imageRendering)""")
+    assert rendering == ["pixelated"] * 3
+    shown = page.evaluate("""() => { const i = document.querySelector('.atlas-vis img');
+        return [i.naturalWidth, i.getBoundingClientRect().width]; }""")
+    assert shown[1] > shown[0]  # drawn larger than it is: its pixels, not a blur
+    assert page.get_attribute(".md-search[role=dialog]", "aria-label") == "Search the atlas"
+    placeholder = page.get_attribute(".md-search__input", "placeholder")
+    assert placeholder.startswith("Search: ") and "/" in placeholder
+    page.goto(f"{served}/sub/site/{SLUG}/0/")
+    page.wait_for_load_state("load")
+    assert page.evaluate("getComputedStyle(document.querySelector('.atlas-grid img'))"
+                         ".imageRendering") == "pixelated"
+
+
+def test_canonical_link_and_bibtex_with_a_site_url(browser, tmp_path_factory):
+    """Built with --site-url: the page's canonical link, Cite block and BibTeX hold the
+    absolute permalink, whatever address the page is read at."""
+    from pipeline.site import build as site_build
+    from pipeline.testing.fake import make_fake_atlas, tiny_spec
+    from tests.pages.test_site import TINY
+
+    root = tmp_path_factory.mktemp("canonical")
+    store = make_fake_atlas(root / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
+                            vis_units=3, index_layers=[0])
+    site = site_build.build_site(store, workers=1, site_url="https://atlas.example.org/v/")
+    server = make_server(site, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    local = f"http://127.0.0.1:{server.server_address[1]}"
+    url = f"https://atlas.example.org/v/{SLUG}/0/1/"
+    try:
+        with recording_page(browser, local) as pg:
+            pg.goto(f"{local}/{SLUG}/0/1/")
+            pg.wait_for_load_state("load")
+            assert pg.get_attribute("link[rel=canonical]", "href") == url
+            assert pg.locator(".atlas-permalink").inner_text() == url
+            assert pg.get_attribute(".atlas-permalink", "href") == url
+            bib = pg.locator(".atlas-bibtex").inner_text()
+            assert f"\\url{{{url}}}" in bib and local not in bib
+            pg.goto(f"{local}/{SLUG}/")
+            assert pg.get_attribute("link[rel=canonical]", "href") == (
+                f"https://atlas.example.org/v/{SLUG}/")
+    finally:
+        server.shutdown()
+        server.server_close()
