@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import train_demo_model as _demo  # reused, not copied: augment (flips), train_step, _flag
+import train_demo_model as _demo  # reused, not copied: augment (flips), _flag
 from safetensors.torch import save
 from tqdm import tqdm
-from trainlib import lr_at
+from trainlib import budget_steps, fit, train_step
 
 from pipeline.data.synthetic import CLASS_NAMES, SPLIT_SEEDS, make_example
 from pipeline.judge.cnn import CONFIG_NAME, WEIGHTS_NAME, SmallCNN, build_cnn, load_cnn_judge
@@ -183,31 +183,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         probe_opt = torch.optim.AdamW(probe.parameters(), lr=0.0)
         probe_gen = torch.Generator().manual_seed(1)
         probe_stream = batches(xtr, ytr, args.batch_size, probe_gen)
-        _demo.train_step(probe, probe_opt, *next(probe_stream), 0.0, 0.0)
-        tp = time.perf_counter()
-        for _ in range(8):
-            _demo.train_step(probe, probe_opt, *next(probe_stream), 0.0, 0.0)
-        per_step = (time.perf_counter() - tp) / 8
-        left = args.minutes * 60 - (time.perf_counter() - t0) - 20.0  # evaluation, writing
-        steps = max(50, int(left / (per_step * 1.05)))
-        print(f"{per_step * 1000:.0f} ms/step -> {steps} steps for a {args.minutes:g} min budget")
+        steps = budget_steps(lambda: train_step(probe, probe_opt, *next(probe_stream), 0.0, 0.0),
+                             args.minutes, time.perf_counter() - t0, 20.0, timed=8)
         del probe, probe_opt, probe_stream
 
     warmup = max(1, steps // 20)
-    model.train()
-    t_train = time.perf_counter()
-    bar = tqdm(range(steps), desc="train", unit="step")
-    ema_loss = ema_acc = None
-    for step in bar:
-        x, y = next(stream)
-        loss, acc = _demo.train_step(model, opt, x, y, lr_at(step, steps, args.lr, warmup),
-                                     args.label_smoothing)
-        ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
-        ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
-        if step % 10 == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{ema_loss:.3f}", acc=f"{ema_acc:.3f}")
-    bar.close()
-    train_seconds = time.perf_counter() - t_train
+    train_seconds, final_loss = fit(model, opt, stream, steps, warmup, args.lr,
+                                    args.label_smoothing)
     model.eval()
 
     command = (f"python scripts/train_demo_judge.py --out {shlex.quote(str(args.out))} "
@@ -254,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "per_class": {k: round(v, 4) for k, v in per_class.items()}}
     config["training"].update(train_seconds=round(train_seconds, 1),
                               total_seconds=round(total_seconds, 1),
-                              final_loss=round(ema_loss or 0.0, 4))
+                              final_loss=round(final_loss, 4))
     atomic_write_json(args.out / CONFIG_NAME, config, indent=2)
     atomic_write_text(args.out / "MODEL_CARD.md",
                       model_card(config, (args.out / WEIGHTS_NAME).stat().st_size,
@@ -311,7 +293,7 @@ normalization ((pixels / 255 − {config["normalization"]["mean"][0]}) /
 - {tr["steps"]} steps of batch {tr["batch_size"]} ({tr["steps"] * tr["batch_size"]:,} samples),
   AdamW, peak lr {tr["lr"]:g}, {tr["warmup"]} warm-up steps then cosine
   to 0, weight decay {tr["weight_decay"]:g} on conv and linear weights, label smoothing
-  {tr["label_smoothing"]:g}, gradient norm clipped at 1 (`train_demo_model.train_step`).
+  {tr["label_smoothing"]:g}, gradient norm clipped at 1 (`trainlib.train_step`).
   Seed {tr["seed"]} (initialization, shuffling, augmentation). Final running loss
   {tr["final_loss"]:.3f}.
 - CPU, {tr["threads"]} threads; torch {torch.__version__}, Python {platform.python_version()}.

@@ -31,11 +31,10 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save
 from timm.data import create_transform, resolve_model_data_config
 from tqdm import tqdm
-from trainlib import lr_at
+from trainlib import budget_steps, fit, train_step
 
 from pipeline.data.synthetic import CLASS_NAMES, SPLIT_SEEDS, iter_examples
 from pipeline.models.load import parse_model_kwargs
@@ -115,18 +114,6 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(vflip[:, None, None, None], x.flip(2), x)
 
 
-def train_step(model, opt, x, y, lr: float, label_smoothing: float) -> tuple[float, float]:
-    for group in opt.param_groups:
-        group["lr"] = lr
-    logits = model(x)
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return loss.item(), (logits.argmax(1) == y).float().mean().item()
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
     model.eval()
@@ -199,31 +186,12 @@ def main(argv: list[str] | None = None) -> None:
         probe_opt = torch.optim.AdamW(probe.parameters(), lr=0.0)
         probe.train()
         xb, yb = xtr[:bs].float(), ytr[:bs]
-        train_step(probe, probe_opt, xb, yb, 0.0, 0.0)
-        tp = time.perf_counter()
-        for _ in range(10):
-            train_step(probe, probe_opt, xb, yb, 0.0, 0.0)
-        per_step = (time.perf_counter() - tp) / 10
-        left = args.minutes * 60 - (time.perf_counter() - t0) - 15.0  # eval + writing
-        steps = max(50, int(left / (per_step * 1.05)))
-        print(f"{per_step * 1000:.0f} ms/step -> {steps} steps for a {args.minutes:g} min budget")
+        steps = budget_steps(lambda: train_step(probe, probe_opt, xb, yb, 0.0, 0.0),
+                             args.minutes, time.perf_counter() - t0, 15.0, timed=10)
         del probe, probe_opt
 
     warmup = max(1, steps // 20)
-    model.train()
-    t_train = time.perf_counter()
-    bar = tqdm(range(steps), desc="train", unit="step")
-    ema_loss = ema_acc = None
-    for step in bar:
-        x, y = next(stream)
-        loss, acc = train_step(model, opt, x, y, lr_at(step, steps, args.lr, warmup),
-                               args.label_smoothing)
-        ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
-        ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
-        if step % 10 == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{ema_loss:.3f}", acc=f"{ema_acc:.3f}")
-    bar.close()
-    train_seconds = time.perf_counter() - t_train
+    train_seconds, _ = fit(model, opt, stream, steps, warmup, args.lr, args.label_smoothing)
 
     pred = predict(model, xva)
     correct = pred == yva
