@@ -94,7 +94,6 @@ def site_extra(info: SiteInfo) -> dict[str, Any]:
 
 SIMILAR_SHOWN = 8  # similar units shown per group on a page (feature.json has all)
 QUANTILE_SHOWN = 3  # examples shown per quantile interval (the index keeps 4 by default)
-SIMILAR_GROUPS = ("same layer", "other layers", "other models")
 
 
 def similar_group(model: str, layer: int, entry: dict[str, Any]) -> int:
