@@ -30,13 +30,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'pipeline.models' has no attribute '{name}'")
 
 
-def spec_for(model: nn.Module, name: str, model_kwargs: dict | None = None) -> ModelSpec:
-    """The registry's description of a created model at its own input size."""
+def spec_for(model: nn.Module, name: str, model_kwargs: dict | None = None,
+             kinds: tuple[str, ...] = ("ffn",)) -> ModelSpec:
+    """The registry's description of a created model at its own input size; ``kinds`` beyond
+    ``ffn`` add each block's key, query or value channels as layers after the FFN ones."""
     from pipeline.models.load import data_config
     from pipeline.models.registry import describe
 
     cfg = data_config(model, model_kwargs)
-    return describe(model, name, cfg["input_size"], cfg["mean"], cfg["std"])
+    return describe(model, name, cfg["input_size"], cfg["mean"], cfg["std"], kinds)
 
 
 __all__ = ["FFNLayer", "ModelSpec", "spec_for", *_LAZY]
