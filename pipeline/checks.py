@@ -37,9 +37,10 @@ def check_config(config: AtlasConfig, *, dataset: bool = True, recipes: bool = T
         raise AtlasError(f"weights file {model.weights} does not exist (weights: hub, random "
                          "or a checkpoint file)", option="weights")
     from pipeline.models.load import meta_spec
+    from pipeline.runtime import run_layers, spec_kinds
 
-    spec = meta_spec(model.name, model.kwargs)
-    for i in model.layers.resolve(len(spec.layers)):
+    spec = meta_spec(model.name, model.kwargs, spec_kinds(config))
+    for i in run_layers(config, spec):
         model.channels.resolve(spec.layers[i].units)
     if recipes:
         from pipeline.visualize.stage import check_options

@@ -42,6 +42,10 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=S, help="atlas directory (default atlas-demo for the demo)")
     g.add_argument("--layers", default=S, help="FFN layers, e.g. '2,5' or '0:6' (default all)")
     g.add_argument("--channels", default=S, help="units per layer, e.g. '0:16' (default all)")
+    g.add_argument("--kinds", default=S,
+                   help="kinds of unit, comma-separated: ffn | query | key | value (default "
+                   "ffn); a key/query/value channel is one output channel of the block's "
+                   "attention projection, selected with --layers by its block's FFN layer")
     g.add_argument("--recipe", "--recipes", dest="recipe", default=S,
                    help="visualization recipe(s), comma-separated: default | paper | fast | "
                    "FILE.json (recipe fields); several show as tabs on each page")

@@ -195,11 +195,15 @@ class ModelConfig(_Part):
 
     ``weights``: ``hub`` (timm's pretrained), ``random`` (seeded init) or a checkpoint path;
     ``kwargs`` go to ``timm.create_model``; ``layers`` and ``channels`` are ``Selection`` s
-    (text is parsed on the way in).
+    (text is parsed on the way in); ``kinds``: the kinds of unit, ``ffn,key,query,value``
+    text (default ``ffn``), kept in that order; ``layers`` counts FFN layers, and a
+    key/query/value layer is selected with the FFN layer of its block.
 
     >>> m = ModelConfig("vit_tiny_patch16_224", "random", {"depth": 2}, layers="1")
-    >>> m.layers.resolve(2), m.channels.is_all
-    ([1], True)
+    >>> m.layers.resolve(2), m.channels.is_all, m.kinds
+    ([1], True, 'ffn')
+    >>> ModelConfig(kinds="value,ffn").kind_list
+    ('ffn', 'value')
     """
 
     name: str = _option("vit_base_patch16_224", "model")
@@ -207,8 +211,25 @@ class ModelConfig(_Part):
     kwargs: dict[str, Any] = _option(dataclasses.MISSING, "model_kwargs", default_factory=dict)
     layers: Selection = field(default_factory=lambda: Selection(None, "layers"))  # "2,5", "0:6"
     channels: Selection = field(default_factory=lambda: Selection(None, "channels"))  # "0:16"
+    kinds: str = "ffn"  # "ffn,key,query,value"
+
+    @property
+    def kind_list(self) -> tuple[str, ...]:
+        """The kinds, checked, in ``ffn, query, key, value`` order."""
+        from pipeline.models.spec import KINDS
+
+        names = [k.strip() for k in self.kinds.split(",") if k.strip()]
+        return tuple(k for k in KINDS if k in names) or ("ffn",)
 
     def __post_init__(self) -> None:
+        from pipeline.models.spec import KINDS
+
+        if not isinstance(self.kinds, str):
+            object.__setattr__(self, "kinds", ",".join(self.kinds))
+        bad = [k for k in self.kinds.split(",") if k.strip() and k.strip() not in KINDS]
+        if bad:
+            raise AtlasError(f"unknown kind '{bad[0].strip()}': kinds are {', '.join(KINDS)}",
+                             option="kinds")
         object.__setattr__(self, "kwargs", dict(self.kwargs))
         object.__setattr__(self, "layers", Selection.parse(self.layers, "layers"))
         object.__setattr__(self, "channels", Selection.parse(self.channels, "channels"))

@@ -26,12 +26,28 @@ class Run:
 
     @property
     def layers(self) -> list[int]:
-        """Layer indices selected by the ``layers`` option."""
-        return self.config.model.layers.resolve(len(self.spec.layers))
+        """Layer indices selected by the ``layers`` option (FFN layers; those of each other
+        kind of the ``kinds`` option at the same blocks after them)."""
+        return run_layers(self.config, self.spec)
 
     def units(self, layer: int) -> list[int]:
         """Unit indices of ``layer`` selected by the ``channels`` option."""
         return self.config.model.channels.resolve(self.spec.layers[layer].units)
+
+
+def run_layers(config: AtlasConfig, spec: ModelSpec) -> list[int]:
+    """The layer indices ``config`` selects of ``spec``: its ``layers`` (FFN layers) for each
+    of its ``kinds``, kind by kind."""
+    depths = config.model.layers.resolve(spec.depth)
+    return [spec.layer_of(kind, d).index for kind in config.model.kind_list for d in depths]
+
+
+def spec_kinds(config: AtlasConfig) -> tuple[str, ...]:
+    """The kinds the spec describes: FFN alone, or all four as soon as one other is asked for
+    (so each kind's layer indices stay the same whichever are run)."""
+    from pipeline.models.spec import KINDS
+
+    return ("ffn",) if config.model.kind_list == ("ffn",) else KINDS
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,7 +73,7 @@ def prepare(config: AtlasConfig) -> Run:
     m, rt = config.model, config.runtime
     device = resolve_device(rt.device)
     model = create_model(m.name, m.weights, m.kwargs, config.seed)
-    spec = spec_for(model, m.name, m.kwargs)
+    spec = spec_for(model, m.name, m.kwargs, spec_kinds(config))
     model.to(device)
     apply_fast_paths(model, spec, rt.compile, rt.channels_last)
     store = AtlasStore(rt.out)

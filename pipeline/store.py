@@ -163,10 +163,13 @@ class AtlasStore:
                         f"{self.root} already holds an atlas of {key} '{was}', not '{new}': "
                         "choose another out directory", option="out"
                     )
-            if old["model"]["layers"] != json.loads(json.dumps(model["layers"])):
+            was, now = old["model"]["layers"], json.loads(json.dumps(model["layers"]))
+            if was[:len(now)] != now[:len(was)]:
                 raise AtlasError(f"{self.root} holds an atlas of a differently shaped model "
                                  "(other model_kwargs?): choose another out directory",
                                  option="out")
+            if len(was) > len(now):  # a run of fewer kinds keeps the others' layers
+                model = {**model, "layers": was}
         atomic_write_json(self.manifest_path, {
             "format_version": FORMAT_VERSION,
             "atlas_version": ATLAS_VERSION,

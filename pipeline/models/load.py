@@ -45,7 +45,8 @@ def check_model_name(name: str) -> None:
     family_of(name)
 
 
-def meta_spec(name: str, model_kwargs: dict[str, Any] | None = None) -> ModelSpec:
+def meta_spec(name: str, model_kwargs: dict[str, Any] | None = None,
+              kinds: tuple[str, ...] = ("ffn",)) -> ModelSpec:
     """The FFN layers of timm model ``name`` from its shapes alone: the name checked, the model
     created on the meta device (no weights allocated, no download).
 
@@ -62,7 +63,7 @@ def meta_spec(name: str, model_kwargs: dict[str, Any] | None = None) -> ModelSpe
         raise AtlasError(f"model_kwargs {kwargs} do not fit '{name}': {exc}",
                          option="model_kwargs") from None
     cfg = data_config(net, kwargs)
-    return describe(net, name, cfg["input_size"], cfg["mean"], cfg["std"])
+    return describe(net, name, cfg["input_size"], cfg["mean"], cfg["std"], kinds)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -109,3 +109,24 @@ def test_check_kinds():
     assert check_kinds("key,ffn") == ("ffn", "key")
     with pytest.raises(AtlasError, match="unknown kind"):
         check_kinds("ffn,mlp")
+
+
+def test_config_selects_each_kind_at_the_same_blocks(tmp_path):
+    from pipeline.config import AtlasConfig
+    from pipeline.runtime import run_layers, spec_kinds
+    from pipeline.store import AtlasStore
+
+    name, kwargs = FAMILIES[0]
+    config = AtlasConfig().replace(model=name, model_kwargs=kwargs, layers="1",
+                                   kinds="value,ffn")
+    assert spec_kinds(config) == KINDS
+    spec = spec_for(create_model(name, "random", kwargs), name, kwargs, spec_kinds(config))
+    assert run_layers(config, spec) == [1, spec.layer_of("value", 1).index]
+    with pytest.raises(AtlasError, match="unknown kind"):
+        config.replace(kinds="ffn,keys")
+    # a later run of FFN units alone keeps the kinds' layers in atlas.json
+    store = AtlasStore(tmp_path)
+    store.init(config.to_dict(), spec.to_dict(), "random(seed=0)")
+    ffn_only = spec_for(create_model(name, "random", kwargs), name, kwargs)
+    store.init(config.to_dict(), ffn_only.to_dict(), "random(seed=0)")
+    assert len(store.manifest()["model"]["layers"]) == len(spec.layers)
