@@ -461,6 +461,9 @@ class FeatureWriter:
             "stage": view.spec.stage,
             "grid": list(view.spec.grid),
             "prefix_tokens": view.spec.prefix_tokens,
+            "kind": view.spec.kind,
+            **({} if view.spec.kind == "ffn" else {
+                "depth": view.spec.level, "channel": view.spec.offset + unit}),
             "recipe": primary["recipe"] if primary else None,
             "visualization": primary["visualization"] if primary else None,
             "activation": primary["activation"] if primary else None,
