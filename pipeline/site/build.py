@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
-from pipeline.site import export, notfound, sitemap, urls
+from pipeline.site import export, findings, notfound, sitemap, urls
 from pipeline.site.assets import link_or_copy
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
@@ -249,6 +249,9 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
         classes.extend(p.classes)
         words.extend(p.words)
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, m.summaries))
+    found = findings.measure(m.store, atlas.spec)  # the paper's findings for this model
+    atomic_write_bytes(site / atlas.slug / "findings" / "findings.json", _json(found))
+    docs.write(f"{atlas.slug}/findings/index.md", findings.findings_page(found))
     words_meta = None
     if atlas.label_info is not None:
         docs.write(f"{urls.words_dir(atlas.slug)}/index.md", words_page(atlas, m.summaries))
@@ -304,6 +307,7 @@ def _nav(base_nav: list | None, models: list[_Model]) -> list:
         model: list = [f"{slug}/index.md"]
         if m.view.label_info is not None:
             model.append({"Search by word": f"{urls.words_dir(slug)}/index.md"})
+        model.append({"Findings": f"{slug}/findings/index.md"})
         model += [{f"Layer {layer}": f"{slug}/{layer}/index.md"} for layer in m.layers]
         sections.append({slug: model})
     if len(models) > 1:
