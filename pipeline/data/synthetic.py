@@ -8,6 +8,10 @@ colour. Drawing is vectorised numpy on a normalized ``[0, 1]²`` grid with about
 anti-aliasing, so the same ``(seed, index)`` gives the same picture at any ``size``.
 
 The held-out set is the same generator with another seed (``SPLIT_SEEDS``).
+
+Each drawing also gives its object *cover* (``make_mask``): the shape of a shape class, the
+pattern's foreground colour of a stripe, checker, dot or blob class (its first colour for
+full-frame patterns), nothing for a gradient. A pixel is object where the cover is >= 0.5.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ _SALT = 0x5EED_A71A5  # keeps these streams apart from other users of SeedSequen
 _TAU = 2.0 * np.pi
 
 Array = np.ndarray
+Pair = tuple[Array, Array]  # a drawing: (image, object cover)
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -99,17 +104,18 @@ def _background(rng: np.random.Generator, x: Array, y: Array) -> Array:
     return np.clip(base + t[..., None] * delta, 0.0, 1.0)
 
 
-def _on_background(rng: np.random.Generator, x: Array, y: Array, cover: Array) -> Array:
-    """Paint ``cover`` in a colour that contrasts with a random background."""
+def _on_background(rng: np.random.Generator, x: Array, y: Array, cover: Array) -> Pair:
+    """Paint ``cover`` in a colour that contrasts with a random background; (image, cover)."""
     bg = _background(rng, x, y)
     fg = _contrasting(rng, bg.mean(axis=(0, 1)))
-    return _mix(bg, fg, cover)
+    return _mix(bg, fg, cover), cover
 
 
-def _two_tone(rng: np.random.Generator, cover: Array) -> Array:
-    """Two contrasting random colours mixed by ``cover`` (for full-frame patterns)."""
+def _two_tone(rng: np.random.Generator, cover: Array) -> Pair:
+    """Two contrasting random colours mixed by ``cover`` (for full-frame patterns); (image,
+    cover)."""
     a = _colour(rng)
-    return _mix(a, _contrasting(rng, a), cover)
+    return _mix(a, _contrasting(rng, a), cover), cover
 
 
 # -- shapes: one object on a background ----------------------------------------------------
@@ -120,18 +126,18 @@ def _shape_frame(rng: np.random.Generator, x: Array, y: Array) -> tuple[Array, A
     return u, v, r
 
 
-def _circle(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _circle(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     u, v, r = _shape_frame(rng, x, y)
     return _on_background(rng, x, y, _coverage(np.hypot(u, v) - r, size))
 
 
-def _square(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _square(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     u, v, r = _shape_frame(rng, x, y)
     h = r * 0.85
     return _on_background(rng, x, y, _coverage(_box(u, v, h, h), size))
 
 
-def _triangle(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _triangle(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     u, v, r = _shape_frame(rng, x, y)
     inradius = r * 0.55
     # Equilateral triangle = intersection of three half-planes with normals 120 degrees apart.
@@ -142,13 +148,13 @@ def _triangle(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
     return _on_background(rng, x, y, _coverage(dist, size))
 
 
-def _ring(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _ring(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     u, v, r = _shape_frame(rng, x, y)
     half_width = r * rng.uniform(0.12, 0.25)
     return _on_background(rng, x, y, _coverage(np.abs(np.hypot(u, v) - r) - half_width, size))
 
 
-def _cross(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _cross(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     u, v, r = _shape_frame(rng, x, y)
     w = r * rng.uniform(0.2, 0.35)
     dist = np.minimum(_box(u, v, r, w), _box(u, v, w, r))
@@ -161,7 +167,7 @@ def _square_wave(phase: Array, duty: float, px_per_rad: Array | float) -> Array:
     return np.clip(0.5 + (np.sin(phase) - duty) * px_per_rad, 0.0, 1.0)
 
 
-def _stripes(rng: np.random.Generator, x: Array, y: Array, size: int, angle: float) -> Array:
+def _stripes(rng: np.random.Generator, x: Array, y: Array, size: int, angle: float) -> Pair:
     """Stripes running at ``angle`` (radians from horizontal), jittered by up to 12 degrees."""
     angle += rng.uniform(-1.0, 1.0) * np.deg2rad(12.0)
     freq = rng.uniform(2.5, 7.0)  # periods per image
@@ -171,19 +177,19 @@ def _stripes(rng: np.random.Generator, x: Array, y: Array, size: int, angle: flo
     return _two_tone(rng, cover)
 
 
-def _horizontal_stripes(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _horizontal_stripes(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     return _stripes(rng, x, y, size, 0.0)
 
 
-def _vertical_stripes(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _vertical_stripes(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     return _stripes(rng, x, y, size, np.pi / 2)
 
 
-def _diagonal_stripes(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _diagonal_stripes(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     return _stripes(rng, x, y, size, np.pi / 4 if rng.random() < 0.5 else 3 * np.pi / 4)
 
 
-def _checkerboard(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _checkerboard(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     cells = rng.uniform(3.0, 8.0)  # cells per image side
     u, v = _rotate(x, y, 0.5, 0.5, rng.uniform(0.0, np.pi / 2))
     off = rng.uniform(0.0, _TAU, 2).astype(np.float32)
@@ -193,7 +199,7 @@ def _checkerboard(rng: np.random.Generator, x: Array, y: Array, size: int) -> Ar
 
 
 # -- textures ----------------------------------------------------------------------------
-def _dots(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _dots(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     n = int(rng.integers(8, 31))
     centres = rng.random((n, 2), dtype=np.float32)
     radii = rng.uniform(0.025, 0.06, n).astype(np.float32)
@@ -207,7 +213,7 @@ def _smooth_noise(rng: np.random.Generator, cells: int, size: int) -> Array:
     return np.asarray(Image.fromarray(low, mode="F").resize((size, size), Image.BICUBIC))
 
 
-def _noise_blobs(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _noise_blobs(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     cells = int(rng.integers(3, 7))
     field = _smooth_noise(rng, cells, size)
     level = np.quantile(field, rng.uniform(0.3, 0.7))
@@ -215,7 +221,7 @@ def _noise_blobs(rng: np.random.Generator, x: Array, y: Array, size: int) -> Arr
     return _two_tone(rng, np.clip(0.5 + (field - level) * sharpness, 0.0, 1.0))
 
 
-def _gradient(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+def _gradient(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     """A linear two-colour gradient; one in four is almost a solid colour."""
     theta = rng.uniform(0.0, _TAU)
     t = (x - 0.5) * np.float32(np.cos(theta)) + (y - 0.5) * np.float32(np.sin(theta))
@@ -225,10 +231,10 @@ def _gradient(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
         b = np.clip(a + rng.uniform(-0.12, 0.12, 3).astype(np.float32), 0.0, 1.0)
     else:
         b = _contrasting(rng, a, 0.35)
-    return _mix(a, b, t)
+    return _mix(a, b, t), np.zeros_like(t)
 
 
-_DRAW: tuple[Callable[[np.random.Generator, Array, Array, int], Array], ...] = (
+_DRAW: tuple[Callable[[np.random.Generator, Array, Array, int], Pair], ...] = (
     _circle,
     _square,
     _triangle,
@@ -253,11 +259,28 @@ def make_example(index: int, seed: int = 0, size: int = 64) -> tuple[Image.Image
     label = index % NUM_CLASSES
     rng = np.random.default_rng([_SALT, seed, index])
     x, y = _grid(size)
-    img = _DRAW[label](rng, x, y, size)
+    img, _ = _DRAW[label](rng, x, y, size)
     sigma = np.float32(rng.uniform(0.0, 0.03))
     img = img + sigma * rng.standard_normal(img.shape, dtype=np.float32)
     pixels = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, mode="RGB"), label
+
+
+def make_mask(index: int, seed: int = 0, size: int = 64) -> Image.Image:
+    """The object mask of example ``index`` (mode ``L``, 255 = object, 0 = background):
+    where the drawing's cover is >= 0.5. Pure function of ``(seed, index, size)``.
+
+    >>> m = np.asarray(make_mask(0, size=32)); m.shape, sorted(set(m.ravel().tolist()))
+    ((32, 32), [0, 255])
+    >>> int(np.asarray(make_mask(11, size=32)).max())  # a gradient has no object
+    0
+    """
+    if index < 0 or seed < 0 or size < 8:
+        raise ValueError(f"need index >= 0, seed >= 0, size >= 8 (got {index}, {seed}, {size})")
+    rng = np.random.default_rng([_SALT, seed, index])
+    x, y = _grid(size)
+    _, cover = _DRAW[index % NUM_CLASSES](rng, x, y, size)
+    return Image.fromarray(np.where(np.asarray(cover) >= 0.5, 255, 0).astype(np.uint8), mode="L")
 
 
 def _split_seed(split: str) -> int:
@@ -285,8 +308,10 @@ def class_dirname(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()).strip("_") or "class"
 
 
-def export_imagefolder(root: str | Path, n: int, split: str = "train", size: int = 64) -> Path:
-    """Write the first ``n`` examples of ``split`` as ``root/<class dir>/<id>.png``.
+def export_imagefolder(root: str | Path, n: int, split: str = "train", size: int = 64,
+                       masks: str | Path | None = None) -> Path:
+    """Write the first ``n`` examples of ``split`` as ``root/<class dir>/<id>.png`` and, with
+    ``masks``, each one's object mask (``make_mask``) at the same relative path under it.
 
     Files are written atomically; ones already present are kept (a rerun resumes).
     Returns ``root``.
@@ -299,6 +324,11 @@ def export_imagefolder(root: str | Path, n: int, split: str = "train", size: int
     for index in range(n):
         label = index % NUM_CLASSES
         path = dirs[label] / f"synthetic-{split}-{index:06d}.png"
+        if masks is not None:
+            mask_path = Path(masks) / path.relative_to(root)
+            if not mask_path.exists():
+                mask = np.asarray(make_mask(index, seed, size))
+                atomic_write_bytes(mask_path, encode_png(np.repeat(mask[..., None], 3, 2)))
         if path.exists():
             continue
         image, _ = make_example(index, seed, size)
