@@ -17,7 +17,9 @@ the image's mean colour). Pure numpy: the numbers do not depend on batch size or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -108,3 +110,49 @@ def replace_region(image: np.ndarray, mask: np.ndarray, region: str) -> np.ndarr
     where = ~obj if region == "background" else obj
     out[:, where] = mean[:, None]
     return out
+
+
+def layer_foreground(top_ids: np.ndarray, maps: np.ndarray,
+                     mask_of: Callable[[int], np.ndarray | None]) -> list[Foreground]:
+    """Each unit's ``Foreground`` from a layer index's ``top_ids`` (units, k; -1 = empty) and
+    ``maps`` (units, k, rows, cols); ``mask_of(example number)`` gives that example's mask at
+    the model's input size (None: no mask). Masks are read once per example.
+
+    >>> ids = np.array([[0, 1], [1, -1]]); maps = np.ones((2, 2, 1, 2))
+    >>> masks = {0: np.array([[1, 0]]), 1: None}
+    >>> [f.to_dict() for f in layer_foreground(ids, maps, masks.get)]
+    [{'share': 0.5, 'area': 0.5, 'examples': 1}, {'share': None, 'area': None, 'examples': 0}]
+    """
+    grid = maps.shape[-2:]
+    cache: dict[int, np.ndarray | None] = {}
+
+    def fg(number: int) -> np.ndarray | None:
+        if number not in cache:
+            mask = mask_of(number) if number >= 0 else None
+            cache[number] = None if mask is None else patch_foreground(mask, grid)
+        return cache[number]
+
+    out = []
+    for row in range(top_ids.shape[0]):
+        shares = [fg(int(n)) for n in top_ids[row]]
+        have = np.array([s is not None for s in shares])
+        stacked = np.stack([np.zeros(grid) if s is None else s for s in shares])
+        out.append(foreground_share(maps[row], stacked, have))
+    return out
+
+
+def load_mask(path: Path, data_config: dict) -> np.ndarray | None:
+    """The mask PNG at ``path`` (nonzero = object) through the model's own resize and centre
+    crop (timm's eval transform of ``data_config``) with nearest-neighbour interpolation, as an
+    ``(H, W)`` bool array at the input size; None when there is no such file."""
+    if not Path(path).is_file():
+        return None
+    from PIL import Image
+    from timm.data import create_transform
+
+    cfg = {**data_config, "interpolation": "nearest", "mean": (0.0, 0.0, 0.0),
+           "std": (1.0, 1.0, 1.0)}
+    transform = create_transform(**cfg, is_training=False)
+    with Image.open(path) as im:
+        tensor = transform(im.convert("L").convert("RGB"))
+    return tensor[0].numpy() > 0

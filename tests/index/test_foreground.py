@@ -80,3 +80,30 @@ def test_entropy_and_masking_by_hand():
                 replaced = (mask[y, x] == 0) == (region == "background")
                 want = img.reshape(3, -1).mean(1) if replaced else img[:, y, x]
                 np.testing.assert_allclose(out[:, y, x], want, rtol=1e-6)
+
+
+def test_masks_through_the_models_transform_and_a_layer(tmp_path):
+    from PIL import Image
+
+    from pipeline.data.synthetic import make_mask
+    from pipeline.index.foreground import layer_foreground, load_mask
+
+    cfg = {"input_size": (3, 32, 32), "interpolation": "bicubic", "crop_pct": 1.0,
+           "crop_mode": "center", "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    path = tmp_path / "m.png"
+    make_mask(0, 1, 64).save(path)
+    got = load_mask(path, cfg)
+    want = np.asarray(make_mask(0, 1, 64).resize((32, 32), Image.NEAREST)) > 0
+    assert got.shape == (32, 32) and np.array_equal(got, want)
+    assert load_mask(tmp_path / "none.png", cfg) is None
+    rng = np.random.default_rng(0)
+    ids = np.array([[0, 1, 2], [2, 0, -1]])
+    maps = rng.normal(size=(2, 3, 4, 4))
+    masks = {0: got, 1: None, 2: ~got}
+    out = layer_foreground(ids, maps, masks.get)
+    for row, f in enumerate(out):  # brute force per unit
+        keep = [j for j, n in enumerate(ids[row]) if n >= 0 and masks[n] is not None]
+        share, area, n = _brute([maps[row, j] for j in keep],
+                                [masks[ids[row, j]].astype(int).tolist() for j in keep], (4, 4))
+        assert f.examples == n and f.share == pytest.approx(share)
+        assert f.area == pytest.approx(area)
