@@ -268,6 +268,7 @@ class IndexConfig(_Part):
     quantiles: int = 8
     quantile_k: int = 4
     checkpoint_every: int = 50  # batches between checkpoints
+    masks: str | None = None  # object masks: a PNG per image at its id's relative path
 
     @property
     def kept_per_quantile(self) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,3 +157,30 @@ def load_mask(path: Path, data_config: dict) -> np.ndarray | None:
     with Image.open(path) as im:
         tensor = transform(im.convert("L").convert("RGB"))
     return tensor[0].numpy() > 0
+
+
+def atlas_foreground(store: Any, layer: Any, index: Any, ids: list[str]
+                     ) -> list[Foreground] | None:
+    """Each channel's ``Foreground`` (row = channel of ``index``, a ``LayerIndex`` by channel)
+    when the atlas was indexed with ``masks`` (``--masks DIR``: a PNG per example at its id's
+    relative path, suffix ``.png``); None otherwise."""
+    config = store.manifest().get("config", {}) if store.exists() else {}
+    root = config.get("masks")
+    if not root or index is None:
+        return None
+    import timm
+    import torch
+
+    from pipeline.models.load import data_config
+
+    kwargs = dict(config.get("model_kwargs") or {})
+    with torch.device("meta"):
+        net = timm.create_model(config["model"], pretrained=False, **kwargs)
+    cfg = data_config(net, kwargs)
+
+    def mask_of(number: int) -> np.ndarray | None:
+        if not 0 <= number < len(ids):
+            return None
+        return load_mask(Path(root, ids[number]).with_suffix(".png"), cfg)
+
+    return layer_foreground(index.top_ids, index.maps, mask_of)

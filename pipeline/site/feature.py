@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from pipeline.index.foreground import atlas_foreground
 from pipeline.index.results import Examples
 from pipeline.site import fidelity, labels, recognisability, urls
 from pipeline.site.assets import (
@@ -192,6 +193,7 @@ class FeatureWriter:
         self.labels = examples.labels if examples is not None else []
         self.thumbs = examples.thumbs if examples is not None else []
         self.layer = view.spec.index
+        self.foreground = atlas_foreground(view.store, view.spec, view.index, self.ids)
         # distinct (recipe name, recipe dict) pairs of the layer: a recipe's chunks may differ
         self.recipes: list[tuple[str, dict]] = []
         self.recipe_of: dict[tuple[str, int], int] = {}
@@ -462,6 +464,8 @@ class FeatureWriter:
             "grid": list(view.spec.grid),
             "prefix_tokens": view.spec.prefix_tokens,
             "kind": view.spec.kind,
+            **({} if self.foreground is None else {
+                "foreground": self.foreground[unit].to_dict()}),
             **({} if view.spec.kind == "ffn" else {
                 "depth": view.spec.level, "channel": view.spec.offset + unit}),
             "recipe": primary["recipe"] if primary else None,

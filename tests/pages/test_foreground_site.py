@@ -1,0 +1,50 @@
+"""feature.json's foreground from --masks: brute force per unit, and the same whatever the
+index batch size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.data.synthetic import export_imagefolder
+from pipeline.index.results import load_examples, load_layer_index
+from pipeline.store import AtlasStore
+
+
+def _build(tmp_path, name, batch):
+    out = tmp_path / name
+    subprocess.run([sys.executable, "-m", "pipeline", "build", "--preset", "demo", "--out",
+                    str(out), "--layers", "2", "--channels", "0:3", "--steps", "2",
+                    "--dataset", f"imagefolder:{tmp_path / 'img'}", "--masks",
+                    str(tmp_path / "masks"), "--topk", "5", "--index-batch-size", str(batch)],
+                   check=True, capture_output=True)
+    pages = sorted(out.glob("site/*/2/*/feature.json"), key=lambda p: int(p.parent.name))
+    return out, [json.loads(p.read_text())["foreground"] for p in pages]
+
+
+def test_foreground_in_feature_json(tmp_path):
+    export_imagefolder(tmp_path / "img", 60, "validation", 64, masks=tmp_path / "masks")
+    out, found = _build(tmp_path, "a", 7)
+    assert len(found) == 3 and all(f["examples"] == 5 for f in found)
+    assert _build(tmp_path, "b", 32)[1] == found
+    store = AtlasStore(out)
+    index, ids = load_layer_index(store, 2), load_examples(store).ids
+    for unit, f in enumerate(found):  # brute force: pixel by pixel at the 8x8 grid
+        shares, areas = [], []
+        for j, n in enumerate(index.top_ids[unit]):
+            # the demo model's eval transform: resize to 71 (crop_pct 0.9), centre crop 64
+            with Image.open(tmp_path / "masks" / ids[n]) as im:
+                big = np.asarray(im.convert("L").resize((71, 71), Image.NEAREST)) > 0
+            mask = big[4:68, 4:68]
+            amap = np.clip(index.maps[unit, j], 0, None)
+            fg = np.array([[mask[r * 8:(r + 1) * 8, c * 8:(c + 1) * 8].mean() >= 0.5
+                            for c in range(8)] for r in range(8)])
+            shares.append((amap * fg).sum() / amap.sum())
+            areas.append(fg.mean())
+        assert f["share"] == pytest.approx(np.mean(shares), rel=1e-5)
+        assert f["area"] == pytest.approx(np.mean(areas))
