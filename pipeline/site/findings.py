@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.index.foreground import normalized_entropy
+from pipeline.index.foreground import atlas_foreground, normalized_entropy
 from pipeline.index.results import load_examples, load_layer_index
 from pipeline.models.spec import ModelSpec
 from pipeline.store import AtlasStore
@@ -26,6 +26,9 @@ MEANING = {
     "entropy": "Normalized entropy of a unit's positive patch activation on its top examples, "
                "averaged over units: 1 means the activation is spread evenly over the image, "
                "lower means it sits on a few patches (a saliency-like map).",
+    "foreground": "Share of a unit's positive patch activation on object patches of its top "
+                  "examples, averaged over units, against the object's share of the image "
+                  "(area, chance level): above the area means units fire on the object.",
     "purity": "Share of a unit's top examples that belong to their most common class, averaged "
               "over units: high means units pick out one kind of object.",
 }
@@ -55,9 +58,13 @@ def measure(store: AtlasStore, spec: ModelSpec) -> dict[str, Any]:
             labels = [c for c in labels if c is not None]
             if labels:
                 purities.append(Counter(labels).most_common(1)[0][1] / len(labels))
+        fg = atlas_foreground(store, layer, index, examples.ids if examples else [])
+        fg = [f for f in fg or [] if f.examples]
         layers.append({"layer": layer.index, "kind": layer.kind, "depth": layer.level,
                        "module": layer.module, "units": len(index.top_ids),
-                       "entropy": _mean(entropies), "purity": _mean(purities)})
+                       "entropy": _mean(entropies), "purity": _mean(purities),
+                       "foreground": _mean([f.share for f in fg]),
+                       "area": _mean([f.area for f in fg])})
     return {"format_version": FINDINGS_VERSION, "model": spec.name, "layers": layers,
             "meaning": MEANING, "verdicts": verdicts(layers)}
 
@@ -87,6 +94,13 @@ def verdicts(layers: list[dict[str, Any]]) -> list[str]:
         out.append(f"{'Holds' if holds else 'Does not hold'}: class purity of top examples "
                    f"{'grows' if holds else 'does not grow'} from the first FFN layer to the "
                    f"last ({pur[0]:.2f} to {pur[-1]:.2f}).")
+    fg = [(x["foreground"], x["area"]) for x in ffn if x.get("foreground") is not None]
+    if fg:
+        share, area = float(np.mean([s for s, _ in fg])), float(np.mean([a for _, a in fg]))
+        holds = share > area
+        out.append(f"{'Holds' if holds else 'Does not hold'}: FFN units put "
+                   f"{'more' if holds else 'no more'} of their activation on the object than "
+                   f"its area ({share:.2f} against {area:.2f}).")
     return out
 
 
@@ -106,11 +120,12 @@ def findings_page(findings: dict[str, Any]) -> str:
              "dataset index. The figures are in `findings.json` beside this page.", ""]
     lines += [f"- {html.escape(v)}" for v in findings["verdicts"]] or [
         "- Too few indexed layers to say whether the findings hold."]
-    lines += ["", "| layer | kind | block | module | units | entropy | purity |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| layer | kind | block | module | units | entropy | purity | foreground | "
+              "area |", "|---|---|---|---|---|---|---|---|---|"]
     for x in findings["layers"]:
         lines.append(f"| {x['layer']} | {x['kind']} | {x['depth']} | "
                      f"`{html.escape(x['module'])}` | {x['units']} | {_cell(x['entropy'])} | "
-                     f"{_cell(x['purity'])} |")
+                     f"{_cell(x['purity'])} | {_cell(x.get('foreground'))} | "
+                     f"{_cell(x.get('area'))} |")
     lines += [""] + [f"**{k}**: {html.escape(v)}" + "\n" for k, v in findings["meaning"].items()]
     return "\n".join(lines) + "\n"

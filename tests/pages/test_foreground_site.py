@@ -48,3 +48,13 @@ def test_foreground_in_feature_json(tmp_path):
             areas.append(fg.mean())
         assert f["share"] == pytest.approx(np.mean(shares), rel=1e-5)
         assert f["area"] == pytest.approx(np.mean(areas))
+
+
+def test_findings_carry_foreground(tmp_path):
+    export_imagefolder(tmp_path / "img", 36, "validation", 64, masks=tmp_path / "masks")
+    out, found = _build(tmp_path, "a", 16)
+    data = json.loads(next(out.glob("site/*/findings/findings.json")).read_text())
+    (layer,) = data["layers"]
+    assert layer["foreground"] == pytest.approx(np.mean([f["share"] for f in found]))
+    assert layer["area"] == pytest.approx(np.mean([f["area"] for f in found]))
+    assert any("on the object" in v for v in data["verdicts"])
