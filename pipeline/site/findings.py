@@ -69,6 +69,13 @@ def measure(store: AtlasStore, spec: ModelSpec) -> dict[str, Any]:
             "meaning": MEANING, "verdicts": verdicts(layers)}
 
 
+MARGIN = 0.02  # a finding holds or fails only by more than this; closer is "not clear"
+
+
+def _verdict(gap: float) -> str:
+    return "Holds" if gap > MARGIN else ("Does not hold" if gap < -MARGIN else "Not clear")
+
+
 def verdicts(layers: list[dict[str, Any]]) -> list[str]:
     """The findings in words, from FFN layers' figures: whether maps become uniform at the
     last layer and whether class purity grows with depth.
@@ -85,20 +92,20 @@ def verdicts(layers: list[dict[str, Any]]) -> list[str]:
     if len(ent) >= 2:
         before = float(np.mean(ent[:-1]))
         holds = ent[-1] > before
-        out.append(f"{'Holds' if holds else 'Does not hold'}: the last FFN layer's maps are "
+        out.append(f"{_verdict(ent[-1] - before)}: the last FFN layer's maps are "
                    f"{'more' if holds else 'not more'} uniform than the earlier layers' "
                    f"({ent[-1]:.2f} against {before:.2f} before).")
     pur = [x["purity"] for x in ffn if x["purity"] is not None]
     if len(pur) >= 2:
         holds = pur[-1] > pur[0]
-        out.append(f"{'Holds' if holds else 'Does not hold'}: class purity of top examples "
+        out.append(f"{_verdict(pur[-1] - pur[0])}: class purity of top examples "
                    f"{'grows' if holds else 'does not grow'} from the first FFN layer to the "
                    f"last ({pur[0]:.2f} to {pur[-1]:.2f}).")
     fg = [(x["foreground"], x["area"]) for x in ffn if x.get("foreground") is not None]
     if fg:
         share, area = float(np.mean([s for s, _ in fg])), float(np.mean([a for _, a in fg]))
         holds = share > area
-        out.append(f"{'Holds' if holds else 'Does not hold'}: FFN units put "
+        out.append(f"{_verdict(share - area)}: FFN units put "
                    f"{'more' if holds else 'no more'} of their activation on the object than "
                    f"its area ({share:.2f} against {area:.2f}).")
     return out
