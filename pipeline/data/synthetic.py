@@ -234,7 +234,9 @@ def _gradient(rng: np.random.Generator, x: Array, y: Array, size: int) -> Pair:
     return _mix(a, b, t), np.zeros_like(t)
 
 
-_DRAW: tuple[Callable[[np.random.Generator, Array, Array, int], Pair], ...] = (
+# Each class's drawing with its object cover (make_mask), and the image alone (_DRAW, which
+# other generators such as pipeline.data.captions call).
+_DRAW_COVER: tuple[Callable[[np.random.Generator, Array, Array, int], Pair], ...] = (
     _circle,
     _square,
     _triangle,
@@ -248,7 +250,20 @@ _DRAW: tuple[Callable[[np.random.Generator, Array, Array, int], Pair], ...] = (
     _noise_blobs,
     _gradient,
 )
-assert len(_DRAW) == NUM_CLASSES
+assert len(_DRAW_COVER) == NUM_CLASSES
+
+
+def _image_only(draw: Callable[[np.random.Generator, Array, Array, int], Pair]
+                ) -> Callable[[np.random.Generator, Array, Array, int], Array]:
+    def image(rng: np.random.Generator, x: Array, y: Array, size: int) -> Array:
+        return draw(rng, x, y, size)[0]
+
+    image.__name__ = draw.__name__
+    return image
+
+
+_DRAW: tuple[Callable[[np.random.Generator, Array, Array, int], Array], ...] = tuple(
+    _image_only(draw) for draw in _DRAW_COVER)
 
 
 # -- public API ----------------------------------------------------------------------------
@@ -259,7 +274,7 @@ def make_example(index: int, seed: int = 0, size: int = 64) -> tuple[Image.Image
     label = index % NUM_CLASSES
     rng = np.random.default_rng([_SALT, seed, index])
     x, y = _grid(size)
-    img, _ = _DRAW[label](rng, x, y, size)
+    img = _DRAW[label](rng, x, y, size)
     sigma = np.float32(rng.uniform(0.0, 0.03))
     img = img + sigma * rng.standard_normal(img.shape, dtype=np.float32)
     pixels = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -279,7 +294,7 @@ def make_mask(index: int, seed: int = 0, size: int = 64) -> Image.Image:
         raise ValueError(f"need index >= 0, seed >= 0, size >= 8 (got {index}, {seed}, {size})")
     rng = np.random.default_rng([_SALT, seed, index])
     x, y = _grid(size)
-    _, cover = _DRAW[index % NUM_CLASSES](rng, x, y, size)
+    _, cover = _DRAW_COVER[index % NUM_CLASSES](rng, x, y, size)
     return Image.fromarray(np.where(np.asarray(cover) >= 0.5, 255, 0).astype(np.uint8), mode="L")
 
 
