@@ -76,28 +76,32 @@ def test_render_objectives_compose_and_errors():
     assert images.shape == (1, 3, 32, 32)
 
 
-def test_render_default_without_data_leaves_the_selectivity_term_out():
-    """The front door's first call: the default recipe, no dataset statistics."""
+def test_render_without_data_leaves_the_selectivity_term_out():
+    """The front door's first call, no dataset statistics: the default recipe needs none; a
+    recipe with the selectivity term renders without it, with one warning line."""
     import dataclasses
     import warnings
 
     from pipeline.visualize.recipe import DEFAULT
 
     model = my_vit()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default needs no data: no warning
         images, acts = render(model, "blocks.1.mlp.act", [0, 1, 2], steps=4)
     assert images.shape == (3, 3, 32, 32) and acts.shape == (3,)
+    selective = dataclasses.replace(DEFAULT, selectivity=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dropped, _ = render(model, "blocks.1.mlp.act", [0, 1, 2], recipe=selective, steps=4)
     assert len(caught) == 1 and caught[0].filename == __file__  # one line, at the caller
     message = str(caught[0].message)
     assert "selectivity" in message and "stats=" in message and "images=" in message
     assert "\n" not in message
-    without = dataclasses.replace(DEFAULT, selectivity=0.0)
-    same, _ = render(model, "blocks.1.mlp.act", [0, 1, 2], recipe=without, steps=4)
-    torch.testing.assert_close(images, same)
+    torch.testing.assert_close(images, dropped)  # the default is that recipe without the term
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # with statistics: no warning
-        render(model, "blocks.1.mlp.act", [0], steps=2, images=torch.rand(8, 3, 32, 32))
+        render(model, "blocks.1.mlp.act", [0], recipe=selective, steps=2,
+               images=torch.rand(8, 3, 32, 32))
 
 
 def test_visualize_without_an_index_says_what_it_needs_before_the_network(
