@@ -166,9 +166,15 @@ def index_seeds(store, index, layer: int, units: Sequence[int],
 def seed_scores(model: nn.Module, spec, layer, units: Sequence[int],
                 seeds: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Each unit's score (mean over patch tokens) on its own seed image, ``(B,)`` (CPU)."""
-    from pipeline.visualize.optimize import layer_scores
+    from pipeline.capture import LayerCapture
+    from pipeline.index.pooled import patch_mean
+    from pipeline.precision import autocast
 
-    scores = layer_scores(model, spec, layer, seeds.to(device))
+    x = seeds.to(device)
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+    with LayerCapture(model, [layer]) as capture, autocast(device):
+        scores = patch_mean(capture((x - mean) / std)[layer.index])
     return scores.gather(1, torch.tensor(list(units), device=device)[:, None])[:, 0].cpu()
 
 
