@@ -3,10 +3,11 @@
 Builds, without pages, the word index (``pipeline.site.search.WordIndex``: every unit's top 5
 concepts, from 20,000 Zipf-distributed words as CLIP-Dissect over a word list gives, and the
 worst case of 46 words that each label thousands of units) and the class index
-(``ClassIndex``: 1,000 classes, 5 top classes per unit) of a 100,000-unit atlas, and reports
-what the browser fetches: ``models.json``'s word part (once per site), the shards' sizes (raw
-and gzipped, as a server sends JSON), and, for sample queries, which shards the search reads
-(the same prefix-range rule as ``assets/atlas.js``: at most 3 shards).
+(``ClassIndex``: 1,000 classes, 5 top classes per unit: its head and shards, and the whole
+``classes.json`` kept for scripts) of a 100,000-unit atlas, and reports what the browser
+fetches: ``models.json``'s word part (once per site), the shards' sizes (raw and gzipped, as a
+server sends JSON), and, for sample queries, which shards the search reads (the same
+prefix-range rule as ``assets/atlas.js``: at most 3 shards).
 
     .venv/bin/python scripts/bench_search.py                # 100,000 units
     .venv/bin/python scripts/bench_search.py --units 20000  # quicker
@@ -86,16 +87,36 @@ def report_words(name: str, index: WordIndex) -> dict:
 
 
 def report_classes(units: int, classes: int = 1000, top: int = 5, seed: int = 0) -> dict:
+    """The class index of ``units`` units, each ranking ``top`` of ``classes`` classes: the
+    whole ``classes.json`` (for scripts), the header search's head (``classes/index.json``)
+    and its shards, and what showing every unit of the largest class fetches."""
     rng = np.random.default_rng(seed)
     index = ClassIndex([f"class {c}" for c in range(classes)])
     index.extend([(int(c), float(rng.random()), u // 1000, u % 1000)
                   for u in range(units) for c in rng.choice(classes, top, replace=False)])
     blob = _json(index.to_json())
+    shards = index.shards()
+    blobs = [_json(s) for s in shards]
+    gz = [len(gzip.compress(b, 6)) for b in blobs]
+    head = _json(index.head("m", shards))
+    counts = [len(index.units.get(c, [])) for c in range(classes)]
+    biggest = int(np.argmax(counts))
+    holding = [i for i, s in enumerate(shards) if s["first"] <= biggest <= s["last"]]
     out = {"classes_json_kib": len(blob) / 1024,
-           "classes_json_gz_kib": len(gzip.compress(blob, 6)) / 1024}
-    print(f"classes.json of {units:,} units x {top} top classes over {classes:,} classes: "
-          f"{out['classes_json_kib']:.0f} KiB ({out['classes_json_gz_kib']:.0f} KiB gzipped), "
-          "fetched once, on the first class search")
+           "classes_json_gz_kib": len(gzip.compress(blob, 6)) / 1024,
+           "head_kib": len(head) / 1024, "head_gz_kib": len(gzip.compress(head, 6)) / 1024,
+           "shards": len(shards), "shard_kib_max": max(map(len, blobs)) / 1024,
+           "shard_gz_kib_max": max(gz) / 1024,
+           "largest_class_units": counts[biggest],
+           "largest_class_gz_kib": sum(gz[i] for i in holding) / 1024}
+    print(f"classes of {units:,} units x {top} top classes over {classes:,} classes: "
+          f"classes.json (scripts) {out['classes_json_kib']:.0f} KiB "
+          f"({out['classes_json_gz_kib']:.0f} KiB gzipped); the header search's head "
+          f"{out['head_kib']:.0f} KiB ({out['head_gz_kib']:.0f} KiB gzipped), fetched on the "
+          f"first class search; {out['shards']} shards, the largest "
+          f"{out['shard_kib_max']:.0f} KiB ({out['shard_gz_kib_max']:.0f} KiB gzipped); every "
+          f"unit of the largest class ({out['largest_class_units']:,}) fetches "
+          f"{len(holding)} shards, {out['largest_class_gz_kib']:.0f} KiB gzipped")
     return out
 
 

@@ -240,7 +240,8 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
                  shard_entries: int | None = None) -> tuple[dict, dict | None]:
     """The model's page, word page and index, class index; returns its part of
     ``config.extra.atlas`` and its word index's entry of ``models.json``.
-    ``shard_entries``: entries per word-index shard (default ``search.SHARD_ENTRIES``)."""
+    ``shard_entries``: entries per word-index and class-index shard (default
+    ``search.SHARD_ENTRIES``)."""
     atlas, info = m.view, m.info
     classes = ClassIndex(info.class_names)
     words = WordIndex(_thumbs(atlas), shard_entries)
@@ -261,6 +262,11 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
         words_meta = words.meta(atlas.slug, shards, atlas.labeler)
     if classes.names:
         atomic_write_bytes(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
+        class_shards = classes.shards(shard_entries)
+        for i, shard in enumerate(class_shards):
+            atomic_write_bytes(site / urls.class_shard(atlas.slug, i), _json(shard))
+        atomic_write_bytes(site / urls.class_index(atlas.slug),
+                           _json(classes.head(atlas.slug, class_shards)))
     extra = site_extra(info)
     extra["layers"] = {layer: p.extra for layer, p in m.pages.items()}
     return extra, words_meta

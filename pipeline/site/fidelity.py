@@ -148,8 +148,12 @@ def cautions(fidelity: dict[str, Any] | None) -> list[str]:
 
 
 def short(fidelity: dict[str, Any] | None, tied: int = 1) -> str:
-    """A compact form for tooltips: ``"2.1× best · z-rank 1/96"`` (``"tied 1/96"`` when
-    ``tied`` units share the rank)."""
+    """A compact form for tooltips: ``"2.1× best · z-rank 1/96"``; when ``tied`` units of the
+    layer share the rank, the ranks they span: ``"z-rank 1–3/96 (3 tied)"``.
+
+    >>> short({"vs_best_example": 2.1, "z_rank": 1, "of": 96}, tied=3)
+    '2.1× best · z-rank 1–3/96 (3 tied)'
+    """
     if fidelity is None:
         return ""
     parts = []
@@ -157,8 +161,10 @@ def short(fidelity: dict[str, Any] | None, tied: int = 1) -> str:
         parts.append(f"{ratio(fidelity['vs_best_example'])}× best")
     if fidelity.get("z_rank") is not None:
         of = fidelity.get("of")
-        parts.append(("z-rank tied " if tied > 1 else "z-rank ") + str(fidelity["z_rank"])
-                     + (f"/{of}" if of else ""))
+        rank = fidelity["z_rank"]
+        span = f"{rank}–{rank + tied - 1}" if tied > 1 else str(rank)
+        parts.append(f"z-rank {span}" + (f"/{of}" if of else "")
+                     + (f" ({tied:,} tied)" if tied > 1 else ""))
     if fidelity.get("recognisability"):
         parts.append(recognisability.short(fidelity["recognisability"]))
     return " · ".join(parts)

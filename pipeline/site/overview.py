@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 from pipeline.site import fidelity, labels, urls
 from pipeline.site.data import ACCENT, AtlasView, LayerView
-from pipeline.site.feature import word_query
+from pipeline.site.feature import rank_counts, word_query
 from pipeline.site.markup import attr, front_matter, text
 
 STRIP = 8  # units per layer on the model page
@@ -216,6 +216,7 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
     cells = []
     measured = recognised = False
     examples = ex is not None and view.index is not None
+    ties = rank_counts(view).get(view.primary or "", {})  # units sharing each z-rank
     for u in view.units:
         classes = view.top_class_names(u, ex)
         thumb = view.thumbnail(u)
@@ -229,7 +230,7 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
                 + (f' data-w="{attr(chr(10).join(concepts))}"' if concepts else "")
                 + _fidelity_data(fid) + _tile_data(view, u, ex if examples else None))
         label = (f"unit {u}" + (f" · {word}" if word is not None else "")
-                 + (f" · {fidelity.short(fid)}" if fid else ""))
+                 + (f" · {fidelity.short(fid, ties.get(fid['z_rank'], 1))}" if fid else ""))
         caption = (f'<span class="atlas-tile-word">{text(word)}</span>' if word is not None
                    else "") + f"<span>{u}</span>"
         cells.append(_thumb(f"{u}/", src, label, GRID_PX, data, caption))

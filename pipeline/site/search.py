@@ -3,7 +3,12 @@
 - ``models.json`` at the site root: every model's layers and which units have pages, for the
   ``layer/unit`` jump box on every page;
 - ``<slug>/classes.json``: for every dataset class, the units that rank it among their top
-  classes (by mean activation over the class), for "find units by class name";
+  classes (by mean activation over the class), in one file for scripts (it grows with the
+  atlas: 3.3 MiB at 100,000 units);
+- ``<slug>/classes/index.json`` and its shards ``<slug>/classes/c<n>.json``: the same for the
+  header search, bounded (``ClassIndex.head``, ``ClassIndex.shards``): the names, each class's
+  unit count and best ``CLASS_TOP`` units, then every class's units in shards of about
+  ``SHARD_ENTRIES`` units, fetched only to show more of one class;
 - ``<slug>/words/w<n>.json``: the word index, for "search by word": every concept of every
   labelled unit's top concepts, with its units ranked by score, in shards of about
   ``SHARD_ENTRIES`` entries that ``models.json`` lists (``WordIndex``).
@@ -21,13 +26,15 @@ from pipeline.site.overview import LayerSummary
 from pipeline.site.urls import SITE_FORMAT_VERSION
 
 SHARD_ENTRIES = 4096  # (concept, unit) entries per word shard: about 80 KiB of JSON, 25 gzipped
+CLASS_TOP = 8  # units per class in the class index's head (what the header search shows first)
 
 Models = list[tuple[AtlasView, list[LayerSummary], dict[int, list[int]], dict | None]]
 
 
 def models_index(atlases: Models) -> dict[str, Any]:
     """The jump index: per model, per layer, the unit count and (if sparse) the paged units;
-    ``classes``: the class index's URL; ``words``: the word index (``WordIndex.meta``)."""
+    ``classes``: the whole class index's URL (``classes.json``), ``class_index``: the header
+    search's (``ClassIndex.head``); ``words``: the word index (``WordIndex.meta``)."""
     models = []
     for atlas, summaries, units_by_layer, words in atlases:
         layers = []
@@ -36,10 +43,11 @@ def models_index(atlases: Models) -> dict[str, Any]:
             dense = units == list(range(s.units))
             layers.append({"layer": s.layer, "module": s.module, "units": s.units,
                            "pages": None if dense else units})
+        named = atlas.examples is not None and atlas.examples.class_names is not None
         models.append({"name": atlas.model, "slug": atlas.slug, "weights": atlas.weights,
                        "layers": layers,
-                       "classes": None if atlas.examples is None
-                       or atlas.examples.class_names is None else f"{atlas.slug}/classes.json",
+                       "classes": f"{atlas.slug}/{urls.CLASSES_JSON}" if named else None,
+                       "class_index": urls.class_index(atlas.slug) if named else None,
                        "words": words})
     return {"format_version": SITE_FORMAT_VERSION, "models": models}
 
@@ -64,10 +72,23 @@ def search_hint(words: Iterable[WordEntry], classes: Iterable[tuple[int, float, 
 
 
 class ClassIndex:
-    """Accumulates ``class -> [(layer, unit, mean)]`` over layers."""
+    """Accumulates ``class -> [(layer, unit, mean)]`` over layers.
 
-    def __init__(self, class_names: list[str] | None):
+    >>> ci = ClassIndex(["cat", "dog"])
+    >>> ci.extend([(0, 0.5, 1, 7), (0, 0.9, 2, 3), (1, 0.2, 1, 7)])
+    >>> ci.to_json()["units"]
+    [[2, 3, 1, 7], [1, 7]]
+    >>> [(s["first"], s["last"], s["units"], s["split"]) for s in ci.shards(2)]
+    [(0, 0, {'0': [2, 3, 1, 7]}, {}), (1, 1, {'1': [1, 7]}, {})]
+    >>> ci.top = 1
+    >>> head = ci.head("m", ci.shards(2))
+    >>> head["counts"], head["top"], head["shards"][1]
+    ([2, 1], [[2, 3], [1, 7]], ['m/classes/c1.json', 1, 1, 1])
+    """
+
+    def __init__(self, class_names: list[str] | None, top: int = CLASS_TOP):
         self.names = class_names or []
+        self.top = top
         self.units: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
 
     def entries(self, view: LayerView) -> list[tuple[int, float, int, int]]:
@@ -83,13 +104,59 @@ class ClassIndex:
         for c, mean, layer, unit in entries:
             self.units[c].append((mean, layer, unit))
 
+    def ranked(self, c: int) -> list[tuple[int, int]]:
+        """Class ``c``'s ``(layer, unit)``, best mean first (ties by layer and unit)."""
+        return [(layer, unit) for _, layer, unit
+                in sorted(self.units.get(c, []), key=lambda t: (-t[0], t[1], t[2]))]
+
     def to_json(self) -> dict[str, Any]:
         """``{"classes": [name], "units": [[layer, unit, ...] per class, best first]}``."""
-        units = []
-        for c in range(len(self.names)):
-            ranked = sorted(self.units.get(c, []), key=lambda t: -t[0])
-            units.append([v for _, layer, unit in ranked for v in (layer, unit)])
+        units = [[v for pair in self.ranked(c) for v in pair] for c in range(len(self.names))]
         return {"format_version": SITE_FORMAT_VERSION, "classes": self.names, "units": units}
+
+    def shards(self, shard_entries: int | None = None) -> list[dict[str, Any]]:
+        """Every class's units, classes in order, cut into consecutive shards of about
+        ``shard_entries`` units (``SHARD_ENTRIES``): ``{"format_version", "first", "last",
+        "units": {class: [layer, unit, ...]}, "split": {class: [offset, total]}}`` (``split``:
+        a class continued from or into another shard, the rank of its first unit here and its
+        unit count). A class with more units than fit continues in the next shards, best
+        first, so no shard grows with the atlas."""
+        size = max(1, shard_entries or SHARD_ENTRIES)
+        out: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None
+        for c in range(len(self.names)):
+            ranked, offset = self.ranked(c), 0
+            while offset < len(ranked):
+                if current is None or current["n"] >= size:
+                    current = {"format_version": SITE_FORMAT_VERSION, "first": c, "last": c,
+                               "units": {}, "split": {}, "n": 0}
+                    out.append(current)
+                take = ranked[offset:offset + size - current["n"]]
+                current["units"][str(c)] = [v for pair in take for v in pair]
+                if offset > 0 or len(take) < len(ranked):
+                    current["split"][str(c)] = [offset, len(ranked)]
+                current["last"] = c
+                current["n"] += len(take)
+                offset += len(take)
+        for shard in out:
+            del shard["n"]
+        return out
+
+    def head(self, slug: str, shards: list[dict[str, Any]]) -> dict[str, Any]:
+        """What the header search fetches first (``classes/index.json``): the names, each
+        class's unit count and best ``top`` units (``[layer, unit, ...]``), and the shards as
+        ``[url, first class, last class, units]``. Its size grows with the classes, not with
+        the units."""
+        return {
+            "format_version": SITE_FORMAT_VERSION,
+            "classes": self.names,
+            "counts": [len(self.units.get(c, [])) for c in range(len(self.names))],
+            "top": [[v for pair in self.ranked(c)[:self.top] for v in pair]
+                    for c in range(len(self.names))],
+            "shards": [[urls.class_shard(slug, i), s["first"], s["last"],
+                        sum(len(u) // 2 for u in s["units"].values())]
+                       for i, s in enumerate(shards)],
+        }
 
 
 def word_key(concept: str) -> str:

@@ -4,7 +4,9 @@
 with ``feature.json``, ``visualization.png`` (the primary recipe's) and ``attribution.png`` (its
 attribution map, if any) beside it, and ``visualization-<recipe>.png`` /
 ``attribution-<recipe>.png`` for every other recipe; ``<slug>/examples/e<n><ext>`` dataset
-thumbnails, ``<slug>/classes.json`` the class search index, ``<slug>/words/`` the search-by-word
+thumbnails, ``<slug>/classes.json`` the whole class index (for scripts), ``<slug>/classes/`` the
+header search's class index (``index.json``: names, counts, each class's best units; shards
+``c<n>.json``: every class's units), ``<slug>/words/`` the search-by-word
 page with the word index's shards ``<slug>/words/w<n>.json`` beside it, ``<slug>/<layer>/map.json``
 the layer map (when the atlas was related), ``<slug>/features.parquet`` the bulk export,
 ``models.json`` the jump index (which lists the shards), ``compare/`` the cross-model view (two
@@ -137,6 +139,25 @@ def words_dir(slug: str) -> str:
 
 def word_shard(slug: str, number: int) -> str:
     return f"{words_dir(slug)}/w{number}.json"
+
+
+def classes_dir(slug: str) -> str:
+    """The header search's class index: ``index.json`` and its shards beside it.
+
+    >>> classes_dir("m"), class_index("m"), class_shard("m", 3)
+    ('m/classes', 'm/classes/index.json', 'm/classes/c3.json')
+    """
+    return f"{slug}/classes"
+
+
+def class_index(slug: str) -> str:
+    """The class index's head (``search.ClassIndex.head``)."""
+    return f"{classes_dir(slug)}/index.json"
+
+
+def class_shard(slug: str, number: int) -> str:
+    """Shard ``number`` of the class index (``search.ClassIndex.shards``)."""
+    return f"{classes_dir(slug)}/c{number}.json"
 
 
 def export_file(slug: str) -> str:

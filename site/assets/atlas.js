@@ -144,6 +144,48 @@
     return model && model.words ? new Words(base, model) : null;
   }
 
+  /* ---- classes: the class index (models.json's "class_index": a head and shards) ------- */
+  // The head holds the class names, each class's unit count and best units ("top", a flat
+  // [layer, unit, ...]), and its shards as [url, first class, last class, units]; a shard
+  // holds consecutive classes' units, best first ("units": {class: [...]}), a class that
+  // does not fit continuing into the next ("split": {class: [offset, total]}).
+  var CLASS_MORE = 32;  // units a class hit's "more" adds
+  function Classes(base, model) {
+    this.base = base;
+    this.url = model.class_index;
+  }
+  Classes.prototype.load = function () {
+    var self = this;
+    return getJSON(join(this.base, this.url)).then(function (head) { self.head = head; return head; });
+  };
+  // up to n classes whose name contains q (case-insensitive), in class order
+  Classes.prototype.find = function (q, n) {
+    var needle = q.toLowerCase();
+    return this.load().then(function (head) {
+      var hits = [];
+      for (var c = 0; c < head.classes.length && hits.length < n; c++) {
+        if (String(head.classes[c]).toLowerCase().indexOf(needle) >= 0) hits.push(c);
+      }
+      return hits;
+    });
+  };
+  // class c's first n units (a flat [layer, unit, ...]), from the shards that hold them
+  Classes.prototype.units = function (c, n) {
+    var self = this, key = String(c), out = [];
+    var shards = this.head.shards.filter(function (s) { return s[1] <= c && c <= s[2]; });
+    function next(i) {
+      if (i >= shards.length || out.length >= 2 * n) return Promise.resolve(out);
+      return getJSON(join(self.base, shards[i][0])).then(function (shard) {
+        if (hasOwn(shard.units, key)) out = out.concat(shard.units[key]);
+        return next(i + 1);
+      });
+    }
+    return next(0);
+  };
+  function classesFor(base, model) {
+    return model.class_index ? new Classes(base, model) : null;
+  }
+
   /* ---- the header search (Material's box): units besides the documentation ------------ */
   // Material searches the handbook (its lunr index); above its results this adds, from the
   // static indexes: "layer/unit" (3/17, L3 U17, model/3/17) → that feature page; a word → the
@@ -213,13 +255,10 @@
     function searchClasses(q) {
       return models().then(function (index) {
         var model = pickModel(index, slug);
-        if (!model || !model.classes) return { model: model, hits: [] };
-        return getJSON(join(base, model.classes)).then(function (ci) {
-          var needle = q.toLowerCase(), hits = [];
-          for (var c = 0; c < ci.classes.length && hits.length < 8; c++) {
-            if (String(ci.classes[c]).toLowerCase().indexOf(needle) >= 0) hits.push(c);
-          }
-          return { model: model, hits: hits, index: ci };
+        var classes = model ? classesFor(base, model) : null;
+        if (!classes) return { model: model, hits: [] };
+        return classes.find(q, 8).then(function (hits) {
+          return { model: model, hits: hits, classes: classes };
         });
       });
     }
@@ -261,18 +300,45 @@
       }
     }
 
+    function classLink(res, units, i) {
+      var a = el("a", null, "L" + units[i] + "/U" + units[i + 1]);
+      a.href = join(base, res.model.slug + "/" + units[i] + "/" + units[i + 1] + "/");
+      return a;
+    }
+    // a class hit: its best units (the index's head), and a button that fetches the shards
+    // holding the rest, CLASS_MORE units at a time
     function showClasses(res) {
       res.hits.forEach(function (c) {
         var li = el("li", "atlas-search-class");
-        li.appendChild(el("b", null, res.index.classes[c]));
-        li.appendChild(el("span", null, " (class)"));
-        var units = res.index.units[c] || [];
-        if (!units.length) li.appendChild(el("span", null, " – no unit ranks it among its top classes"));
-        for (var i = 0; i < units.length && i < 16; i += 2) {
-          var a = el("a", null, "L" + units[i] + "/U" + units[i + 1]);
-          a.href = join(base, res.model.slug + "/" + units[i] + "/" + units[i + 1] + "/");
+        li.appendChild(el("b", null, res.classes.head.classes[c]));
+        var count = res.classes.head.counts[c];
+        li.appendChild(el("span", null, " (class, " + count + " unit" + (count === 1 ? "" : "s") + ")"));
+        if (!count) li.appendChild(el("span", null, " – no unit ranks it among its top classes"));
+        var shown = res.classes.head.top[c] || [];
+        var links = el("span", "atlas-search-class-units");
+        for (var i = 0; i < shown.length; i += 2) {
+          links.appendChild(document.createTextNode(" "));
+          links.appendChild(classLink(res, shown, i));
+        }
+        li.appendChild(links);
+        if (count > shown.length / 2) {
+          var more = el("button", "atlas-search-more", "more");
+          more.type = "button";
+          more.addEventListener("click", function (ev) {
+            ev.preventDefault();
+            var have = links.querySelectorAll("a").length;
+            more.disabled = true;
+            res.classes.units(c, have + CLASS_MORE).then(function (units) {
+              for (var j = 2 * have; j < units.length && j < 2 * (have + CLASS_MORE); j += 2) {
+                links.appendChild(document.createTextNode(" "));
+                links.appendChild(classLink(res, units, j));
+              }
+              more.disabled = false;
+              if (links.querySelectorAll("a").length >= count) more.remove();
+            }).catch(function () { more.textContent = "could not load"; });
+          });
           li.appendChild(document.createTextNode(" "));
-          li.appendChild(a);
+          li.appendChild(more);
         }
         list.appendChild(li);
       });
@@ -293,7 +359,7 @@
         showWords(r[1]);
         showClasses(r[2]);
         var any = target || r[1].hits.length || r[2].hits.length;
-        last = { q: q, words: r[1], classes: list.querySelector(".atlas-search-class a") };
+        last = { q: q, words: r[1], classes: list.querySelector(".atlas-search-class-units a") };
         say(r[0] && r[0].error ? r[0].error : any ? "In the atlas:" : "No unit, word or class of the atlas matches.");
         box.hidden = false;
         return { unit: r[0], words: r[1], classes: r[2] };

@@ -636,6 +636,44 @@ def test_header_search_lists_the_units_a_word_labels(page, served):
     assert choice.text_content().startswith(TRICKY_CONCEPT) and choice.locator("em").count() == 0
 
 
+def test_header_search_finds_a_class_and_all_its_units(page, served):
+    """A class name: its best units from the class index's head, then "more" fetches the
+    shards holding the rest (one class spans two shards); the whole ``classes.json`` is never
+    fetched."""
+    import json
+
+    full = json.loads((build_small_site(None) / SLUG / "classes.json").read_text())
+    c = full["classes"].index("class 2 (abab)")
+    units = full["units"][c]
+    expected = [f"{SLUG}/{layer}/{unit}/" for layer, unit in zip(units[::2], units[1::2],
+                                                                  strict=True)]
+    assert len(expected) > 40
+    base = f"{served}/sub/site"
+    page.goto(f"{base}/{SLUG}/")
+    page.fill(".md-search__input", "CLASS 2 (")
+    page.wait_for_selector(".atlas-search-class")
+    assert page.locator(".atlas-search-class").count() == 1
+    assert page.locator(".atlas-search-class b").text_content() == "class 2 (abab)"
+    assert f"(class, {len(expected)} units)" in page.locator(".atlas-search-class").inner_text()
+
+    def shown() -> list[str]:
+        return [h.removeprefix(f"{base}/") for h in page.eval_on_selector_all(
+            ".atlas-search-class-units a", "as => as.map(a => a.href)")]
+
+    assert shown() == expected[:8]
+    while page.locator(".atlas-search-more").count():
+        n = len(shown())
+        page.click(".atlas-search-more")
+        page.wait_for_function(f"document.querySelectorAll('.atlas-search-class-units a')"
+                               f".length > {n}")
+    assert shown() == expected
+    fetched = [u.removeprefix(f"{base}/") for u in page.requests if "/classes" in u]
+    assert fetched[0] == f"{SLUG}/classes/index.json"
+    assert f"{SLUG}/classes.json" not in fetched and len(fetched) <= 3
+    page.locator(".atlas-search-class-units a").last.click()
+    page.wait_for_url(f"{base}/{expected[-1]}")
+
+
 def test_search_page_lists_every_unit_of_a_word(page, served):
     base = f"{served}/site"
     words, shards = _word_index(build_small_site(None))

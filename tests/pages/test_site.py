@@ -19,7 +19,7 @@ from pipeline.resources import mkdocs_yml
 from pipeline.site import build, fidelity, markup, recognisability
 from pipeline.site.assets import significant_decimals
 from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
-from pipeline.site.search import WordIndex
+from pipeline.site.search import CLASS_TOP, WordIndex
 from pipeline.site.urls import atlas_slug, model_slug, relative
 from pipeline.store import AtlasStore
 from pipeline.testing.fake import (
@@ -146,6 +146,57 @@ def test_layout_and_feature_json(small_site: Path):
     classes = json.loads((small_site / SLUG / "classes.json").read_text())
     pairs = list(zip(classes["units"][0][::2], classes["units"][0][1::2], strict=True))
     assert classes["classes"][0] == TRICKY_CLASS and (0, 0) in pairs
+
+
+def test_class_index_for_the_header_search_is_sharded(small_site: Path):
+    """``classes/index.json`` (names, counts, best units) and its shards hold what
+    ``classes.json`` holds, in shards of at most ``SHARD_ENTRIES`` units."""
+    (model,) = json.loads((small_site / "models.json").read_text())["models"]
+    assert model["class_index"] == f"{SLUG}/classes/index.json"
+    full = json.loads((small_site / SLUG / "classes.json").read_text())
+    head = json.loads((small_site / model["class_index"]).read_text())
+    assert head["classes"] == full["classes"] and head["classes"][0] == TRICKY_CLASS
+    assert head["counts"] == [len(u) // 2 for u in full["units"]]
+    assert head["top"] == [u[:2 * CLASS_TOP] for u in full["units"]]
+    merged: dict[int, list[int]] = {}
+    split = 0
+    for url, first, last, entries in head["shards"]:
+        shard = json.loads((small_site / url).read_text())
+        assert (shard["first"], shard["last"]) == (first, last)
+        assert entries == sum(len(u) for u in shard["units"].values()) // 2 <= SHARD_ENTRIES
+        for c, units in shard["units"].items():
+            offset, total = shard["split"].get(c, [0, len(units) // 2])
+            assert first <= int(c) <= last and len(merged.get(int(c), [])) == 2 * offset
+            assert total == head["counts"][int(c)]
+            merged[int(c)] = merged.get(int(c), []) + units
+        split += len(shard["split"])
+    assert len(head["shards"]) > 1 and split > 0  # several shards, a class over two or more
+    assert [merged.get(c, []) for c in range(len(full["classes"]))] == full["units"]
+
+
+def test_layer_page_shows_z_rank_ties(small_site: Path):
+    """A tile's tooltip gives a tied z-rank as the ranks the tied units span, as the feature
+    page says "tied"."""
+    ranks = {}
+    for unit in range(VIS_UNITS):
+        f = json.loads((small_site / SLUG / "0" / str(unit) / "feature.json").read_text())
+        if f.get("fidelity") and f["fidelity"].get("z_rank") is not None:
+            ranks[unit] = f["fidelity"]["z_rank"]
+    counts: dict[int, int] = {}
+    for r in ranks.values():
+        counts[r] = counts.get(r, 0) + 1
+    tied = sorted(u for u, r in ranks.items() if counts[r] > 1)
+    alone = sorted(u for u, r in ranks.items() if counts[r] == 1)
+    assert tied and alone
+    page = (small_site / SLUG / "0" / "index.html").read_text(encoding="utf-8")
+    titles = dict(re.findall(r'<a href="(\d+)/" title="([^"]*)"', page))
+    for unit in (tied[0], alone[0]):
+        r, n = ranks[unit], counts[ranks[unit]]
+        want = f"z-rank {r}–{r + n - 1}/192 ({n} tied)" if n > 1 else f"z-rank {r}/192"
+        assert want in unescape(titles[str(unit)]), (unit, titles[str(unit)])
+    assert "tied" not in unescape(titles[str(alone[0])])
+    feature = (small_site / SLUG / "0" / str(tied[0]) / "index.html").read_text(encoding="utf-8")
+    assert "tied " in unescape(feature)
 
 
 def test_feature_json_fidelity_and_recipes(small_site: Path):
