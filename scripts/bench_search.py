@@ -116,7 +116,8 @@ def report_classes(units: int, classes: int = 1000, top: int = 5, seed: int = 0)
           f"first class search; {out['shards']} shards, the largest "
           f"{out['shard_kib_max']:.0f} KiB ({out['shard_gz_kib_max']:.0f} KiB gzipped); every "
           f"unit of the largest class ({out['largest_class_units']:,}) fetches "
-          f"{len(holding)} shards, {out['largest_class_gz_kib']:.0f} KiB gzipped")
+          f"{len(holding)} shard{'' if len(holding) == 1 else 's'}, "
+          f"{out['largest_class_gz_kib']:.0f} KiB gzipped")
     return out
 
 

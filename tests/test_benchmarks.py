@@ -26,6 +26,9 @@ CASES = {
                        ["SoftWPMI (batched)", "batched vs loop", "peak RSS"]),
     "bench_site.py": (["--units", "16", "--small-units", "8", "--examples", "100"],
                       ["feature pages/s", "peak RSS main"]),
+    "bench_search.py": (["--units", "2000", "--layers", "4"],
+                        ["shard max", "header search's head", "unit of the largest class"]),
+    "bench_paint.py": (["--runs", "1", "--no-throttle"], ["method/", "LCP", "KiB loaded"]),
 }
 
 

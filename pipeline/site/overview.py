@@ -422,6 +422,7 @@ def words_page(atlas: AtlasView, summaries: list[LayerSummary], n_common: int = 
             totals[concept] = totals.get(concept, 0) + n
     common = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n_common]
     links = " · ".join(_word_link(c, n, here, atlas.slug) for c, n in common)
+    hint = "A word: " + ", ".join(c for c, _ in common[:3]) + "…" if common else "A word"
     base = urls.relative("", here)
     method = urls.relative(labels.METHOD_ANCHOR, here)
     return (
@@ -433,7 +434,7 @@ def words_page(atlas: AtlasView, summaries: list[LayerSummary], n_common: int = 
         + f'<form class="atlas-words" role="search" autocomplete="off" data-base="{attr(base)}" '
           f'data-model="{attr(atlas.slug)}">\n'
           '<input type="search" name="word" class="atlas-words-input" '
-          'placeholder="A word: stripes, wheel, dog…" aria-label="Search units by word">\n'
+          f'placeholder="{attr(hint)}" aria-label="Search units by word">\n'
           '<output class="atlas-words-msg" aria-live="polite"></output>\n'
           "</form>\n\n"
         + '<div class="atlas-words-suggest"></div>\n\n'

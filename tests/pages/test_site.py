@@ -547,6 +547,16 @@ def _word_index(site: Path) -> tuple[dict, list[dict]]:
     return words, [json.loads((site / url).read_text()) for url, *_ in words["shards"]]
 
 
+def test_words_page_placeholder_names_words_the_atlas_holds(small_site: Path):
+    _, shards = _word_index(small_site)
+    held = set(_merged(shards))
+    page = (small_site / SLUG / "words" / "index.html").read_text(encoding="utf-8")
+    hint = unescape(re.search(r'class="atlas-words-input" placeholder="([^"]*)"', page)[1])
+    assert hint.startswith("A word: ") and hint.endswith("…")
+    named = hint.removeprefix("A word: ").removesuffix("…").split(", ")
+    assert len(named) == 3 and set(named) <= held, (named, sorted(held)[:10])
+
+
 def _merged(shards: list[dict]) -> dict[str, list[list]]:
     """Every concept's entries, its portions from consecutive shards joined (checking that
     each continues where the previous one stopped)."""
