@@ -124,7 +124,8 @@ class ExampleLog:
         return records, skipped, names
 
 
-MapPieces = dict[int, list[tuple[np.ndarray, np.ndarray]]]  # layer -> [(flat slots, maps)]
+# layer -> [(flat slots, maps, masking figures or None)]
+MapPieces = dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]
 
 
 @dataclass
@@ -177,8 +178,9 @@ class MapsLog:
                 for key in z.files:
                     if key.endswith(".slots"):
                         layer = key.removesuffix(".slots")
+                        figs = z[f"{layer}.figures"] if f"{layer}.figures" in z.files else None
                         pieces.setdefault(int(layer[1:]), []).append(
-                            (z[key], z[f"{layer}.maps"]))
+                            (z[key], z[f"{layer}.maps"], figs))
         return progress, pieces
 
     def save(self, start: int, progress: MapsProgress, new: MapPieces) -> None:
@@ -188,6 +190,8 @@ class MapsLog:
             if parts:
                 arrays[f"L{index:03d}.slots"] = np.concatenate([p[0] for p in parts])
                 arrays[f"L{index:03d}.maps"] = np.concatenate([p[1] for p in parts])
+                if parts[0][2] is not None:
+                    arrays[f"L{index:03d}.figures"] = np.concatenate([p[2] for p in parts])
         if arrays:
             atomic_save_npz(self.dir / f"maps-{start:010d}.npz", **arrays)
         atomic_write_json(self.state_path, {

@@ -11,12 +11,14 @@ from pathlib import Path
 from pipeline import distributed, ids
 from pipeline.ids import fingerprint
 from pipeline.index import checkpoint as ckpt
+from pipeline.index.foreground import MaskReader, mask_transform
 from pipeline.index.histogram import DEFAULT_BINS
 from pipeline.index.image_stats import ImageStats
 from pipeline.index.maps import prepare_thumbs
 from pipeline.index.probe import ProbeEncoder, ProbeLog
 from pipeline.index.results import INDEX_FORMAT
 from pipeline.models import FFNLayer
+from pipeline.models.load import data_config
 from pipeline.runtime import Run
 
 
@@ -43,6 +45,7 @@ class IndexJob:
             "stats_images": cfg.stats_images, "probe_images": cfg.probe_images,
             "quantiles": cfg.quantiles, "quantile_k": cfg.kept_per_quantile,
             "units": {str(i): u for i, u in units.items()},
+            **({} if cfg.masks is None else {"masks": str(cfg.masks)}),
         }
         digest = fingerprint(key)
         return cls(run, layers, units, digest, distributed.rank(), distributed.world_size())
@@ -64,6 +67,15 @@ class IndexJob:
         return ProbeLog(self.rank_dir, self.run.config.index.probe_images,
                         [layer.index for layer in self.layers],
                         None if encoder is None else encoder.id)
+
+    def mask_reader(self) -> MaskReader | None:
+        """What reads each example's object mask in the maps pass (``--masks DIR``), or None
+        without masks."""
+        root = self.run.config.index.masks
+        if root is None:
+            return None
+        cfg = data_config(self.run.model, self.run.config.model.kwargs)
+        return MaskReader(str(root), mask_transform(cfg))
 
     def complete(self) -> bool:
         store = self.run.store

@@ -43,6 +43,9 @@ class Batch:
     # encoder's own transform; None when no probe encoder rides along or none is in the batch
     probe_numbers: np.ndarray | None = None
     probe_pixels: torch.Tensor | None = None
+    # with a mask reader: each decoded image's object mask at the input size ((H, W) bool)
+    # or None where it has none, aligned with ``numbers``; None without a reader
+    masks: list[np.ndarray | None] | None = None
 
     def pin_memory(self) -> Batch:
         if self.pixels is not None:
@@ -91,13 +94,15 @@ OnDecoded = Callable[[int, torch.Tensor], None]
 class DecodeBatches(Dataset):
     """Decode + eval transform of a whole ``RecordBatch`` (runs in a DataLoader worker);
     ``probe``: ``(transform, limit)``, a second transform for the examples numbered below
-    ``limit`` (an example either transform fails on is skipped)."""
+    ``limit`` (an example either transform fails on is skipped); ``masks``: a
+    ``foreground.MaskReader`` giving each image's object mask (``Batch.masks``)."""
 
     def __init__(self, decoder: Callable, transform: Callable,
                  on_decoded: OnDecoded | None = None,
-                 probe: tuple[Callable, int] | None = None):
+                 probe: tuple[Callable, int] | None = None,
+                 masks: Callable | None = None):
         self.decoder, self.transform, self.on_decoded = decoder, transform, on_decoded
-        self.probe = probe
+        self.probe, self.masks = probe, masks
 
     def __getitem__(self, index):  # pragma: no cover - batches only
         raise TypeError("DecodeBatches is fetched by whole batches")
@@ -105,10 +110,14 @@ class DecodeBatches(Dataset):
     def __getitems__(self, batch: RecordBatch) -> Batch:
         numbers, labels, pixels, records, skipped = [], [], [], [], []
         probe_numbers, probe_pixels = [], []
+        masks: list[np.ndarray | None] = []
         for rec in batch:
             try:
                 dec = self.decoder(rec)
                 x = self.transform(dec.image)
+                mask = None
+                if self.masks is not None:
+                    mask = self.masks(dec.id, getattr(dec, "mask", None))
                 px = None
                 if self.probe is not None and rec.number < self.probe[1]:
                     px = self.probe[0](dec.image)
@@ -122,6 +131,7 @@ class DecodeBatches(Dataset):
             numbers.append(rec.number)
             labels.append(-1 if dec.label is None else dec.label)
             pixels.append(x)
+            masks.append(mask)
             records.append((rec.number, dec.id, dec.label, rec.label_name))
             if px is not None:
                 probe_numbers.append(rec.number)
@@ -133,6 +143,7 @@ class DecodeBatches(Dataset):
             records=records, skipped=skipped, consumed=batch.consumed, state=batch.state,
             probe_numbers=np.asarray(probe_numbers, dtype=np.int64) if probe_pixels else None,
             probe_pixels=torch.stack(probe_pixels) if probe_pixels else None,
+            masks=masks if self.masks is not None else None,
         )
 
 
@@ -148,11 +159,12 @@ def _whole(batch: Batch) -> Batch:
 
 def make_loader(plan: BatchPlan, decoder: Callable, transform: Callable, workers: int,
                 pin_memory: bool = False, on_decoded: OnDecoded | None = None,
-                probe: tuple[Callable, int] | None = None) -> DataLoader:
+                probe: tuple[Callable, int] | None = None,
+                masks: Callable | None = None) -> DataLoader:
     """A DataLoader yielding ``Batch``es in stream order, decoding in ``workers`` processes
-    (``probe``: see ``DecodeBatches``)."""
+    (``probe``, ``masks``: see ``DecodeBatches``)."""
     return DataLoader(
-        DecodeBatches(decoder, transform, on_decoded, probe),
+        DecodeBatches(decoder, transform, on_decoded, probe, masks),
         batch_sampler=plan,
         num_workers=max(0, workers),
         collate_fn=_whole,

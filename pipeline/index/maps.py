@@ -9,6 +9,7 @@ de-normalized (what the model saw), at most ``THUMB_MAX`` px, stored once per im
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from PIL import Image
 
 from pipeline.ids import fingerprint
 from pipeline.index.checkpoint import MapPieces, MapsLog, MapsProgress
+from pipeline.index.foreground import FIGURES, patch_foreground, replace_regions, slot_figures
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.memory import Trimmer
 from pipeline.index.scan import Scanner
@@ -94,13 +96,64 @@ class SlotTable:
         return pos, slots // self.k, slots
 
 
+def masked_figures(scanner: Scanner, batch, tables: dict[int, SlotTable],
+                   grids: dict[int, tuple[int, int]], topk: int,
+                   acts: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
+    """The masking experiment on one batch: per layer, ``foreground.FIGURES`` (M, 5) of every
+    (unit, slot) ``tables`` give for it (NaN rows: a slot past the top ``topk`` or an image
+    without a mask). Images that fill some top slot and have a mask run twice more, with the
+    background and then the foreground replaced by their mean colour."""
+    pos_rows = {i: t.lookup(batch.numbers) for i, t in tables.items()}
+    top = {i: (slots % t.k) < topk for (i, t), (_, _, slots) in
+           zip(tables.items(), pos_rows.values(), strict=True)}
+    has = np.array([m is not None for m in batch.masks], dtype=bool)
+    need = np.zeros(len(batch.numbers), dtype=bool)
+    for i, (pos, _, _) in pos_rows.items():
+        need[pos[top[i]]] = True
+    need &= has
+    out = {i: np.full((len(p[2]), len(FIGURES)), np.nan, np.float32)
+           for i, p in pos_rows.items()}
+    chosen = np.flatnonzero(need)
+    if len(chosen) == 0:
+        return out
+    where = np.full(len(need), -1)
+    where[chosen] = np.arange(len(chosen))
+    pixels = batch.pixels[torch.as_tensor(chosen)]
+    masks = torch.as_tensor(np.stack([batch.masks[j] for j in chosen]))
+    bg = scanner.activations(replace_regions(pixels, masks, "background"))
+    fg = scanner.activations(replace_regions(pixels, masks, "foreground"))
+    for index, (pos, rows, _) in pos_rows.items():
+        keep = np.flatnonzero(top[index] & need[pos])
+        if len(keep) == 0:
+            continue
+        p, r, w, grid = pos[keep], rows[keep], where[pos[keep]], grids[index]
+        patch_fg = np.stack([patch_foreground(batch.masks[j], grid) for j in p])
+        out[index][keep] = slot_figures(_pick(acts[index], p, r, grid),
+                                        _pick(bg[index], w, r, grid),
+                                        _pick(fg[index], w, r, grid), patch_fg)
+    return out
+
+
+def _pick(a: torch.Tensor, at: np.ndarray, units: np.ndarray,
+          grid: tuple[int, int]) -> np.ndarray:
+    """Patch maps (M, rows, cols) of images ``at`` and unit rows ``units`` of ``a``."""
+    with torch.inference_mode():
+        v = a[torch.as_tensor(at, device=a.device), :, torch.as_tensor(units, device=a.device)]
+        return v.float().cpu().numpy().reshape(len(at), *grid)
+
+
 def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers: int,
                  tables: dict[int, SlotTable], grids: dict[int, tuple[int, int]],
                  thumbs: ThumbWriter | None = None, progress=None,
                  log: MapsLog | None = None, every: int = 50,
-                 ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], list[list]]:
+                 masks: Callable | None = None, topk: int = 0,
+                 ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                            list[list]]:
     """Run the selected examples of ``plan``; returns ``{layer: (flat slots, maps (M, rows,
-    cols))}`` for the slots this process saw, and the examples that failed to decode.
+    cols), figures (M, 5) or None)}`` for the slots this process saw, and the examples that
+    failed to decode. With ``masks`` (a ``foreground.MaskReader``), ``figures`` holds the
+    masking experiment's ``FIGURES`` of each of the first ``topk`` slots of a row (the top
+    examples; NaN elsewhere and for images without a mask).
 
     With ``log``, resumes from its last checkpoint (``plan`` must start there: see
     ``MapsLog.progress``) and checkpoints every ``every`` batches."""
@@ -113,7 +166,7 @@ def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers:
     pin = scanner.device.type == "cuda"
     trim = Trimmer()
     loader = () if state.finished else make_loader(plan, decoder, transform, workers, pin,
-                                                   on_decoded=thumbs)
+                                                   on_decoded=thumbs, masks=masks)
     for batches, batch in enumerate(loader, start=1):
         trim()
         state.failed.extend(list(s) for s in batch.skipped)
@@ -123,6 +176,8 @@ def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers:
             progress.update(len(batch.records))
         if batch.pixels is not None:
             acts = scanner.activations(batch.pixels)
+            figures = None if masks is None else masked_figures(scanner, batch, tables, grids,
+                                                                topk, acts)
             for index, table in tables.items():
                 pos, rows, slots = table.lookup(batch.numbers)
                 if len(slots) == 0:
@@ -132,7 +187,8 @@ def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers:
                     picked = a[torch.as_tensor(pos, device=a.device), :,
                                torch.as_tensor(rows, device=a.device)]
                     picked = picked.float().cpu().numpy()
-                piece = (slots, picked.reshape(len(slots), *grids[index]).astype(np.float32))
+                piece = (slots, picked.reshape(len(slots), *grids[index]).astype(np.float32),
+                         None if figures is None else figures[index])
                 new[index].append(piece)
                 pieces[index].append(piece)
         if log is not None and batches % max(1, every) == 0:
@@ -144,10 +200,14 @@ def collect_maps(scanner: Scanner, plan: BatchPlan, decoder, transform, workers:
     out = {}
     for index, parts in pieces.items():
         rows, cols = grids[index]
+        figs = None
+        if masks is not None:
+            figs = np.concatenate([p[2] for p in parts] if parts else
+                                  [np.zeros((0, len(FIGURES)), np.float32)])
         if parts:
             out[index] = (np.concatenate([p[0] for p in parts]),
-                          np.concatenate([p[1] for p in parts]))  # float32 pieces
+                          np.concatenate([p[1] for p in parts]), figs)  # float32 pieces
         else:
-            out[index] = (np.zeros(0, np.int64), np.zeros((0, rows, cols), np.float32))
+            out[index] = (np.zeros(0, np.int64), np.zeros((0, rows, cols), np.float32), figs)
     return out, state.failed
 

@@ -39,7 +39,8 @@ from pipeline.errors import AtlasError
 from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json
 
 INDEX_FORMAT = 5  # 2: per-unit std, image_stats.npz; 3: probe profiles; 4: quantile examples;
-# 5: whole-layer statistics (layer_*) and bottom-k examples
+# 5: whole-layer statistics (layer_*) and bottom-k examples (top_foreground: an optional
+# array, added without a bump: readers that do not know it ignore it)
 
 
 @dataclass
@@ -80,6 +81,11 @@ class LayerIndex:
     layer_max: np.ndarray | None = None  # (channels,) float32
     layer_hist_counts: np.ndarray | None = None  # (channels, bins) int64
     layer_hist_edges: np.ndarray | None = None  # (channels, bins + 1) float32
+    # With masks (``--masks``): per top example, ``foreground.FIGURES``: its
+    # foreground share and area, and the unit's activation unmasked, with the background and
+    # with the foreground replaced by the image's mean colour (NaN: no mask; share and area
+    # also NaN without positive activation).
+    top_foreground: np.ndarray | None = None  # (units, k, 5) float32
 
     def unit_row(self, unit: int) -> int | None:
         """Row of channel ``unit`` in the arrays, or None if it was not indexed."""

@@ -99,10 +99,11 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
             i: s.quantiles(cfg.quantiles) for i, s in merged.items()}
         shown = distributed.broadcast(None if merged is None else {
             i: shown_ids(s, quantiles[i]) for i, s in merged.items()})
-        maps, failed = maps_pass(job, scanner, source, transform, shown)
+        maps, failed, figures = maps_pass(job, scanner, source, transform, shown)
     if distributed.is_main():
         write_probe_set(job, probe_rows, probe.encoder_id)
-        write_index(job, source, merged, quantiles, merged_images, maps, examples, failed)
+        write_index(job, source, merged, quantiles, merged_images, maps, examples, failed,
+                    figures)
     distributed.barrier()
     if distributed.is_main():
         shutil.rmtree(job.run.store.index_work_dir, ignore_errors=True)

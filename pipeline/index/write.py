@@ -39,7 +39,7 @@ def _class_names(source: Source, names: dict[int, str], labels: list) -> list[st
 def write_index(job: IndexJob, source: Source, stats: dict[int, LayerStats],
                 quantiles: dict[int, Quantiles | None], images: ImageStats,
                 maps: dict[int, np.ndarray], examples: ExampleList,
-                failed: list[list]) -> None:
+                failed: list[list], figures: dict[int, np.ndarray] | None = None) -> None:
     failed_numbers = {int(f[0]) for f in failed}
     shown: set[int] = set()
     for index, s in stats.items():
@@ -66,6 +66,7 @@ def write_index(job: IndexJob, source: Source, stats: dict[int, LayerStats],
             units=np.asarray(job.units[index], dtype=np.int64),
             layer_mean=mean, layer_std=std, layer_max=top,
             layer_hist_counts=s.hist.counts, layer_hist_edges=s.hist.edges(),
+            top_foreground=None if figures is None else figures[index],
         ))
         shown.update(int(n) for n in np.unique(ids[ids >= 0]))
         shown.update(int(n) for n in np.unique(bottom_ids[bottom_ids >= 0]))

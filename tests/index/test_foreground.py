@@ -62,7 +62,8 @@ def test_share_and_area_match_brute_force(seed):
 
 def test_no_usable_example():
     got = foreground_share(np.ones((2, 2, 2)), np.ones((2, 2, 2)), np.array([False, False]))
-    assert got.to_dict() == {"share": None, "area": None, "examples": 0}
+    assert got.to_dict() == {"share": None, "area": None, "examples": 0,
+                             "background_masked": None, "foreground_masked": None}
 
 
 def test_entropy_and_masking_by_hand():
