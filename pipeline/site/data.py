@@ -81,7 +81,9 @@ def by_channel(index: LayerIndex, n_units: int) -> LayerIndex:
             "quantile_edges": scatter(index.quantile_edges, np.nan),
             "quantile_ids": scatter(index.quantile_ids, -1),
             "quantile_scores": scatter(index.quantile_scores, -np.inf),
-            "quantile_maps": scatter(index.quantile_maps, 0)}))
+            "quantile_maps": scatter(index.quantile_maps, 0)}),
+        **({} if index.top_foreground is None else {
+            "top_foreground": scatter(index.top_foreground, np.nan)}))
 
 
 def page_units(store: AtlasStore, layer: FFNLayer) -> list[int]:

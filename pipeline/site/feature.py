@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from pipeline.index.foreground import atlas_foreground
+from pipeline.index.foreground import Foreground, atlas_foreground
 from pipeline.index.results import Examples
 from pipeline.site import fidelity, labels, recognisability, urls
 from pipeline.site.assets import (
@@ -148,6 +148,39 @@ def _top_slots(view: LayerView, unit: int) -> list[int]:
     if view.index is None:
         return []
     return [i for i, n in enumerate(view.index.top_ids[unit]) if n >= 0]
+
+
+def foreground_words(fg: Foreground | None) -> list[str]:
+    """The page's sentences on where the unit fires: foreground share against area (chance),
+    and the masking experiment; empty without masks.
+
+    >>> for line in foreground_words(Foreground(0.62, 0.35, 8, 0.9, 0.4)):
+    ...     print(line)  # doctest: +NORMALIZE_WHITESPACE
+    On its 8 top examples with an object mask, 62% of this unit's positive activation falls on
+    the object, which covers 35% of the image: it fires on the object more than chance.
+    With the background replaced by the image's mean colour it keeps 0.90 of its activation on
+    them; with the object replaced, 0.40: it depends on the object more than on the background.
+    """
+    if fg is None:
+        return []
+    out = []
+    if fg.share is not None and fg.area is not None:
+        gap = fg.share - fg.area
+        how = ("more than chance" if gap > 0.02 else "less than chance" if gap < -0.02
+               else "about as much as chance")
+        n = fg.examples
+        out.append(f"On its {n} top example{'s' if n != 1 else ''} with an object mask, "
+                   f"{fg.share:.0%} of this unit's positive activation falls on the object, "
+                   f"which covers {fg.area:.0%} of the image: it fires on the object {how}.")
+    bg, obj = fg.background_masked, fg.foreground_masked
+    if bg is not None and obj is not None:
+        lean = ("it depends on the object more than on the background" if obj < bg - 0.02
+                else "it depends on the background more than on the object" if bg < obj - 0.02
+                else "it depends on both about alike")
+        out.append(f"With the background replaced by the image's mean colour it keeps "
+                   f"{bg:.2f} of its activation on them; with the object replaced, {obj:.2f}: "
+                   f"{lean}.")
+    return out
 
 
 def _recipe_summary(recipe: dict | None, name: str = "custom") -> str:
@@ -398,6 +431,8 @@ class FeatureWriter:
                 meta["quant"], meta["qx"] = intervals, shown
                 heat["qmaps"] = encode_heatmaps4(qmaps, lo, hi)  # small thumbnails: 4 bits
             meta["maps"] = script_json(heat)
+        if self.foreground is not None and foreground_words(self.foreground[unit]):
+            meta["fg"] = foreground_words(self.foreground[unit])
         url = self.permalink(unit)
         meta["cite"] = [url, bibtex(key=cite_key(info.slug, layer, unit), model=info.model,
                                     weights=info.weights, layer=layer, module=view.spec.module,

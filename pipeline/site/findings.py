@@ -1,7 +1,8 @@
 """The paper's findings, measured for one model: ``<slug>/findings/`` and ``findings.json``.
 
 Per layer (FFN layers, then key/query/value layers where the atlas has them), from the dataset
-index alone: how uniform the units' patch maps are on their top examples (normalized entropy
+index alone (and, with masks, the foreground figures and the masking experiment the index
+measured): how uniform the units' patch maps are on their top examples (normalized entropy
 of the positive activation, 1 = uniform: the paper says maps localize up to the last layer,
 where they become uniform) and how pure in class their top examples are (the share of the
 most common class: the paper's progressive specialization, objects late). Each figure has
@@ -29,6 +30,10 @@ MEANING = {
     "foreground": "Share of a unit's positive patch activation on object patches of its top "
                   "examples, averaged over units, against the object's share of the image "
                   "(area, chance level): above the area means units fire on the object.",
+    "masking": "A unit's mean activation on its top examples with the background (bg masked), "
+               "then the object (fg masked), replaced by the image's mean colour, relative "
+               "to unmasked, averaged over units: 1 means the unit does not need that part "
+               "of the image, lower means it does.",
     "purity": "Share of a unit's top examples that belong to their most common class, averaged "
               "over units: high means units pick out one kind of object.",
 }
@@ -59,12 +64,16 @@ def measure(store: AtlasStore, spec: ModelSpec) -> dict[str, Any]:
             if labels:
                 purities.append(Counter(labels).most_common(1)[0][1] / len(labels))
         fg = atlas_foreground(store, layer, index, examples.ids if examples else [])
+        masked = [f for f in fg or [] if f.background_masked is not None]
         fg = [f for f in fg or [] if f.examples]
         layers.append({"layer": layer.index, "kind": layer.kind, "depth": layer.level,
                        "module": layer.module, "units": len(index.top_ids),
                        "entropy": _mean(entropies), "purity": _mean(purities),
                        "foreground": _mean([f.share for f in fg]),
-                       "area": _mean([f.area for f in fg])})
+                       "area": _mean([f.area for f in fg]),
+                       "background_masked": _mean([f.background_masked for f in masked]),
+                       "foreground_masked": _mean([f.foreground_masked for f in masked
+                                                   if f.foreground_masked is not None])})
     return {"format_version": FINDINGS_VERSION, "model": spec.name, "layers": layers,
             "meaning": MEANING, "verdicts": verdicts(layers)}
 
@@ -108,6 +117,15 @@ def verdicts(layers: list[dict[str, Any]]) -> list[str]:
         out.append(f"{_verdict(share - area)}: FFN units put "
                    f"{'more' if holds else 'no more'} of their activation on the object than "
                    f"its area ({share:.2f} against {area:.2f}).")
+    mask = [(x["background_masked"], x.get("foreground_masked")) for x in ffn
+            if x.get("background_masked") is not None]
+    if mask:
+        bg = float(np.mean([b for b, _ in mask]))
+        fgs = [f for _, f in mask if f is not None]
+        also = f" (masking the object leaves {np.mean(fgs):.2f})" if fgs else ""
+        out.append(f"{_verdict(1 - bg)}: FFN units {'use' if bg < 1 else 'do not need'} the "
+                   f"background: masking it leaves {bg:.2f} of their activation on their top "
+                   f"examples{also}.")
     return out
 
 
@@ -128,11 +146,12 @@ def findings_page(findings: dict[str, Any]) -> str:
     lines += [f"- {html.escape(v)}" for v in findings["verdicts"]] or [
         "- Too few indexed layers to say whether the findings hold."]
     lines += ["", "| layer | kind | block | module | units | entropy | purity | foreground | "
-              "area |", "|---|---|---|---|---|---|---|---|---|"]
+              "area | bg masked | fg masked |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in findings["layers"]:
         lines.append(f"| {x['layer']} | {x['kind']} | {x['depth']} | "
                      f"`{html.escape(x['module'])}` | {x['units']} | {_cell(x['entropy'])} | "
                      f"{_cell(x['purity'])} | {_cell(x.get('foreground'))} | "
-                     f"{_cell(x.get('area'))} |")
+                     f"{_cell(x.get('area'))} | {_cell(x.get('background_masked'))} | "
+                     f"{_cell(x.get('foreground_masked'))} |")
     lines += [""] + [f"**{k}**: {html.escape(v)}" + "\n" for k, v in findings["meaning"].items()]
     return "\n".join(lines) + "\n"

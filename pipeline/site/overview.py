@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from pipeline.index.foreground import Foreground, atlas_foreground
 from pipeline.site import fidelity, labels, urls
 from pipeline.site.data import ACCENT, AtlasView, LayerView
 from pipeline.site.feature import rank_counts, word_query
@@ -93,6 +94,18 @@ def _fidelity_data(fid: dict | None) -> str:
     return out
 
 
+def _foreground_data(fg: Foreground | None) -> str:
+    """A grid cell's foreground share ``data-f`` and its area (chance) ``data-g``, for the
+    layer page's sort (none where the unit has no example with a mask).
+
+    >>> _foreground_data(Foreground(0.5, 0.25, 3))
+    ' data-f="0.5" data-g="0.25"'
+    """
+    if fg is None or fg.share is None or fg.area is None:
+        return ""
+    return f' data-f="{round(fg.share, 4)!r}" data-g="{round(fg.area, 4)!r}"'
+
+
 # the layer page's recognisability filter: (value, words); atlas.js knows the values
 AFC_FILTERS = (("", "any 2-AFC"), ("chance", "better than chance (2-AFC > 0.5)"),
                ("best", "at least its best example's 2-AFC"), ("0.75", "2-AFC ≥ 0.75"),
@@ -103,23 +116,30 @@ TILE_VIEWS = (("vis", "visualization"), ("acc", "accentuation"), ("ex", "best ex
 
 
 def _controls(view: LayerView, measured: bool, recognised: bool = False,
-              tiles: tuple[str, ...] = ()) -> str:
+              tiles: tuple[str, ...] = (), foreground: bool = False) -> str:
     """Filter box; where fidelity was measured, sort order and the "only trusted" switch;
-    where recognisability was, its sort and filter; with ``tiles`` (values of
-    ``TILE_VIEWS``, two or more), the switch of what each tile shows."""
+    where recognisability was, its sort and filter; with masks (``foreground``), the sort by
+    foreground share; with ``tiles`` (values of ``TILE_VIEWS``, two or more), the switch of
+    what each tile shows."""
     what = "unit number, label or top class" if view.labels else "unit number or top class"
     html = ('<div class="atlas-filter"><input type="search" class="atlas-filter-input" '
             f'placeholder="Filter by {what}" aria-label="Filter units">')
-    if measured:
-        top = fidelity.near_top(view.spec.units)
+    if measured or foreground:
         html += (
             ' <label>Sort <select class="atlas-sort" aria-label="Sort units">'
             '<option value="unit">by unit number</option>'
-            '<option value="v">by × best dataset example (highest first)</option>'
-            '<option value="r">by z-rank in the layer (best first)</option>'
+            + ('<option value="v">by × best dataset example (highest first)</option>'
+               '<option value="r">by z-rank in the layer (best first)</option>'
+               if measured else "")
             + ('<option value="a">by recognisability, 2-AFC (highest first)</option>'
                if recognised else "")
-            + '</select></label>'
+            + ('<option value="f">by foreground share (most on the object first)</option>'
+               '<option value="g">by foreground share above area (most above chance '
+               'first)</option>' if foreground else "")
+            + '</select></label>')
+    if measured:
+        top = fidelity.near_top(view.spec.units)
+        html += (
             f' <label title="Trusted: the visualization beats the unit\'s best dataset image '
             f'(at least 1×) and ranks {top} or better in this layer by z-score">'
             '<input type="checkbox" class="atlas-trusted"> only trusted</label>')
@@ -217,6 +237,7 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
     measured = recognised = False
     examples = ex is not None and view.index is not None
     ties = rank_counts(view).get(view.primary or "", {})  # units sharing each z-rank
+    fg = atlas_foreground(view.store, s, view.index, ex.ids if ex is not None else [])
     for u in view.units:
         classes = view.top_class_names(u, ex)
         thumb = view.thumbnail(u)
@@ -228,7 +249,8 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
         concepts = [c["concept"] for c in view.concepts(u)]
         data = (f' data-u="{u}" data-c="{attr(chr(10).join(classes))}"'
                 + (f' data-w="{attr(chr(10).join(concepts))}"' if concepts else "")
-                + _fidelity_data(fid) + _tile_data(view, u, ex if examples else None))
+                + _fidelity_data(fid) + _tile_data(view, u, ex if examples else None)
+                + _foreground_data(fg[u] if fg is not None and u < len(fg) else None))
         label = (f"unit {u}" + (f" · {word}" if word is not None else "")
                  + (f" · {fidelity.short(fid, ties.get(fid['z_rank'], 1))}" if fid else ""))
         caption = (f'<span class="atlas-tile-word">{text(word)}</span>' if word is not None
@@ -239,7 +261,8 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
         + f'\n<p class="atlas-facts">{facts}</p>\n\n'
         + f'<p class="atlas-links">{" · ".join(links)}</p>\n\n'
         + _map_section(atlas, view)
-        + _controls(view, measured, recognised, _tile_views(view, examples)) + "\n\n"
+        + _controls(view, measured, recognised, _tile_views(view, examples),
+                    fg is not None) + "\n\n"
         + _grid(cells, view.files[ACCENT][0] if view.accented else None)
     )
 

@@ -639,6 +639,7 @@
   // per line, when labelled) and, where fidelity was
   // measured, data-v (times the best dataset example), data-r (z-rank) and data-t (trusted);
   // where recognisability was, data-a (2-AFC) and data-b (its best dataset example's 2-AFC);
+  // with masks, data-f (foreground share) and data-g (the objects' area, chance level);
   // data-ia when the unit has an accentuation (the file: the grid's data-acc) and data-ie its
   // best example's thumbnail (in the grid's data-ex folder), for the tile switch.
   function setupGrid(grid) {
@@ -658,14 +659,17 @@
         return { a: a, u: a.getAttribute("data-u"), c: (a.getAttribute("data-c") || "").toLowerCase(),
                  w: (a.getAttribute("data-w") || "").toLowerCase(),
                  v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1",
-                 afc: num(a, "data-a"), best: num(a, "data-b") };
+                 afc: num(a, "data-a"), best: num(a, "data-b"),
+                 f: num(a, "data-f"), g: num(a, "data-g") };
       });
     }
     var KEYS = {  // sort keys: smaller first; units without the value go last
       unit: function (row) { return +row.u; },
       v: function (row) { return row.v === null ? null : -row.v; },
       r: function (row) { return row.r; },
-      a: function (row) { return row.afc === null ? null : -row.afc; }
+      a: function (row) { return row.afc === null ? null : -row.afc; },
+      f: function (row) { return row.f === null ? null : -row.f; },
+      g: function (row) { return row.f === null || row.g === null ? null : row.g - row.f; }
     };
     function recognised(row, how) {  // the recognisability filter (overview.AFC_FILTERS)
       if (!how) return true;

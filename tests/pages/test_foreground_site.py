@@ -46,8 +46,15 @@ def test_foreground_in_feature_json(tmp_path):
                             for c in range(8)] for r in range(8)])
             shares.append((amap * fg).sum() / amap.sum())
             areas.append(fg.mean())
-        assert f["share"] == pytest.approx(np.mean(shares), rel=1e-5)
-        assert f["area"] == pytest.approx(np.mean(areas))
+        assert f["share"] == pytest.approx(np.mean(shares), abs=6e-5)  # 4 decimals
+        assert f["area"] == pytest.approx(np.mean(areas), abs=6e-5)
+        assert f["background_masked"] is None or f["background_masked"] > 0
+        page = (next(out.glob(f"site/*/2/{unit}/index.html"))).read_text()
+        assert "positive activation falls on the object" in page
+        assert f"{f['share']:.0%}" in page and f"{f['area']:.0%}" in page
+    layer_page = next(out.glob("site/*/2/index.html")).read_text()
+    assert '<option value="f">by foreground share' in layer_page
+    assert layer_page.count(" data-f=") == 3
 
 
 def test_findings_carry_foreground(tmp_path):
@@ -55,6 +62,9 @@ def test_findings_carry_foreground(tmp_path):
     out, found = _build(tmp_path, "a", 16)
     data = json.loads(next(out.glob("site/*/findings/findings.json")).read_text())
     (layer,) = data["layers"]
-    assert layer["foreground"] == pytest.approx(np.mean([f["share"] for f in found]))
-    assert layer["area"] == pytest.approx(np.mean([f["area"] for f in found]))
+    assert layer["foreground"] == pytest.approx(np.mean([f["share"] for f in found]), abs=1e-4)
+    assert layer["area"] == pytest.approx(np.mean([f["area"] for f in found]), abs=1e-4)
     assert any("on the object" in v for v in data["verdicts"])
+    ratios = [f["background_masked"] for f in found if f["background_masked"] is not None]
+    assert ratios and layer["background_masked"] == pytest.approx(np.mean(ratios), abs=1e-4)
+    assert any("masking it leaves" in v for v in data["verdicts"])
