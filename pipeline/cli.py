@@ -57,9 +57,11 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-trials", type=int, default=S,
                    help="2-AFC trials per unit (default 20)")
     g.add_argument("--topk", type=int, default=S, help="dataset examples kept per unit")
-    g.add_argument("--masks", default=S, metavar="DIR",
+    g.add_argument("--masks", default=S, metavar="DIR|CSV",
                    help="object masks: a PNG per image at the image's relative path under DIR "
-                   "(nonzero = object), for each unit's foreground share")
+                   "(nonzero = object), or an ImageNet LOC box file (.csv: boxes per image "
+                   "id), for each unit's foreground share and the masking experiment; "
+                   "WebDataset tars may carry {key}.mask.png instead")
     g.add_argument("--seed", type=int, default=S, help="base seed (default 0)")
     g.add_argument("--batch-size", type=int, default=S,
                    help="features per visualization batch (default: sized to the device)")

@@ -11,7 +11,8 @@ Specs::
     imagefolder:<dir>      ``dir/<class>/<image>`` (or ``dir/<split>/<class>/<image>``), read by
                            ``datasets``' own ``imagefolder`` builder
     webdataset:<dir>       local tar shards laid out like timm/imagenet-1k-wds: ``{key}.jpg`` +
-                           ``{key}.cls`` (integer label) + optional ``{key}.json``; tars whose
+                           ``{key}.cls`` (integer label) + optional ``{key}.json`` and
+                           ``{key}.mask.png`` (the object mask, nonzero = object); tars whose
                            name contains the split (``...-validation-0000.tar``) are preferred
     synthetic:<n>          ``n`` procedural images from ``pipeline.data.synthetic``
 
@@ -42,6 +43,7 @@ from pipeline.errors import AtlasError
 ID_COLUMNS = ("__key__", "id", "image_id", "file_name", "filename", "key")
 LABEL_COLUMNS = ("label", "cls", "labels", "class", "target")
 IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img")
+MASK_COLUMNS = ("mask.png", "mask")  # a sample's object mask (``{key}.mask.png`` in a tar)
 CLASS_NAME_KEYS = ("class_name", "label_name", "classname")  # in a webdataset ``.json``
 WHITE = (255, 255, 255)
 
@@ -55,6 +57,7 @@ class Record:
     id: str | None = None
     label: int | None = None
     label_name: str | None = None
+    mask: Any = None  # an undecoded object mask the source carries (a WebDataset mask.png)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Decoded:
     image: Image.Image  # RGB
     id: str
     label: int | None
+    mask: Image.Image | None = None  # the object mask the source carries (nonzero = object)
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -131,7 +135,14 @@ class Decoder:
                                                              start=record.payload)
             return Decoded(image, id_, label)
         image = open_image(record.payload)
-        return Decoded(image, record.id or f"#{record.number}", record.label)
+        mask = None
+        if record.mask is not None:
+            try:
+                mask = (record.mask if isinstance(record.mask, Image.Image)
+                        else open_image(record.mask)).convert("L")
+            except Exception:  # a broken mask costs the example its mask, not its place
+                mask = None
+        return Decoded(image, record.id or f"#{record.number}", record.label, mask)
 
 
 # -- class names ----------------------------------------------------------------------------
@@ -277,7 +288,9 @@ class HFSource(Source):
         features = dataset.features
         if features is None:
             raise AtlasError(f"{spec}: cannot tell the columns of this dataset")
-        self.image_col = next((c for c, f in features.items() if isinstance(f, HFImage)), None) \
+        self.mask_col = next((c for c in MASK_COLUMNS if c in features), None)
+        self.image_col = next((c for c, f in features.items() if isinstance(f, HFImage)
+                               and c not in MASK_COLUMNS), None) \
             or next((c for c in IMAGE_COLUMNS if c in features), None)
         if self.image_col is None:
             raise AtlasError(f"{spec}: no image column among {list(features)}")
@@ -354,7 +367,8 @@ class HFSource(Source):
         meta = ex.get(self.json_col) if self.json_col else None
         if isinstance(meta, dict):
             name = next((meta[k] for k in CLASS_NAME_KEYS if isinstance(meta.get(k), str)), None)
-        return Record(number, payload, self._id(ex, payload, number), label, name)
+        mask = ex.get(self.mask_col) if self.mask_col else None
+        return Record(number, payload, self._id(ex, payload, number), label, name, mask)
 
     def _id(self, ex: dict[str, Any], payload: Any, number: int) -> str:
         if self.root is not None and isinstance(payload, dict) and payload.get("path") \

@@ -197,10 +197,12 @@ def load_mask(path: Path, data_config: dict) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class MaskReader:
-    """Picklable ``(id, mask image or None) -> (H, W) bool mask or None`` for the index's
-    DataLoader workers: the mask a source carries (a WebDataset ``mask.png``, boxes drawn
-    from a box file), else ``root/<id>.png`` (``--masks DIR``), through ``transform``
-    (``mask_transform`` of the model's data config).
+    """Picklable ``(id, carried mask or None, image size) -> (H, W) bool mask or None`` for
+    the index's DataLoader workers. In order: the mask the source carries (a WebDataset
+    ``mask.png``); with ``boxes`` (an ImageNet LOC file read by ``data.boxes``), the boxes of
+    the example's image id drawn at its original size; with ``root`` (``--masks DIR``),
+    ``root/<id>.png``. Each goes through ``transform`` (``mask_transform`` of the model's data
+    config), as the image does.
 
     >>> from PIL import Image
     >>> read = MaskReader(None, lambda im: __import__("torch").zeros(3, 2, 2) + 1)
@@ -210,10 +212,29 @@ class MaskReader:
 
     root: str | None
     transform: Callable
+    boxes: dict[str, tuple] | None = None
 
-    def __call__(self, ident: str, carried: Any = None) -> np.ndarray | None:
+    @classmethod
+    def for_option(cls, masks: str | None, transform: Callable) -> MaskReader:
+        """The reader of ``--masks`` (a directory of PNGs, or a ``.csv`` LOC box file, or
+        None: only masks the source carries)."""
+        if masks is not None and str(masks).lower().endswith(".csv"):
+            from pipeline.data.boxes import read_loc_boxes
+
+            return cls(None, transform, read_loc_boxes(masks))
+        return cls(None if masks is None else str(masks), transform)
+
+    def __call__(self, ident: str, carried: Any = None,
+                 size: tuple[int, int] | None = None) -> np.ndarray | None:
         if carried is not None:
             return transform_mask(carried, self.transform)
+        if self.boxes is not None:
+            from pipeline.data.boxes import box_key, boxes_mask
+
+            found = self.boxes.get(box_key(ident))
+            if found is None or size is None:
+                return None
+            return transform_mask(boxes_mask(found, size), self.transform)
         if self.root is None:
             return None
         path = Path(self.root, ident).with_suffix(".png")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline import distributed, ids
 from pipeline.ids import fingerprint
@@ -68,14 +69,15 @@ class IndexJob:
                         [layer.index for layer in self.layers],
                         None if encoder is None else encoder.id)
 
-    def mask_reader(self) -> MaskReader | None:
-        """What reads each example's object mask in the maps pass (``--masks DIR``), or None
-        without masks."""
+    def mask_reader(self, source: Any = None) -> MaskReader | None:
+        """What reads each example's object mask in the maps pass: ``--masks`` (a folder of
+        PNGs or an ImageNet LOC box file) and masks ``source`` carries (a WebDataset
+        ``mask.png``); None without either."""
         root = self.run.config.index.masks
-        if root is None:
+        if root is None and getattr(source, "mask_col", None) is None:
             return None
         cfg = data_config(self.run.model, self.run.config.model.kwargs)
-        return MaskReader(str(root), mask_transform(cfg))
+        return MaskReader.for_option(root, mask_transform(cfg))
 
     def complete(self) -> bool:
         store = self.run.store

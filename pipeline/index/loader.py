@@ -117,7 +117,7 @@ class DecodeBatches(Dataset):
                 x = self.transform(dec.image)
                 mask = None
                 if self.masks is not None:
-                    mask = self.masks(dec.id, getattr(dec, "mask", None))
+                    mask = self.masks(dec.id, dec.mask, dec.image.size)
                 px = None
                 if self.probe is not None and rec.number < self.probe[1]:
                     px = self.probe[0](dec.image)

@@ -42,7 +42,7 @@ def maps_pass(job: IndexJob, scanner: Scanner, source: Source, transform,
     thumbs = ThumbWriter(job.root, tuple(spec.mean), tuple(spec.std))
     bar = tqdm(total=len(wanted), unit="img", desc="maps", disable=not distributed.is_main(),
                dynamic_ncols=True, mininterval=0.5)
-    reader = job.mask_reader()
+    reader = job.mask_reader(source)
     pieces, failed = collect_maps(scanner, plan, source.decoder, transform, cfg.workers,
                                   tables, grids, thumbs, bar, log, cfg.checkpoint_every,
                                   masks=reader, topk=cfg.topk)
