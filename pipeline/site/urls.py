@@ -35,8 +35,10 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 # 5: permalink and site_version in feature.json, similar entries of other models carry their
 #    page's slug, models.json lists every model of a multi-model site with its card;
 # 6: fidelity.recognisability (2-AFC, transferability) of each recipe in feature.json, and the
-#    accentuation's seed (recipes[].seed).
-SITE_FORMAT_VERSION = 6
+#    accentuation's seed (recipes[].seed);
+# 7: kind (ffn | query | key | value; with depth and channel for the attention kinds) and,
+#    with masks, foreground {share, area, examples, background_masked, foreground_masked}.
+SITE_FORMAT_VERSION = 7
 
 VISUALIZATION = "visualization.png"
 ATTRIBUTION = "attribution.png"

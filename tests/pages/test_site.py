@@ -118,7 +118,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 6
+    assert feature["format_version"] == 7
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -424,6 +424,8 @@ def _check(schema: dict, value: object, where: str = "$", root: dict | None = No
              "null": type(None), "boolean": bool}
     if "const" in schema:
         assert value == schema["const"], where
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
     if "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         assert any(isinstance(value, kinds[t]) and not (t in ("integer", "number") and
@@ -468,7 +470,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 6
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 7
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -581,7 +583,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 6 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 7 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -666,7 +668,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert store.label_info() is None
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 6
+    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 7
     assert f["similar"] == [] and f["quantiles"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -822,7 +824,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 6 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 7 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
