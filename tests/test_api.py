@@ -118,21 +118,29 @@ def test_visualize_without_an_index_says_what_it_needs_before_the_network(
     out = tmp_path / "atlas"
     common = ["--model", TINY_MODEL, "--weights", "random", "--model-kwargs", *kwargs,
               "--out", str(out)]  # the default dataset: the ImageNet hub
-    assert main(["visualize", *common]) == 2
+    assert main(["visualize", *common, "--recipe", "accent"]) == 2  # seeded from the dataset
     err = capsys.readouterr().err
-    assert "needs the dataset index" in err and str(out) in err
+    assert "recipe 'accent' needs the dataset index" in err and str(out) in err
     assert "vit-atlas index" in err and "--recipe paper" in err
     assert not out.exists()
 
 
-def test_visualize_with_a_recipe_without_dataset_statistics_needs_no_index(tmp_path):
+def test_visualize_with_a_recipe_without_dataset_statistics_needs_no_index(tmp_path,
+                                                                         monkeypatch):
+    import pipeline.data.sources
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the dataset (hub) was touched")
+
+    monkeypatch.setattr(pipeline.data.sources, "open_source", no_network)
     kwargs = [f"{k}={v}" for k, v in TINY_KWARGS.items()]
     out = tmp_path / "atlas"
     assert main(["visualize", "--model", TINY_MODEL, "--weights", "random", "--model-kwargs",
-                 *kwargs, "--out", str(out), "--recipe", "paper", "--steps", "2",
+                 *kwargs, "--out", str(out), "--recipe", "default,paper", "--steps", "2",
                  "--layers", "1", "--channels", "0:2", "--device", "cpu"]) == 0
-    results = AtlasStore(out).vis_results(1, "paper")
-    assert sorted(results) == [0, 1] and results[0]["fidelity"] is None
+    for recipe in ("default", "paper"):  # the default needs no dataset either
+        results = AtlasStore(out).vis_results(1, recipe)
+        assert sorted(results) == [0, 1] and results[0]["fidelity"] is None
 
 
 def test_index_topk_equals_brute_force():

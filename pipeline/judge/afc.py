@@ -25,7 +25,8 @@ def afc_pairs(n_top: int, n_bottom: int, trials: int, key: str) -> np.ndarray:
     without replacement by a generator seeded from ``key`` alone (e.g. "model/layer/unit"):
     the same trials for every reference of a unit.
 
-    >>> afc_pairs(3, 2, 4, "u").shape, (afc_pairs(3, 2, 4, "u") == afc_pairs(3, 2, 4, "u")).all()
+    >>> pairs = afc_pairs(3, 2, 4, "u")
+    >>> pairs.shape, bool((pairs == afc_pairs(3, 2, 4, "u")).all())
     ((4, 2), True)
     """
     total = n_top * n_bottom

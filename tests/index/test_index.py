@@ -481,6 +481,7 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     calls = []
     fake_visualize = types.ModuleType("pipeline.visualize.stage")
     fake_visualize.run_visualize = lambda run: calls.append("visualize")
+    fake_visualize.check_options = lambda config, store=None: None
     fake_pages = types.ModuleType("pipeline.site")
     fake_pages.build_site = lambda store: calls.append("site") or tmp_path
     monkeypatch.setitem(sys.modules, "pipeline.visualize.stage", fake_visualize)

@@ -87,7 +87,7 @@ def test_image_independent_of_batch(tiny, recipe):
     assert diff.max() <= 2 and diff.float().mean() < 0.05
     assert float(a_alone[0]) == pytest.approx(float(a_batch[1]), abs=1e-3)
     other_seed, _ = render(model, spec, spec.layers[1], [5], recipe, 1, CPU, stats=stats)
-    assert (other_seed[0].int() - alone[0].int()).abs().float().mean() > 10
+    assert (other_seed[0].int() - alone[0].int()).abs().float().mean() > 1  # vs < 0.05 above
 
 
 FAMILY_CASES = [
@@ -228,9 +228,10 @@ def test_other_channels_add_units_and_lose_none(tiny_config):
 
 
 def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
+    """A recipe seeded from the dataset (accent) cannot run without the index."""
     from pipeline.errors import AtlasError
 
-    run = prepare(tiny_config)
+    run = prepare(tiny_config.replace(recipe="accent"))
     with pytest.raises(AtlasError, match="run the index stage"):
         run_visualize(run)
     assert not (run.store.root / "visualize").exists()
