@@ -16,6 +16,9 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/index/probe/embeddings.npz         a labeler's embeddings of the probe images
     DIR/index/thumbs/{number:07d}.png      a thumbnail per selected example
     DIR/index/work/r{rank}of{world}/...    checkpoints of an unfinished index run
+    DIR/index/experiments.json             the model-output experiments (masked accuracy, CLS
+                                           replaced by its mean: ``index.experiments``)
+    DIR/index/work/experiments/state.npz   their checkpoint while unfinished
     DIR/label/label.json                   the labeler, concept set and SoftWPMI parameters
     DIR/label/L{layer:03d}.json            per unit, its top concepts and SoftWPMI scores
     DIR/label/cache/...                    labeler embeddings of the probe images and concepts
@@ -225,6 +228,28 @@ class AtlasStore:
     def index_work_dir(self) -> Path:
         """``DIR/index/work``: checkpoints of an unfinished index run."""
         return self.index_dir / "work"
+
+    @property
+    def experiments_path(self) -> Path:
+        """``DIR/index/experiments.json``: the index stage's model-output experiments.
+
+        >>> AtlasStore("DIR").experiments_path.as_posix()
+        'DIR/index/experiments.json'
+        """
+        return self.index_dir / "experiments.json"
+
+    @property
+    def experiments_work_dir(self) -> Path:
+        """``DIR/index/work/experiments``: the experiments' checkpoint while unfinished."""
+        return self.index_work_dir / "experiments"
+
+    def experiments(self) -> dict[str, Any] | None:
+        """``experiments.json`` (see ``pipeline.index.experiments.result``), or None (not
+        measured, or unreadable)."""
+        try:
+            return read_json_if_any(self.experiments_path)
+        except (OSError, ValueError):
+            return None
 
     def index_info(self) -> dict[str, Any] | None:
         """``examples.json`` of a complete index, or None (none, or unreadable).

@@ -14,6 +14,10 @@
    (``probe/``: every unit's score over the first ``probe_images`` examples, and a probe
    encoder's embeddings of them when one rides along: the labeler's image side), then
    ``examples.json`` (see ``results``).
+4. Experiments: the whole model over the first examples: accuracy with the background or
+   the foreground masked, and the CLS token replaced by its mean at each block
+   (``experiments``, its own checkpoint and ``experiments.json``; also run when the index was
+   already complete).
 
 The pieces: ``job`` (what a run computes, its fingerprint, clean-up), ``stream`` (pass 1,
 checkpointed), ``merge`` (ranks to rank 0), ``maps_pass`` (pass 2), ``write`` (the files);
@@ -39,6 +43,7 @@ import shutil
 from pipeline import distributed
 from pipeline.config import IndexConfig
 from pipeline.data.sources import open_source
+from pipeline.index.experiments import run_experiments
 from pipeline.index.job import IndexJob, remove_stale_outputs, say
 from pipeline.index.maps_pass import maps_pass
 from pipeline.index.merge import (
@@ -73,7 +78,8 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
     ``probe_encoder`` (e.g. the labeler's image tower) also embeds the probe images."""
     job = IndexJob.from_run(run)
     if distributed.broadcast(job.complete() if distributed.is_main() else None):
-        say(f"index: complete for this configuration ({job.root}), nothing to do")
+        say(f"index: complete for this configuration ({job.root})")
+        _experiments(run, job)
         return
     if distributed.is_main():
         remove_stale_outputs(job)
@@ -107,4 +113,12 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
     distributed.barrier()
     if distributed.is_main():
         shutil.rmtree(job.run.store.index_work_dir, ignore_errors=True)
+    _experiments(run, job)
+
+
+def _experiments(run: Run, job: IndexJob) -> None:
+    """The model-output experiments (``experiments``) of a complete index, if not yet done."""
+    cfg = run.config.index
+    source = open_source(cfg.dataset, cfg.split, image_size=run.spec.input_size[-1])
+    run_experiments(job, source, eval_transform(run.model, run.config.model.kwargs))
 
