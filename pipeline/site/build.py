@@ -250,7 +250,7 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
         classes.extend(p.classes)
         words.extend(p.words)
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, m.summaries))
-    found = findings.measure(m.store, atlas.spec)  # the paper's findings for this model
+    found = findings.measure(m.store, atlas.spec, atlas.slug)  # the paper's findings
     atomic_write_bytes(site / atlas.slug / "findings" / "findings.json", _json(found))
     docs.write(f"{atlas.slug}/findings/index.md", findings.findings_page(found))
     words_meta = None

@@ -5,8 +5,14 @@ index alone (and, with masks, the foreground figures and the masking experiment 
 measured): how uniform the units' patch maps are on their top examples (normalized entropy
 of the positive activation, 1 = uniform: the paper says maps localize up to the last layer,
 where they become uniform) and how pure in class their top examples are (the share of the
-most common class: the paper's progressive specialization, objects late). Each figure has
-one sentence of what it means, and the page says where a finding holds for this model.
+most common class: the paper's progressive specialization, objects late). Per layer also how
+recognisable its units' visualizations are (the judge's 2-AFC where the visualize stage
+measured it, else the activation against the best dataset example), compared per block
+between FFN units and key/query/value channels, with a sample side by side (the paper's
+Figure 1). From the index stage's experiments (``experiments.json``): the classifier's
+accuracy with the background or the foreground masked, and the change of the output when the
+CLS token's state is replaced by its mean at each block. Each figure has one sentence of what
+it means, and the page says where a finding holds for this model.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ import numpy as np
 from pipeline.index.foreground import atlas_foreground, normalized_entropy
 from pipeline.index.results import load_examples, load_layer_index
 from pipeline.models.spec import ModelSpec
+from pipeline.site import urls
 from pipeline.store import AtlasStore
 
-FINDINGS_VERSION = 1
+# 1: entropy, purity, foreground, masking per layer; 2: recognisability per layer, by_depth,
+# sample, classifier and cls
+FINDINGS_VERSION = 2
+SAMPLE_DEPTHS = 3  # blocks shown side by side: the first, the middle and the last compared
 MEANING = {
     "entropy": "Normalized entropy of a unit's positive patch activation on its top examples, "
                "averaged over units: 1 means the activation is spread evenly over the image, "
@@ -36,6 +46,19 @@ MEANING = {
                "of the image, lower means it does.",
     "purity": "Share of a unit's top examples that belong to their most common class, averaged "
               "over units: high means units pick out one kind of object.",
+    "recognisability": "How well a unit's visualization shows what the unit detects, averaged "
+                       "over the layer's visualized units: the judge's 2-AFC (afc, 0.5 = "
+                       "chance) where it was measured, else the image's activation against the "
+                       "unit's best dataset example (vs best, above 1 = stronger than any "
+                       "dataset image); by block, FFN units against key/query/value channels.",
+    "classifier": "The model's top-1 accuracy against the dataset labels on examples with a "
+                  "mask, unmasked, with the background and with the object replaced by the "
+                  "image's mean colour: a small drop without the background means the model "
+                  "does not rely on it.",
+    "cls": "Per block, the change of the model's output when the CLS token's state after "
+           "that block is replaced by its mean over the dataset: mean KL divergence of the "
+           "class distributions and the share of examples keeping their top-1 class (1 = "
+           "unchanged: the CLS token carries nothing there yet).",
 }
 
 
@@ -43,11 +66,32 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def measure(store: AtlasStore, spec: ModelSpec) -> dict[str, Any]:
-    """``findings.json``: per indexed layer its kind, block, entropy and purity (None where
-    not measurable), and the findings in words (``verdicts``)."""
+def _vis_figures(store: AtlasStore, layer: int) -> dict[int, tuple[float | None,
+                                                                   float | None]]:
+    """``{unit: (2-AFC or None, vs_best_example or None)}`` of the primary recipe's
+    visualizations of ``layer``."""
+    recipes = store.vis_recipes()
+    if not recipes:
+        return {}
+    out = {}
+    for unit, r in store.vis_results(layer, recipes[0]).items():
+        fid = r.get("fidelity") or {}
+        rec = fid.get("recognisability") or {}
+        afc, vs = rec.get("afc"), fid.get("vs_best_example")
+        out[int(unit)] = (float(afc) if isinstance(afc, (int, float)) else None,
+                          float(vs) if isinstance(vs, (int, float)) else None)
+    return out
+
+
+def measure(store: AtlasStore, spec: ModelSpec, slug: str | None = None) -> dict[str, Any]:
+    """``findings.json``: per indexed layer its kind, block, entropy, purity, foreground,
+    masking and recognisability figures (None where not measurable), FFN against the other
+    kinds per block (``by_depth``) with a ``sample`` side by side (site paths under
+    ``slug``), the index's experiments (``classifier``, ``cls``) and the findings in words
+    (``verdicts``)."""
     examples = load_examples(store)
     layers = []
+    vis: dict[int, dict[int, tuple[float | None, float | None]]] = {}
     for layer in spec.layers:
         index = load_layer_index(store, layer.index)
         if index is None:
@@ -63,6 +107,7 @@ def measure(store: AtlasStore, spec: ModelSpec) -> dict[str, Any]:
             labels = [c for c in labels if c is not None]
             if labels:
                 purities.append(Counter(labels).most_common(1)[0][1] / len(labels))
+        vis[layer.index] = figs = _vis_figures(store, layer.index)
         fg = atlas_foreground(store, layer, index, examples.ids if examples else [])
         masked = [f for f in fg or [] if f.background_masked is not None]
         fg = [f for f in fg or [] if f.examples]
@@ -73,9 +118,136 @@ def measure(store: AtlasStore, spec: ModelSpec) -> dict[str, Any]:
                        "area": _mean([f.area for f in fg]),
                        "background_masked": _mean([f.background_masked for f in masked]),
                        "foreground_masked": _mean([f.foreground_masked for f in masked
-                                                   if f.foreground_masked is not None])})
-    return {"format_version": FINDINGS_VERSION, "model": spec.name, "layers": layers,
-            "meaning": MEANING, "verdicts": verdicts(layers)}
+                                                   if f.foreground_masked is not None]),
+                       "visualized": len(figs),
+                       "afc": _mean([a for a, _ in figs.values() if a is not None]),
+                       "vs_best_example": _mean([v for _, v in figs.values() if v is not None])})
+    by_depth, figure = compare_kinds(layers)
+    sample = _sample(spec, vis, figure, slug)
+    experiments = store.experiments() or {}
+    found = {"format_version": FINDINGS_VERSION, "model": spec.name, "layers": layers,
+             "by_depth": by_depth, "recognisability_figure": figure, "sample": sample,
+             "classifier": experiments.get("classifier"), "cls": experiments.get("cls"),
+             "meaning": MEANING, "slug": slug}
+    found["verdicts"] = verdicts(layers) + model_verdicts(found)
+    return found
+
+
+def compare_kinds(layers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+    """Per block that has FFN units and another kind visualized: each kind's mean figure, and
+    the figure used: ``afc`` when every such layer has the judge's 2-AFC, else
+    ``vs_best_example`` (None: nothing to compare).
+
+    >>> rows, fig = compare_kinds([
+    ...     {"kind": "ffn", "depth": 0, "afc": 0.8, "vs_best_example": 1.2},
+    ...     {"kind": "key", "depth": 0, "afc": 0.55, "vs_best_example": 0.4},
+    ...     {"kind": "key", "depth": 1, "afc": 0.6, "vs_best_example": 0.5}])
+    >>> fig, rows
+    ('afc', [{'depth': 0, 'ffn': 0.8, 'key': 0.55}])
+    """
+    def has(x: dict[str, Any], name: str) -> bool:
+        return x.get(name) is not None
+
+    depths: dict[int, dict[str, dict[str, Any]]] = {}
+    for x in layers:
+        if has(x, "afc") or has(x, "vs_best_example"):
+            depths.setdefault(x["depth"], {})[x["kind"]] = x
+    both = {d: k for d, k in depths.items() if "ffn" in k and len(k) > 1}
+    if not both:
+        return [], None
+    used = [x for k in both.values() for x in k.values()]
+    figure = "afc" if all(has(x, "afc") for x in used) else "vs_best_example"
+    if figure == "vs_best_example" and not all(has(x, figure) for x in used):
+        return [], None
+    rows = [{"depth": d, **{kind: both[d][kind][figure] for kind in KIND_ORDER
+                            if kind in both[d]}} for d in sorted(both)]
+    return rows, figure
+
+
+KIND_ORDER = ("ffn", "query", "key", "value")
+
+
+def _sample(spec: ModelSpec, vis: dict[int, dict[int, tuple[float | None, float | None]]],
+            figure: str | None, slug: str | None) -> list[dict[str, Any]]:
+    """The paper's Figure 1 for this model: for up to ``SAMPLE_DEPTHS`` blocks (the first, the
+    middle, the last that have FFN and other kinds visualized), per kind its unit with the best
+    figure (ties: the lowest unit), with its page and visualization (site paths)."""
+    if figure is None:
+        return []
+    at = 0 if figure == "afc" else 1
+    depths: dict[int, dict[str, Any]] = {}
+    for layer in spec.layers:
+        got = {u: f[at] for u, f in vis.get(layer.index, {}).items() if f[at] is not None}
+        if got:
+            depths.setdefault(layer.level, {})[layer.kind] = (layer, got)
+    both = sorted(d for d, k in depths.items() if "ffn" in k and len(k) > 1)
+    if len(both) > SAMPLE_DEPTHS:
+        picks = np.linspace(0, len(both) - 1, SAMPLE_DEPTHS).round().astype(int)
+        both = [both[i] for i in sorted(set(picks.tolist()))]
+    out = []
+    for d in both:
+        units = []
+        for kind in KIND_ORDER:
+            if kind not in depths[d]:
+                continue
+            layer, got = depths[d][kind]
+            unit = min(got, key=lambda u: (-got[u], u))
+            entry = {"kind": kind, "layer": layer.index, "unit": unit, figure: got[unit]}
+            if slug is not None:
+                page = urls.feature_dir(slug, layer.index, unit)
+                entry["page"] = page + "/"
+                entry["image"] = f"{page}/{urls.VISUALIZATION}"
+            units.append(entry)
+        out.append({"depth": d, "units": units})
+    return out
+
+
+def model_verdicts(found: dict[str, Any]) -> list[str]:
+    """The findings in words from the per-block comparison of kinds and the experiments: FFN
+    visualizations more recognisable than key/query/value ones; the classifier needs the
+    object more than the background; the CLS token matters only at the end.
+
+    >>> for line in model_verdicts({"by_depth": [{"depth": 0, "ffn": 0.8, "key": 0.6}],
+    ...         "recognisability_figure": "afc",
+    ...         "classifier": {"examples": 9, "accuracy": 0.9, "background_masked": 0.8,
+    ...                        "foreground_masked": 0.3},
+    ...         "cls": {"examples": 9, "blocks": [0, 1, 2], "kl": [0.0, 0.1, 2.0],
+    ...                 "agreement": [1.0, 0.9, 0.2]}}):
+    ...     print(line)  # doctest: +ELLIPSIS
+    Holds: FFN units' visualizations are more recognisable than ... (2-AFC 0.80 against 0.60).
+    Holds: the classifier loses less without the background (0.90 -> 0.80) than ...
+    Holds: the CLS token matters only at the end: ... stays for 0.95 of the examples, ... 0.20.
+    """
+    out = []
+    rows, figure = found.get("by_depth") or [], found.get("recognisability_figure")
+    if rows and figure:
+        ffn = float(np.mean([r["ffn"] for r in rows]))
+        other = float(np.mean([v for r in rows for k, v in r.items()
+                               if k not in ("depth", "ffn")]))
+        name = "2-AFC" if figure == "afc" else "activation against the best dataset example"
+        holds = ffn > other
+        out.append(f"{_verdict(ffn - other)}: FFN units' visualizations are "
+                   f"{'more' if holds else 'not more'} recognisable than key/query/value "
+                   f"channels' of the same blocks ({name} {ffn:.2f} against {other:.2f}).")
+    c = found.get("classifier")
+    if c:
+        bg, fg = c["accuracy"] - c["background_masked"], c["accuracy"] - c["foreground_masked"]
+        holds = bg < fg
+        out.append(f"{_verdict(fg - bg)}: the classifier loses "
+                   f"{'less' if holds else 'no less'} without the background "
+                   f"({c['accuracy']:.2f} -> {c['background_masked']:.2f}) than without the "
+                   f"object ({c['accuracy']:.2f} -> {c['foreground_masked']:.2f}), over "
+                   f"{c['examples']} examples.")
+    cls = found.get("cls")
+    if cls and len(cls["agreement"]) >= 2:
+        early = float(np.mean(cls["agreement"][:-1]))
+        last = cls["agreement"][-1]
+        holds = early > last
+        out.append(f"{_verdict(early - last)}: the CLS token matters "
+                   f"{'only' if holds else 'not only'} at the end: replaced by its mean before "
+                   f"the last block, the top-1 class stays for {early:.2f} of the examples, "
+                   f"after the last block for {last:.2f}.")
+    return out
 
 
 MARGIN = 0.02  # a finding holds or fails only by more than this; closer is "not clear"
@@ -153,5 +325,55 @@ def findings_page(findings: dict[str, Any]) -> str:
                      f"{_cell(x['purity'])} | {_cell(x.get('foreground'))} | "
                      f"{_cell(x.get('area'))} | {_cell(x.get('background_masked'))} | "
                      f"{_cell(x.get('foreground_masked'))} |")
+    lines += _recognisability_lines(findings) + _experiment_lines(findings)
     lines += [""] + [f"**{k}**: {html.escape(v)}" + "\n" for k, v in findings["meaning"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _recognisability_lines(findings: dict[str, Any]) -> list[str]:
+    rows, figure = findings.get("by_depth") or [], findings.get("recognisability_figure")
+    if not rows or not figure:
+        return []
+    kinds = [k for k in KIND_ORDER if any(k in r for r in rows)]
+    name = "2-AFC" if figure == "afc" else "vs best example"
+    lines = ["", "## FFN units against key, query and value channels", "",
+             f"Mean {name} of the visualizations, per block.", "",
+             "| block | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for r in rows:
+        lines.append(f"| {r['depth']} | " + " | ".join(_cell(r.get(k)) for k in kinds) + " |")
+    here = f"{findings.get('slug', '')}/findings"
+    sample = [s for s in findings.get("sample") or [] if all("image" in u for u in s["units"])]
+    if sample:
+        lines += ["", "The paper's Figure 1 for this model: per block, the best visualized unit "
+                  "of each kind.", "", '<div class="atlas-findings-sample">']
+        for s in sample:
+            lines.append(f'<div class="atlas-findings-row"><span>block {s["depth"]}</span>')
+            for u in s["units"]:
+                page = html.escape(urls.relative(u["page"], here), quote=True)
+                img = html.escape(urls.relative(u["image"], here), quote=True)
+                lines.append(f'<a href="{page}"><figure><img src="{img}" width="128" '
+                             f'height="128" loading="lazy" alt="{u["kind"]} channel {u["unit"]}'
+                             f' of block {s["depth"]}"><figcaption>{u["kind"]} {u["unit"]} · '
+                             f'{_cell(u.get(figure))}</figcaption></figure></a>')
+            lines.append("</div>")
+        lines.append("</div>")
+    return lines
+
+
+def _experiment_lines(findings: dict[str, Any]) -> list[str]:
+    lines = []
+    c = findings.get("classifier")
+    if c:
+        lines += ["", "## The classifier without background or object", "",
+                  "| examples | accuracy | background masked | object masked |",
+                  "|---|---|---|---|",
+                  f"| {c['examples']} | {_cell(c['accuracy'])} | "
+                  f"{_cell(c['background_masked'])} | {_cell(c['foreground_masked'])} |"]
+    cls = findings.get("cls")
+    if cls:
+        lines += ["", "## The CLS token replaced by its mean", "",
+                  f"Over {cls['examples']} examples.", "", "| block | KL | top-1 kept |",
+                  "|---|---|---|"]
+        lines += [f"| {b} | {k:.3f} | {_cell(a)} |" for b, k, a in
+                  zip(cls["blocks"], cls["kl"], cls["agreement"], strict=True)]
+    return lines

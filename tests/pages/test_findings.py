@@ -36,6 +36,34 @@ def test_findings_json_and_page(tmp_path):
         purs.append(max(labels.count(c) for c in labels) / len(labels))
     assert np.isclose(first["entropy"], np.mean(ents)) and np.isclose(first["purity"],
                                                                         np.mean(purs))
-    assert data["verdicts"] == verdicts(data["layers"]) and len(data["verdicts"]) == 2
+    assert data["verdicts"][:2] == verdicts(data["layers"]) and len(data["verdicts"]) >= 3
+    # FFN against value channels per block, brute force from the visualize results
+    recipe = store.vis_recipes()[0]
+    per = {}
+    for x in data["layers"]:
+        fids = [r.get("fidelity") or {} for r in store.vis_results(x["layer"], recipe).values()]
+        afc = [f["recognisability"]["afc"] for f in fids if f.get("recognisability")]
+        vs = [f["vs_best_example"] for f in fids if f.get("vs_best_example") is not None]
+        per[(x["kind"], x["depth"])] = (np.mean(afc) if afc else None,
+                                        np.mean(vs) if vs else None)
+    at = 0 if all(v[0] is not None for v in per.values()) else 1
+    assert data["recognisability_figure"] == ("afc", "vs_best_example")[at]
+    assert [r["depth"] for r in data["by_depth"]] == [0, 3]
+    for r in data["by_depth"]:
+        assert np.isclose(r["ffn"], per[("ffn", r["depth"])][at])
+        assert np.isclose(r["value"], per[("value", r["depth"])][at])
+    assert [s["depth"] for s in data["sample"]] == [0, 3]
+    for s in data["sample"]:
+        assert [u["kind"] for u in s["units"]] == ["ffn", "value"]
+        for u in s["units"]:
+            assert (out / "site" / u["image"]).is_file()
+            assert (out / "site" / u["page"] / "index.html").is_file()
+    # the index's experiments: the demo model has a CLS token; no masks, no classifier figures
+    exp = store.experiments()
+    assert data["cls"] == exp["cls"] and data["classifier"] is None
+    assert len(data["cls"]["kl"]) == len(data["cls"]["blocks"]) > 1
+    assert any(v.startswith(("Holds: the CLS", "Does not hold: the CLS", "Not clear: the CLS"))
+               for v in data["verdicts"])
     page = (found.parent / "index.html").read_text()
     assert "Findings" in page and data["verdicts"][0].split(":")[0] in page
+    assert "The CLS token replaced by its mean" in page and "atlas-findings-sample" in page

@@ -68,3 +68,10 @@ def test_findings_carry_foreground(tmp_path):
     ratios = [f["background_masked"] for f in found if f["background_masked"] is not None]
     assert ratios and layer["background_masked"] == pytest.approx(np.mean(ratios), abs=1e-4)
     assert any("masking it leaves" in v for v in data["verdicts"])
+    # the demo model classifies the demo's classes: its accuracy with either region masked
+    c = data["classifier"]
+    assert c is not None and c["examples"] == 36
+    assert c == AtlasStore(out).experiments()["classifier"]
+    assert any("the classifier loses" in v for v in data["verdicts"])
+    page = next(out.glob("site/*/findings/index.html")).read_text()
+    assert "The classifier without background or object" in page
