@@ -22,6 +22,7 @@ finished result of the same index and settings is kept.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from torch import nn
 
 from pipeline import distributed
 from pipeline.data.sources import Source
-from pipeline.ids import fingerprint
+from pipeline.ids import fingerprint, say
 from pipeline.index.foreground import replace_regions
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.precision import autocast
@@ -273,6 +274,8 @@ def run_experiments(job: Any, source: Source, transform: Any) -> None:
     if distributed.is_main():
         done = read_json_if_any(store.experiments_path)
         if done is None or done.get("fingerprint") != key:
+            say(f"index: experiments over the first {images} examples (masked accuracy, "
+                "CLS replaced by its mean)")
             work = store.experiments_work_dir
             state = work / "state.npz"
             sums = None
@@ -291,4 +294,6 @@ def run_experiments(job: Any, source: Source, transform: Any) -> None:
                               result(s, run.model, reader is not None,
                                      source.class_names, key), indent=2)
             shutil.rmtree(work, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                work.parent.rmdir()  # the index's work folder, when nothing else is in it
     distributed.barrier()

@@ -78,7 +78,7 @@ def run_index(run: Run, *, stop_after_batches: int | None = None,
     ``probe_encoder`` (e.g. the labeler's image tower) also embeds the probe images."""
     job = IndexJob.from_run(run)
     if distributed.broadcast(job.complete() if distributed.is_main() else None):
-        say(f"index: complete for this configuration ({job.root})")
+        say(f"index: complete for this configuration ({job.root}), nothing to do")
         _experiments(run, job)
         return
     if distributed.is_main():
