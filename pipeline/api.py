@@ -26,6 +26,7 @@ from pipeline.visualize.accent import as_seed_images
 from pipeline.visualize.objectives import Objective, UnitStats
 from pipeline.visualize.optimize import measure_unit_stats, render_features
 from pipeline.visualize.param import from_uint8
+from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.recipe import DEFAULT, Recipe, get_recipe
 
 
@@ -156,6 +157,7 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
            recipe: Recipe | str | None = None, steps: int | None = None, seed: int = 0,
            objective: Objective | None = None, stats: UnitStats | None = None,
            images: torch.Tensor | None = None, name: str | None = None,
+           prior: ImagePrior | None = None,
            seeds: torch.Tensor | np.ndarray | None = None,
            input_size: tuple[int, int, int] | None = None,
            mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -170,6 +172,9 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
     ``unit_mean() - 0.05 * total_variation()``). A recipe's selectivity term (the default's)
     needs the units' dataset statistics: ``stats``, or ``images`` (N, 3, H, W) in [0, 1] to
     measure them on; without either the term is left out, with a warning saying so. A
+    recipe on a Fourier or phase basis (the default's) is shaped by the dataset's spectrum and
+    colours: ``prior`` (``ImagePrior``), else measured on ``images``, else a generic 1/f
+    spectrum with ImageNet's colours. A
     recipe that starts from seed images (``"accent"``, feature accentuation) needs ``seeds``:
     one image per unit, uint8 or float in [0, 1], ``(N, 3, H, W)`` or ``(N, H, W, 3)``,
     resized to the input size if need be. The model is put in eval mode without weight
@@ -207,8 +212,10 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
                 stats = measure_unit_stats(model, spec, ffn, images.to(device))
         if seeds is not None:
             seeds = as_seed_images(seeds, tuple(spec.input_size[1:]))
+        if prior is None and images is not None and recipe.param != "pixels":
+            prior = ImagePrior.of_images(images.float())
         out = render_features(model, spec, ffn, units, recipe, seed, device, stats=stats,
-                              objective=objective, seeds=seeds)
+                              objective=objective, seeds=seeds, prior=prior)
     return from_uint8(out.images), out.activations
 
 

@@ -12,10 +12,11 @@ import pipeline
 from pipeline.api import index_topk, render
 from pipeline.cli import main
 from pipeline.errors import AtlasError
-from pipeline.index.results import load_layer_index
+from pipeline.index.results import load_image_stats, load_layer_index
 from pipeline.models import ModelSpec, create_model
 from pipeline.store import AtlasStore
 from pipeline.visualize.objectives import total_variation, unit_mean
+from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.stage import unit_stats
 from tests.conftest import TINY_KWARGS, TINY_MODEL
 
@@ -47,9 +48,11 @@ def test_render_on_a_users_subclass_matches_the_cli(tmp_path):
     model = my_vit().train()
     stats = unit_stats(load_layer_index(store, 1), 192)
     spec = ModelSpec.from_dict(store.manifest()["model"])  # vit_tiny's cfg: mean = std = 0.5
+    prior = ImagePrior.from_stats(load_image_stats(store))  # the index's, as the CLI's
     for recipe in ("default", "fast"):
         images, acts = render(model, "blocks.1.mlp.act", [0, 1, 2], recipe=recipe, steps=6,
-                              stats=stats, name=TINY_MODEL, mean=spec.mean, std=spec.std)
+                              stats=stats, prior=prior, name=TINY_MODEL, mean=spec.mean,
+                              std=spec.std)
         results = store.vis_results(1, recipe)
         for i, unit in enumerate([0, 1, 2]):
             png = np.array(Image.open(store.vis_dir(1, recipe) / results[unit]["image"]))
@@ -118,29 +121,21 @@ def test_visualize_without_an_index_says_what_it_needs_before_the_network(
     out = tmp_path / "atlas"
     common = ["--model", TINY_MODEL, "--weights", "random", "--model-kwargs", *kwargs,
               "--out", str(out)]  # the default dataset: the ImageNet hub
-    assert main(["visualize", *common, "--recipe", "accent"]) == 2  # seeded from the dataset
+    assert main(["visualize", *common]) == 2
     err = capsys.readouterr().err
-    assert "recipe 'accent' needs the dataset index" in err and str(out) in err
+    assert "needs the dataset index" in err and str(out) in err
     assert "vit-atlas index" in err and "--recipe paper" in err
     assert not out.exists()
 
 
-def test_visualize_with_a_recipe_without_dataset_statistics_needs_no_index(tmp_path,
-                                                                         monkeypatch):
-    import pipeline.data.sources
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("the dataset (hub) was touched")
-
-    monkeypatch.setattr(pipeline.data.sources, "open_source", no_network)
+def test_visualize_with_a_recipe_without_dataset_statistics_needs_no_index(tmp_path):
     kwargs = [f"{k}={v}" for k, v in TINY_KWARGS.items()]
     out = tmp_path / "atlas"
     assert main(["visualize", "--model", TINY_MODEL, "--weights", "random", "--model-kwargs",
-                 *kwargs, "--out", str(out), "--recipe", "default,paper", "--steps", "2",
+                 *kwargs, "--out", str(out), "--recipe", "paper", "--steps", "2",
                  "--layers", "1", "--channels", "0:2", "--device", "cpu"]) == 0
-    for recipe in ("default", "paper"):  # the default needs no dataset either
-        results = AtlasStore(out).vis_results(1, recipe)
-        assert sorted(results) == [0, 1] and results[0]["fidelity"] is None
+    results = AtlasStore(out).vis_results(1, "paper")
+    assert sorted(results) == [0, 1] and results[0]["fidelity"] is None
 
 
 def test_index_topk_equals_brute_force():

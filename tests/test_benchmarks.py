@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 CASES = {
     "bench_visualize.py": (["--steps", "2", "--units-per-layer", "2", "--images", "64",
-                            "--recipes", "default,scripts/recipes/polish25.json"],
-                           ["best dataset examples", "polish25", "vs paper", "% peak"]),
+                            "--recipes", "default,scripts/recipes/polish50.json"],
+                           ["best dataset examples", "polish50", "vs paper", "% peak"]),
     "bench_fast_paths.py": (["--steps", "2", "--features", "4", "--layers", "0",
                              "--variants", "eager", "channels-last"],
                             ["channels-last", "x eager"]),

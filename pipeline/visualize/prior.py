@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from pipeline.index.image_stats import ImageStats
 
 # lucent's square root of ImageNet's RGB colour covariance (rows: R, G, B).
 IMAGENET_COLOUR_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
@@ -55,6 +58,17 @@ class ImagePrior:
         return cls(torch.as_tensor(stats.spectrum, dtype=torch.float32),
                    torch.as_tensor(stats.colour_mean, dtype=torch.float32),
                    torch.as_tensor(stats.colour_cov, dtype=torch.float32))
+
+    @classmethod
+    def of_images(cls, images: torch.Tensor) -> ImagePrior:
+        """Measured on ``images`` ``(N, 3, H, W)`` in [0, 1], as the index measures a dataset.
+
+        >>> ImagePrior.of_images(torch.rand(4, 3, 16, 16)).size
+        (16, 16)
+        """
+        stats = ImageStats(tuple(images.shape[2:]), limit=len(images))
+        stats.update(images, np.arange(len(images)))
+        return cls.from_stats(stats.result())
 
     def colour_sqrt(self) -> torch.Tensor:
         """The symmetric square root of the colour covariance, scaled so that its largest

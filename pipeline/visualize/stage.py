@@ -53,8 +53,8 @@ def needs_index(recipe: Recipe) -> bool:
     layer's statistics), a seed image from the dataset, or a parameterization shaped by the
     dataset's spectrum and colours.
 
-    >>> [needs_index(r) for r in recipes_for(VisualizeConfig(recipe="default,accent"))]
-    [False, True]
+    >>> [needs_index(r) for r in recipes_for(VisualizeConfig(recipe="default,paper"))]
+    [True, False]
     """
     return (recipe.needs_unit_stats or recipe.param != "pixels"
             or bool(getattr(recipe, "needs_seeds", False)))
@@ -67,11 +67,11 @@ def check_options(config: VisualizeConfig, store: AtlasStore | None = None,
     recipes that need one (``needs_index``).
 
     >>> check_options(VisualizeConfig(recipe="paper"), AtlasStore("/nonexistent"))
-    >>> check_options(VisualizeConfig(recipe="accent"), AtlasStore("/nonexistent"))
+    >>> check_options(VisualizeConfig(recipe="default"), AtlasStore("/nonexistent"))
     ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pipeline.errors.AtlasError: recipe 'accent' needs the dataset index ... `--recipe paper`
+    pipeline.errors.AtlasError: recipe 'default' needs the dataset index ... `--recipe paper`
     """
     try:
         recipes = recipes_for(config)

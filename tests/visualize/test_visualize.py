@@ -228,10 +228,9 @@ def test_other_channels_add_units_and_lose_none(tiny_config):
 
 
 def test_visualize_without_an_index_says_how_to_get_one(tiny_config):
-    """A recipe seeded from the dataset (accent) cannot run without the index."""
     from pipeline.errors import AtlasError
 
-    run = prepare(tiny_config.replace(recipe="accent"))
+    run = prepare(tiny_config)
     with pytest.raises(AtlasError, match="run the index stage"):
         run_visualize(run)
     assert not (run.store.root / "visualize").exists()
