@@ -69,7 +69,8 @@ def test_hub_unreachable_suggests_local_weights(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "visualize", "--model", "vit_tiny_patch16_224",
-         "--weights", "hub", "--dataset", "synthetic:8", "--out", str(tmp_path / "a")],
+         "--weights", "hub", "--dataset", "synthetic:8", "--recipe", "paper",  # needs no index
+         "--out", str(tmp_path / "a")],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "Hugging Face hub" in proc.stderr and "[--weights]" in proc.stderr  # the CLI's flag
