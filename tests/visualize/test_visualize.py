@@ -72,7 +72,7 @@ def test_target_unit_wins_on_its_own_visualization(demo):
     assert own_image_wins >= 0.4  # chance: 1/32 (60 steps, no dataset prior: 0.47)
     full = layer_scores(model, spec, layer, from_uint8(images))
     ranks = [(full[i] > full[i, u]).sum().item() for i, u in enumerate(units)]
-    assert np.median(ranks) < 384 * 0.2  # chance: 192; the 0.3 default (no selectivity term) at 60 steps: 45
+    assert np.median(ranks) < 384 * 0.2  # chance: 192; this default at 60 steps: 45
 
 
 @pytest.mark.parametrize("recipe", [DEFAULT, PAPER], ids=["default", "paper"])
