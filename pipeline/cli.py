@@ -155,14 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "publish", help="publish atlases as one version of a versioned site",
         description="Build one site of every ATLAS_DIR as version V of SITE (mike's layout: "
-                    "SITE/versions.json, SITE/<V>/, aliases as symlinks). Earlier versions' "
-                    "files are left byte-identical; republishing V needs --force.")
+                    "SITE/versions.json, SITE/<V>/, aliases such as SITE/latest). Earlier "
+                    "versions' files are left byte-identical; republishing V needs --force.")
     p.add_argument("atlas_dirs", nargs="+", metavar="ATLAS_DIR", help="atlas directories")
     p.add_argument("--site", required=True, help="the publishing root (holds versions.json)")
     p.add_argument("--version", required=True, dest="site_version", metavar="V",
                    help="the version to publish, e.g. 1.0")
     p.add_argument("--alias", action="append", default=[], metavar="NAME",
                    help="an alias that moves to this version, e.g. latest (repeatable)")
+    p.add_argument("--alias-type", default="symlink", metavar="TYPE",
+                   help="how aliases are written (mike's choices): symlink (default; a "
+                   "relative symlink to V), copy (a full copy of V, for hosts without "
+                   "symlinks), redirect (a redirect page per HTML page of V; no data files)")
     p.add_argument("--title", help="the version's title in the selector (default: V)")
     p.add_argument("--site-url", help="the publishing root's absolute URL, e.g. "
                    "https://org.github.io/atlas/ (absolute permalinks, sitemaps)")
@@ -285,7 +289,7 @@ def run_command(args: argparse.Namespace) -> None:
 
         out = publish(args.atlas_dirs, args.site, args.site_version, aliases=args.alias,
                       title=args.title, force=args.force, site_url=args.site_url,
-                      relate=not args.no_relate)
+                      relate=not args.no_relate, alias_type=args.alias_type)
         print(f"published version {args.site_version} in {out}")
         return
 

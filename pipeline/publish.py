@@ -6,11 +6,14 @@ The layout is mike's (mkdocs-material's versioning):
 - ``SITE/<version>/``: one site built from every atlas given (``pages.build.build_site``),
   its feature pages' permalinks and Cite blocks naming the version, and a Parquet export per
   model (``<version>/<slug>/features.parquet``);
-- ``SITE/<alias>`` (``latest``): a relative symlink to its version's folder, moved by the
-  next publish (mike's default ``alias_type: symlink``);
+- ``SITE/<alias>`` (``latest``): in one of mike's three forms (``alias_type``, see
+  ``pipeline.aliases``): a relative symlink to its version's folder (the default), a copy of
+  it, or a folder of redirect pages to it; moved by the next publish that names it, in
+  whichever form that publish asks for;
 - ``SITE/index.html``: a redirect to the default (the newest version's first alias, or the
-  newest version); ``SITE/404.html``; ``SITE/sitemap.xml`` indexing every version's sitemap
-  when the site's URL is known.
+  newest version; the version itself when that alias is a redirect); ``SITE/404.html``;
+  ``SITE/sitemap.xml`` indexing every version's sitemap when the site's URL is known;
+  ``SITE/.nojekyll`` (as mike writes it) so that GitHub Pages serves the files as they are.
 
 Publishing writes only the new version's folder and these root files, so every file of an
 earlier version stays byte-identical; republishing a version is refused unless ``force``.
@@ -25,12 +28,16 @@ earlier version stays byte-identical; republishing a version is refused unless `
 [{'version': '1.0', 'title': '1.0', 'aliases': ['latest']}]
 >>> (site / "latest").resolve() == (site / "1.0").resolve()
 True
+>>> _ = publish([atlas.root], site, "1.1", aliases=["latest"], alias_type="redirect",
+...             workers=1)
+>>> from pipeline.aliases import redirect_target
+>>> read_alias_type(site / "latest"), redirect_target(site / "latest" / "index.html")
+('redirect', '../1.1/')
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -39,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipeline.aliases import DEFAULT_ALIAS_TYPE, check_alias_type, write_alias
+from pipeline.aliases import alias_type as read_alias_type
 from pipeline.errors import AtlasError
 from pipeline.site import notfound, sitemap, urls
 from pipeline.store import AtlasStore, atomic_write_json, atomic_write_text
@@ -59,6 +68,21 @@ def read_versions(site: str | Path) -> list[dict[str, Any]]:
         raise AtlasError(f"{path} is not a versions.json of mike's format (a list of "
                          "{\"version\", \"title\", \"aliases\"}): fix or remove it") from None
     return versions
+
+
+def resolve_version(versions: list[dict[str, Any]], name: str) -> str | None:
+    """The version that ``name`` (a version or an alias) names in ``versions`` (mike's
+    ``versions.json``), ``None`` if none: how a program reaches the data behind an alias
+    whose folder holds only redirect pages.
+
+    >>> resolve_version([{"version": "1.1", "aliases": ["latest"]}, {"version": "1.0"}],
+    ...                 "latest")
+    '1.1'
+    """
+    for entry in versions:
+        if name == entry["version"] or name in entry.get("aliases", []):
+            return entry["version"]
+    return None
 
 
 def _check_name(name: str, what: str) -> None:
@@ -92,15 +116,18 @@ def _relate(stores: list[AtlasStore]) -> None:
 def publish(atlas_dirs: Sequence[str | Path], site: str | Path, version: str, *,
             aliases: Sequence[str] = (), title: str | None = None, force: bool = False,
             site_url: str | None = None, relate: bool = True,
-            workers: int | None = None) -> Path:
+            workers: int | None = None, alias_type: str = DEFAULT_ALIAS_TYPE) -> Path:
     """Publish the atlases in ``atlas_dirs`` as ``version`` of the site in ``site``; returns
-    the version's folder. ``aliases`` (e.g. ``latest``) move to this version; ``site_url``:
+    the version's folder. ``aliases`` (e.g. ``latest``) move to this version, written as
+    ``alias_type`` (``symlink``, ``copy`` or ``redirect``: ``pipeline.aliases``); ``site_url``:
     the site root's absolute URL (permalinks, sitemaps); ``relate``: link similar units
     across the atlases that share a probe set. Refuses to replace a published version unless
-    ``force``."""
+    ``force``; a replaced version keeps its aliases, and those that are copies or redirects
+    are rewritten from it in their own form."""
     from pipeline.site.build import SiteVersion, build_site
 
     site = Path(site)
+    kind = check_alias_type(alias_type)
     _check_name(version, "version")
     for alias in aliases:
         _check_name(alias, "alias")
@@ -114,9 +141,10 @@ def publish(atlas_dirs: Sequence[str | Path], site: str | Path, version: str, *,
     taken = {a for v in versions if v["version"] != version for a in v.get("aliases", [])}
     if version in taken:
         raise AtlasError(f"{version!r} is an alias of another version in {site}")
+    listed = {a for v in versions for a in v.get("aliases", [])}
     for alias in aliases:
         path = site / alias
-        if alias in names or (path.exists() and not path.is_symlink()):
+        if alias in names or (path.exists() and not path.is_symlink() and alias not in listed):
             raise AtlasError(f"alias {alias!r} would replace the folder {path}, which is not "
                              "an alias")
     stores = [AtlasStore(d) for d in atlas_dirs]
@@ -128,33 +156,35 @@ def publish(atlas_dirs: Sequence[str | Path], site: str | Path, version: str, *,
     site.mkdir(parents=True, exist_ok=True)
     out = build_site(stores, site / version, workers=workers,
                      version=SiteVersion(version, site_url))
-    entry = {"version": version, "title": title or version, "aliases": list(aliases)}
+    own = next((v.get("aliases", []) for v in versions if v["version"] == version), [])
+    refresh = [a for a in own if a not in aliases]  # a replaced version's other aliases
+    entry = {"version": version, "title": title or version, "aliases": [*aliases, *refresh]}
     kept = [{**v, "aliases": [a for a in v.get("aliases", []) if a not in aliases]}
             for v in versions if v["version"] != version]
     versions = sorted([entry, *kept], key=lambda v: _order_key(v["version"]), reverse=True)
     for alias in aliases:
-        _link(site / alias, version)
+        write_alias(site, alias, version, kind, site_url=site_url)
+    for alias in refresh:  # a copy or redirects of the replaced build would be stale
+        write_alias(site, alias, version, read_alias_type(site / alias) or kind,
+                    site_url=site_url)
     atomic_write_json(site / VERSIONS_JSON, versions, indent=2)
     _root_pages(site, versions, site_url)
     return out
-
-
-def _link(path: Path, version: str) -> None:
-    """Point the alias ``path`` at ``version`` (a relative symlink, swapped atomically)."""
-    tmp = path.with_name(f".{path.name}.link-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    os.symlink(version, tmp, target_is_directory=True)
-    os.replace(tmp, path)
 
 
 def _root_pages(site: Path, versions: list[dict[str, Any]], site_url: str | None) -> None:
     """The root's redirect to the default version, its 404 page and sitemap index."""
     newest = versions[0]
     default = (newest["aliases"] or [newest["version"]])[0]
+    if read_alias_type(site / default) == "redirect":  # one hop, not two
+        default = newest["version"]
+    if not (site / ".nojekyll").exists():
+        atomic_write_text(site / ".nojekyll", "")
     target = escape(f"{default}/", quote=True)
     atomic_write_text(site / "index.html", (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<title>Redirecting</title><meta http-equiv="refresh" content="0; url={target}">'
+        '<title>Redirecting</title><link rel="icon" href="data:,">'  # no /favicon.ico 404
+        f'<meta http-equiv="refresh" content="0; url={target}">'
         f'<link rel="canonical" href="{target}"></head>'
         f'<body><a href="{target}">ViT Feature Atlas, version {escape(newest["version"])}</a>'
         "</body></html>\n"))

@@ -8,9 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
 
 import pyarrow.parquet as pq
 import pytest
@@ -23,6 +21,7 @@ from pipeline.site import make_server, urls
 from pipeline.site.data import AtlasView
 from pipeline.testing.fake import make_fake_atlas, tiny_spec
 from tests.pages.test_browser import browser, recording_page  # noqa: F401 - the fixture
+from tests.publish.crawl import crawl
 
 KW_A = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 1}
 KW_B = {"img_size": 32, "patch_size": 8, "depth": 3, "embed_dim": 8, "num_heads": 1}
@@ -120,55 +119,16 @@ def test_reader_opens_the_published_site(published):
     assert old.feature(0, 3)["permalink"].startswith(f"{URL}1.0/")
 
 
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-        self.loads: list[str] = []  # what the browser fetches by itself (src, stylesheets)
-
-    def handle_starttag(self, tag, attrs):
-        for key, value in attrs:
-            if key in ("href", "src") and value:
-                self.links.append(value)
-                if key == "src" or tag == "link":
-                    self.loads.append(value)
-
-
 @pytest.mark.parametrize("prefix", ["/", "/mirror/of/atlas/"])
 def test_link_crawl_finds_nothing_broken(published, prefix):
     """Every page (404 pages included), each at its own address with the site served at the
     host's root or under a sub-path: every link and load resolves to a file of the site."""
     site = published["site"]
-    host = "http://host.test"
-    broken, outside, pages, not_found = [], [], 0, 0
-    for html in sorted(site.rglob("*.html")):
-        rel = html.relative_to(site)
-        if "latest" in rel.parts:  # the alias: a symlink to 1.1, crawled there
-            continue
-        pages += 1
-        not_found += html.name == "404.html"
-        address = host + prefix + rel.as_posix()
-        parser = _Links()
-        parser.feed(html.read_text(encoding="utf-8"))
-        outside += [(html, u) for u in parser.loads
-                    if urlsplit(u).scheme in ("http", "https") and not u.startswith(URL)]
-        for link in parser.links:
-            if not urlsplit(link).path:
-                continue
-            target = urlsplit(urljoin(address, link))
-            if f"{target.scheme}://{target.netloc}" != host:  # links out: not loaded here
-                continue
-            if not target.path.startswith(prefix):
-                broken.append((rel.as_posix(), link))
-                continue
-            path = site / unquote(target.path[len(prefix):])
-            if target.path.endswith("/") or path.is_dir():
-                path = path / "index.html"
-            if not path.exists():
-                broken.append((rel.as_posix(), link))
-    assert pages > 400 and outside == []
-    assert not_found == 3  # the root's and each version's
-    assert broken == []
+    # the alias: a symlink to 1.1, crawled there (every alias type: test_alias_types)
+    found = crawl(site, prefix, own_url=URL, skip=("latest",))
+    assert found.pages > 400 and found.outside == []
+    assert found.not_found == 3  # the root's and each version's
+    assert found.broken == []
 
 
 @pytest.fixture(scope="module")
