@@ -34,7 +34,9 @@ class Atlas:
         return list(self._units[layer])
 
     def feature(self, layer: int, unit: int) -> dict[str, Any]:
-        """The ``feature.json`` record of ``unit`` of ``layer``."""
+        """The ``feature.json`` record of ``unit`` of ``layer``: the atlas's layer number
+        (``feature.json``'s ``layer``), for key, query and value channels too, whose pages lie
+        at ``<model>/<kind>/<depth>/<unit>/`` (``pipeline.site.urls``)."""
         if unit not in self.units(layer):
             raise KeyError(f"{self.model} layer {layer} has no unit {unit} here")
         return self._record(layer, unit)
@@ -70,18 +72,24 @@ class _DirectoryAtlas(Atlas):
 
 class _SiteAtlas(Atlas):
     def __init__(self, root: Path, entry: dict[str, Any]):
+        from pipeline.site import urls
+
         self.root, self.slug = root, entry["slug"]
         units = {}
+        self._layers: dict[int, urls.LayerRef] = {}
         for layer in entry["layers"]:
             pages = layer.get("pages")
             units[layer["layer"]] = list(range(layer["units"])) if pages is None else pages
+            # models.json before format 8 has no kind: every page at <slug>/<layer>/<unit>/
+            self._layers[layer["layer"]] = urls.LayerRef(layer["layer"], layer.get("kind", "ffn"),
+                                                         layer.get("depth"))
         super().__init__(root, entry["name"], units)
 
     def _record(self, layer: int, unit: int) -> dict[str, Any]:
         from pipeline.site import urls
 
-        path = self.root / urls.feature_dir(self.slug, layer, unit) / urls.FEATURE_JSON
-        return json.loads(path.read_text(encoding="utf-8"))
+        where = urls.feature_dir(self.slug, self._layers[layer], unit)
+        return json.loads((self.root / where / urls.FEATURE_JSON).read_text(encoding="utf-8"))
 
 
 def open(path: str | Path, model: str | None = None) -> Atlas:  # noqa: A001 - the API's name

@@ -148,11 +148,11 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> list[dict]
     view = atlas.layer(layer)
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
     if view.map is not None:
-        atomic_write_bytes(Path(site, urls.layer_map(info.slug, layer)),
+        atomic_write_bytes(Path(site, urls.layer_map(info.slug, view.spec)),
                            _json(map_record(atlas, view)))
     rows = []
     for unit in view.units:
-        out = Path(site, urls.feature_dir(info.slug, layer, unit))
+        out = Path(site, urls.feature_dir(info.slug, view.spec, unit))
         record = writer.record(unit)
         rows.append(export.feature_row(record))
         atomic_write_bytes(out / urls.FEATURE_JSON, _json(record))
@@ -197,8 +197,10 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
     docs = DocsWriter(Path(docs_root))
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
     for unit in view.units:
-        docs.write(f"{urls.feature_dir(info.slug, layer, unit)}/index.md", writer.markdown(unit))
-    docs.write(f"{urls.layer_dir(info.slug, layer)}/index.md", layer_page(atlas, view, prev, nxt))
+        docs.write(f"{urls.feature_dir(info.slug, view.spec, unit)}/index.md",
+                   writer.markdown(unit))
+    docs.write(f"{urls.layer_dir(info.slug, view.spec)}/index.md",
+               layer_page(atlas, view, prev, nxt))
     used = set()
     if view.index is not None:
         used = {int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0}
@@ -295,10 +297,11 @@ def _site_level(models: list[_Model], docs: DocsWriter, site: Path,
 
 
 def _search_hint(m: _Model) -> str:
-    """The header search's placeholder from what the (first) model's pages hold."""
+    """The header search's placeholder from what the (first) model's pages hold (a layer/unit
+    of an FFN layer where it has any: the number is the one in its URL)."""
     words = [w for p in m.pages.values() for w in p.words]
     classes = [c for p in m.pages.values() for c in p.classes]
-    layers = m.layers
+    layers = [i for i in m.layers if m.view.spec.layers[i].kind == urls.FFN] or m.layers
     layer = layers[len(layers) // 2] if layers else None
     units = m.units_by_layer.get(layer, []) if layer is not None else []
     return search_hint(words, classes, m.info.class_names, layer,
@@ -314,7 +317,8 @@ def _nav(base_nav: list | None, models: list[_Model]) -> list:
         if m.view.label_info is not None:
             model.append({"Search by word": f"{urls.words_dir(slug)}/index.md"})
         model.append({"Findings": f"{slug}/findings/index.md"})
-        model += [{f"Layer {layer}": f"{slug}/{layer}/index.md"} for layer in m.layers]
+        model += [{f"Layer {layer}": f"{urls.layer_dir(slug, m.view.spec.layers[layer])}/index.md"}
+                  for layer in m.layers]
         sections.append({slug: model})
     if len(models) > 1:
         sections.append({"Compare models": f"{urls.COMPARE_DIR}/index.md"})
@@ -446,8 +450,11 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
             m.info = SiteInfo.of(m.view, m.units_by_layer, year, site_url,
                                  None if version is None else version.name)
             m.info.site_models = {**linked, **m.info.site_models}
-            m.info.site_pages = {o.view.model: o.units_by_layer for o in models
-                                 if o is not m and linked.get(o.view.model) == o.view.slug}
+            others = [o for o in models
+                      if o is not m and linked.get(o.view.model) == o.view.slug]
+            m.info.site_pages = {o.view.model: o.units_by_layer for o in others}
+            m.info.site_layers = {o.view.model: {layer.index: layer for layer in o.view.spec.layers}
+                                  for o in others}
         clock = _Phases()
         # 1. every CPU writes Markdown, layer by layer
         with ProcessPoolExecutor(cpus) as pool:

@@ -73,6 +73,10 @@ class SiteInfo:
     # of those built with this one, the units with a page, per layer ({model name:
     # units_by_layer}); a unit of one missing here links without a check
     site_pages: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    # the model's layers by index (their URLs: urls.layer_path), and those of the models built
+    # with this one ({model name: {index: layer}})
+    layers: dict[int, urls.Layer] = field(default_factory=dict)
+    site_layers: dict[str, dict[int, urls.Layer]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, atlas: AtlasView, units_by_layer: dict[int, list[int]], year: int,
@@ -81,7 +85,29 @@ class SiteInfo:
         return cls(atlas.model, atlas.slug, atlas.weights, atlas.atlas_version, atlas.dataset,
                    None if ex is None else ex.images_seen, None if ex is None else ex.class_names,
                    units_by_layer, year, site_url, atlas.labeler,
-                   labels.labeler_line(atlas.label_info), {atlas.model: atlas.slug}, version)
+                   labels.labeler_line(atlas.label_info), {atlas.model: atlas.slug}, version,
+                   layers={layer.index: layer for layer in atlas.spec.layers})
+
+    def layer(self, index: int, model: str | None = None) -> urls.Layer | int:
+        """Layer ``index`` of this model, or of ``model`` (another one of the site), as the
+        URLs need it (``urls.layer_path``); the bare index where that model's layers are not
+        known here (a model given only by name and slug): an FFN layer's URL."""
+        layers = self.layers if model is None else self.site_layers.get(model, {})
+        return layers.get(index, index)
+
+    def feature_dir(self, index: int, unit: int, model: str | None = None) -> str:
+        """Site path of the feature page of ``unit`` of layer ``index`` (``urls.feature_dir``)
+        of this model, or of ``model`` (another one of the site, by name).
+
+        >>> from pipeline.models.spec import FFNLayer
+        >>> key = FFNLayer(2, "blocks.0.attn.qkv", 0, 0, 1, (4, 4), 8, "key", 8, 0)
+        >>> info = SiteInfo("m", "m-slug", "hub", "1", "d", None, None, {}, 2024, layers={2: key},
+        ...                 site_models={"m": "m-slug", "o": "o-slug"})
+        >>> info.feature_dir(2, 5), info.feature_dir(0, 5), info.feature_dir(2, 5, "o")
+        ('m-slug/key/0/5', 'm-slug/0/5', 'o-slug/2/5')
+        """
+        slug = self.slug if model is None else self.site_models[model]
+        return urls.feature_dir(slug, self.layer(index, model), unit)
 
 
 def site_extra(info: SiteInfo) -> dict[str, Any]:
@@ -120,20 +146,35 @@ def _nearest(units: list[int], unit: int) -> int:
 
 
 def neighbours(info: SiteInfo, layer: int, unit: int) -> list[str | None]:
-    """Relative URLs from the feature page: previous/next unit, previous/next layer."""
+    """Relative URLs from the feature page: previous/next unit, previous/next layer (the
+    nearest unit with a page there), in the order of the layers' numbers.
+
+    >>> from pipeline.models.spec import FFNLayer
+    >>> key = FFNLayer(2, "blocks.0.attn.qkv", 0, 0, 1, (4, 4), 8, "key", 8, 0)
+    >>> info = SiteInfo("m", "m", "hub", "1", "d", None, None, {1: [0, 4], 2: [3, 5]}, 2024,
+    ...                 layers={2: key})
+    >>> neighbours(info, 1, 4)
+    ['../0/', None, None, '../../key/0/3/']
+    >>> neighbours(info, 2, 3)
+    [None, '../5/', '../../../1/4/', None]
+    """
     units = info.units_by_layer[layer]
     i = bisect.bisect_left(units, unit)
     layers = sorted(info.units_by_layer)
     j = layers.index(layer)
+    here = info.feature_dir(layer, unit)
+
+    def link(index: int, other: int) -> str:
+        return urls.relative(info.feature_dir(index, other) + "/", here)
 
     def other_layer(k: int) -> str | None:
         if not 0 <= k < len(layers):
             return None
-        return f"../../{layers[k]}/{_nearest(info.units_by_layer[layers[k]], unit)}/"
+        return link(layers[k], _nearest(info.units_by_layer[layers[k]], unit))
 
     return [
-        f"../{units[i - 1]}/" if i > 0 else None,
-        f"../{units[i + 1]}/" if i + 1 < len(units) else None,
+        link(layer, units[i - 1]) if i > 0 else None,
+        link(layer, units[i + 1]) if i + 1 < len(units) else None,
         other_layer(j - 1),
         other_layer(j + 1),
     ]
@@ -226,6 +267,7 @@ class FeatureWriter:
         self.labels = examples.labels if examples is not None else []
         self.thumbs = examples.thumbs if examples is not None else []
         self.layer = view.spec.index
+        self.up = urls.up_to_model(info.slug, view.spec)  # from a page of the layer: ../../
         self.foreground = atlas_foreground(view.store, view.spec, view.index, self.ids)
         # distinct (recipe name, recipe dict) pairs of the layer: a recipe's chunks may differ
         self.recipes: list[tuple[str, dict]] = []
@@ -249,6 +291,7 @@ class FeatureWriter:
         """This layer's part of ``config.extra.atlas`` (what all its feature pages share)."""
         s = self.view.spec
         return {
+            "up": self.up,  # the model's folder, relative to a feature page of the layer
             "module": s.module + (f" (call {s.call})" if s.call else ""),
             "stage": s.stage, "grid": f"{s.grid[0]}×{s.grid[1]}", "units": s.units,
             "prefix": s.prefix_tokens,
@@ -259,7 +302,7 @@ class FeatureWriter:
     def _image(self, n: int) -> str | None:
         """Relative URL of example ``n``'s thumbnail from a feature page."""
         path = example_path(self.info.slug, self.thumbs, n)
-        return None if path is None else "../../" + path.split("/", 1)[1]
+        return None if path is None else self.up + path[len(urls.model_dir(self.info.slug)) + 1:]
 
     def _example(self, n: int) -> tuple[str, int | None, str | None]:
         """``(id, label, class name)`` of example number ``n``."""
@@ -306,6 +349,7 @@ class FeatureWriter:
         groups in order): group, score, link or "" (no page in this site), thumbnail or "",
         caption, title."""
         info = self.info
+        here = info.feature_dir(self.layer, unit)
         groups: list[list[dict]] = [[], [], []]
         for e in self.view.similar_to(unit):
             groups[similar_group(info.model, self.layer, e)].append(e)
@@ -317,11 +361,11 @@ class FeatureWriter:
                 href = thumb = ""
                 if g < 2:
                     if u in self._pages(layer):
-                        href = f"../../{layer}/{u}/"
+                        href = urls.relative(info.feature_dir(layer, u) + "/", here)
                         found = self._other_thumb(layer, u)
                         thumb = href + found if found else ""
                 elif self._in_site(other, layer, u):
-                    href = f"../../../{info.site_models[other]}/{layer}/{u}/"
+                    href = urls.relative(info.feature_dir(layer, u, other) + "/", here)
                 where = (f"unit {u}" if g == 0 else f"L{layer} · unit {u}" if g == 1
                          else f"{other} · L{layer} · unit {u}")
                 title = (f"{other} · " if g == 2 else "") + f"layer {layer} unit {u}"
@@ -373,7 +417,7 @@ class FeatureWriter:
         """The page's citable URL: absolute when the site's URL is known (with the version in
         it when published), else its path from the site root (``<version>/…`` when
         published)."""
-        path = urls.feature_dir(self.info.slug, self.layer, unit) + "/"
+        path = self.info.feature_dir(self.layer, unit) + "/"
         if self.info.site_url:
             return self.info.site_url.rstrip("/") + "/" + path
         return f"{self.info.version}/{path}" if self.info.version else path

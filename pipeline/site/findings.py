@@ -194,7 +194,7 @@ def _sample(spec: ModelSpec, vis: dict[int, dict[int, tuple[float | None, float 
             unit = min(got, key=lambda u: (-got[u], u))
             entry = {"kind": kind, "layer": layer.index, "unit": unit, figure: got[unit]}
             if slug is not None:
-                page = urls.feature_dir(slug, layer.index, unit)
+                page = urls.feature_dir(slug, layer, unit)
                 entry["page"] = page + "/"
                 entry["image"] = f"{page}/{urls.VISUALIZATION}"
             units.append(entry)

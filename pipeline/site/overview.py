@@ -43,6 +43,17 @@ class LayerSummary:
     typical: tuple[tuple[int, str | None, int], ...] = ()
     measured: int = 0  # visualized units whose fidelity was measured (primary recipe)
     trusted: int = 0  # of those, the trusted ones (``fidelity.trusted``)
+    kind: str = "ffn"  # ffn | query | key | value
+    depth: int | None = None  # the block's FFN layer (None: ``layer``, an FFN layer)
+
+    @property
+    def index(self) -> int:
+        """The layer's number (``layer``): with ``kind`` and ``level``, a ``urls.Layer``."""
+        return self.layer
+
+    @property
+    def level(self) -> int:
+        return self.layer if self.depth is None else self.depth
 
     @classmethod
     def of(cls, view: LayerView) -> LayerSummary:
@@ -58,7 +69,7 @@ class LayerSummary:
                    tuple(labels.common(best, COMMON_WORDS)),
                    tuple((t["unit"], view.thumbnail(t["unit"]), t["size"]) for t in view.typical
                          if t["unit"] in set(view.units)),
-                   len(fids), sum(fidelity.trusted(f) for f in fids))
+                   len(fids), sum(fidelity.trusted(f) for f in fids), s.kind, s.depth)
 
 
 def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
@@ -192,7 +203,7 @@ def _map_section(atlas: AtlasView, view: LayerView) -> str:
         return ""
     method = MAP_NAMES.get(str(m["method"]), str(m["method"]))
     probe = (atlas.relations_info or {}).get("probe_images")
-    how = urls.relative("method/", urls.layer_dir(atlas.slug, view.layer)) + "#relations"
+    how = urls.relative("method/", urls.layer_dir(atlas.slug, view.spec)) + "#relations"
     over = f" over {probe:,} probe images" if probe else ""
     return (
         '<section class="atlas-map" data-search-exclude>\n'
@@ -219,16 +230,20 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
     """Every unit's visualization as a lazy-loaded grid, with a unit/class filter and, where
     fidelity was measured, sorting by it and an "only trusted" filter."""
     s = view.spec
-    here = urls.layer_dir(atlas.slug, s.index)
+    here = urls.layer_dir(atlas.slug, s)
     ex = atlas.examples
     links = [f'<a href="{urls.relative(atlas.slug + "/", here)}">all layers</a>']
     if atlas.label_info is not None:
         words = urls.relative(urls.words_dir(atlas.slug) + "/", here)
         links.append(f'<a href="{words}">search by word</a>')
+
+    def other(index: int) -> str:
+        return urls.relative(urls.layer_dir(atlas.slug, atlas.spec.layers[index]) + "/", here)
+
     if prev is not None:
-        links.insert(0, f'<a href="../{prev}/">‹ layer {prev}</a>')
+        links.insert(0, f'<a href="{other(prev)}">‹ layer {prev}</a>')
     if nxt is not None:
-        links.append(f'<a href="../{nxt}/">layer {nxt} ›</a>')
+        links.append(f'<a href="{other(nxt)}">layer {nxt} ›</a>')
     facts = (f"module <code>{text(s.module)}</code> · stage {s.stage} · "
              f"patch grid {s.grid[0]}×{s.grid[1]} · {s.units} units · "
              f"{len(view.visualized)} visualized · "
@@ -299,10 +314,21 @@ def _grid(cells: list[str], accent: str | None = None) -> str:
     return out + "\n</div>\n"
 
 
+def _layer_link(slug: str, summary: LayerSummary, here: str) -> str:
+    """Relative URL of the layer page of ``summary`` from the page at ``here`` (a site path).
+
+    >>> s = LayerSummary(9, "blocks.1.attn.qkv", 0, (4, 4), 8, 8, 8, True, [], kind="key",
+    ...                  depth=1)
+    >>> _layer_link("m", s, "m"), _layer_link("m", s, "m/2")
+    ('key/1/', '../key/1/')
+    """
+    return attr(urls.relative(urls.layer_dir(slug, summary) + "/", here))
+
+
 def _strip(slug: str, summary: LayerSummary, here: str, n: int, px: int) -> str:
     cells = []
     for unit, thumb in summary.representatives[:n]:
-        fdir = urls.feature_dir(slug, summary.layer, unit)
+        fdir = urls.feature_dir(slug, summary, unit)
         src = urls.relative(f"{fdir}/{thumb}", here) if thumb else None
         cells.append(_thumb(urls.relative(fdir + "/", here), src,
                             f"layer {summary.layer} unit {unit}", px))
@@ -319,13 +345,14 @@ def progression(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
             continue
         cells = []
         for unit, thumb, size in s.typical:
-            fdir = urls.feature_dir(atlas.slug, s.layer, unit)
+            fdir = urls.feature_dir(atlas.slug, s, unit)
             src = urls.relative(f"{fdir}/{thumb}", here) if thumb else None
             cells.append(_thumb(urls.relative(fdir + "/", here), src,
                                 f"layer {s.layer} unit {unit} · typical of {size} units", 64,
                                 f' data-u="{unit}"'))
         rows.append(f'<div class="atlas-strip-row" data-layer="{s.layer}">'
-                    f'<a class="atlas-strip-label" href="{s.layer}/">Layer {s.layer}</a>'
+                    f'<a class="atlas-strip-label" href="{_layer_link(atlas.slug, s, here)}">'
+                    f'Layer {s.layer}</a>'
                     f'<div class="atlas-strip">{"".join(cells)}</div></div>')
     if not rows:
         return ""
@@ -384,7 +411,7 @@ def words_by_layer(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
     rows = []
     for s in summaries:
         words = " · ".join(_word_link(c, n, here, atlas.slug) for c, n in s.words) or "–"
-        rows.append(f'<tr><th><a href="{s.layer}/">Layer {s.layer}</a></th>'
+        rows.append(f'<tr><th><a href="{_layer_link(atlas.slug, s, here)}">Layer {s.layer}</a></th>'
                     f'<td>{s.labelled} of {s.pages}</td><td class="atlas-layer-words">{words}'
                     "</td></tr>")
     method = urls.relative(labels.METHOD_ANCHOR, here)
@@ -408,7 +435,8 @@ def model_page(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
                     for k, v in model_facts(atlas, summaries))
     rows = []
     for s in summaries:
-        label = (f'<a class="atlas-strip-label" href="{s.layer}/">Layer {s.layer}'
+        label = (f'<a class="atlas-strip-label" href="{_layer_link(atlas.slug, s, here)}">'
+                 f'Layer {s.layer}'
                  f'<small>{text(s.module)} · stage {s.stage} · {s.grid[0]}×{s.grid[1]} · '
                  f'{s.units} units</small></a>')
         strip = _strip(atlas.slug, s, here, STRIP, 80)
@@ -509,7 +537,7 @@ def home_section(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
         if not s.representatives:
             continue
         unit, thumb = s.representatives[0]
-        fdir = urls.feature_dir(slug, s.layer, unit)
+        fdir = urls.feature_dir(slug, s, unit)
         src = f"{fdir}/{thumb}" if thumb else None
         cells.append(f'<figure>{_thumb(fdir + "/", src, f"layer {s.layer} unit {unit}", 72)}'
                      f"<figcaption>L{s.layer}</figcaption></figure>")
@@ -565,7 +593,7 @@ def compare_page(models: list[tuple[AtlasView, list[LayerSummary]]]) -> str:
             cells.append(
                 f'<td data-model="{attr(atlas.slug)}" data-layer="{s.layer}">'
                 f'<a class="atlas-compare-layer" href="'
-                f'{attr(urls.relative(urls.layer_dir(atlas.slug, s.layer) + "/", here))}">'
+                f'{_layer_link(atlas.slug, s, here)}">'
                 f"layer {s.layer}</a> <small>depth {rel:.2f}</small>"
                 f'<div class="atlas-strip">{strip}</div>'
                 + (f'<p class="atlas-compare-words">{words}</p>' if words else "") + "</td>")

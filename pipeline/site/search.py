@@ -32,17 +32,21 @@ Models = list[tuple[AtlasView, list[LayerSummary], dict[int, list[int]], dict | 
 
 
 def models_index(atlases: Models) -> dict[str, Any]:
-    """The jump index: per model, per layer, the unit count and (if sparse) the paged units;
-    ``classes``: the whole class index's URL (``classes.json``), ``class_index``: the header
-    search's (``ClassIndex.head``); ``words``: the word index (``WordIndex.meta``)."""
+    """The jump index: per model, per layer, its ``kind`` (with ``depth`` for the attention
+    kinds), ``path`` (the layer page's site path: its feature pages are ``path + unit + "/"``,
+    ``urls.layer_dir``), the unit count and (if sparse) the paged units; ``classes``: the
+    whole class index's URL (``classes.json``), ``class_index``: the header search's
+    (``ClassIndex.head``); ``words``: the word index (``WordIndex.meta``)."""
     models = []
     for atlas, summaries, units_by_layer, words in atlases:
         layers = []
         for s in summaries:
             units = units_by_layer[s.layer]
             dense = units == list(range(s.units))
-            layers.append({"layer": s.layer, "module": s.module, "units": s.units,
-                           "pages": None if dense else units})
+            layers.append({"layer": s.layer, "kind": s.kind,
+                           **({} if s.kind == urls.FFN else {"depth": s.level}),
+                           "path": urls.layer_dir(atlas.slug, s) + "/", "module": s.module,
+                           "units": s.units, "pages": None if dense else units})
         named = atlas.examples is not None and atlas.examples.class_names is not None
         models.append({"name": atlas.model, "slug": atlas.slug, "weights": atlas.weights,
                        "layers": layers,

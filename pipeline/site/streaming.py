@@ -19,19 +19,23 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.nav import Navigation
 from mkdocs.structure.pages import Page
 
+from pipeline.site import urls
+
 PLUGIN_NAME = "atlas-feature-stream"
 
 
 def feature_page_pattern(slugs: Iterable[str]) -> re.Pattern[str]:
-    """Source paths of the feature pages of the models ``slugs`` (``urls.feature_dir``).
+    """Source paths of the feature pages of the models ``slugs`` (``urls.feature_dir``, every
+    kind: ``urls.feature_source_pattern``).
 
     >>> bool(feature_page_pattern(["vit"]).match("vit/3/17/index.md"))
+    True
+    >>> bool(feature_page_pattern(["vit"]).match("vit/key/3/17/index.md"))
     True
     >>> bool(feature_page_pattern(["vit"]).match("vit/words/index.md"))
     False
     """
-    names = "|".join(re.escape(s) for s in sorted(slugs))
-    return re.compile(rf"^(?:{names})/\d+/\d+/index\.md$")
+    return urls.feature_source_pattern(slugs)
 
 
 class FeaturePageStream(BasePlugin):

@@ -1,24 +1,31 @@
 """Site layout: where each page and file lives, and relative links between them.
 
 ``<slug>/`` model page, ``<slug>/<layer>/`` layer page, ``<slug>/<layer>/<unit>/`` feature page
-with ``feature.json``, ``visualization.png`` (the primary recipe's) and ``attribution.png`` (its
-attribution map, if any) beside it, and ``visualization-<recipe>.png`` /
-``attribution-<recipe>.png`` for every other recipe; ``<slug>/examples/e<n><ext>`` dataset
-thumbnails, ``<slug>/classes.json`` the whole class index (for scripts), ``<slug>/classes/`` the
-header search's class index (``index.json``: names, counts, each class's best units; shards
-``c<n>.json``: every class's units), ``<slug>/words/`` the search-by-word
-page with the word index's shards ``<slug>/words/w<n>.json`` beside it, ``<slug>/<layer>/map.json``
-the layer map (when the atlas was related), ``<slug>/features.parquet`` the bulk export,
-``models.json`` the jump index (which lists the shards), ``compare/`` the cross-model view (two
-models or more), ``sitemap.xml`` (when the site's URL is known). A published version is such a
-site in ``SITE/<version>/`` (``pipeline.publish``).
-Every link the pages contain is relative, so the site works from any sub-path.
+of an FFN layer; the key, query or value channels of a block have theirs at
+``<slug>/<kind>/<depth>/`` and ``<slug>/<kind>/<depth>/<unit>/`` (``layer_path``: stable
+whichever kinds a build runs). Beside a feature page: ``feature.json``, ``visualization.png``
+(the primary recipe's) and ``attribution.png`` (its attribution map, if any), and
+``visualization-<recipe>.png`` / ``attribution-<recipe>.png`` for every other recipe;
+``<slug>/examples/e<n><ext>`` dataset thumbnails, ``<slug>/classes.json`` the whole class index
+(for scripts), ``<slug>/classes/`` the header search's class index (``index.json``: names,
+counts, each class's best units; shards ``c<n>.json``: every class's units), ``<slug>/words/``
+the search-by-word page with the word index's shards ``<slug>/words/w<n>.json`` beside it,
+``map.json`` beside a layer page the layer map (when the atlas was related),
+``<slug>/features.parquet`` the bulk export, ``models.json`` the jump index (which lists the
+shards and each layer's page), ``compare/`` the cross-model view (two models or more),
+``sitemap.xml`` (when the site's URL is known). A published version is such a site in
+``SITE/<version>/`` (``pipeline.publish``).
+Every link the pages contain is relative, so the site works from any sub-path. Every path of
+a layer or a feature is made here (``layer_dir``, ``feature_dir``, ``layer_map``,
+``feature_source_pattern``); the browser reads each layer's from ``models.json``.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
+from typing import NamedTuple, Protocol
 
 from pipeline.errors import AtlasError
 from pipeline.ids import fingerprint, slug
@@ -38,7 +45,11 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    accentuation's seed (recipes[].seed);
 # 7: kind (ffn | query | key | value; with depth and channel for the attention kinds) and,
 #    with masks, foreground {share, area, examples, background_masked, foreground_masked}.
-SITE_FORMAT_VERSION = 7
+# 8: key, query and value channels at URLs of their own, <slug>/<kind>/<depth>/<unit>/ (FFN
+#    pages stay at <slug>/<layer>/<unit>/): feature.json's permalink and findings.json's sample
+#    paths name them; models.json's layers gain kind, depth (other kinds) and path (the layer
+#    page's site path, which the browser follows instead of assuming <slug>/<layer>/).
+SITE_FORMAT_VERSION = 8
 
 VISUALIZATION = "visualization.png"
 ATTRIBUTION = "attribution.png"
@@ -117,21 +128,113 @@ def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
     return files
 
 
+class Layer(Protocol):
+    """What the layout needs of a layer: ``pipeline.models.spec.FFNLayer`` has it, and so do
+    ``LayerRef`` and the pages' ``LayerSummary``."""
+
+    @property
+    def index(self) -> int: ...  # the atlas's running layer number
+
+    @property
+    def kind(self) -> str: ...  # ffn | query | key | value
+
+    @property
+    def level(self) -> int: ...  # the block's FFN layer (an FFN layer's own index)
+
+
+class LayerRef(NamedTuple):
+    """A layer as ``models.json`` or ``feature.json`` name it: ``index`` (``layer``), ``kind``
+    and, for the attention kinds, ``depth``; what ``layer_path`` needs where no spec is at hand.
+
+    >>> LayerRef(9, "key", 1).level, LayerRef(3).level
+    (1, 3)
+    """
+
+    index: int
+    kind: str = "ffn"
+    depth: int | None = None
+
+    @property
+    def level(self) -> int:
+        return self.index if self.depth is None else self.depth
+
+
+FFN = "ffn"
+OTHER_KINDS = ("query", "key", "value")  # kinds with URLs of their own (models.spec.KINDS)
+
+
 def model_dir(slug: str) -> str:
     return slug
 
 
-def layer_dir(slug: str, layer: int) -> str:
-    return f"{slug}/{layer}"
+def layer_path(layer: Layer | int) -> str:
+    """A layer's folder below its model's: ``<layer>`` for an FFN layer (its index; a bare
+    ``int`` is taken for an FFN layer's index), ``<kind>/<depth>`` for the key, query or value
+    channels of a block, ``depth`` being the block's FFN layer (``feature.json``'s ``depth``).
+    Both stay the same whichever kinds a build runs.
+
+    >>> from pipeline.models.spec import FFNLayer
+    >>> layer_path(3), layer_path(FFNLayer(3, "blocks.3.mlp.act", 0, 0, 1, (4, 4), 96))
+    ('3', '3')
+    >>> layer_path(FFNLayer(9, "blocks.1.attn.qkv", 0, 0, 1, (4, 4), 24, "key", 24, 1))
+    'key/1'
+    >>> layer_path(LayerRef(9, "keys", 1))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown kind of layer 'keys'
+    """
+    if isinstance(layer, int):
+        return str(layer)
+    if layer.kind == FFN:
+        return str(layer.index)
+    if layer.kind not in OTHER_KINDS:
+        raise ValueError(f"unknown kind of layer {layer.kind!r}")
+    return f"{layer.kind}/{layer.level}"
 
 
-def layer_map(slug: str, layer: int) -> str:
+def layer_dir(slug: str, layer: Layer | int) -> str:
+    """The layer page's folder (``layer_path``).
+
+    >>> layer_dir("m", 3), layer_dir("m", LayerRef(9, "value", 1))
+    ('m/3', 'm/value/1')
+    """
+    return f"{slug}/{layer_path(layer)}"
+
+
+def layer_map(slug: str, layer: Layer | int) -> str:
     """The layer map's data, beside the layer page."""
     return f"{layer_dir(slug, layer)}/{MAP_JSON}"
 
 
-def feature_dir(slug: str, layer: int, unit: int) -> str:
-    return f"{slug}/{layer}/{unit}"
+def feature_dir(slug: str, layer: Layer | int, unit: int) -> str:
+    """A feature page's folder: ``unit`` (the channel) below its layer's.
+
+    >>> feature_dir("m", 3, 17), feature_dir("m", LayerRef(9, "key", 1), 17)
+    ('m/3/17', 'm/key/1/17')
+    """
+    return f"{layer_dir(slug, layer)}/{unit}"
+
+
+def up_to_model(slug: str, layer: Layer | int) -> str:
+    """Relative URL from any feature page of ``layer`` to its model's folder.
+
+    >>> up_to_model("m", 3), up_to_model("m", LayerRef(9, "query", 1))
+    ('../../', '../../../')
+    """
+    return relative(model_dir(slug) + "/", feature_dir(slug, layer, 0))
+
+
+def feature_source_pattern(slugs: Iterable[str]) -> re.Pattern[str]:
+    """The Markdown sources (``<feature_dir>/index.md``) of the feature pages of ``slugs``.
+
+    >>> p = feature_source_pattern(["vit"])
+    >>> [bool(p.match(s)) for s in ("vit/3/17/index.md", "vit/key/1/17/index.md",
+    ...                             "vit/words/index.md", "vit/key/1/index.md")]
+    [True, True, False, False]
+    """
+    names = "|".join(re.escape(s) for s in sorted(slugs))
+    kinds = "|".join(OTHER_KINDS)
+    return re.compile(rf"^(?:{names})/(?:(?:{kinds})/)?\d+/\d+/index\.md$")
 
 
 def words_dir(slug: str) -> str:
@@ -174,9 +277,23 @@ def example_file(slug: str, number: int, suffix: str) -> str:
 def relative(target: str, from_dir: str) -> str:
     """Relative URL from the directory page ``from_dir`` (site path) to ``target`` (site path).
 
-    A trailing ``/`` on ``target`` is kept (directory URLs).
+    A trailing ``/`` on ``target`` is kept (directory URLs). As ``posixpath.relpath`` on the
+    two, without its look at the working directory (a feature page computes a few dozen).
+
+    >>> relative("m/key/1/17/", "m/3/16"), relative("m/", "m/3"), relative("", "m/words")
+    ('../../key/1/17/', '../', '../..')
+    >>> relative("m/3/", "m/3"), relative("method/#relations", "m/key/0")
+    ('./', '../../../method/#relations')
     """
-    rel = posixpath.relpath(target.rstrip("/") or ".", from_dir or ".")
+    to = [p for p in target.split("/") if p not in ("", ".")]
+    start = [p for p in (from_dir or "").split("/") if p not in ("", ".")]
+    if ".." in to or ".." in start:
+        rel = posixpath.relpath(target.rstrip("/") or ".", from_dir or ".")
+    else:
+        common = 0
+        while common < min(len(to), len(start)) and to[common] == start[common]:
+            common += 1
+        rel = "/".join([".."] * (len(start) - common) + to[common:]) or "."
     if target.endswith("/"):
         rel = "./" if rel == "." else rel + "/"
     return rel

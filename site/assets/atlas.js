@@ -1,6 +1,7 @@
 /*
  * ViT Feature Atlas: the little interactivity the static pages need.
- * - the header search (Material's box, every page): "layer/unit" → feature page; other text →
+ * - the header search (Material's box, every page): "layer/unit" (or "key/depth/unit") →
+ *   feature page; other text →
  *   the units a word labels (word index, with thumbnails) and units by class name, above
  *   Material's results from the handbook
  * - search-by-word page (<model>/words/): every unit a word labels, ranked by score
@@ -37,15 +38,38 @@
 
   /* ---- layer/unit queries ------------------------------------------------------------- */
   var JUMP = /^\s*(?:([A-Za-z0-9][\w.\-]*)\s*\/\s*)?[Ll]?(\d+)\s*(?:[\/.:,]|\s)\s*[Uu]?(\d+)\s*\/?\s*$/;
+  // a key, query or value channel as its URL names it: "key/3/17", "key 3 17", "model/key/3/17"
+  var KIND_JUMP = /^\s*(?:([A-Za-z0-9][\w.\-]*)\s*\/\s*)?(query|key|value)\s*\/?\s*(\d+)\s*(?:[\/.:,]|\s)\s*[Uu]?(\d+)\s*\/?\s*$/i;
 
   function pickModel(index, slug) {
     var models = index.models || [];
     for (var i = 0; i < models.length; i++) if (models[i].slug === slug) return models[i];
     return models[0];
   }
+  function isJump(q) { return JUMP.test(q) || KIND_JUMP.test(q); }
   function findLayer(model, layer) {
     for (var i = 0; i < model.layers.length; i++) if (model.layers[i].layer === layer) return model.layers[i];
     return null;
+  }
+  function findKind(model, kind, depth) {
+    for (var i = 0; i < model.layers.length; i++) {
+      var l = model.layers[i];
+      if (l.kind === kind && l.depth === depth) return l;
+    }
+    return null;
+  }
+  // A layer's page, from the site root: models.json's "path" (pipeline/site/urls.py makes it:
+  // <slug>/<layer>/ for FFN units, <slug>/<kind>/<depth>/ for key, query and value channels);
+  // a models.json without paths (format 7 and before) had every layer at <slug>/<layer>/.
+  function layerPath(model, layer) {
+    var info = typeof layer === "number" ? findLayer(model, layer) : layer;
+    if (info && info.path) return info.path;
+    return model.slug + "/" + (info ? info.layer : layer) + "/";
+  }
+  function unitPath(model, layer, unit) { return layerPath(model, layer) + unit + "/"; }
+  function layerName(info) {
+    return info.kind && info.kind !== "ffn" ? info.kind + " " + info.depth + " (layer " + info.layer + ")"
+      : "layer " + info.layer;
   }
 
   /* ---- words: the word index (models.json's "words": shards of {concept: entries}) ---- */
@@ -112,7 +136,7 @@
     });
   };
   Words.prototype.unitUrl = function (e) {
-    return join(this.base, this.model.slug + "/" + e[0] + "/" + e[1] + "/");
+    return join(this.base, unitPath(this.model, e[0], e[1]));
   };
   Words.prototype.pageUrl = function (concept) {
     return join(this.base, this.index.page) + "?word=" + encodeURIComponent(concept);
@@ -227,20 +251,30 @@
     function clear() { list.textContent = ""; say(""); box.hidden = true; target = null; }
 
     function resolve(q) {
-      var m = JUMP.exec(q);
-      if (!m) return Promise.resolve(null);
+      var k = KIND_JUMP.exec(q), m = k ? null : JUMP.exec(q);
+      if (!k && !m) return Promise.resolve(null);
+      var named = k ? k[1] : m[1];
       return models().then(function (index) {
-        var model = pickModel(index, m[1] || slug);
-        if (m[1]) {
-          for (var i = 0; i < index.models.length; i++) if (index.models[i].slug === m[1]) model = index.models[i];
+        var model = pickModel(index, named || slug);
+        if (named) {
+          for (var i = 0; i < index.models.length; i++) if (index.models[i].slug === named) model = index.models[i];
         }
         if (!model) return { error: "This site holds no atlas." };
-        var layer = parseInt(m[2], 10), unit = parseInt(m[3], 10);
-        var info = findLayer(model, layer);
-        if (!info) return { error: "No layer " + layer + " in " + model.slug + "." };
+        var info, unit;
+        if (k) {
+          var kind = k[2].toLowerCase(), depth = parseInt(k[3], 10);
+          unit = parseInt(k[4], 10);
+          info = findKind(model, kind, depth);
+          if (!info) return { error: "No " + kind + " channels of block " + depth + " in " + model.slug + "." };
+        } else {
+          var layer = parseInt(m[2], 10);
+          unit = parseInt(m[3], 10);
+          info = findLayer(model, layer);
+          if (!info) return { error: "No layer " + layer + " in " + model.slug + "." };
+        }
         var ok = info.pages ? info.pages.indexOf(unit) >= 0 : unit < info.units;
-        if (!ok) return { error: "Layer " + layer + " has no page for unit " + unit + " (" + info.units + " units)." };
-        return { url: join(base, model.slug + "/" + layer + "/" + unit + "/"), model: model, layer: layer, unit: unit };
+        if (!ok) return { error: layerName(info).replace(/^l/, "L") + " has no page for unit " + unit + " (" + info.units + " units)." };
+        return { url: join(base, unitPath(model, info, unit)), model: model, layer: info.layer, name: layerName(info), unit: unit };
       });
     }
 
@@ -265,7 +299,7 @@
 
     function showUnit(r) {
       var li = el("li", "atlas-search-unit");
-      var a = el("a", null, r.model.slug + " · layer " + r.layer + " · unit " + r.unit);
+      var a = el("a", null, r.model.slug + " · " + r.name + " · unit " + r.unit);
       a.href = r.url;
       li.appendChild(a);
       li.appendChild(el("span", null, " – feature page (Enter)"));
@@ -302,7 +336,7 @@
 
     function classLink(res, units, i) {
       var a = el("a", null, "L" + units[i] + "/U" + units[i + 1]);
-      a.href = join(base, res.model.slug + "/" + units[i] + "/" + units[i + 1] + "/");
+      a.href = join(base, unitPath(res.model, units[i], units[i + 1]));
       return a;
     }
     // a class hit: its best units (the index's head), and a button that fetches the shards
@@ -349,7 +383,7 @@
       var mine = ++asked;
       var none = function () { return { hits: [] }; };
       var unit = resolve(q).catch(function () { return null; });
-      var text = q.length < 2 || JUMP.test(q) || /^\d+$/.test(q);
+      var text = q.length < 2 || isJump(q) || /^\d+$/.test(q);
       return Promise.all([unit, text ? none() : searchWords(q).catch(none),
                           text ? none() : searchClasses(q).catch(none)]).then(function (r) {
         if (mine !== asked) return null;
@@ -383,7 +417,7 @@
     input.addEventListener("keydown", function (ev) {
       if (ev.key !== "Enter") return;
       var q = input.value.trim();
-      if (JUMP.test(q)) {
+      if (isJump(q)) {
         ev.preventDefault();
         ev.stopImmediatePropagation();
         clearTimeout(timer);

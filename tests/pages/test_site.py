@@ -118,7 +118,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 7
+    assert feature["format_version"] == 8
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -141,8 +141,8 @@ def test_layout_and_feature_json(small_site: Path):
     index = json.loads((small_site / "models.json").read_text())
     (model,) = index["models"]
     assert model["slug"] == SLUG and model["classes"] == f"{SLUG}/classes.json"
-    assert [(x["layer"], x["pages"]) for x in model["layers"]] == [
-        (0, None), (1, list(range(VIS_UNITS)))]
+    assert [(x["layer"], x["kind"], x["path"], x["pages"]) for x in model["layers"]] == [
+        (0, "ffn", f"{SLUG}/0/", None), (1, "ffn", f"{SLUG}/1/", list(range(VIS_UNITS)))]
     classes = json.loads((small_site / SLUG / "classes.json").read_text())
     pairs = list(zip(classes["units"][0][::2], classes["units"][0][1::2], strict=True))
     assert classes["classes"][0] == TRICKY_CLASS and (0, 0) in pairs
@@ -470,7 +470,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 7
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 8
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -583,7 +583,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 7 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 8 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -668,7 +668,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert store.label_info() is None
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 7
+    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 8
     assert f["similar"] == [] and f["quantiles"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -783,11 +783,12 @@ def test_feature_page_similar_units(small_site: Path):
             assert score == markup.num(e["score"], 3)
             has_page = g < 2 and e["unit"] in _pages()[e["layer"]]
             assert (tag == "a") == has_page and bool(href) == has_page
-            if has_page:
-                assert href == f"../../{e['layer']}/{e['unit']}/"
+            link = relative(f"{SLUG}/{e['layer']}/{e['unit']}/", f"{SLUG}/0/0")
+            if has_page:  # same layer ../<unit>/, other layers ../../<layer>/<unit>/
+                assert href == link == (f"../{e['unit']}/" if g == 0 else
+                                        f"../../{e['layer']}/{e['unit']}/")
             visualized = has_page and e["unit"] < VIS_UNITS
-            assert src == (f"../../{e['layer']}/{e['unit']}/visualization.png" if visualized
-                           else "")
+            assert src == (f"{link}visualization.png" if visualized else "")
             assert unescape(where) == (f"unit {e['unit']}" if g == 0 else
                                        f"L{e['layer']} · unit {e['unit']}" if g == 1 else
                                        f"{TRICKY_MODEL} · L{e['layer']} · unit {e['unit']}")
@@ -824,7 +825,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 7 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 8 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
@@ -901,24 +902,35 @@ def test_atlas_without_relations_builds_as_before(tmp_path: Path):
     assert "Progression" not in (site / SLUG / "index.html").read_text()
 
 
-def test_every_internal_link_and_image_resolves(small_site: Path):
-    pages = _html_pages(small_site)
-    assert len(pages) > 300
+def crawl(site: Path, site_url: str | None = None) -> tuple[int, int]:
+    """Every link and image of every page of ``site`` (but 404.html) checked: relative, inside
+    the site, resolving to a file (a folder: its index.html); with ``site_url`` (the site's
+    own address, ending in ``/``), absolute links under it too (canonical links, permalinks).
+    Returns (pages, links checked)."""
+    pages = _html_pages(site)
     checked = 0
     for page in pages:
         for tag, _, url in _refs(page):
             parts = urlsplit(url)
-            if parts.scheme in ("http", "https", "mailto") or url.startswith("#"):
+            own = site_url is not None and url.startswith(site_url)
+            if not own and (parts.scheme in ("http", "https", "mailto") or url.startswith("#")):
                 assert tag == "a", f"{page}: <{tag}> loads {url} from outside the site"
                 continue
-            assert not url.startswith("/"), f"{page}: absolute link {url}"
-            target = (page.parent / unquote(parts.path)).resolve()
-            if parts.path.endswith("/") or target.is_dir():
+            assert own or not url.startswith("/"), f"{page}: absolute link {url}"
+            where = site if own else page.parent
+            path = urlsplit(url[len(site_url):]).path if own else parts.path
+            target = (where / unquote(path)).resolve()
+            if path.endswith("/") or not path or target.is_dir():
                 target = target / "index.html"
             assert target.is_file(), f"{page}: broken link {url}"
-            assert small_site.resolve() in target.parents, f"{page}: {url} leaves the site"
+            assert site.resolve() in target.parents, f"{page}: {url} leaves the site"
             checked += 1
-    assert checked > 5000
+    return len(pages), checked
+
+
+def test_every_internal_link_and_image_resolves(small_site: Path):
+    pages, checked = crawl(small_site)
+    assert pages > 300 and checked > 5000
 
 
 def test_no_request_leaves_the_site(small_site: Path):
