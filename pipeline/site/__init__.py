@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.site.serve import make_server, serve
+from pipeline.site.serve import make_server, serve, serving
 
 if TYPE_CHECKING:
     from pipeline.store import AtlasStore
@@ -28,4 +28,4 @@ def build_site(store: AtlasStore, site_dir: Path | None = None, *,
     return build(store, site_dir, workers=workers, site_url=site_url)
 
 
-__all__ = ["build_site", "make_server", "serve"]
+__all__ = ["build_site", "make_server", "serve", "serving"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,6 +24,26 @@ def make_server(site_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> Th
     """An HTTP server of ``site_dir`` (``port=0``: an ephemeral port)."""
     handler = functools.partial(QuietHandler, directory=str(site_dir))
     return ThreadingHTTPServer((host, port), handler)
+
+
+@contextlib.contextmanager
+def serving(site_dir: Path, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``site_dir`` from a background thread while the block runs; yields its base URL
+    (no trailing ``/``).
+
+    >>> import tempfile, urllib.request
+    >>> root = Path(tempfile.mkdtemp()); _ = (root / "a.txt").write_text("hi")
+    >>> with serving(root) as base:
+    ...     urllib.request.urlopen(f"{base}/a.txt").read()
+    b'hi'
+    """
+    server = make_server(Path(site_dir), host, port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def serve(site_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from pipeline.site import fidelity, make_server, recognisability
+from pipeline.site import fidelity, recognisability, serving
 from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.site.overview import GRID_INLINE
 from pipeline.store import AtlasStore
@@ -46,12 +45,8 @@ def served(tmp_path_factory) -> Iterator[str]:
     (www / "sub").mkdir()
     (www / "sub" / "site").symlink_to(site, target_is_directory=True)
     (www / "site").symlink_to(site, target_is_directory=True)
-    server = make_server(www, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(www) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -778,22 +773,15 @@ def test_canonical_link_and_bibtex_with_a_site_url(browser, tmp_path_factory):
     store = make_fake_atlas(root / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
                             vis_units=3, index_layers=[0])
     site = site_build.build_site(store, workers=1, site_url="https://atlas.example.org/v/")
-    server = make_server(site, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    local = f"http://127.0.0.1:{server.server_address[1]}"
     url = f"https://atlas.example.org/v/{SLUG}/0/1/"
-    try:
-        with recording_page(browser, local) as pg:
-            pg.goto(f"{local}/{SLUG}/0/1/")
-            pg.wait_for_load_state("load")
-            assert pg.get_attribute("link[rel=canonical]", "href") == url
-            assert pg.locator(".atlas-permalink").inner_text() == url
-            assert pg.get_attribute(".atlas-permalink", "href") == url
-            bib = pg.locator(".atlas-bibtex").inner_text()
-            assert f"\\url{{{url}}}" in bib and local not in bib
-            pg.goto(f"{local}/{SLUG}/")
-            assert pg.get_attribute("link[rel=canonical]", "href") == (
-                f"https://atlas.example.org/v/{SLUG}/")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(site) as local, recording_page(browser, local) as pg:
+        pg.goto(f"{local}/{SLUG}/0/1/")
+        pg.wait_for_load_state("load")
+        assert pg.get_attribute("link[rel=canonical]", "href") == url
+        assert pg.locator(".atlas-permalink").inner_text() == url
+        assert pg.get_attribute(".atlas-permalink", "href") == url
+        bib = pg.locator(".atlas-bibtex").inner_text()
+        assert f"\\url{{{url}}}" in bib and local not in bib
+        pg.goto(f"{local}/{SLUG}/")
+        assert pg.get_attribute("link[rel=canonical]", "href") == (
+            f"https://atlas.example.org/v/{SLUG}/")

@@ -4,12 +4,11 @@ table shown, no console errors and no request leaving the site."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from pipeline.site import make_server
+from pipeline.site import serving
 from tests.pages.test_browser import browser, recording_page  # noqa: F401 (fixtures)
 from tests.pages.test_site import build_small_site
 
@@ -18,13 +17,8 @@ from tests.pages.test_site import build_small_site
 def findings_site(tmp_path_factory) -> Iterator[tuple[str, str, dict]]:
     site = build_small_site(tmp_path_factory.mktemp("site"))
     found = next(site.glob("*/findings/findings.json"))
-    server = make_server(site, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield (f"http://127.0.0.1:{server.server_address[1]}", found.parent.parent.name,
-           json.loads(found.read_text()))
-    server.shutdown()
-    server.server_close()
+    with serving(site) as base:
+        yield base, found.parent.parent.name, json.loads(found.read_text())
 
 
 def test_findings_page_in_chromium(browser, findings_site):  # noqa: F811
@@ -63,13 +57,8 @@ def kinds_site(tmp_path_factory) -> Iterator[tuple[str, str, dict]]:
         "cls": {"examples": 24, "blocks": [0, 1], "kl": [0.01, 3.2], "agreement": [0.96, 0.1]}})
     site = build.build_site(store)
     found = next(site.glob("*/findings/findings.json"))
-    server = make_server(site, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield (f"http://127.0.0.1:{server.server_address[1]}", found.parent.parent.name,
-           json.loads(found.read_text()))
-    server.shutdown()
-    server.server_close()
+    with serving(site) as base:
+        yield base, found.parent.parent.name, json.loads(found.read_text())
 
 
 def test_findings_kinds_and_experiments_in_chromium(browser, kinds_site):  # noqa: F811

@@ -10,14 +10,13 @@ import json
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import pipeline
-from pipeline.site import build, make_server, urls
+from pipeline.site import build, serving, urls
 from pipeline.store import AtlasStore
 from tests.pages.test_browser import browser, recording_page  # noqa: F401 (fixtures)
 from tests.pages.test_site import _refs, crawl
@@ -164,12 +163,8 @@ def test_an_older_models_json_reads_layer_folders(tmp_path):
 @pytest.fixture(scope="module")
 def served_keys(key_site) -> Iterator[str]:
     _, site, _ = key_site
-    server = make_server(site, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(site) as base:
+        yield base
 
 
 def _word_with_keys(site: Path, slug: str) -> tuple[str, list[list]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin
@@ -17,7 +16,7 @@ from pipeline.aliases import alias_type, alias_types, check_alias_type, redirect
 from pipeline.cli import main
 from pipeline.errors import AtlasError
 from pipeline.publish import publish, read_versions, resolve_version
-from pipeline.site import make_server, urls
+from pipeline.site import serving, urls
 from pipeline.site.data import AtlasView
 from pipeline.testing.fake import make_fake_atlas, tiny_spec
 from tests.pages.test_browser import browser, recording_page  # noqa: F401 - the fixture
@@ -236,23 +235,16 @@ def test_alias_in_the_browser(aliased, browser):  # noqa: F811 - the imported fi
     """Through the alias, a reader lands on the version's page (redirect: at the version's
     address, query and hash kept; copy: at the alias's address, the page naming 1.1)."""
     site, slug = aliased["site"], aliased["slug"]
-    server = make_server(site, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with recording_page(browser, base) as page:
-            page.goto(f"{base}/latest/{slug}/0/3/?from=paper#cite")
-            if aliased["type"] == "redirect":
-                page.wait_for_url(f"{base}/1.1/{slug}/0/3/?from=paper#cite")
-            page.wait_for_selector(".atlas-version-ready")
-            assert page.locator(".atlas-version select").input_value() == "1.1"
-            assert page.locator(".atlas-permalink").get_attribute("href") == (
-                f"{URL}1.1/{slug}/0/3/")
-            if aliased["type"] == "copy":
-                assert page.url == f"{base}/latest/{slug}/0/3/?from=paper#cite"
-            page.goto(f"{base}/")  # the root's redirect, through the alias or straight
-            page.wait_for_url(f"{base}/latest/" if aliased["type"] == "copy"
-                              else f"{base}/1.1/")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(site) as base, recording_page(browser, base) as page:
+        page.goto(f"{base}/latest/{slug}/0/3/?from=paper#cite")
+        if aliased["type"] == "redirect":
+            page.wait_for_url(f"{base}/1.1/{slug}/0/3/?from=paper#cite")
+        page.wait_for_selector(".atlas-version-ready")
+        assert page.locator(".atlas-version select").input_value() == "1.1"
+        assert page.locator(".atlas-permalink").get_attribute("href") == (
+            f"{URL}1.1/{slug}/0/3/")
+        if aliased["type"] == "copy":
+            assert page.url == f"{base}/latest/{slug}/0/3/?from=paper#cite"
+        page.goto(f"{base}/")  # the root's redirect, through the alias or straight
+        page.wait_for_url(f"{base}/latest/" if aliased["type"] == "copy"
+                          else f"{base}/1.1/")

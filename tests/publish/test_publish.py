@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pipeline
 from pipeline.cli import main
 from pipeline.errors import AtlasError
 from pipeline.publish import publish, read_versions
-from pipeline.site import make_server, urls
+from pipeline.site import serving, urls
 from pipeline.site.data import AtlasView
 from pipeline.testing.fake import make_fake_atlas, tiny_spec
 from tests.pages.test_browser import browser, recording_page  # noqa: F401 - the fixture
@@ -133,12 +132,8 @@ def test_link_crawl_finds_nothing_broken(published, prefix):
 
 @pytest.fixture(scope="module")
 def served(published) -> Iterator[str]:
-    server = make_server(published["site"], port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(published["site"]) as base:
+        yield base
 
 
 @pytest.fixture
