@@ -180,6 +180,9 @@ def load_labeler(spec: str | LabelerSpec, device: torch.device | str = "cpu",
     parsed = spec if isinstance(spec, LabelerSpec) else parse_labeler(spec, model)
     device = torch.device(device)
     try:
+        hub = open_clip.get_pretrained_cfg(parsed.model_name, parsed.pretrained or "")
+        if hub:  # fetch (or find cached) weights before building the model: fail in seconds
+            open_clip.download_pretrained(hub)
         clip, _, preprocess = open_clip.create_model_and_transforms(
             parsed.model_name, pretrained=parsed.pretrained, device=device)
         tokenizer = open_clip.get_tokenizer(parsed.model_name)

@@ -102,6 +102,10 @@ def test_hub_weights_missing_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    # huggingface_hub reads HF_HUB_OFFLINE when imported, as for a user who set it first
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(AtlasError, match="could not load the labeler.*HF_HUB_OFFLINE"):
         load_labeler("open_clip:ViT-B-32/openai")
 
