@@ -6,6 +6,7 @@ From Python (see the README's "From Python")::
     images, activations = pipeline.render(model, "blocks.4.mlp.act", [0, 1, 2], recipe="fast")
     top = pipeline.index_topk(model, ["blocks.4.mlp.act"], loader, k=16)
     record = pipeline.open("atlas-demo").feature(3, 17)   # what feature.json holds
+    table = pipeline.open("https://example.org/atlas/latest/").table(["layer", "unit", "z"])
     atlas = pipeline.build(out="atlas-x", layers="0:2")   # the CLI's build, from Python
 
 Names are imported on first use, so ``import pipeline`` stays cheap (no torch).

@@ -63,10 +63,22 @@ def read_versions(site: str | Path) -> list[dict[str, Any]]:
         return []
     try:
         versions = json.loads(path.read_text(encoding="utf-8"))
-        assert isinstance(versions, list) and all("version" in v for v in versions)
-    except (ValueError, AssertionError):
-        raise AtlasError(f"{path} is not a versions.json of mike's format (a list of "
-                         "{\"version\", \"title\", \"aliases\"}): fix or remove it") from None
+    except ValueError:
+        versions = None
+    return check_versions(versions, path)
+
+
+def check_versions(versions: Any, where: str | Path) -> list[dict[str, Any]]:
+    """``versions`` (a parsed ``versions.json``, read from ``where``) if it is of mike's
+    format, else an ``AtlasError``.
+
+    >>> check_versions([{"version": "1.0", "title": "1.0", "aliases": []}], "versions.json")
+    [{'version': '1.0', 'title': '1.0', 'aliases': []}]
+    """
+    if not (isinstance(versions, list)
+            and all(isinstance(v, dict) and "version" in v for v in versions)):
+        raise AtlasError(f"{where} is not a versions.json of mike's format (a list of "
+                         "{\"version\", \"title\", \"aliases\"}): fix or remove it")
     return versions
 
 
