@@ -317,8 +317,10 @@ def _nav(base_nav: list | None, models: list[_Model]) -> list:
         if m.view.label_info is not None:
             model.append({"Search by word": f"{urls.words_dir(slug)}/index.md"})
         model.append({"Findings": f"{slug}/findings/index.md"})
-        model += [{f"Layer {layer}": f"{urls.layer_dir(slug, m.view.spec.layers[layer])}/index.md"}
-                  for layer in m.layers]
+        for layer in m.layers:  # "Layer 3", "Key channels of block 3"
+            ref = m.view.spec.layers[layer]
+            page = f"{urls.layer_dir(slug, ref)}/index.md"
+            model.append({urls.layer_name(ref).capitalize(): page})
         sections.append({slug: model})
     if len(models) > 1:
         sections.append({"Compare models": f"{urls.COMPARE_DIR}/index.md"})

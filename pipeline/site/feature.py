@@ -292,6 +292,9 @@ class FeatureWriter:
         s = self.view.spec
         return {
             "up": self.up,  # the model's folder, relative to a feature page of the layer
+            # the layer and its units by name (urls.layer_name; the template fills "{unit}")
+            "name": urls.layer_name(s), "unit_name": urls.layer_name(s, "{unit}"),
+            "noun": "unit" if s.kind == urls.FFN else "channel",
             "module": s.module + (f" (call {s.call})" if s.call else ""),
             "stage": s.stage, "grid": f"{s.grid[0]}×{s.grid[1]}", "units": s.units,
             "prefix": s.prefix_tokens,
@@ -366,9 +369,14 @@ class FeatureWriter:
                         thumb = href + found if found else ""
                 elif self._in_site(other, layer, u):
                     href = urls.relative(info.feature_dir(layer, u, other) + "/", here)
-                where = (f"unit {u}" if g == 0 else f"L{layer} · unit {u}" if g == 1
-                         else f"{other} · L{layer} · unit {u}")
-                title = (f"{other} · " if g == 2 else "") + f"layer {layer} unit {u}"
+                ref = info.layer(layer, other if g == 2 else None)
+                model = f"{other} · " if g == 2 else ""
+                if isinstance(ref, int) or ref.kind == urls.FFN:
+                    where = f"unit {u}" if g == 0 else f"{model}L{layer} · unit {u}"
+                    title = f"{model}layer {layer} unit {u}"
+                else:  # a key, query or value channel: by kind and block (urls.layer_name)
+                    title = model + urls.layer_name(ref, u)
+                    where = f"channel {u}" if g == 0 else title
                 out.append(pack(str(g), num(e["score"], 3), href, thumb, where, title))
         return out
 
@@ -428,7 +436,7 @@ class FeatureWriter:
         idx = view.index
         meta: dict[str, Any] = {
             "template": "feature.html",
-            "title": f"{info.slug} · layer {layer} · unit {unit}",
+            "title": f"{info.slug} · {urls.layer_name(view.spec, unit)}",
             "model": info.slug,
             "search": {"exclude": True},
             "layer": layer,
@@ -478,12 +486,17 @@ class FeatureWriter:
         if self.foreground is not None and foreground_words(self.foreground[unit]):
             meta["fg"] = foreground_words(self.foreground[unit])
         url = self.permalink(unit)
-        meta["cite"] = [url, bibtex(key=cite_key(info.slug, layer, unit), model=info.model,
-                                    weights=info.weights, layer=layer, module=view.spec.module,
+        meta["cite"] = [url, bibtex(key=cite_key(info.slug, view.spec, unit), model=info.model,
+                                    weights=info.weights, layer=view.spec,
+                                    module=view.spec.module,
                                     unit=unit, atlas_version=info.atlas_version, url=url,
                                     year=info.year), is_absolute(url)]
-        return (front_matter(meta)
-                + f"\nUnit {unit} of FFN layer {layer} of the model; data in feature.json.\n")
+        if view.spec.kind == urls.FFN:
+            named = f"Unit {unit} of FFN layer {layer}"
+        else:
+            named = urls.layer_name(view.spec, unit)
+            named = named[0].upper() + named[1:]
+        return front_matter(meta) + f"\n{named} of the model; data in feature.json.\n"
 
     def _histogram(self, unit: int, threshold: float) -> list:
         """The page's histogram: path, axis ends, x of the mean, of the top-k cut and of the

@@ -72,6 +72,20 @@ class LayerSummary:
                    len(fids), sum(fidelity.trusted(f) for f in fids), s.kind, s.depth)
 
 
+def named(layer: urls.Layer, unit: int | None = None) -> str:
+    """A layer, or one of its units, by name (``urls.layer_name``); an FFN unit's thumbnail
+    keeps its short "layer 3 unit 17".
+
+    >>> s = LayerSummary(9, "blocks.1.attn.qkv", 0, (4, 4), 8, 8, 8, True, [], kind="key",
+    ...                  depth=1)
+    >>> named(s), named(s, 5), named(LayerSummary(3, "b", 0, (4, 4), 8, 8, 8, True, []), 5)
+    ('key channels of block 1', 'key channel 5 of block 1', 'layer 3 unit 5')
+    """
+    if unit is not None and layer.kind == urls.FFN:
+        return f"layer {layer.index} unit {unit}"
+    return urls.layer_name(layer, unit)
+
+
 def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
            caption: str = "") -> str:
     """A linked, lazy-loaded visualization (or a placeholder for units without one)."""
@@ -241,9 +255,9 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
         return urls.relative(urls.layer_dir(atlas.slug, atlas.spec.layers[index]) + "/", here)
 
     if prev is not None:
-        links.insert(0, f'<a href="{other(prev)}">‹ layer {prev}</a>')
+        links.insert(0, f'<a href="{other(prev)}">‹ {named(atlas.spec.layers[prev])}</a>')
     if nxt is not None:
-        links.append(f'<a href="{other(nxt)}">layer {nxt} ›</a>')
+        links.append(f'<a href="{other(nxt)}">{named(atlas.spec.layers[nxt])} ›</a>')
     facts = (f"module <code>{text(s.module)}</code> · stage {s.stage} · "
              f"patch grid {s.grid[0]}×{s.grid[1]} · {s.units} units · "
              f"{len(view.visualized)} visualized · "
@@ -272,7 +286,7 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
                    else "") + f"<span>{u}</span>"
         cells.append(_thumb(f"{u}/", src, label, GRID_PX, data, caption))
     return (
-        front_matter({"title": f"{atlas.slug} · layer {s.index}", "model": atlas.slug})
+        front_matter({"title": f"{atlas.slug} · {named(s)}", "model": atlas.slug})
         + f'\n<p class="atlas-facts">{facts}</p>\n\n'
         + f'<p class="atlas-links">{" · ".join(links)}</p>\n\n'
         + _map_section(atlas, view)
@@ -330,8 +344,7 @@ def _strip(slug: str, summary: LayerSummary, here: str, n: int, px: int) -> str:
     for unit, thumb in summary.representatives[:n]:
         fdir = urls.feature_dir(slug, summary, unit)
         src = urls.relative(f"{fdir}/{thumb}", here) if thumb else None
-        cells.append(_thumb(urls.relative(fdir + "/", here), src,
-                            f"layer {summary.layer} unit {unit}", px))
+        cells.append(_thumb(urls.relative(fdir + "/", here), src, named(summary, unit), px))
     return "".join(cells)
 
 
@@ -348,11 +361,11 @@ def progression(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
             fdir = urls.feature_dir(atlas.slug, s, unit)
             src = urls.relative(f"{fdir}/{thumb}", here) if thumb else None
             cells.append(_thumb(urls.relative(fdir + "/", here), src,
-                                f"layer {s.layer} unit {unit} · typical of {size} units", 64,
+                                f"{named(s, unit)} · typical of {size} units", 64,
                                 f' data-u="{unit}"'))
         rows.append(f'<div class="atlas-strip-row" data-layer="{s.layer}">'
                     f'<a class="atlas-strip-label" href="{_layer_link(atlas.slug, s, here)}">'
-                    f'Layer {s.layer}</a>'
+                    f'{named(s).capitalize()}</a>'
                     f'<div class="atlas-strip">{"".join(cells)}</div></div>')
     if not rows:
         return ""
@@ -411,7 +424,8 @@ def words_by_layer(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
     rows = []
     for s in summaries:
         words = " · ".join(_word_link(c, n, here, atlas.slug) for c, n in s.words) or "–"
-        rows.append(f'<tr><th><a href="{_layer_link(atlas.slug, s, here)}">Layer {s.layer}</a></th>'
+        rows.append(f'<tr><th><a href="{_layer_link(atlas.slug, s, here)}">'
+                    f'{named(s).capitalize()}</a></th>'
                     f'<td>{s.labelled} of {s.pages}</td><td class="atlas-layer-words">{words}'
                     "</td></tr>")
     method = urls.relative(labels.METHOD_ANCHOR, here)
@@ -436,7 +450,7 @@ def model_page(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
     rows = []
     for s in summaries:
         label = (f'<a class="atlas-strip-label" href="{_layer_link(atlas.slug, s, here)}">'
-                 f'Layer {s.layer}'
+                 f'{named(s).capitalize()}'
                  f'<small>{text(s.module)} · stage {s.stage} · {s.grid[0]}×{s.grid[1]} · '
                  f'{s.units} units</small></a>')
         strip = _strip(atlas.slug, s, here, STRIP, 80)
@@ -539,7 +553,7 @@ def home_section(atlas: AtlasView, summaries: list[LayerSummary]) -> str:
         unit, thumb = s.representatives[0]
         fdir = urls.feature_dir(slug, s, unit)
         src = f"{fdir}/{thumb}" if thumb else None
-        cells.append(f'<figure>{_thumb(fdir + "/", src, f"layer {s.layer} unit {unit}", 72)}'
+        cells.append(f'<figure>{_thumb(fdir + "/", src, named(s, unit), 72)}'
                      f"<figcaption>L{s.layer}</figcaption></figure>")
     facts = "".join(f"<div><dt>{text(k)}</dt><dd>{text(v)}</dd></div>"
                     for k, v in card_facts(atlas, summaries))
@@ -594,7 +608,7 @@ def compare_page(models: list[tuple[AtlasView, list[LayerSummary]]]) -> str:
                 f'<td data-model="{attr(atlas.slug)}" data-layer="{s.layer}">'
                 f'<a class="atlas-compare-layer" href="'
                 f'{_layer_link(atlas.slug, s, here)}">'
-                f"layer {s.layer}</a> <small>depth {rel:.2f}</small>"
+                f"{named(s)}</a> <small>depth {rel:.2f}</small>"
                 f'<div class="atlas-strip">{strip}</div>'
                 + (f'<p class="atlas-compare-words">{words}</p>' if words else "") + "</td>")
         body.append(f'<tr data-depth="{depth:.3f}"><th scope="row">{100 * depth:.0f}%</th>'

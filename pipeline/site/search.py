@@ -34,9 +34,10 @@ Models = list[tuple[AtlasView, list[LayerSummary], dict[int, list[int]], dict | 
 def models_index(atlases: Models) -> dict[str, Any]:
     """The jump index: per model, per layer, its ``kind`` (with ``depth`` for the attention
     kinds), ``path`` (the layer page's site path: its feature pages are ``path + unit + "/"``,
-    ``urls.layer_dir``), the unit count and (if sparse) the paged units; ``classes``: the
-    whole class index's URL (``classes.json``), ``class_index``: the header search's
-    (``ClassIndex.head``); ``words``: the word index (``WordIndex.meta``)."""
+    ``urls.layer_dir``), ``name`` and ``unit_name`` (``urls.layer_name``: "key channels of
+    block 3", "key channel {unit} of block 3"), the unit count and (if sparse) the paged
+    units; ``classes``: the whole class index's URL (``classes.json``), ``class_index``: the
+    header search's (``ClassIndex.head``); ``words``: the word index (``WordIndex.meta``)."""
     models = []
     for atlas, summaries, units_by_layer, words in atlases:
         layers = []
@@ -45,7 +46,10 @@ def models_index(atlases: Models) -> dict[str, Any]:
             dense = units == list(range(s.units))
             layers.append({"layer": s.layer, "kind": s.kind,
                            **({} if s.kind == urls.FFN else {"depth": s.level}),
-                           "path": urls.layer_dir(atlas.slug, s) + "/", "module": s.module,
+                           "path": urls.layer_dir(atlas.slug, s) + "/",
+                           # by name (urls.layer_name): the browser fills in "{unit}"
+                           "name": urls.layer_name(s), "unit_name": urls.layer_name(s, "{unit}"),
+                           "module": s.module,
                            "units": s.units, "pages": None if dense else units})
         named = atlas.examples is not None and atlas.examples.class_names is not None
         models.append({"name": atlas.model, "slug": atlas.slug, "weights": atlas.weights,

@@ -192,6 +192,26 @@ def layer_path(layer: Layer | int) -> str:
     return f"{layer.kind}/{layer.level}"
 
 
+def layer_name(layer: Layer | int, unit: int | str | None = None) -> str:
+    """How the pages name a layer, or with ``unit`` one of its units, for a reader (titles,
+    breadcrumbs, the Cite block, nav, the jump index): an FFN layer by its number, as pages
+    have always cited it; the key, query or value channels of a block by kind and block
+    (``depth``, the block's FFN layer), not by their layer number, which depends on the kinds
+    a build runs. ``unit`` may be a placeholder such as ``"{unit}"`` for the browser to fill.
+
+    >>> layer_name(3), layer_name(3, 17)
+    ('layer 3', 'layer 3 · unit 17')
+    >>> layer_name(LayerRef(9, "key", 3)), layer_name(LayerRef(9, "key", 3), 17)
+    ('key channels of block 3', 'key channel 17 of block 3')
+    """
+    path = layer_path(layer)  # checks the kind
+    if isinstance(layer, int) or layer.kind == FFN:
+        return f"layer {path}" if unit is None else f"layer {path} · unit {unit}"
+    if unit is None:
+        return f"{layer.kind} channels of block {layer.level}"
+    return f"{layer.kind} channel {unit} of block {layer.level}"
+
+
 def layer_dir(slug: str, layer: Layer | int) -> str:
     """The layer page's folder (``layer_path``).
 

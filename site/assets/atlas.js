@@ -67,9 +67,16 @@
     return model.slug + "/" + (info ? info.layer : layer) + "/";
   }
   function unitPath(model, layer, unit) { return layerPath(model, layer) + unit + "/"; }
+  // A layer and its units by name: models.json's "name" and "unit_name" (pipeline/site/urls.py
+  // layer_name: "layer 3 · unit {unit}", "key channel {unit} of block 3"); an older
+  // models.json has none.
   function layerName(info) {
+    if (info.name) return info.name;
     return info.kind && info.kind !== "ffn" ? info.kind + " " + info.depth + " (layer " + info.layer + ")"
       : "layer " + info.layer;
+  }
+  function unitName(info, unit) {
+    return info.unit_name ? info.unit_name.replace("{unit}", unit) : layerName(info) + " · unit " + unit;
   }
 
   /* ---- words: the word index (models.json's "words": shards of {concept: entries}) ---- */
@@ -145,7 +152,8 @@
   Words.prototype.hit = function (e, px) {
     var a = el("a", "atlas-word-hit");
     a.href = this.unitUrl(e);
-    var name = "layer " + e[0] + " unit " + e[1];
+    var info = findLayer(this.model, e[0]);  // a key, query or value channel by kind and block
+    var name = info && info.kind && info.kind !== "ffn" ? unitName(info, e[1]) : "layer " + e[0] + " unit " + e[1];
     a.title = name;
     var thumb = e[4] >= 0 ? this.index.thumbs[e[4]] : null;
     if (thumb) {
@@ -273,8 +281,9 @@
           if (!info) return { error: "No layer " + layer + " in " + model.slug + "." };
         }
         var ok = info.pages ? info.pages.indexOf(unit) >= 0 : unit < info.units;
-        if (!ok) return { error: layerName(info).replace(/^l/, "L") + " has no page for unit " + unit + " (" + info.units + " units)." };
-        return { url: join(base, unitPath(model, info, unit)), model: model, layer: info.layer, name: layerName(info), unit: unit };
+        var named = layerName(info);
+        if (!ok) return { error: named.charAt(0).toUpperCase() + named.slice(1) + " has no page for unit " + unit + " (" + info.units + " units)." };
+        return { url: join(base, unitPath(model, info, unit)), model: model, layer: info.layer, name: unitName(info, unit), unit: unit };
       });
     }
 
@@ -299,7 +308,7 @@
 
     function showUnit(r) {
       var li = el("li", "atlas-search-unit");
-      var a = el("a", null, r.model.slug + " · " + r.name + " · unit " + r.unit);
+      var a = el("a", null, r.model.slug + " · " + r.name);
       a.href = r.url;
       li.appendChild(a);
       li.appendChild(el("span", null, " – feature page (Enter)"));

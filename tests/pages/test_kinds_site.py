@@ -94,7 +94,7 @@ def test_key_pages_at_kind_and_depth_ffn_pages_where_they_were(key_site):
         page = (here / "7" / "index.html").read_text()
         assert f'<link rel="canonical" href="{SITE_URL}{slug}/key/{depth}/7/">' in page
     index = json.loads((site / urls.MODELS_JSON).read_text())
-    assert index["format_version"] == urls.SITE_FORMAT_VERSION == 8
+    assert index["format_version"] == urls.SITE_FORMAT_VERSION == 9
     layers = index["models"][0]["layers"]
     assert [(x["layer"], x["kind"], x.get("depth"), x["path"]) for x in layers] == [
         (0, "ffn", None, f"{slug}/0/"), (1, "ffn", None, f"{slug}/1/"),
@@ -107,6 +107,40 @@ def test_key_pages_at_kind_and_depth_ffn_pages_where_they_were(key_site):
     found = json.loads((model / "findings" / "findings.json").read_text())
     pages = {u["kind"]: u["page"] for s in found["sample"] for u in s["units"]}
     assert pages and all(p.startswith(f"{slug}/key/") for k, p in pages.items() if k == "key")
+
+
+def test_key_pages_name_their_kind_and_block(key_site):
+    """A key channel's page, layer page, nav entry, jump index and BibTeX say "key channel 7 of
+    block 1" (``urls.layer_name``), not its layer number, which depends on the kinds built; an
+    FFN page's words stay as they were cited."""
+    _, site, slug = key_site
+    model = site / slug
+    key = (model / "key" / "1" / "7" / "index.html").read_text()
+    crumbs = re.search(r'<nav class="atlas-crumbs".*?</nav>', key).group(0)
+    assert f"<title>{slug} · key channel 7 of block 1 –" in key
+    assert ">key channels of block 1</a> › channel 7</nav>" in crumbs
+    assert "<small>key channel 7 of block 1</small></h1>" in key
+    assert "layer 3" not in crumbs and "unit 7" not in crumbs
+    assert f"@misc{{vitatlas:{slug}:K1:U7," in key
+    assert "title        = {Key channel 7 of block 1 (blocks.1.attn.qkv) of" in key
+    assert "key channel 7 of block 1; ViT Feature Atlas version" in key
+    assert '<meta name="description" content="Key channel 7 of block 1 of vit_tiny' in key
+    ffn = (model / "1" / "7" / "index.html").read_text()  # FFN pages: as they were
+    assert f"<title>{slug} · layer 1 · unit 7 –" in ffn
+    assert '>layer 1</a> › unit 7</nav>' in ffn and "<small>layer 1 · unit 7</small>" in ffn
+    assert f"@misc{{vitatlas:{slug}:L1:U7," in ffn
+    assert "title        = {Unit 7 of FFN layer 1 (blocks.1.mlp.act) of" in ffn
+    assert "layer 1, unit 7; ViT Feature Atlas version" in ffn
+    assert '<meta name="description" content="Unit 7 of FFN layer 1 of vit_tiny' in ffn
+    layer_page = (model / "key" / "0" / "index.html").read_text()
+    assert f"<title>{slug} · key channels of block 0 " in layer_page
+    assert ">‹ layer 1</a>" in layer_page and ">key channels of block 1 ›</a>" in layer_page
+    nav = (site / "how-to-read" / "index.html").read_text()
+    assert "Key channels of block 1" in nav and "Layer 1" in nav
+    layers = json.loads((site / urls.MODELS_JSON).read_text())["models"][0]["layers"]
+    assert [(x["name"], x["unit_name"]) for x in layers[1:3]] == [
+        ("layer 1", "layer 1 · unit {unit}"),
+        ("key channels of block 0", "key channel {unit} of block 0")]
 
 
 def test_links_between_kinds_and_the_model_page(key_site):
@@ -185,16 +219,17 @@ def test_header_search_and_word_page_reach_key_pages(browser, key_site,  # noqa:
     base = served_keys
     with recording_page(browser, base) as pg:
         pg.goto(f"{base}/{slug}/0/3/")
-        for query, path, name in (("key/1/3", "key/1/3/", "key 1 (layer 3) · unit 3"),
-                                  ("3/4", "key/1/4/", "key 1 (layer 3) · unit 4"),
-                                  (f"{slug}/key 0 5", "key/0/5/", "key 0 (layer 2) · unit 5"),
+        for query, path, name in (("key/1/3", "key/1/3/", "key channel 3 of block 1"),
+                                  ("3/4", "key/1/4/", "key channel 4 of block 1"),
+                                  (f"{slug}/key 0 5", "key/0/5/", "key channel 5 of block 0"),
                                   ("1/6", "1/6/", "layer 1 · unit 6")):
             pg.fill(".md-search__input", query)
             pg.wait_for_function(f"""Array.from(document.querySelectorAll(
                 '.atlas-search-unit a')).some(a => a.textContent.endsWith({name!r}))""")
             pg.press(".md-search__input", "Enter")
             pg.wait_for_url(f"{base}/{slug}/{path}")
-            assert name.rsplit(" ", 1)[1] in pg.locator(".atlas-crumbs").inner_text()
+            crumb = f"unit {path[-2]}" if path[0].isdigit() else f"channel {path[-2]}"
+            assert pg.locator(".atlas-crumbs").inner_text().endswith(crumb)
         pg.fill(".md-search__input", "key/1/99")
         pg.wait_for_function("document.querySelector('.atlas-search-msg').textContent"
                              ".includes('no page for unit 99')")
