@@ -16,8 +16,8 @@ from pipeline.store import AtlasStore
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _build(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "build", "--preset", "demo",
+def _build(out: Path, *extra: str, command: str = "build") -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "pipeline", command, "--preset", "demo",
                            "--out", str(out), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -26,7 +26,10 @@ def _build(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def test_demo_atlas_has_a_page_for_every_channel(tmp_path):
     out = tmp_path / "demo"
-    proc = _build(out, "--steps", "2", "--max-images", "300")
+    concepts = tmp_path / "concepts.txt"  # a short list: the 20,000 default words take ~30 s
+    concepts.write_text("circle\nstripes\nring\ncheckerboard\ndots\nred\nblue\nedge\n")
+    proc = _build(out, "--steps", "2", "--max-images", "300", "--concepts", str(concepts),
+                  "--judge-trials", "4")
     assert "vit-atlas serve --out" in proc.stdout
     manifest = AtlasStore(out).manifest()
     layers = manifest["model"]["layers"]
@@ -42,8 +45,10 @@ def test_demo_atlas_has_a_page_for_every_channel(tmp_path):
 
 
 def test_visualizations_beat_the_best_dataset_example(tmp_path):
-    out = tmp_path / "demo"
-    _build(out, "--channels", "0:16", "--max-images", "1000", "--steps", "200")
+    out = tmp_path / "demo"  # only the stages this test reads: index and visualize
+    _build(out, "--channels", "0:16", "--max-images", "1000", "--judge", "none", command="index")
+    _build(out, "--channels", "0:16", "--max-images", "1000", "--steps", "200",
+           "--judge", "none", command="visualize")
     store = AtlasStore(out)
     wins = []
     for layer in range(4):
