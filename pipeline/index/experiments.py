@@ -4,7 +4,9 @@ Two of the paper's experiments (Ghiasi et al. 2022) need the whole model, not on
 
 - **classifier** (a model with a classifier head whose classes are the dataset's, and masks):
   over the first examples that have both a label and a mask, the model's top-1 accuracy against
-  the dataset labels unmasked, with the background masked and with the foreground masked, each
+  the dataset labels (matched to the head's classes by name where those are known:
+  ``label_map``; an image folder numbers its classes in folder order) unmasked, with the
+  background masked and with the foreground masked, each
   region replaced by the image's mean colour (``foreground.replace_regions``, as the masking
   ratios do). The paper: ViTs lose less than CNNs when the background goes.
 - **cls** (a model with a CLS token): per block, the change in the model's output when the CLS
@@ -23,9 +25,11 @@ finished result of the same index and settings is kept.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,9 +44,10 @@ from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.precision import autocast
 from pipeline.store import atomic_save_npz, atomic_write_json, read_json_if_any
 
-EXPERIMENTS_VERSION = 1
+EXPERIMENTS_VERSION = 2  # 2: dataset labels matched to the head's classes by name
 MAX_IMAGES = 512  # the experiments' examples: the first min(this, probe_images, max_images)
 REGIONS = ("plain", "background", "foreground")  # accuracy unmasked, bg masked, fg masked
+_SAME = object()  # measure's labels when not given: the dataset's own, where the counts match
 
 
 def experiment_images(probe_images: int, max_images: int | None) -> int:
@@ -72,11 +77,50 @@ def cls_blocks(model: nn.Module) -> list[int]:
     return list(range(start, len(blocks)))
 
 
-def classes_match(model: nn.Module, class_names: list[str] | None) -> bool:
-    """Whether the model's classifier head has exactly the dataset's classes (so its top-1
-    class can be scored against the dataset labels)."""
+def _class_key(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def label_map(n_classes: int, dataset_names: list[str] | None,
+              model_names: list[str] | None) -> np.ndarray | None:
+    """For each dataset class, the index of the same class in the model's head: by name where
+    the head's class names are known (``horizontal_stripes`` is ``horizontal stripes``), else
+    the same index when the counts match; None where the head's classes are not the dataset's.
+
+    >>> label_map(3, ["b", "a_c", "d"], ["a c", "b", "d"]).tolist()
+    [1, 0, 2]
+    >>> label_map(3, ["x", "y", "z"], None).tolist(), label_map(3, ["b", "e", "d"], ["a", "b", "d"])
+    ([0, 1, 2], None)
+    """
+    if n_classes <= 0 or dataset_names is None or len(dataset_names) != n_classes:
+        return None
+    if model_names is None:
+        return np.arange(n_classes)
+    where = {_class_key(name): i for i, name in enumerate(model_names)}
+    out = [where.get(_class_key(name), -1) for name in dataset_names]
+    return None if min(out) < 0 or len(set(out)) != n_classes else np.array(out)
+
+
+def head_class_names(model: nn.Module, weights: str) -> list[str] | None:
+    """The model head's classes by name where they are known: the ``classes`` of a
+    ``model.json`` beside a weights file (the bundled models' cards), ImageNet's for timm's
+    1,000-class hub weights; None otherwise.
+
+    >>> from pipeline.resources import bundled_model_dir
+    >>> m = type("M", (), {"num_classes": 12})()
+    >>> head_class_names(m, str(bundled_model_dir("demo") / "vit-demo.safetensors"))[:2]
+    ['circle', 'square']
+    """
     n = int(getattr(model, "num_classes", 0) or 0)
-    return n > 0 and class_names is not None and n == len(class_names)
+    card = Path(weights).parent / "model.json" if weights not in ("hub", "random") else None
+    if card is not None and card.is_file():
+        names = json.loads(card.read_text()).get("classes")
+        if isinstance(names, list) and len(names) == n:
+            return [str(x) for x in names]
+    if weights == "hub" and n == 1000:
+        from pipeline.data.sources import imagenet_class_names
+        return imagenet_class_names()
+    return None
 
 
 @dataclass
@@ -166,13 +210,17 @@ def _batches(source: Source, transform: Any, batch_size: int, stop: int, skip: i
 
 def measure(model: nn.Module, device: torch.device, source: Source, transform: Any,
             images: int, batch_size: int, masks: Any = None, workers: int = 0,
-            sums: Sums | None = None, save: Any = None, every: int = 1) -> Sums:
+            sums: Sums | None = None, save: Any = None, every: int = 1,
+            labels: Any = _SAME) -> Sums:
     """Both passes over the first ``images`` examples; ``masks``: a ``foreground.MaskReader``
-    (None: no accuracy figures); ``sums``: a checkpoint to resume from; ``save(sums)`` is
-    called every ``every`` batches and at the end of each phase."""
+    (None: no accuracy figures); ``labels``: the head's class of each dataset class
+    (``label_map``; None: no accuracy figures); ``sums``: a checkpoint to resume from;
+    ``save(sums)`` is called every ``every`` batches and at the end of each phase."""
     s = sums or Sums()
     blocks = cls_blocks(model)
-    score = masks is not None and classes_match(model, source.class_names)
+    if labels is _SAME:
+        labels = label_map(int(getattr(model, "num_classes", 0) or 0), source.class_names, None)
+    score = masks is not None and labels is not None
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(device):
@@ -194,7 +242,7 @@ def measure(model: nn.Module, device: torch.device, source: Source, transform: A
                                      else s.cls_sum) + cls.sum(0)
                         s.cls_count += len(cls)
                     if score:
-                        _score(s, batch, x, logits, forward)
+                        _score(s, batch, x, logits, forward, labels)
                 if save is not None and i % max(1, every) == 0:
                     save(s)
             s.phase, s.consumed = (2 if blocks and s.cls_count else 3), 0
@@ -226,11 +274,12 @@ def measure(model: nn.Module, device: torch.device, source: Source, transform: A
     return s
 
 
-def _score(s: Sums, batch: Any, x: torch.Tensor, logits: torch.Tensor, forward: Any) -> None:
+def _score(s: Sums, batch: Any, x: torch.Tensor, logits: torch.Tensor, forward: Any,
+           head: np.ndarray) -> None:
     keep = [j for j, m in enumerate(batch.masks) if m is not None and batch.labels[j] >= 0]
     if not keep:
         return
-    labels = torch.as_tensor(batch.labels[keep], device=x.device)
+    labels = torch.as_tensor(head[np.asarray(batch.labels)[keep]], device=x.device)
     masks = torch.as_tensor(np.stack([batch.masks[j] for j in keep]))
     xs = x[torch.as_tensor(keep, device=x.device)]
     s.right[0] += int((logits[keep].argmax(-1) == labels).sum().item())
@@ -248,7 +297,7 @@ def result(s: Sums, model: nn.Module, masks: bool, class_names: list[str] | None
     ``cls``: ``{"examples", "blocks", "kl", "agreement"}`` (per block, in forward order) or
     None (no CLS token)."""
     classifier = None
-    if masks and classes_match(model, class_names) and s.labelled:
+    if masks and s.labelled:
         acc = s.right / s.labelled
         classifier = {"examples": s.labelled, "accuracy": round(float(acc[0]), 6),
                       "background_masked": round(float(acc[1]), 6),
@@ -288,8 +337,11 @@ def run_experiments(job: Any, source: Source, transform: Any) -> None:
             def save(s: Sums) -> None:
                 atomic_save_npz(state, fingerprint=np.array(key), **s.arrays())
 
+            head = head_class_names(run.model, run.config.model.weights)
+            labels = label_map(int(getattr(run.model, "num_classes", 0) or 0),
+                               source.class_names, head)
             s = measure(run.model, run.device, source, transform, images, cfg.batch_size,
-                        reader, cfg.workers, sums, save, cfg.checkpoint_every)
+                        reader, cfg.workers, sums, save, cfg.checkpoint_every, labels)
             atomic_write_json(store.experiments_path,
                               result(s, run.model, reader is not None,
                                      source.class_names, key), indent=2)

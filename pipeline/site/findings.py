@@ -30,8 +30,8 @@ from pipeline.site import urls
 from pipeline.store import AtlasStore
 
 # 1: entropy, purity, foreground, masking per layer; 2: recognisability per layer, by_depth,
-# sample, classifier and cls
-FINDINGS_VERSION = 2
+# sample, classifier and cls; 3: masking ratios as the median over units
+FINDINGS_VERSION = 3
 SAMPLE_DEPTHS = 3  # blocks shown side by side: the first, the middle and the last compared
 MEANING = {
     "entropy": "Normalized entropy of a unit's positive patch activation on its top examples, "
@@ -42,8 +42,9 @@ MEANING = {
                   "(area, chance level): above the area means units fire on the object.",
     "masking": "A unit's mean activation on its top examples with the background (bg masked), "
                "then the object (fg masked), replaced by the image's mean colour, relative "
-               "to unmasked, averaged over units: 1 means the unit does not need that part "
-               "of the image, lower means it does.",
+               "to unmasked, the median over units (a unit whose activation is near zero "
+               "gives a ratio far off): 1 means the unit does not need that part of the "
+               "image, lower means it does.",
     "purity": "Share of a unit's top examples that belong to their most common class, averaged "
               "over units: high means units pick out one kind of object.",
     "recognisability": "How well a unit's visualization shows what the unit detects, averaged "
@@ -58,12 +59,19 @@ MEANING = {
     "cls": "Per block, the change of the model's output when the CLS token's state after "
            "that block is replaced by its mean over the dataset: mean KL divergence of the "
            "class distributions and the share of examples keeping their top-1 class (1 = "
-           "unchanged: the CLS token carries nothing there yet).",
+           "unchanged: the CLS token carries nothing there yet). The finding holds where "
+           "every block before the last keeps at least 0.9 and the last does not.",
 }
 
 
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
+
+
+def _median(values: list[float]) -> float | None:
+    """The median: a ratio to a unit's unmasked activation runs far off for a unit whose
+    activation is near zero (one unit of the demo's layer 0 at -95), and would swamp a mean."""
+    return float(np.median(values)) if values else None
 
 
 def _vis_figures(store: AtlasStore, layer: int) -> dict[int, tuple[float | None,
@@ -116,9 +124,9 @@ def measure(store: AtlasStore, spec: ModelSpec, slug: str | None = None) -> dict
                        "entropy": _mean(entropies), "purity": _mean(purities),
                        "foreground": _mean([f.share for f in fg]),
                        "area": _mean([f.area for f in fg]),
-                       "background_masked": _mean([f.background_masked for f in masked]),
-                       "foreground_masked": _mean([f.foreground_masked for f in masked
-                                                   if f.foreground_masked is not None]),
+                       "background_masked": _median([f.background_masked for f in masked]),
+                       "foreground_masked": _median([f.foreground_masked for f in masked
+                                                     if f.foreground_masked is not None]),
                        "visualized": len(figs),
                        "afc": _mean([a for a, _ in figs.values() if a is not None]),
                        "vs_best_example": _mean([v for _, v in figs.values() if v is not None])})
@@ -216,7 +224,7 @@ def model_verdicts(found: dict[str, Any]) -> list[str]:
     ...     print(line)  # doctest: +ELLIPSIS
     Holds: FFN units' visualizations are more recognisable than ... (2-AFC 0.80 against 0.60).
     Holds: the classifier loses less without the background (0.90 -> 0.80) than ...
-    Holds: the CLS token matters only at the end: ... stays for 0.95 of the examples, ... 0.20.
+    Holds: the CLS token matters only at the end: ... stays for at least 0.90 of ..., ... 0.20.
     """
     out = []
     rows, figure = found.get("by_depth") or [], found.get("recognisability_figure")
@@ -225,36 +233,59 @@ def model_verdicts(found: dict[str, Any]) -> list[str]:
         other = float(np.mean([v for r in rows for k, v in r.items()
                                if k not in ("depth", "ffn")]))
         name = "2-AFC" if figure == "afc" else "activation against the best dataset example"
-        holds = ffn > other
-        out.append(f"{_verdict(ffn - other)}: FFN units' visualizations are "
-                   f"{'more' if holds else 'not more'} recognisable than key/query/value "
+        verdict, words = _say(ffn - other, "more recognisable than", "not more recognisable "
+                              "than", "about as recognisable as")
+        out.append(f"{verdict}: FFN units' visualizations are {words} key/query/value "
                    f"channels' of the same blocks ({name} {ffn:.2f} against {other:.2f}).")
     c = found.get("classifier")
     if c:
         bg, fg = c["accuracy"] - c["background_masked"], c["accuracy"] - c["foreground_masked"]
-        holds = bg < fg
-        out.append(f"{_verdict(fg - bg)}: the classifier loses "
-                   f"{'less' if holds else 'no less'} without the background "
-                   f"({c['accuracy']:.2f} -> {c['background_masked']:.2f}) than without the "
-                   f"object ({c['accuracy']:.2f} -> {c['foreground_masked']:.2f}), over "
+        verdict, words = _say(fg - bg, ("less", "than"), ("no less", "than"),
+                              ("about as much", "as"))
+        out.append(f"{verdict}: the classifier loses {words[0]} without the background "
+                   f"({c['accuracy']:.2f} -> {c['background_masked']:.2f}) {words[1]} without "
+                   f"the object ({c['accuracy']:.2f} -> {c['foreground_masked']:.2f}), over "
                    f"{c['examples']} examples.")
     cls = found.get("cls")
     if cls and len(cls["agreement"]) >= 2:
-        early = float(np.mean(cls["agreement"][:-1]))
-        last = cls["agreement"][-1]
-        holds = early > last
-        out.append(f"{_verdict(early - last)}: the CLS token matters "
-                   f"{'only' if holds else 'not only'} at the end: replaced by its mean before "
-                   f"the last block, the top-1 class stays for {early:.2f} of the examples, "
-                   f"after the last block for {last:.2f}.")
+        early, last = cls["agreement"][:-1], cls["agreement"][-1]
+        before = [(b, a) for b, a in zip(cls["blocks"], early, strict=False) if a < KEPT]
+        if before:  # the output changes before the last block already
+            b, a = before[0]
+            out.append(f"Does not hold: the CLS token matters before the end: replaced by its "
+                       f"mean after block {b}, the top-1 class stays for only {a:.2f} of the "
+                       f"examples (after the last block: {last:.2f}).")
+        elif last < KEPT:
+            out.append(f"Holds: the CLS token matters only at the end: replaced by its mean "
+                       f"before the last block, the top-1 class stays for at least "
+                       f"{min(early):.2f} of the examples, after the last block for "
+                       f"{last:.2f}.")
+        else:
+            out.append(f"Not clear: replacing the CLS token by its mean changes little at any "
+                       f"block: the top-1 class stays for at least {min(cls['agreement']):.2f} "
+                       f"of the examples.")
     return out
 
 
 MARGIN = 0.02  # a finding holds or fails only by more than this; closer is "not clear"
+# the CLS token "matters" at a block where replacing it changes the top-1 class of more than
+# 1 - KEPT of the examples
+KEPT = 0.9
 
 
 def _verdict(gap: float) -> str:
     return "Holds" if gap > MARGIN else ("Does not hold" if gap < -MARGIN else "Not clear")
+
+
+def _say(gap: float, holds: Any, fails: Any, unclear: Any) -> tuple[str, Any]:
+    """The verdict for ``gap`` and the words that go with it, so that a sentence never says
+    "more" where the figures are within ``MARGIN`` of each other.
+
+    >>> _say(0.01, "more", "not more", "about as")
+    ('Not clear', 'about as')
+    """
+    verdict = _verdict(gap)
+    return verdict, {"Holds": holds, "Does not hold": fails}.get(verdict, unclear)
 
 
 def verdicts(layers: list[dict[str, Any]]) -> list[str]:
@@ -272,32 +303,31 @@ def verdicts(layers: list[dict[str, Any]]) -> list[str]:
     ent = [x["entropy"] for x in ffn if x["entropy"] is not None]
     if len(ent) >= 2:
         before = float(np.mean(ent[:-1]))
-        holds = ent[-1] > before
-        out.append(f"{_verdict(ent[-1] - before)}: the last FFN layer's maps are "
-                   f"{'more' if holds else 'not more'} uniform than the earlier layers' "
+        verdict, words = _say(ent[-1] - before, "more uniform than", "not more uniform than",
+                              "about as uniform as")
+        out.append(f"{verdict}: the last FFN layer's maps are {words} the earlier layers' "
                    f"({ent[-1]:.2f} against {before:.2f} before).")
     pur = [x["purity"] for x in ffn if x["purity"] is not None]
     if len(pur) >= 2:
-        holds = pur[-1] > pur[0]
-        out.append(f"{_verdict(pur[-1] - pur[0])}: class purity of top examples "
-                   f"{'grows' if holds else 'does not grow'} from the first FFN layer to the "
-                   f"last ({pur[0]:.2f} to {pur[-1]:.2f}).")
+        verdict, words = _say(pur[-1] - pur[0], "grows", "does not grow", "barely changes")
+        out.append(f"{verdict}: class purity of top examples {words} from the first FFN "
+                   f"layer to the last ({pur[0]:.2f} to {pur[-1]:.2f}).")
     fg = [(x["foreground"], x["area"]) for x in ffn if x.get("foreground") is not None]
     if fg:
         share, area = float(np.mean([s for s, _ in fg])), float(np.mean([a for _, a in fg]))
-        holds = share > area
-        out.append(f"{_verdict(share - area)}: FFN units put "
-                   f"{'more' if holds else 'no more'} of their activation on the object than "
-                   f"its area ({share:.2f} against {area:.2f}).")
+        verdict, words = _say(share - area, ("more", "than"), ("no more", "than"),
+                              ("about as much", "as"))
+        out.append(f"{verdict}: FFN units put {words[0]} of their activation on the object "
+                   f"{words[1]} its area ({share:.2f} against {area:.2f}).")
     mask = [(x["background_masked"], x.get("foreground_masked")) for x in ffn
             if x.get("background_masked") is not None]
     if mask:
         bg = float(np.mean([b for b, _ in mask]))
         fgs = [f for _, f in mask if f is not None]
         also = f" (masking the object leaves {np.mean(fgs):.2f})" if fgs else ""
-        out.append(f"{_verdict(1 - bg)}: FFN units {'use' if bg < 1 else 'do not need'} the "
-                   f"background: masking it leaves {bg:.2f} of their activation on their top "
-                   f"examples{also}.")
+        verdict, words = _say(1 - bg, "use", "do not need", "barely use")
+        out.append(f"{verdict}: FFN units {words} the background: masking it leaves {bg:.2f} "
+                   f"of their activation on their top examples{also}.")
     return out
 
 

@@ -79,4 +79,5 @@ def test_findings_kinds_and_experiments_in_chromium(browser, kinds_site):  # noq
         first = data["sample"][0]["units"][2]  # a key channel: its own page
         pg.locator(".atlas-findings-sample a").nth(2).click()
         pg.wait_for_url(f"{base}/{first['page']}")
-        assert f"unit {first['unit']}" in pg.locator(".atlas-crumbs").inner_text()
+        assert f"key channels of block {data['sample'][0]['depth']} › channel {first['unit']}" \
+            in pg.locator(".atlas-crumbs").inner_text()  # named by kind and block

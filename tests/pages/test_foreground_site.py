@@ -66,11 +66,15 @@ def test_findings_carry_foreground(tmp_path):
     assert layer["area"] == pytest.approx(np.mean([f["area"] for f in found]), abs=1e-4)
     assert any("on the object" in v for v in data["verdicts"])
     ratios = [f["background_masked"] for f in found if f["background_masked"] is not None]
-    assert ratios and layer["background_masked"] == pytest.approx(np.mean(ratios), abs=1e-4)
+    # the median over units: one unit with a near-zero activation would swamp a mean
+    assert ratios and layer["background_masked"] == pytest.approx(np.median(ratios), abs=1e-4)
     assert any("masking it leaves" in v for v in data["verdicts"])
     # the demo model classifies the demo's classes: its accuracy with either region masked
     c = data["classifier"]
     assert c is not None and c["examples"] == 36
+    # the image folder numbers its classes alphabetically, the demo's head in its card's
+    # order: scored by name, the model is as accurate as its card says (92.8%), not at chance
+    assert c["accuracy"] > 0.8
     assert c == AtlasStore(out).experiments()["classifier"]
     assert any("the classifier loses" in v for v in data["verdicts"])
     page = next(out.glob("site/*/findings/index.html")).read_text()
