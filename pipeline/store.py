@@ -28,6 +28,13 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/build/docs/...                     generated Markdown for mkdocs (rebuildable)
     DIR/site/...                           the built static site
 
+Outside any atlas, results that do not depend on the atlas are cached per user
+(``user_cache_dir()``: ``$VIT_ATLAS_CACHE``, else ``$XDG_CACHE_HOME/vit-atlas``, else
+``~/.cache/vit-atlas``)::
+
+    CACHE/concepts/text-<key>.npz          a labeler's embeddings of a concept set (the key
+                                           names both), shared by every atlas it labels
+
 The store owns this layout: every stage asks it for its paths (what the files hold is each
 stage's business: ``pipeline.index.results`` for the index). Every file is written to a
 temporary name in the same directory and renamed into place, so a killed run leaves either
@@ -125,6 +132,25 @@ def read_json_if_any(path: Path) -> Any | None:
     """``read_json(path)``, or None when the file is absent (a stage that has not run)."""
     path = Path(path)
     return read_json(path) if path.is_file() else None
+
+
+def user_cache_dir() -> Path:
+    """The per-user cache of results shared by atlases (see the module docstring).
+
+    >>> import os; os.environ["VIT_ATLAS_CACHE"] = "/tmp/vit-atlas-cache"
+    >>> str(user_cache_dir())
+    '/tmp/vit-atlas-cache'
+    >>> del os.environ["VIT_ATLAS_CACHE"]
+    """
+    if os.environ.get("VIT_ATLAS_CACHE"):
+        return Path(os.environ["VIT_ATLAS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vit-atlas"
+
+
+def concept_embeddings_path(key: str) -> Path:
+    """Where the user cache keeps the concept embeddings named by ``key``."""
+    return user_cache_dir() / "concepts" / f"text-{key}.npz"
 
 
 def layer_file(directory: Path, layer: int, suffix: str) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -9,6 +11,19 @@ from pipeline.config import AtlasConfig
 
 TINY_MODEL = "vit_tiny_patch16_224"
 TINY_KWARGS = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory):
+    """One user cache for the session (the demo builds share their concept embeddings), never
+    the developer's own; subprocess builds inherit it."""
+    old = os.environ.get("VIT_ATLAS_CACHE")
+    os.environ["VIT_ATLAS_CACHE"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if old is None:
+        del os.environ["VIT_ATLAS_CACHE"]
+    else:
+        os.environ["VIT_ATLAS_CACHE"] = old
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 CASES = {
     "bench_visualize.py": (["--steps", "2", "--units-per-layer", "2", "--images", "64",
-                            "--recipes", "default,scripts/recipes/polish50.json"],
+                            "--recipes", "default,scripts/recipes/polish50.json",
+                            "--judges", "cnn:demo"],
                            ["best dataset examples", "polish50", "vs paper", "% peak"]),
     "bench_fast_paths.py": (["--steps", "2", "--features", "4", "--layers", "0",
                              "--variants", "eager", "channels-last"],
@@ -24,7 +25,8 @@ CASES = {
     "bench_label.py": (["--units", "32", "--images", "300", "--concepts", "200",
                         "--baseline-units", "8", "--text-sample", "0"],
                        ["SoftWPMI (batched)", "batched vs loop", "peak RSS"]),
-    "bench_site.py": (["--units", "16", "--small-units", "8", "--examples", "100"],
+    "bench_site.py": (["--units", "16", "--small-units", "8", "--examples", "100",
+                       "--map-units", "512", "--word-units", "5000"],
                       ["feature pages/s", "peak RSS main"]),
     "bench_search.py": (["--units", "2000", "--layers", "4"],
                         ["shard max", "header search's head", "unit of the largest class"]),

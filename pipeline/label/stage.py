@@ -41,7 +41,7 @@ from pipeline.label.dissect import (
 from pipeline.label.evaluate import accuracy_table, label_accuracy
 from pipeline.label.labelers import Labeler, load_labeler, parse_labeler
 from pipeline.runtime import Run
-from pipeline.store import atomic_save_npz
+from pipeline.store import atomic_save_npz, concept_embeddings_path
 
 TOP_CONCEPTS = 5
 
@@ -184,17 +184,31 @@ def image_embeddings(run: Run, labeler: Labeler, numbers: np.ndarray) -> np.ndar
 
 
 def text_embeddings(run: Run, labeler: Labeler, concepts: ConceptSet) -> np.ndarray:
-    """The labeler's embeddings of the concepts, cached per labeler and concept set."""
+    """The labeler's embeddings of the concepts, cached per labeler and concept set, in the
+    atlas and in the user cache (another atlas labelled alike reuses them). They are float16
+    wherever they come from, so a fresh run and a cached one label alike."""
     key = ids.fingerprint([labeler.id, concepts.digest])
     cache = run.store.label_dir / "cache" / f"text-{key}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            return z["embeddings"].astype(np.float32)
+    shared = concept_embeddings_path(key)
+    for path in (cache, shared):
+        try:
+            with np.load(path) as z:
+                embeddings = z["embeddings"]
+        except (OSError, ValueError, KeyError):  # absent, or unreadable: made again
+            continue
+        if embeddings.shape[0] == len(concepts.concepts):
+            if path != cache:
+                atomic_save_npz(cache, embeddings=embeddings)
+            return embeddings.astype(np.float32)
     out = []
     step = 512
     for lo in tqdm(range(0, len(concepts.concepts), step), desc="label: embed concepts",
                    unit="batch", dynamic_ncols=True):
         out.append(labeler.encode_texts(concepts.concepts[lo:lo + step]))
-    embeddings = np.concatenate(out)
-    atomic_save_npz(cache, embeddings=embeddings.astype(np.float16))
-    return embeddings
+    embeddings = np.concatenate(out).astype(np.float16)
+    atomic_save_npz(cache, embeddings=embeddings)
+    try:
+        atomic_save_npz(shared, embeddings=embeddings)
+    except OSError as exc:  # a read-only home: the atlas's own cache is enough
+        say(f"label: could not write the user cache {shared} ({exc})")
+    return embeddings.astype(np.float32)

@@ -237,6 +237,38 @@ def test_label_stage_end_to_end(tiny_clip, tmp_path, capsys):
         "triangle", "cross", "noise"}
 
 
+def test_concept_embeddings_are_shared_through_the_user_cache(tiny_clip, tmp_path,
+                                                              monkeypatch):
+    """A second atlas labelled by the same labeler and concepts reuses the first's concept
+    embeddings (no text is embedded again), and labels as a fresh run does."""
+    from pipeline.label import stage
+    from pipeline.store import user_cache_dir
+
+    monkeypatch.setenv("VIT_ATLAS_CACHE", str(tmp_path / "cache"))
+    concepts = tmp_path / "concepts.txt"
+    concepts.write_text("circle\nsquare\nstripes\ndots\ngradient\nring\n")
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        assert main(["index", *_label_args(out, tiny_clip, "--concepts", str(concepts))]) == 0
+    assert main(["label", *_label_args(first, tiny_clip, "--concepts", str(concepts))]) == 0
+    assert len(list((user_cache_dir() / "concepts").glob("text-*.npz"))) == 1
+    calls = []
+    encode = stage.Labeler.encode_texts
+    monkeypatch.setattr(stage.Labeler, "encode_texts",
+                        lambda self, texts, **kw: calls.append(texts) or encode(self, texts, **kw))
+    assert main(["label", *_label_args(second, tiny_clip, "--concepts", str(concepts))]) == 0
+    assert calls == []
+    assert AtlasStore(second).labels(0) == AtlasStore(first).labels(0)
+    # an unreadable cache file is made again, not trusted
+    (cached,) = (user_cache_dir() / "concepts").glob("text-*.npz")
+    cached.write_bytes(b"not an npz")
+    for path in (second / "label").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    assert main(["label", *_label_args(second, tiny_clip, "--concepts", str(concepts))]) == 0
+    assert calls and AtlasStore(second).labels(0) == AtlasStore(first).labels(0)
+
+
 def test_bad_label_options_fail_before_anything_is_written(tmp_path, tiny_clip, capsys):
     out = tmp_path / "atlas"
     empty = tmp_path / "empty.txt"
