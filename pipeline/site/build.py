@@ -46,6 +46,7 @@ from pipeline.site.feature import (
     example_path,
     site_extra,
 )
+from pipeline.site.grid import grid_record
 from pipeline.site.overview import (
     LayerSummary,
     compare_page,
@@ -142,11 +143,14 @@ def _atlas(root: str) -> AtlasView:
 
 
 def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> list[dict]:
-    """Write ``feature.json`` and link each recipe's visualization and attribution map for
-    every unit of ``layer``; returns the units' rows of the bulk export."""
+    """Write the layer grid's ``units.json``, its map's ``map.json`` and, for every unit of
+    ``layer``, ``feature.json`` and a link to each recipe's visualization and attribution map;
+    returns the units' rows of the bulk export."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
+    atomic_write_bytes(Path(site, urls.layer_units(info.slug, view.spec)),
+                       _json(grid_record(atlas, view)))
     if view.map is not None:
         atomic_write_bytes(Path(site, urls.layer_map(info.slug, view.spec)),
                            _json(map_record(atlas, view)))

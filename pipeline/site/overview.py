@@ -8,19 +8,14 @@ blocks (every dataset/model string escaped with ``markup.text``); they are few.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-from pipeline.index.foreground import Foreground, atlas_foreground
 from pipeline.site import fidelity, labels, urls
-from pipeline.site.data import ACCENT, AtlasView, LayerView
-from pipeline.site.feature import rank_counts, word_query
+from pipeline.site.data import AtlasView, LayerView
+from pipeline.site.feature import word_query
+from pipeline.site.grid import grid_controls, grid_html
 from pipeline.site.markup import attr, front_matter, text
 
 STRIP = 8  # units per layer on the model page
-GRID_PX = 96
-# layer page cells parsed with the page; the rest wait in a <template> that atlas.js moves into
-# the grid after first paint (parsing and laying out 4,096 cells at once took 3 s in Chromium)
-GRID_INLINE = 128
 COMMON_WORDS = 8  # most common labels per layer on the model page
 
 
@@ -92,43 +87,6 @@ def _thumb(href: str, src: str | None, label: str, px: int, extra: str = "",
     inner = (f'<img src="{attr(src)}" loading="lazy" alt="{attr(label)}" width="{px}" '
              f'height="{px}">' if src else f'<span class="atlas-novis">{text(label)}</span>')
     return f'<a href="{attr(href)}" title="{attr(label)}"{extra}>{inner}{caption}</a>'
-
-
-def _fidelity_data(fid: dict | None) -> str:
-    """A grid cell's fidelity as data attributes (primary recipe): ``data-v`` times the best
-    dataset example, ``data-r`` the z-rank, ``data-t`` 1 if trusted (``fidelity.trusted``),
-    where recognisability was measured ``data-a`` its 2-AFC and ``data-b`` its best dataset
-    example's.
-
-    >>> _fidelity_data({"vs_best_example": 2.1, "z": 4.2, "z_rank": 1, "of": 96})
-    ' data-v="2.1" data-r="1" data-t="1"'
-    """
-    if fid is None:
-        return ""
-    out = ""
-    if fid["vs_best_example"] is not None:
-        out += f' data-v="{fid["vs_best_example"]!r}"'
-    if fid["z_rank"] is not None:
-        out += f' data-r="{fid["z_rank"]}"'
-    out += ' data-t="1"' if fidelity.trusted(fid) else ""
-    rec = fid.get("recognisability")
-    if rec is not None:
-        out += f' data-a="{rec["afc"]!r}"'
-        if rec["best_example"] is not None:
-            out += f' data-b="{rec["best_example"]["afc"]!r}"'
-    return out
-
-
-def _foreground_data(fg: Foreground | None) -> str:
-    """A grid cell's foreground share ``data-f`` and its area (chance) ``data-g``, for the
-    layer page's sort (none where the unit has no example with a mask).
-
-    >>> _foreground_data(Foreground(0.5, 0.25, 3))
-    ' data-f="0.5" data-g="0.25"'
-    """
-    if fg is None or fg.share is None or fg.area is None:
-        return ""
-    return f' data-f="{round(fg.share, 4)!r}" data-g="{round(fg.area, 4)!r}"'
 
 
 # the layer page's recognisability filter: (value, words); atlas.js knows the values
@@ -241,11 +199,11 @@ def _map_section(atlas: AtlasView, view: LayerView) -> str:
 
 
 def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | None) -> str:
-    """Every unit's visualization as a lazy-loaded grid, with a unit/class filter and, where
-    fidelity was measured, sorting by it and an "only trusted" filter."""
+    """Every unit's visualization as a grid drawn from ``units.json`` (``grid``), with a
+    unit/class/label filter and, where fidelity was measured, sorting by it and an "only
+    trusted" filter."""
     s = view.spec
     here = urls.layer_dir(atlas.slug, s)
-    ex = atlas.examples
     links = [f'<a href="{urls.relative(atlas.slug + "/", here)}">all layers</a>']
     if atlas.label_info is not None:
         words = urls.relative(urls.words_dir(atlas.slug) + "/", here)
@@ -262,37 +220,16 @@ def layer_page(atlas: AtlasView, view: LayerView, prev: int | None, nxt: int | N
              f"patch grid {s.grid[0]}×{s.grid[1]} · {s.units} units · "
              f"{len(view.visualized)} visualized · "
              f"{'dataset index' if view.index is not None else 'no dataset index'}")
-    cells = []
-    measured = recognised = False
-    examples = ex is not None and view.index is not None
-    ties = rank_counts(view).get(view.primary or "", {})  # units sharing each z-rank
-    fg = atlas_foreground(view.store, s, view.index, ex.ids if ex is not None else [])
-    for u in view.units:
-        classes = view.top_class_names(u, ex)
-        thumb = view.thumbnail(u)
-        src = f"{u}/{thumb}" if thumb else None
-        fid = view.fidelity(u)
-        measured |= fid is not None
-        recognised |= bool(fid and fid.get("recognisability"))
-        word = view.label(u)
-        concepts = [c["concept"] for c in view.concepts(u)]
-        data = (f' data-u="{u}" data-c="{attr(chr(10).join(classes))}"'
-                + (f' data-w="{attr(chr(10).join(concepts))}"' if concepts else "")
-                + _fidelity_data(fid) + _tile_data(view, u, ex if examples else None)
-                + _foreground_data(fg[u] if fg is not None and u < len(fg) else None))
-        label = (f"unit {u}" + (f" · {word}" if word is not None else "")
-                 + (f" · {fidelity.short(fid, ties.get(fid['z_rank'], 1))}" if fid else ""))
-        caption = (f'<span class="atlas-tile-word">{text(word)}</span>' if word is not None
-                   else "") + f"<span>{u}</span>"
-        cells.append(_thumb(f"{u}/", src, label, GRID_PX, data, caption))
+    controls = grid_controls(view)
+    examples = atlas.examples is not None and view.index is not None
     return (
         front_matter({"title": f"{atlas.slug} · {named(s)}", "model": atlas.slug})
         + f'\n<p class="atlas-facts">{facts}</p>\n\n'
         + f'<p class="atlas-links">{" · ".join(links)}</p>\n\n'
         + _map_section(atlas, view)
-        + _controls(view, measured, recognised, _tile_views(view, examples),
-                    fg is not None) + "\n\n"
-        + _grid(cells, view.files[ACCENT][0] if view.accented else None)
+        + _controls(view, controls.measured, controls.recognised, _tile_views(view, examples),
+                    controls.foreground) + "\n\n"
+        + grid_html(view)
     )
 
 
@@ -300,32 +237,6 @@ def _tile_views(view: LayerView, examples: bool) -> tuple[str, ...]:
     """What the layer page's tiles can show (``TILE_VIEWS`` values)."""
     return tuple(v for v, _ in TILE_VIEWS
                  if v == "vis" or (v == "acc" and view.accented) or (v == "ex" and examples))
-
-
-def _tile_data(view: LayerView, unit: int, examples) -> str:
-    """A grid cell's other views: ``data-ia`` when the unit has an accentuation (the file is
-    the grid's ``data-acc``), ``data-ie`` its best dataset example's thumbnail (relative to the
-    grid's ``data-ex``, the examples folder)."""
-    out = ' data-ia=""' if view.accented and view.accent(unit) else ""
-    n = view.best_example(unit) if examples is not None else None
-    rel = examples.thumbs[n] if n is not None and n < len(examples.thumbs) else None
-    if rel is not None:
-        out += f' data-ie="e{n}{PurePosixPath(rel).suffix.lower()}"'
-    return out
-
-
-def _grid(cells: list[str], accent: str | None = None) -> str:
-    """The layer page's grid: the first ``GRID_INLINE`` cells, then the others in a template
-    (inert HTML: parsed, not laid out) with a line for readers without JavaScript;
-    ``accent``: the accentuation's file name beside a feature page."""
-    acc = f' data-acc="{attr(accent)}"' if accent else ""
-    out = (f'<div class="atlas-grid" data-search-exclude data-ex="../examples/"{acc}>\n'
-           + "\n".join(cells[:GRID_INLINE]))
-    if len(cells) > GRID_INLINE:
-        out += ('\n<template class="atlas-grid-rest">' + "\n".join(cells[GRID_INLINE:])
-                + f"</template>\n<noscript><p>The other {len(cells) - GRID_INLINE} units of this "
-                "layer are listed when JavaScript runs.</p></noscript>")
-    return out + "\n</div>\n"
 
 
 def _layer_link(slug: str, summary: LayerSummary, here: str) -> str:

@@ -10,14 +10,16 @@ whichever kinds a build runs). Beside a feature page: ``feature.json``, ``visual
 (for scripts), ``<slug>/classes/`` the header search's class index (``index.json``: names,
 counts, each class's best units; shards ``c<n>.json``: every class's units), ``<slug>/words/``
 the search-by-word page with the word index's shards ``<slug>/words/w<n>.json`` beside it,
-``map.json`` beside a layer page the layer map (when the atlas was related),
+``map.json`` beside a layer page the layer map (when the atlas was related), ``units.json``
+beside it the layer grid's data (every unit with a page, in columns),
 ``<slug>/features.parquet`` the bulk export, ``models.json`` the jump index (which lists the
 shards and each layer's page), ``compare/`` the cross-model view (two models or more),
 ``sitemap.xml`` (when the site's URL is known). A published version is such a site in
 ``SITE/<version>/`` (``pipeline.publish``).
 Every link the pages contain is relative, so the site works from any sub-path. Every path of
 a layer or a feature is made here (``layer_dir``, ``feature_dir``, ``layer_map``,
-``feature_source_pattern``); the browser reads each layer's from ``models.json``.
+``layer_units``, ``feature_source_pattern``); the browser reads each layer's from
+``models.json``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    pages stay at <slug>/<layer>/<unit>/): feature.json's permalink and findings.json's sample
 #    paths name them; models.json's layers gain kind, depth (other kinds) and path (the layer
 #    page's site path, which the browser follows instead of assuming <slug>/<layer>/).
-SITE_FORMAT_VERSION = 8
+# 9: the layer page's grid is drawn from units.json beside it (every unit with a page, in
+#    columns: thumbnails, top classes, concepts, fidelity, recognisability, foreground, the
+#    tile switch's files); the page itself holds the controls and a plain list of links.
+SITE_FORMAT_VERSION = 9
 
 VISUALIZATION = "visualization.png"
 ATTRIBUTION = "attribution.png"
@@ -57,6 +62,7 @@ FEATURE_JSON = "feature.json"
 MODELS_JSON = "models.json"
 CLASSES_JSON = "classes.json"
 MAP_JSON = "map.json"
+UNITS_JSON = "units.json"  # the layer page's grid data
 FEATURES_PARQUET = "features.parquet"
 COMPARE_DIR = "compare"  # the cross-model view (sites of two models or more)
 
@@ -224,6 +230,15 @@ def layer_dir(slug: str, layer: Layer | int) -> str:
 def layer_map(slug: str, layer: Layer | int) -> str:
     """The layer map's data, beside the layer page."""
     return f"{layer_dir(slug, layer)}/{MAP_JSON}"
+
+
+def layer_units(slug: str, layer: Layer | int) -> str:
+    """The layer grid's data (every unit with a page, in columns), beside the layer page.
+
+    >>> layer_units("m", 3), layer_units("m", LayerRef(9, "key", 1))
+    ('m/3/units.json', 'm/key/1/units.json')
+    """
+    return f"{layer_dir(slug, layer)}/{UNITS_JSON}"
 
 
 def feature_dir(slug: str, layer: Layer | int, unit: int) -> str:

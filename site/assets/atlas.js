@@ -8,9 +8,11 @@
  * - feature pages: heatmap overlays painted from the page's quantized maps, legend, toggle,
  *   attribution-map toggle, keyboard shortcuts, the Copy BibTeX button (the recipe tabs need
  *   no script: radio inputs and labels)
- * - layer pages: filter the grid by unit number, label, top class or "only trusted"; sort it by unit,
- *   times the best dataset example, or z-rank; the map of the layer (map.json on a canvas: zoom,
- *   pan, thumbnails of the units in view once zoomed in, click → feature page)
+ * - layer pages: the grid of every unit (units.json; only the tiles in view are in the
+ *   document); filter it by unit number, label, top class, "only trusted" or recognisability;
+ *   sort it by unit, times the best dataset example, z-rank, 2-AFC or foreground share; the
+ *   map of the layer (map.json on a canvas: zoom, pan, thumbnails of the units in view once
+ *   zoomed in, click → feature page)
  * Everything is fetched by relative URL; strings reach the DOM only through textContent.
  */
 (function () {
@@ -677,14 +679,24 @@
     }, function () { /* opened from disk, or no versions.json: the baked version stays */ });
   }
 
-  /* ---- layer page: filter and sort ------------------------------------------------------ */
-  // Cells carry data-u (unit), data-c (top classes, one per line), data-w (top concepts, one
-  // per line, when labelled) and, where fidelity was
-  // measured, data-v (times the best dataset example), data-r (z-rank) and data-t (trusted);
-  // where recognisability was, data-a (2-AFC) and data-b (its best dataset example's 2-AFC);
-  // with masks, data-f (foreground share) and data-g (the objects' area, chance level);
-  // data-ia when the unit has an accentuation (the file: the grid's data-acc) and data-ie its
-  // best example's thumbnail (in the grid's data-ex folder), for the tile switch.
+  /* ---- layer page: the grid, filter and sort --------------------------------------------- */
+  // units.json (pipeline/site/grid.py), beside the layer page: every unit with a page in
+  // columns, "units" and per unit "thumb" (index into "thumbs", -1: none), "top_classes"
+  // (numbers into "classes"), "concepts" (numbers into "words", the label first), "vs_best",
+  // "z_rank", "trusted", "afc", "afc_best", "foreground", "area", "accented" (the file:
+  // "accent") and "example" (in the "examples" folder); a column the layer lacks is left out.
+  // The grid is virtual: only the rows in view, and a screen's height above and below, are in
+  // the document (a layer of 16,384 units would otherwise lay out 16,384 tiles); scrolling
+  // draws the others. Filter, sort and the tile switch work on the columns. The page holds a
+  // plain list of links to every unit in a <noscript> (readers without JavaScript, crawlers);
+  // where units.json cannot be fetched (a page opened from disk) that list is shown instead.
+  var TILE_KEY = "atlas-tiles";  // localStorage: what the layer pages' tiles show
+  var TILE_MIN = 96, TILE_GAP = 4;  // as atlas.css's .atlas-grid: minmax(96px, 1fr), gap 4px
+  var NO_TILE = { vis: "not visualized", acc: "no accentuation", ex: "no dataset example" };
+  function ratioText(x) {  // fidelity.ratio: 0.43, 2.1, 12.3, 1,234
+    if (x < 1) return String(Number(x.toPrecision(2)));
+    return x < 100 ? x.toFixed(1) : Math.round(x).toLocaleString("en-US");
+  }
   function setupGrid(grid) {
     var input = document.querySelector(".atlas-filter-input");
     var sort = document.querySelector(".atlas-sort");
@@ -692,154 +704,219 @@
     var afc = document.querySelector(".atlas-afc");
     var tiles = document.querySelectorAll("input[name=atlas-tile]");
     var count = document.querySelector(".atlas-filter-count");
-    var rest = grid.querySelector("template.atlas-grid-rest"), rows = [];
-    function num(a, name) {
-      var v = a.getAttribute(name);
-      return v === null || v === "" ? null : parseFloat(v);
+    var data = null, n = 0, shown = [], texts = null, ties = {};
+    var win = el("div", "atlas-grid-window");
+    var geo = { cols: 1, row: TILE_MIN + TILE_GAP, width: -1 };
+    var drawn = { from: -1, to: -1 }, pool = {}, view = "vis", pending = false;
+
+    function col(name, i) {  // a column's value for unit number i, null where absent
+      var c = data[name];
+      return c && c[i] !== undefined ? c[i] : null;
     }
-    function collect() {
-      rows = Array.prototype.map.call(grid.querySelectorAll("a[data-u]"), function (a) {
-        return { a: a, u: a.getAttribute("data-u"), c: (a.getAttribute("data-c") || "").toLowerCase(),
-                 w: (a.getAttribute("data-w") || "").toLowerCase(),
-                 v: num(a, "data-v"), r: num(a, "data-r"), t: a.getAttribute("data-t") === "1",
-                 afc: num(a, "data-a"), best: num(a, "data-b"),
-                 f: num(a, "data-f"), g: num(a, "data-g") };
-      });
+    function words(i) {
+      var c = data.concepts ? data.concepts[i] : null;
+      return c ? c.map(function (w) { return data.words[w]; }) : [];
     }
-    var KEYS = {  // sort keys: smaller first; units without the value go last
-      unit: function (row) { return +row.u; },
-      v: function (row) { return row.v === null ? null : -row.v; },
-      r: function (row) { return row.r; },
-      a: function (row) { return row.afc === null ? null : -row.afc; },
-      f: function (row) { return row.f === null ? null : -row.f; },
-      g: function (row) { return row.f === null || row.g === null ? null : row.g - row.f; }
-    };
-    function recognised(row, how) {  // the recognisability filter (overview.AFC_FILTERS)
-      if (!how) return true;
-      if (row.afc === null) return false;
-      if (how === "chance") return row.afc > 0.5;
-      if (how === "best") return row.best !== null && row.afc >= row.best;
-      return row.afc >= parseFloat(how);
+    function text(i) {  // what a word filters on: top classes and concepts, lower case
+      if (!texts) texts = new Array(n);
+      if (texts[i] === undefined) {
+        var c = data.top_classes ? data.top_classes[i].map(function (k) { return data.classes[k]; }) : [];
+        texts[i] = c.concat(words(i)).join("\n").toLowerCase();
+      }
+      return texts[i];
+    }
+    function title(i) {  // as the pages' tooltips: unit, label, fidelity.short
+      var parts = ["unit " + data.units[i]], w = words(i), v = col("vs_best", i), r = col("z_rank", i);
+      var a = col("afc", i);
+      if (w.length) parts.push(w[0]);
+      if (v !== null) parts.push(ratioText(v) + "× best");
+      if (r !== null) {
+        var tied = ties[r] || 1;
+        parts.push("z-rank " + (tied > 1 ? r + "–" + (r + tied - 1) : r) + (data.of ? "/" + data.of : "") +
+                   (tied > 1 ? " (" + tied.toLocaleString("en-US") + " tied)" : ""));
+      }
+      if (a !== null) parts.push("2-AFC " + a.toFixed(2));
+      return parts.join(" · ");
+    }
+    function tileSrc(i, how) {
+      var u = data.units[i];
+      if (how === "acc") return data.accent && col("accented", i) ? u + "/" + data.accent : null;
+      if (how === "ex") { var e = col("example", i); return e ? (data.examples || "") + e : null; }
+      var t = col("thumb", i);
+      return t !== null && t >= 0 ? u + "/" + data.thumbs[t] : null;
+    }
+    function tile(i) {
+      var u = data.units[i], a = el("a"), src = tileSrc(i, view), w = words(i);
+      a.href = u + "/";
+      a.title = title(i);
+      a.setAttribute("data-u", String(u));
+      if (src) {
+        var img = el("img");
+        img.loading = "lazy";
+        img.width = img.height = TILE_MIN;
+        img.alt = a.title;
+        img.src = src;
+        a.appendChild(img);
+      } else {
+        a.appendChild(el("span", "atlas-novis", NO_TILE[view] || ""));
+      }
+      if (w.length) a.appendChild(el("span", "atlas-tile-word", w[0]));
+      a.appendChild(el("span", null, String(u)));
+      return a;
     }
 
-    function filter() {
+    // layout: as many 96 px columns as fit (CSS auto-fill), rows a tile's width + the gap
+    function measure() {
+      var w = grid.clientWidth;
+      if (w === geo.width) return false;
+      geo.width = w;
+      geo.cols = Math.max(1, Math.floor((w + TILE_GAP) / (TILE_MIN + TILE_GAP)));
+      geo.row = (w - (geo.cols - 1) * TILE_GAP) / geo.cols + TILE_GAP;
+      win.style.gridTemplateColumns = "repeat(" + geo.cols + ", minmax(0, 1fr))";
+      return true;
+    }
+    function resize() {
+      var rows = Math.ceil(shown.length / geo.cols);
+      grid.style.height = Math.max(0, rows * geo.row - TILE_GAP) + "px";
+    }
+    // the rows in view, and a screen above and below, into the document; tiles still in
+    // view are kept as they are (their images stay loaded)
+    function render(force) {
+      pending = false;
+      var top = -grid.getBoundingClientRect().top, screen = window.innerHeight || 800;
+      var rows = Math.ceil(shown.length / geo.cols);
+      var from = Math.max(0, Math.floor((top - screen) / geo.row));
+      var to = Math.max(from, Math.min(rows, Math.ceil((top + 2 * screen) / geo.row)));
+      if (!force && from === drawn.from && to === drawn.to) return;
+      drawn = { from: from, to: to };
+      var next = {}, frag = document.createDocumentFragment();
+      for (var k = from * geo.cols; k < Math.min(shown.length, to * geo.cols); k++) {
+        var i = shown[k], a = pool[i] || tile(i);
+        next[i] = a;
+        frag.appendChild(a);
+      }
+      pool = next;
+      win.style.transform = "translateY(" + from * geo.row + "px)";
+      win.textContent = "";
+      win.appendChild(frag);
+    }
+    function later() {
+      if (!pending) { pending = true; requestAnimationFrame(function () { render(false); }); }
+    }
+
+    var KEYS = {  // sort keys: smaller first; units without the value go last
+      unit: function (i) { return data.units[i]; },
+      v: function (i) { var v = col("vs_best", i); return v === null ? null : -v; },
+      r: function (i) { return col("z_rank", i); },
+      a: function (i) { var v = col("afc", i); return v === null ? null : -v; },
+      f: function (i) { var v = col("foreground", i); return v === null ? null : -v; },
+      g: function (i) {
+        var f = col("foreground", i), g = col("area", i);
+        return f === null || g === null ? null : g - f;
+      }
+    };
+    function recognised(i, how) {  // the recognisability filter (overview.AFC_FILTERS)
+      if (!how) return true;
+      var a = col("afc", i), best = col("afc_best", i);
+      if (a === null) return false;
+      if (how === "chance") return a > 0.5;
+      if (how === "best") return best !== null && a >= best;
+      return a >= parseFloat(how);
+    }
+    function keep(i, q, range, only, how) {
+      var u = data.units[i];
+      if (only && col("trusted", i) !== 1) return false;
+      if (!recognised(i, how)) return false;
+      if (!q) return true;
+      if (range) return u >= +range[1] && u <= +range[2];
+      if (/^\d+$/.test(q)) return String(u).indexOf(q) === 0;
+      return text(i).indexOf(q) >= 0;
+    }
+    // filter, then sort, then draw from the top of the grid's current view
+    function update() {
       var q = input ? input.value.trim().toLowerCase() : "", only = trusted && trusted.checked;
-      var how = afc ? afc.value : "";
-      var range = /^(\d+)\s*[-:]\s*(\d+)$/.exec(q), shown = 0;
-      rows.forEach(function (row) {
-        var u = row.u, ok;
-        if (!q) ok = true;
-        else if (range) ok = +u >= +range[1] && +u <= +range[2];
-        else if (/^\d+$/.test(q)) ok = u.indexOf(q) === 0;
-        else ok = row.c.indexOf(q) >= 0 || row.w.indexOf(q) >= 0;
-        if (only && !row.t) ok = false;
-        if (!recognised(row, how)) ok = false;
-        row.a.hidden = !ok;
-        if (ok) shown++;
-      });
-      if (count) count.textContent = q || only || how ? shown + " of " + rows.length + " units" : "";
+      var how = afc ? afc.value : "", range = /^(\d+)\s*[-:]\s*(\d+)$/.exec(q);
+      shown = [];
+      for (var i = 0; i < n; i++) if (keep(i, q, range, only, how)) shown.push(i);
+      var key = KEYS[sort ? sort.value : "unit"] || KEYS.unit;
+      if (key !== KEYS.unit) {
+        var keys = {};
+        shown.forEach(function (j) { keys[j] = key(j); });
+        shown.sort(function (x, y) {
+          var a = keys[x], b = keys[y];
+          if (a === null && b === null) return x - y;
+          if (a === null) return 1;
+          if (b === null) return -1;
+          return a - b || x - y;
+        });
+      }
+      if (count) count.textContent = q || only || how ? shown.length + " of " + n + " units" : "";
+      grid.setAttribute("data-shown", String(shown.length));
+      resize();
+      render(true);
     }
 
     // the tile switch: each tile shows the unit's visualization, accentuation or best dataset
     // example; the choice is kept in localStorage (TILE_KEY) for every layer page
-    var accFile = grid.getAttribute("data-acc"), exDir = grid.getAttribute("data-ex") || "";
-    var NO_TILE = { vis: "not visualized", acc: "no accentuation", ex: "no dataset example" };
-    function tileSrc(row, view) {
-      var a = row.a;
-      if (row.vis === undefined) {  // the visualization as built, once
-        var img0 = a.querySelector("img");
-        row.vis = img0 ? img0.getAttribute("src") : null;
-      }
-      if (view === "acc") return accFile && a.hasAttribute("data-ia") ? row.u + "/" + accFile : null;
-      if (view === "ex") return a.hasAttribute("data-ie") ? exDir + a.getAttribute("data-ie") : null;
-      return row.vis;
-    }
-    function showTile(row, view) {
-      var a = row.a, src = tileSrc(row, view), img = a.querySelector("img");
-      var none = a.querySelector(".atlas-novis");
-      if (src) {
-        if (!img) {
-          img = document.createElement("img");
-          img.loading = "lazy"; img.width = img.height = 96;
-          img.alt = a.getAttribute("title") || "";
-          a.insertBefore(img, a.firstChild);
-        }
-        if (img.getAttribute("src") !== src) img.setAttribute("src", src);
-        img.hidden = false;
-        if (none) none.hidden = true;
-      } else {
-        if (img) img.hidden = true;
-        if (!none) {
-          none = document.createElement("span");
-          none.className = "atlas-novis";
-          a.insertBefore(none, a.firstChild);
-        }
-        none.textContent = NO_TILE[view] || "";
-        none.hidden = false;
-      }
-    }
     function tileView() {
       for (var i = 0; i < tiles.length; i++) if (tiles[i].checked) return tiles[i].value;
       return "vis";
     }
-    function showTiles() {
-      var view = tileView();
-      grid.setAttribute("data-tiles", view);
-      if (view === "vis" && !grid.hasAttribute("data-tiles-changed")) return;
-      grid.setAttribute("data-tiles-changed", "");
-      rows.forEach(function (row) { showTile(row, view); });
-    }
     function stored() {
       try { return localStorage.getItem(TILE_KEY); } catch (e) { return null; }
     }
-    if (tiles.length) {
-      var kept = stored();
-      Array.prototype.forEach.call(tiles, function (t) {
-        if (kept && t.value === kept) t.checked = true;
-        t.addEventListener("change", function () {
-          try { localStorage.setItem(TILE_KEY, tileView()); } catch (e) { /* private mode */ }
-          showTiles();
-        });
+    var kept = stored();
+    Array.prototype.forEach.call(tiles, function (t) {
+      if (kept && t.value === kept) t.checked = true;
+      t.addEventListener("change", function () {
+        try { localStorage.setItem(TILE_KEY, tileView()); } catch (e) { /* private mode */ }
+        view = tileView();
+        grid.setAttribute("data-tiles", view);
+        if (data) { pool = {}; render(true); }
       });
-    }
-    function order() {
-      var key = KEYS[sort ? sort.value : "unit"] || KEYS.unit;
-      var sorted = rows.slice().sort(function (x, y) {
-        var a = key(x), b = key(y);
-        if (a === null && b === null) return x.u - y.u;
-        if (a === null) return 1;
-        if (b === null) return -1;
-        return a - b || x.u - y.u;
-      });
-      sorted.forEach(function (row) { grid.appendChild(row.a); });
-    }
-    function ready() {
-      collect();
+    });
+
+    function start(d) {
+      data = d;
+      n = d.units.length;
+      (d.z_rank || []).forEach(function (r) { if (r !== null) ties[r] = (ties[r] || 0) + 1; });
+      view = tileView();
+      grid.setAttribute("data-tiles", view);
+      grid.classList.add("atlas-grid-virtual");
+      grid.appendChild(win);
+      measure();
       // a form restored by the browser (back button) or used meanwhile keeps its state
-      if (sort && sort.value !== "unit") order();
-      if ((input && input.value) || (trusted && trusted.checked) || (afc && afc.value)) filter();
-      if (tiles.length) showTiles();
+      update();
+      if (input) input.addEventListener("input", update);
+      if (trusted) trusted.addEventListener("change", update);
+      if (afc) afc.addEventListener("change", update);
+      if (sort) sort.addEventListener("change", update);
+      window.addEventListener("scroll", later, { passive: true });
+      window.addEventListener("resize", function () { if (measure()) { resize(); render(true); } else later(); });
+      if (window.ResizeObserver) {
+        new ResizeObserver(function () { if (measure()) { resize(); render(true); } }).observe(grid);
+      }
+      grid.classList.add("atlas-grid-ready");
+      grid.setAttribute("data-ready-ms", String(Math.round(performance.now())));  // benchmarks
+    }
+    // units.json out of reach (a page read from disk: file:// forbids fetch): the plain list
+    function fallback() {
+      var list = el("p", "atlas-grid-links"), ns = grid.querySelector("noscript");
+      var re = /href="(\d+)\/"/g, m, html = ns ? ns.textContent : "";
+      list.appendChild(document.createTextNode("The layer's units (open the site through a web " +
+        "server for their images, filter and sort): "));
+      while ((m = re.exec(html))) {
+        var a = el("a", null, m[1]);
+        a.href = m[1] + "/";
+        a.setAttribute("data-u", m[1]);
+        list.appendChild(a);
+        list.appendChild(document.createTextNode(" "));
+      }
+      grid.parentNode.insertBefore(list, grid.nextSibling);
       grid.classList.add("atlas-grid-ready");
     }
-    if (input) input.addEventListener("input", filter);
-    if (trusted) trusted.addEventListener("change", filter);
-    if (afc) afc.addEventListener("change", filter);
-    if (sort) sort.addEventListener("change", order);
-    collect();
-    if (!rest) { ready(); return; }
-    // the cells beyond the first ones (a template: parsed, never laid out) join the grid
-    // after first paint, a few hundred per frame so that the page stays responsive
-    var more = rest.content;
-    grid.removeChild(rest);
-    function step() {
-      for (var i = 0; i < GRID_STEP && more.firstChild; i++) grid.appendChild(more.firstChild);
-      if (more.firstChild) requestAnimationFrame(step);
-      else ready();
-    }
-    requestAnimationFrame(step);
+    getJSON(grid.getAttribute("data-src")).then(start, fallback);
   }
-  var GRID_STEP = 512;  // cells moved into a layer page's grid per frame
-  var TILE_KEY = "atlas-tiles";  // localStorage: what the layer pages' tiles show
 
   /* ---- layer page: the map ------------------------------------------------------------- */
   // map.json: units, x, y (in [0, 1], one scale for both axes), thumb (index into thumbs,
@@ -1009,7 +1086,7 @@
 
   function init() {
     document.querySelectorAll("form.atlas-words").forEach(setupWords);
-    document.querySelectorAll(".atlas-grid").forEach(setupGrid);
+    startGrids();
     document.querySelectorAll(".atlas-map-view[data-src]").forEach(setupMap);
     document.querySelectorAll(".atlas-version[data-version]").forEach(setupVersion);
     setupHeaderSearch();
@@ -1020,6 +1097,16 @@
       setupCite();
     }
   }
+  // A layer grid starts at once: this script runs at the end of the page, after the grid's
+  // element, and the page preloads units.json, so the tiles need not wait for the other work
+  // of DOMContentLoaded.
+  var gridsStarted = false;
+  function startGrids() {
+    if (gridsStarted) return;
+    gridsStarted = true;
+    document.querySelectorAll(".atlas-grid[data-src]").forEach(setupGrid);
+  }
+  if (document.querySelector(".atlas-grid[data-src]")) startGrids();
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();

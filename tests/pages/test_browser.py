@@ -11,7 +11,6 @@ import pytest
 
 from pipeline.site import fidelity, recognisability, serving
 from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
-from pipeline.site.overview import GRID_INLINE
 from pipeline.store import AtlasStore
 from pipeline.testing.fake import (
     JUDGE,
@@ -250,8 +249,9 @@ def _map_state(pg) -> dict:
 
 def test_layer_map_zooms_and_clicks_through(page, served):
     base = f"{served}/site"
-    page.goto(f"{base}/{SLUG}/0/")
+    _open_layer(page, f"{base}/{SLUG}/0/")
     page.wait_for_selector(".atlas-map-canvas[data-dots]")
+    page.wait_for_load_state("networkidle")  # the grid's tiles: loaded before the map's
     legend = page.locator(".atlas-map-legend").inner_text()
     assert "UMAP" in legend and "57%" in legend
     state = _map_state(page)
@@ -307,23 +307,26 @@ def test_model_page_progression_of_typical_units(page, served):
 
 
 def _open_layer(pg, url: str) -> None:
-    """Open a layer page and wait until every cell of its grid is in place (``atlas.js``
-    moves those past ``GRID_INLINE`` in after first paint)."""
+    """Open a layer page and wait until its grid is drawn (``atlas.js`` fetches
+    ``units.json`` and draws the tiles in view; the small site's 192 fit in the window)."""
     pg.goto(url)
     pg.wait_for_selector(".atlas-grid.atlas-grid-ready", state="attached")
 
 
-def test_layer_page_filter_and_lazy_grid(page, served):
+def test_layer_page_filter_and_virtual_grid(page, served):
     url = f"{served}/sub/site/{SLUG}/0/"
-    raw = page.request.get(url).text()  # as served: the cells past the first wait in a template
-    inline, rest = raw.split('<template class="atlas-grid-rest">')
-    assert inline.split('<div class="atlas-grid"')[1].count("data-u=") == GRID_INLINE
-    assert rest.split("</template>")[0].count("data-u=") == 192 - GRID_INLINE
+    raw = page.request.get(url).text()  # as served: no tiles, a plain list of every unit
+    grid = raw.split('<div class="atlas-grid"')[1].split("</div>")[0]
+    assert 'data-src="units.json"' in grid and "data-u=" not in grid
+    assert re.findall(r'<noscript>.*<a href="(\d+)/">', grid) and grid.count('<a href="') == 192
     _open_layer(page, url)
     cells = page.locator(".atlas-grid a[data-u]")
-    assert cells.count() == 192 and not page.locator("template.atlas-grid-rest").count()
+    assert cells.count() == 192 and page.locator(".atlas-grid-window").count() == 1
     assert [int(u) for u in page.eval_on_selector_all(
         ".atlas-grid a[data-u]", "els => els.map(e => e.dataset.u)")] == list(range(192))
+    assert page.locator(".atlas-grid a[data-u='17']").get_attribute("href") == "17/"
+    title = page.locator(".atlas-grid a[data-u='0']").get_attribute("title")
+    assert title.startswith(f"unit 0 · {TRICKY_CONCEPT} · 2.1× best · z-rank 1/192")
     assert page.locator(".atlas-grid img").first.get_attribute("loading") == "lazy"
     page.fill(".atlas-filter-input", "17")
     assert page.locator(".atlas-grid a[data-u]:visible").count() == 11  # 17 and 170..179
@@ -429,6 +432,24 @@ def test_layer_page_sorts_and_filters_by_fidelity(page, served):
     _check_sort_and_filter(page)
 
 
+def test_layer_tooltips_show_z_rank_ties(page, served):
+    """A tile's tooltip gives a tied z-rank as the ranks the tied units span (atlas.js counts
+    the units of units.json that share it), an untied one alone."""
+    fids = {u: f for u, f in _expected_fidelity().items() if f and f["z_rank"] is not None}
+    counts: dict[int, int] = {}
+    for f in fids.values():
+        counts[f["z_rank"]] = counts.get(f["z_rank"], 0) + 1
+    tied = min(u for u, f in fids.items() if counts[f["z_rank"]] > 1)
+    alone = min(u for u, f in fids.items() if counts[f["z_rank"]] == 1)
+    _open_layer(page, f"{served}/site/{SLUG}/0/")
+    for unit in (tied, alone):
+        r, n = fids[unit]["z_rank"], counts[fids[unit]["z_rank"]]
+        want = f"z-rank {r}–{r + n - 1}/192 ({n} tied)" if n > 1 else f"z-rank {r}/192"
+        title = page.locator(f".atlas-grid a[data-u='{unit}']").get_attribute("title")
+        assert want in title and ("tied" in title) == (n > 1), (unit, title)
+        assert title == page.locator(f".atlas-grid a[data-u='{unit}'] img").get_attribute("alt")
+
+
 def test_feature_page_says_recognisability(page, served):
     page.goto(f"{served}/sub/site/{SLUG}/0/0/")
     words = page.locator(".atlas-recognisability:visible")
@@ -524,8 +545,8 @@ def test_layer_page_recognisability_and_tile_switch(page, served):
 
 
 def test_pages_work_from_file_urls(browser, tmp_path_factory):
-    """Opened from disk (file://): the tabs, the toggle and the layer page's sort and filter
-    need no server and no request."""
+    """Opened from disk (file://): the tabs and the toggle need no server and no request; the
+    layer page, whose units.json a file:// page cannot fetch, lists every unit's page."""
     site = build_small_site(tmp_path_factory.mktemp("site"))
     context = browser.new_context(viewport={"width": 1280, "height": 2400})
     pg = context.new_page()
@@ -538,9 +559,12 @@ def test_pages_work_from_file_urls(browser, tmp_path_factory):
     pg.keyboard.press("a")
     assert pg.locator(".atlas-tab-panel:visible img.atlas-attr").is_visible()
     _open_layer(pg, (site / SLUG / "0" / "index.html").as_uri())
-    _check_sort_and_filter(pg)
-    # Material's own search worker cannot start from file:// (a browser rule, not ours)
-    assert [e for e in errors if "/search/" not in e] == []
+    links = pg.locator(".atlas-grid-links a[data-u]")
+    assert links.count() == 192 and links.nth(191).get_attribute("href") == "191/"
+    assert "web server" in pg.locator(".atlas-grid-links").inner_text()
+    # Material's own search worker cannot start from file:// (a browser rule, not ours), nor
+    # can the layer page fetch its units.json (the page says so and lists the units)
+    assert [e for e in errors if "/search/" not in e and "units.json" not in e] == []
     assert [u for u in requests if not u.startswith("file://")] == []
     context.close()
 
@@ -756,8 +780,7 @@ def test_small_images_drawn_pixelated_and_search_named(page, served):
     assert page.get_attribute(".md-search[role=dialog]", "aria-label") == "Search the atlas"
     placeholder = page.get_attribute(".md-search__input", "placeholder")
     assert placeholder.startswith("Search: ") and "/" in placeholder
-    page.goto(f"{served}/sub/site/{SLUG}/0/")
-    page.wait_for_load_state("load")
+    _open_layer(page, f"{served}/sub/site/{SLUG}/0/")
     assert page.evaluate("getComputedStyle(document.querySelector('.atlas-grid img'))"
                          ".imageRendering") == "pixelated"
 

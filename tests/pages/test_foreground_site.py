@@ -54,7 +54,12 @@ def test_foreground_in_feature_json(tmp_path):
         assert f"{f['share']:.0%}" in page and f"{f['area']:.0%}" in page
     layer_page = next(out.glob("site/*/2/index.html")).read_text()
     assert '<option value="f">by foreground share' in layer_page
-    assert layer_page.count(" data-f=") == 3
+    grid = json.loads(next(out.glob("site/*/2/units.json")).read_text())  # the grid's data
+    assert sum(f is not None for f in grid["foreground"]) == 3
+    assert grid["units"] == [0, 1, 2]
+    for unit, f in enumerate(found):
+        assert grid["foreground"][unit] == pytest.approx(f["share"], abs=1e-4)
+        assert grid["area"][unit] == pytest.approx(f["area"], abs=1e-4)
 
 
 def test_findings_carry_foreground(tmp_path):

@@ -118,7 +118,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 8
+    assert feature["format_version"] == 9
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -176,7 +176,7 @@ def test_class_index_for_the_header_search_is_sharded(small_site: Path):
 
 def test_layer_page_shows_z_rank_ties(small_site: Path):
     """A tile's tooltip gives a tied z-rank as the ranks the tied units span, as the feature
-    page says "tied"."""
+    page says "tied": the grid's data holds every rank (atlas.js counts the ties)."""
     ranks = {}
     for unit in range(VIS_UNITS):
         f = json.loads((small_site / SLUG / "0" / str(unit) / "feature.json").read_text())
@@ -188,13 +188,10 @@ def test_layer_page_shows_z_rank_ties(small_site: Path):
     tied = sorted(u for u, r in ranks.items() if counts[r] > 1)
     alone = sorted(u for u, r in ranks.items() if counts[r] == 1)
     assert tied and alone
-    page = (small_site / SLUG / "0" / "index.html").read_text(encoding="utf-8")
-    titles = dict(re.findall(r'<a href="(\d+)/" title="([^"]*)"', page))
-    for unit in (tied[0], alone[0]):
-        r, n = ranks[unit], counts[ranks[unit]]
-        want = f"z-rank {r}–{r + n - 1}/192 ({n} tied)" if n > 1 else f"z-rank {r}/192"
-        assert want in unescape(titles[str(unit)]), (unit, titles[str(unit)])
-    assert "tied" not in unescape(titles[str(alone[0])])
+    # the tooltips are drawn from units.json's z_rank (test_browser's
+    # test_layer_tooltips_show_z_rank_ties reads them)
+    grid = _grid(small_site, 0)
+    assert {u: r for u, r in grid["z_rank"].items() if r is not None} == ranks
     feature = (small_site / SLUG / "0" / str(tied[0]) / "index.html").read_text(encoding="utf-8")
     assert "tied " in unescape(feature)
 
@@ -258,15 +255,58 @@ def test_feature_page_says_fidelity_in_words(small_site: Path):
     assert "atlas-attr-toggle" not in (small_site / SLUG / "1" / "1" / "index.html").read_text()
 
 
+def _grid(site: Path, layer: int) -> dict:
+    """Layer ``layer``'s units.json, with each column as ``{unit: value}``."""
+    data = json.loads((site / SLUG / str(layer) / "units.json").read_text())
+    return {**data, **{k: dict(zip(data["units"], v, strict=True)) for k, v in data.items()
+                       if isinstance(v, list) and len(v) == len(data["units"])
+                       and k != "units"}}
+
+
 def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
-    cells = dict(re.findall(r'data-u="(\d+)"[^>]*?((?: data-[vrt]="[^"]*")*)(?: data-[ab]="[^"]*")*'
-                            r'(?: data-i[ae]="[^"]*")*>', page))
-    assert cells["0"] == ' data-v="2.1" data-r="1" data-t="1"'
-    assert cells["4"] == ' data-v="0.43" data-r="2"' and cells["3"] == cells["7"] == ""
-    assert cells["170"] == ""  # not visualized
+    grid = _grid(small_site, 0)
+    assert grid["format_version"] == 9 and (grid["layer"], grid["kind"], grid["of"]) == (
+        0, "ffn", 192)
+    assert grid["units"] == list(range(192))
+    assert (grid["vs_best"][0], grid["z_rank"][0], grid["trusted"][0]) == (2.1, 1, 1)
+    assert (grid["vs_best"][4], grid["z_rank"][4], grid["trusted"][4]) == (0.43, 2, 0)
+    for unit in (3, 7, 170):  # not measured, or not visualized
+        assert (grid["vs_best"][unit], grid["z_rank"][unit], grid["trusted"][unit]) == (
+            None, None, 0)
+    assert grid["thumbs"] == ["visualization.png", SECOND[0], "visualization-accent.png"]
+    assert grid["thumb"] == {u: 0 if u < VIS_UNITS else -1 for u in range(192)}
 
+
+def test_layer_page_links_every_unit_without_javascript(small_site: Path):
+    """The grid is drawn by atlas.js from units.json; the page itself links every feature page
+    (readers without JavaScript, crawlers) and preloads units.json."""
+    for layer, units in ((0, range(192)), (1, range(VIS_UNITS))):
+        page = (small_site / SLUG / str(layer) / "index.html").read_text()
+        grid = page.split('<div class="atlas-grid"')[1].split("</div>")[0]
+        assert grid.startswith(f' data-search-exclude data-src="units.json" '
+                               f'data-units="{len(units)}">')
+        assert '<link rel="preload" href="units.json" as="fetch" crossorigin="anonymous">' in grid
+        noscript = grid.split("<noscript>")[1].split("</noscript>")[0]
+        assert re.findall(r'<a href="(\d+)/">\1</a>', noscript) == [str(u) for u in units]
+        assert "data-u=" not in page.split('class="atlas-filter"')[1]  # no cells in the page
+    assert _grid(small_site, 1)["units"] == list(range(VIS_UNITS))
+
+
+def test_units_json_matches_published_schema(small_site: Path):
+    schema = json.loads((small_site / "schema" / "units.schema.json").read_text())
+    for layer in (0, 1):
+        data = json.loads((small_site / SLUG / str(layer) / "units.json").read_text())
+        _check(schema, data)
+        assert set(data) <= set(schema["properties"])
+        columns = {k: v for k, v in data.items()
+                   if isinstance(v, list) and k not in ("thumbs", "classes", "words")}
+        assert {len(v) for v in columns.values()} == {len(data["units"])}
+        with pytest.raises(AssertionError):
+            _check(schema, {**data, "thumb": ["0"]})
+        with pytest.raises(AssertionError):
+            _check(schema, {k: v for k, v in data.items() if k != "units"})
 
 
 # -- recognisability and the accentuation --------------------------------------------------
@@ -377,18 +417,18 @@ def test_layer_page_sorts_filters_and_switches_tiles(small_site: Path):
     assert '<option value="a">by recognisability' in page and 'class="atlas-afc"' in page
     radios = re.findall(r'name="atlas-tile" value="(\w+)"', page)
     assert radios == ["vis", "acc", "ex"]
-    assert 'data-ex="../examples/" data-acc="visualization-accent.png"' in page
-    cells = {m[0]: m[1] for m in re.findall(r'<a href="(\d+)/"[^>]*?( data-u[^>]*)>', page)}
-    assert ' data-a="0.85" data-b="0.75" data-ia="" data-ie="e0.png"' in cells["0"]
-    assert "data-a=" not in cells["1"] and "data-ia" not in cells["1"]  # not measured
-    assert "data-ia" not in cells["2"] and "data-ie=" in cells["2"]
-    assert "data-a" not in cells["170"] and "data-ie=" in cells["170"]  # not visualized
-    for unit in ("0", "2", "170"):  # the examples' files exist where the tiles point
-        name = re.search(r'data-ie="([^"]+)"', cells[unit]).group(1)
-        assert (small_site / SLUG / "examples" / name).is_file()
+    grid = _grid(small_site, 0)
+    assert grid["accent"] == "visualization-accent.png" and grid["examples"] == "../examples/"
+    assert (grid["afc"][0], grid["afc_best"][0], grid["accented"][0], grid["example"][0]) == (
+        0.85, 0.75, 1, "e0.png")
+    assert grid["afc"][1] is None and grid["accented"][1] == 0  # not measured
+    assert grid["accented"][2] == 0 and grid["example"][2] is not None
+    assert grid["afc"][170] is None and grid["example"][170] is not None  # not visualized
+    for unit in (0, 2, 170):  # the examples' files exist where the tiles point
+        assert (small_site / SLUG / "examples" / grid["example"][unit]).is_file()
     one = (small_site / SLUG / "1" / "index.html").read_text()  # layer 1: not indexed
     assert re.findall(r'name="atlas-tile" value="(\w+)"', one) == ["vis", "acc"]
-    assert "data-ie=" not in one
+    assert "example" not in _grid(small_site, 1) and "classes" not in _grid(small_site, 1)
 
 
 def test_fidelity_words():
@@ -470,7 +510,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 8
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 9
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -522,25 +562,16 @@ def test_feature_json_labels(small_site: Path):
 
 def test_layer_tiles_show_labels(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
-    cells = dict((int(u), c) for u, c in re.findall(
-        r'(?s)<a href="\d+/"[^>]*? data-u="(\d+)"(.*?)</a>', page))
-    assert len(cells) == 192
+    grid = _grid(small_site, 0)
     labels0 = _expected_labels(0)
     for unit in (0, 1, 2, 9, 170):
-        word = re.search(r'<span class="atlas-tile-word">([^<]*)</span>', cells[unit])
-        concepts = re.search(r' data-w="([^"]*)"', cells[unit])
-        if unit in labels0:
-            assert word is not None and unescape(word.group(1)) == labels0[unit][0]["concept"]
-            assert concepts is not None and unescape(concepts.group(1)) == "\n".join(
-                c["concept"] for c in labels0[unit])
-        else:
-            assert word is None and concepts is None
+        concepts = [grid["words"][w] for w in grid["concepts"][unit]]
+        assert concepts == [c["concept"] for c in labels0.get(unit, [])]  # the label first
+    assert grid["words"][grid["concepts"][0][0]] == TRICKY_CONCEPT  # as it is: atlas.js
+    tricky = _grid(small_site, 0)["classes"][grid["top_classes"][0][0]]  # writes text only
+    assert tricky == TRICKY_CLASS
     assert "Filter by unit number, label or top class" in page
     assert 'href="../words/">search by word</a>' in page
-    strings = _Strings()
-    strings.feed(page)
-    assert TRICKY_CONCEPT in strings.strings and f"unit 0 · {TRICKY_CONCEPT}" in " ".join(
-        strings.strings)
 
 
 def _word_index(site: Path) -> tuple[dict, list[dict]]:
@@ -583,7 +614,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 8 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 9 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -668,7 +699,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert store.label_info() is None
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 8
+    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 9
     assert f["similar"] == [] and f["quantiles"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -825,7 +856,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 8 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 9 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
@@ -958,9 +989,8 @@ def test_dataset_strings_are_escaped_everywhere(small_site: Path):
     assert TRICKY_CLASS in feature.strings and TRICKY_ID in feature.strings
     assert f"{TRICKY_MODEL} · L0 · unit {_expected_similar(0)[-4]['unit']}" in feature.strings
     assert f"example 1: {TRICKY_ID}" in feature.strings  # the thumbnail's alt attribute
-    layer = _Strings()
-    layer.feed((small_site / SLUG / "0" / "index.html").read_text())
-    assert any(s.startswith(TRICKY_CLASS + "\n") for s in layer.strings)  # data-c attribute
+    # the layer grid's data holds them as they are (atlas.js writes them as text)
+    assert TRICKY_CLASS in _grid(small_site, 0)["classes"]
     # recipe name (tab label, alt text, recipe row) and recipe parameters (the <pre>)
     page = (small_site / SLUG / "0" / "0" / "index.html").read_text(encoding="utf-8")
     content = page.split('class="md-content__inner')[1].split("</article>")[0]  # not the theme's
