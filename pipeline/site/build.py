@@ -8,7 +8,8 @@ mkdocs is single-threaded and the slowest part, so the work around it is arrange
 busy and alone on the critical path:
 
 1. every CPU writes Markdown, one layer per task (feature pages, layer page);
-2. this process writes the model and home pages and runs mkdocs, while the other CPUs write
+2. this process writes the model and home pages and runs mkdocs (its feature pages rendered
+   by every CPU: ``streaming``), while the other CPUs write
    each feature's ``feature.json``, link its visualization and copy the dataset thumbnails
    straight into the output (mkdocs would copy them one ``File`` object at a time);
    mkdocs builds the feature pages one at a time (``streaming``) and each layer's rows of
@@ -346,10 +347,11 @@ def mkdocs_config(docs_dir: Path, site_dir: Path) -> MkDocsConfig:
 
 
 def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
-               extra: dict | None = None, slugs: Sequence[str] = ()) -> None:
+               extra: dict | None = None, slugs: Sequence[str] = (), processes: int = 1) -> None:
     """Build with ``cfg``; ``nav_for`` maps the handbook's nav to the site's, ``extra``
     becomes ``config.extra.atlas`` for the templates; the feature pages of the models ``slugs``
-    are built one at a time (``streaming``), so that memory does not grow with their number."""
+    are built one at a time (``streaming``), so that memory does not grow with their number,
+    shared out over ``processes`` processes."""
     from mkdocs.commands.build import build
 
     from pipeline.site import streaming
@@ -360,7 +362,7 @@ def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
         cfg["extra"]["atlas"] = extra
     if slugs:
         cfg["plugins"][streaming.PLUGIN_NAME] = streaming.FeaturePageStream(
-            streaming.feature_page_pattern(slugs))
+            streaming.feature_page_pattern(slugs), processes)
     build_log = logging.getLogger("mkdocs.commands.build")
     no_dirty = _NoDirtyWarning()
     build_log.addFilter(no_dirty)
@@ -487,7 +489,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
                 copies.append(pool.submit(_example_files, root, str(tmp), m.view.slug,
                                           sorted(used)))
             extra = _site_level(models, docs, tmp, shard_entries, version)
-            run_mkdocs(cfg, lambda nav: _nav(nav, models), extra, slugs)
+            run_mkdocs(cfg, lambda nav: _nav(nav, models), extra, slugs, cpus)
             notfound.fix_404(tmp, urlsplit(site_url).path if site_url else "/")
             clock.lap("mkdocs")
             for slug, jobs in files.items():

@@ -6,12 +6,21 @@ the feature pages out of that first pass and, once the other pages are read and 
 environment is ready, reads, renders and writes each feature page in turn through mkdocs' own
 steps (plugin events included), then lets it go. The pages come out byte for byte as before:
 feature pages are outside the nav and the search index, and nothing links to them by Markdown.
+
+mkdocs runs on one core. With ``processes`` > 1 the held pages are shared out, page ``i`` to
+process ``i % processes``: the process forks (POSIX) once mkdocs' environment is ready, so each
+child renders its share through the very same config, navigation, theme and plugins, and
+writes it; the parent renders share 0 and waits. A page depends only on its own source and
+that shared state, so the output is byte for byte that of one process (tested). A child that
+fails fails the build with its traceback.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+import traceback
+from collections.abc import Iterable, Sequence
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.plugins import BasePlugin
@@ -19,6 +28,7 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.nav import Navigation
 from mkdocs.structure.pages import Page
 
+from pipeline.errors import AtlasError
 from pipeline.site import urls
 
 PLUGIN_NAME = "atlas-feature-stream"
@@ -40,11 +50,11 @@ def feature_page_pattern(slugs: Iterable[str]) -> re.Pattern[str]:
 
 class FeaturePageStream(BasePlugin):
     """Holds back the pages whose source path matches ``pattern`` from mkdocs' first pass and
-    builds them one by one (``on_env``); ``built`` counts them."""
+    builds them one by one (``on_env``) in ``processes`` processes; ``built`` counts them."""
 
-    def __init__(self, pattern: re.Pattern[str]):
+    def __init__(self, pattern: re.Pattern[str], processes: int = 1):
         super().__init__()
-        self.pattern = pattern
+        self.pattern, self.processes = pattern, max(1, processes)
         self.held: list[File] = []
         self.nav: Navigation | None = None
         self.built = 0
@@ -60,16 +70,56 @@ class FeaturePageStream(BasePlugin):
         return nav
 
     def on_env(self, env, config: MkDocsConfig, files: Files):
+        assert self.nav is not None, "on_nav runs before on_env"
+        n = min(self.processes, len(self.held)) if hasattr(os, "fork") else 1
+        children = [_fork(lambda r=r: self._build(self.held[r::n], env, config, files))
+                    for r in range(1, n)]
+        try:
+            self._build(self.held[0::n], env, config, files)
+        finally:  # the children are waited for, whatever happened here
+            failures = [why for why in (_wait(child) for child in children) if why]
+        if failures:
+            raise AtlasError("site: a process building feature pages failed:\n" + failures[0])
+        self.built = len(self.held)
+        self.held = []
+        return env
+
+    def _build(self, share: Sequence[File], env, config: MkDocsConfig, files: Files) -> None:
         # mkdocs' own per-page steps (private, pinned by the package's mkdocs requirement)
         from mkdocs.commands.build import _build_page, _populate_page
 
-        assert self.nav is not None, "on_nav runs before on_env"
         doc_files = files.documentation_pages()
-        for f in self.held:
+        for f in share:
             page = Page(None, f, config)
             _populate_page(page, config, files)
             _build_page(page, config, doc_files, self.nav, env)
             f.page = None  # the page, its Markdown and HTML go now
-            self.built += 1
-        self.held = []
-        return env
+
+
+def _fork(work) -> tuple[int, int]:
+    """Run ``work()`` in a forked child: ``(pid, fd)``, the fd reading its traceback if any."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: do the work, report, and leave without running the parent's exit
+        os.close(read)
+        code = 0
+        try:
+            work()
+        except BaseException:  # noqa: BLE001 - everything goes back to the parent
+            os.write(write, traceback.format_exc().encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    return pid, read
+
+
+def _wait(child: tuple[int, int]) -> str:
+    """Wait for a ``_fork`` child: its traceback, or ``""`` when it succeeded."""
+    pid, read = child
+    with os.fdopen(read, "rb") as pipe:
+        why = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 and not why:
+        why = f"process {pid} ended with status {os.waitstatus_to_exitcode(status)}"
+    return why
