@@ -74,15 +74,17 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _vis_figures(store: AtlasStore, layer: int) -> dict[int, tuple[float | None,
-                                                                   float | None]]:
+def _vis_figures(store: AtlasStore, layer: int, steps: set[int] | None = None
+                 ) -> dict[int, tuple[float | None, float | None]]:
     """``{unit: (2-AFC or None, vs_best_example or None)}`` of the primary recipe's
-    visualizations of ``layer``."""
+    visualizations of ``layer``; adds their recipes' optimization steps to ``steps``."""
     recipes = store.vis_recipes()
     if not recipes:
         return {}
     out = {}
     for unit, r in store.vis_results(layer, recipes[0]).items():
+        if steps is not None and isinstance((r.get("recipe") or {}).get("steps"), int):
+            steps.add(r["recipe"]["steps"])
         fid = r.get("fidelity") or {}
         rec = fid.get("recognisability") or {}
         afc, vs = rec.get("afc"), fid.get("vs_best_example")
@@ -100,6 +102,7 @@ def measure(store: AtlasStore, spec: ModelSpec, slug: str | None = None) -> dict
     examples = load_examples(store)
     layers = []
     vis: dict[int, dict[int, tuple[float | None, float | None]]] = {}
+    steps: set[int] = set()  # the visualizations' optimization steps
     for layer in spec.layers:
         index = load_layer_index(store, layer.index)
         if index is None:
@@ -115,7 +118,7 @@ def measure(store: AtlasStore, spec: ModelSpec, slug: str | None = None) -> dict
             labels = [c for c in labels if c is not None]
             if labels:
                 purities.append(Counter(labels).most_common(1)[0][1] / len(labels))
-        vis[layer.index] = figs = _vis_figures(store, layer.index)
+        vis[layer.index] = figs = _vis_figures(store, layer.index, steps)
         fg = atlas_foreground(store, layer, index, examples.ids if examples else [])
         masked = [f for f in fg or [] if f.background_masked is not None]
         fg = [f for f in fg or [] if f.examples]
@@ -135,6 +138,7 @@ def measure(store: AtlasStore, spec: ModelSpec, slug: str | None = None) -> dict
     experiments = store.experiments() or {}
     found = {"format_version": FINDINGS_VERSION, "model": spec.name, "layers": layers,
              "by_depth": by_depth, "recognisability_figure": figure, "sample": sample,
+             "vis_steps": sorted(steps),
              "classifier": experiments.get("classifier"), "cls": experiments.get("cls"),
              "meaning": MEANING, "slug": slug}
     found["verdicts"] = verdicts(layers) + model_verdicts(found)
@@ -235,8 +239,10 @@ def model_verdicts(found: dict[str, Any]) -> list[str]:
         name = "2-AFC" if figure == "afc" else "activation against the best dataset example"
         verdict, words = _say(ffn - other, "more recognisable than", "not more recognisable "
                               "than", "about as recognisable as")
+        steps = found.get("vis_steps") or []
+        of = (f"; images of {'/'.join(map(str, steps))} optimization steps" if steps else "")
         out.append(f"{verdict}: FFN units' visualizations are {words} key/query/value "
-                   f"channels' of the same blocks ({name} {ffn:.2f} against {other:.2f}).")
+                   f"channels' of the same blocks ({name} {ffn:.2f} against {other:.2f}{of}).")
     c = found.get("classifier")
     if c:
         bg, fg = c["accuracy"] - c["background_masked"], c["accuracy"] - c["foreground_masked"]
@@ -347,13 +353,14 @@ def findings_page(findings: dict[str, Any]) -> str:
              "dataset index. The figures are in `findings.json` beside this page.", ""]
     lines += [f"- {html.escape(v)}" for v in findings["verdicts"]] or [
         "- Too few indexed layers to say whether the findings hold."]
-    lines += ["", "| layer | kind | block | module | units | entropy | purity | foreground | "
-              "area | bg masked | fg masked |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    # kind and block name a layer (its number, module and units are in findings.json), and
+    # each pair shares a cell: six columns fit the page without scrolling sideways
+    lines += ["", "| kind | block | entropy | purity | foreground / area | bg / fg masked |",
+              "|---|---|---|---|---|---|"]
     for x in findings["layers"]:
-        lines.append(f"| {x['layer']} | {x['kind']} | {x['depth']} | "
-                     f"`{html.escape(x['module'])}` | {x['units']} | {_cell(x['entropy'])} | "
-                     f"{_cell(x['purity'])} | {_cell(x.get('foreground'))} | "
-                     f"{_cell(x.get('area'))} | {_cell(x.get('background_masked'))} | "
+        lines.append(f"| {x['kind']} | {x['depth']} | {_cell(x['entropy'])} | "
+                     f"{_cell(x['purity'])} | {_cell(x.get('foreground'))} / "
+                     f"{_cell(x.get('area'))} | {_cell(x.get('background_masked'))} / "
                      f"{_cell(x.get('foreground_masked'))} |")
     lines += _recognisability_lines(findings) + _experiment_lines(findings)
     lines += [""] + [f"**{k}**: {html.escape(v)}" + "\n" for k, v in findings["meaning"].items()]
@@ -367,7 +374,9 @@ def _recognisability_lines(findings: dict[str, Any]) -> list[str]:
     kinds = [k for k in KIND_ORDER if any(k in r for r in rows)]
     name = "2-AFC" if figure == "afc" else "vs best example"
     lines = ["", "## FFN units against key, query and value channels", "",
-             f"Mean {name} of the visualizations, per block.", "",
+             f"Mean {name} of the visualizations, per block"
+             + (f" (images of {'/'.join(map(str, findings['vis_steps']))} optimization steps)"
+                if findings.get("vis_steps") else "") + ".", "",
              "| block | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
     for r in rows:
         lines.append(f"| {r['depth']} | " + " | ".join(_cell(r.get(k)) for k in kinds) + " |")

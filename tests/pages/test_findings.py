@@ -52,6 +52,10 @@ def test_findings_json_and_page(tmp_path):
     for r in data["by_depth"]:
         assert np.isclose(r["ffn"], per[("ffn", r["depth"])][at])
         assert np.isclose(r["value"], per[("value", r["depth"])][at])
+    # the comparison says how far its images were optimized (here 2 steps: barely at all)
+    assert data["vis_steps"] == [2]
+    assert any("recognisable" in v and "images of 2 optimization steps" in v
+               for v in data["verdicts"])
     assert [s["depth"] for s in data["sample"]] == [0, 3]
     for s in data["sample"]:
         assert [u["kind"] for u in s["units"]] == ["ffn", "value"]

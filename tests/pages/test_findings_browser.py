@@ -72,6 +72,8 @@ def test_findings_kinds_and_experiments_in_chromium(browser, kinds_site):  # noq
             assert line.split(" (")[0] in text
         assert "Holds: the CLS token matters only at the end" in text
         assert "Holds: the classifier loses less without the background" in text
+        # the per-layer table fits the article: no scrolling sideways to the foreground figures
+        assert pg.eval_on_selector("article table", "t => t.scrollWidth <= t.clientWidth")
         sample = pg.locator(".atlas-findings-sample img")
         assert sample.count() == sum(len(s["units"]) for s in data["sample"]) == 8
         pg.wait_for_function("""Array.from(document.querySelectorAll(
