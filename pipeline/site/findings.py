@@ -30,8 +30,9 @@ from pipeline.site import urls
 from pipeline.store import AtlasStore
 
 # 1: entropy, purity, foreground, masking per layer; 2: recognisability per layer, by_depth,
-# sample, classifier and cls; 3: masking ratios as the median over units
-FINDINGS_VERSION = 3
+# sample, classifier and cls; 3: masking ratios as the median over units; 4: the sample shows
+# each kind's median unit, not its best
+FINDINGS_VERSION = 4
 SAMPLE_DEPTHS = 3  # blocks shown side by side: the first, the middle and the last compared
 MEANING = {
     "entropy": "Normalized entropy of a unit's positive patch activation on its top examples, "
@@ -182,8 +183,10 @@ KIND_ORDER = ("ffn", "query", "key", "value")
 def _sample(spec: ModelSpec, vis: dict[int, dict[int, tuple[float | None, float | None]]],
             figure: str | None, slug: str | None) -> list[dict[str, Any]]:
     """The paper's Figure 1 for this model: for up to ``SAMPLE_DEPTHS`` blocks (the first, the
-    middle, the last that have FFN and other kinds visualized), per kind its unit with the best
-    figure (ties: the lowest unit), with its page and visualization (site paths)."""
+    middle, the last that have FFN and other kinds visualized), per kind its typical unit: the
+    one at the median of its figure (the lower middle; ties: the lowest unit), so that the kinds
+    are compared as the per-block means compare them, not by their best units, with its page
+    and visualization (site paths)."""
     if figure is None:
         return []
     at = 0 if figure == "afc" else 1
@@ -203,7 +206,8 @@ def _sample(spec: ModelSpec, vis: dict[int, dict[int, tuple[float | None, float 
             if kind not in depths[d]:
                 continue
             layer, got = depths[d][kind]
-            unit = min(got, key=lambda u: (-got[u], u))
+            ranked = sorted(got, key=lambda u: (got[u], u))
+            unit = ranked[(len(ranked) - 1) // 2]
             entry = {"kind": kind, "layer": layer.index, "unit": unit, figure: got[unit]}
             if slug is not None:
                 page = urls.feature_dir(slug, layer, unit)
@@ -383,8 +387,9 @@ def _recognisability_lines(findings: dict[str, Any]) -> list[str]:
     here = f"{findings.get('slug', '')}/findings"
     sample = [s for s in findings.get("sample") or [] if all("image" in u for u in s["units"])]
     if sample:
-        lines += ["", "The paper's Figure 1 for this model: per block, the best visualized unit "
-                  "of each kind.", "", '<div class="atlas-findings-sample">']
+        lines += ["", "The paper's Figure 1 for this model: per block, the typical visualized "
+                  "unit of each kind (the one at its kind's median figure).", "",
+                  '<div class="atlas-findings-sample">']
         for s in sample:
             lines.append(f'<div class="atlas-findings-row"><span>block {s["depth"]}</span>')
             for u in s["units"]:

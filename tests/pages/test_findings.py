@@ -59,7 +59,17 @@ def test_findings_json_and_page(tmp_path):
     assert [s["depth"] for s in data["sample"]] == [0, 3]
     for s in data["sample"]:
         assert [u["kind"] for u in s["units"]] == ["ffn", "value"]
-        for u in s["units"]:
+        for u in s["units"]:  # the kind's median unit in its block, brute force
+            fig = data["recognisability_figure"]
+            got = {}
+            for unit, r in store.vis_results(u["layer"], recipe).items():
+                f = r.get("fidelity") or {}
+                v = (f.get("recognisability") or {}).get("afc") if fig == "afc" \
+                    else f.get("vs_best_example")
+                if v is not None:
+                    got[unit] = v
+            ranked = sorted(got, key=lambda k: (got[k], k))
+            assert u["unit"] == ranked[(len(ranked) - 1) // 2] and u[fig] == got[u["unit"]]
             assert (out / "site" / u["image"]).is_file()
             assert (out / "site" / u["page"] / "index.html").is_file()
     # the index's experiments: the demo model has a CLS token; no masks, no classifier figures
