@@ -2,7 +2,8 @@
 published site on disk or at an HTTP(S) URL.
 
 ``open(path)`` gives an ``Atlas`` whose ``feature(layer, unit)`` is the record that the
-feature's ``feature.json`` holds (schema: the site's Data format page), and whose ``table()``
+feature's ``feature.json`` holds (schema: the site's Data format page) with its patch maps
+decoded (nested lists of floats, ``numpy.asarray`` makes arrays of them), and whose ``table()``
 is the model's Parquet export (``<slug>/features.parquet``). On an atlas directory both are
 made by the same code that writes them (``site.feature``, ``site.export``); on a site they are
 read from its files, wherever they live (``pipeline.location``: a folder, or a URL read in
@@ -43,10 +44,18 @@ class Atlas:
     def feature(self, layer: int, unit: int) -> dict[str, Any]:
         """The ``feature.json`` record of ``unit`` of ``layer``: the atlas's layer number
         (``feature.json``'s ``layer``), for key, query and value channels too, whose pages lie
-        at ``<model>/<kind>/<depth>/<unit>/`` (``pipeline.site.urls``)."""
+        at ``<model>/<kind>/<depth>/<unit>/`` (``pipeline.site.urls``).
+
+        Its patch maps (``top["maps"]``, ``quantiles["examples"]["maps"]``), which the file
+        holds quantized to a byte with their scale, come decoded as nested lists of floats
+        ``[example][row][col]`` (``pipeline.site.assets.decode_record``), within half a
+        quantization step of the atlas's maps; ``numpy.asarray(record["top"]["maps"])`` is
+        an ``(examples, rows, cols)`` array."""
+        from pipeline.site.assets import decode_record
+
         if unit not in self.units(layer):
             raise KeyError(f"{self.model} layer {layer} has no unit {unit} here")
-        return self._record(layer, unit)
+        return decode_record(self._record(layer, unit))
 
     def table(self, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
         """The model's Parquet export as a ``pyarrow.Table`` (``.to_pandas()`` for a

@@ -1,7 +1,8 @@
 """Cheap renderings of a feature's numbers: histogram as one SVG path, heatmaps as bytes.
 
 Heatmaps are drawn in the browser: each top example's patch map is quantized to uint8 on a
-scale shared by the feature's top-k (so overlays compare), base64-encoded into the page, and
+scale shared by the feature's top-k (so overlays compare), base64-encoded into the page
+(``encode_maps``: the same self-describing form ``feature.json`` holds its maps in), and
 painted on a ``rows x cols`` canvas through a fixed colormap that the legend also shows.
 Measured against writing one PNG overlay per example (``scripts/bench_site.py``), this costs
 no files and no encoder time.
@@ -10,11 +11,13 @@ no files and no encoder time.
 from __future__ import annotations
 
 import base64
+import io
 import math
 import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from pipeline.store import atomic_write_bytes
 
@@ -30,23 +33,94 @@ def heatmap_scale(maps: np.ndarray) -> tuple[float, float]:
     return lo, hi if hi > lo else lo + 1.0
 
 
-def encode_heatmaps(maps: np.ndarray, lo: float, hi: float) -> list[str]:
-    """``(k, rows, cols)`` float maps to base64 strings of row-major uint8 values."""
-    q = np.clip(np.rint((maps - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-    return [base64.b64encode(m.tobytes()).decode("ascii") for m in q]
+MAP_ENCODINGS = {"uint8-base64": 8, "uint4-base64": 4}  # name: bits a value
 
 
-def encode_heatmaps4(maps: np.ndarray, lo: float, hi: float) -> list[str]:
-    """As ``encode_heatmaps`` at 4 bits a patch (16 levels, two patches a byte, high nibble
-    first; an odd count ends in a zero nibble): the small quantile thumbnails' overlays, at
-    half the bytes."""
-    q = np.clip(np.rint((maps - lo) * (15.0 / (hi - lo))), 0, 15).astype(np.uint8)
-    out = []
-    for m in q.reshape(len(q), -1):
-        if len(m) % 2:
-            m = np.append(m, np.uint8(0))
-        out.append(base64.b64encode(((m[0::2] << 4) | m[1::2]).tobytes()).decode("ascii"))
+def _figure(x: float) -> float:
+    """``x`` to 6 significant digits (what a scale or offset is written with)."""
+    return float(f"{x:.6g}")
+
+
+def encode_maps(maps: np.ndarray, lo: float | None = None, hi: float | None = None,
+                bits: int = 8) -> dict:
+    """``(..., rows, cols)`` float maps as one self-describing object, the form of every patch
+    map in ``feature.json`` and on the feature page (``decode_maps``, and ``decode`` in
+    ``assets/atlas.js``, read it back)::
+
+        {"encoding": "uint8-base64", "shape": [k, rows, cols], "scale": s, "offset": o,
+         "data": "<base64 of the k*rows*cols values, row-major, one byte each>"}
+
+    A value is ``offset + scale * byte``; ``offset`` (``lo``) is left out when 0, as it is
+    for maps that are nowhere negative. ``lo, hi`` default to ``heatmap_scale(maps)``, so 0
+    is exact and the largest value is byte 255. ``bits=4``: ``"uint4-base64"``, 16 levels,
+    two values a byte, high nibble first, an odd count ending in a zero nibble (the page's
+    small quantile overlays). NaN counts as 0. Decoded values lie within ``scale / 2`` of the
+    maps' (clipped to ``[lo, hi]``).
+
+    >>> m = np.array([[[0.0, 0.5], [1.0, -0.2]]], np.float32)
+    >>> enc = encode_maps(m)
+    >>> enc["encoding"], enc["shape"], enc["scale"], enc["offset"], enc["data"]
+    ('uint8-base64', [1, 2, 2], 0.00470588, -0.2, 'K5X/AA==')
+    >>> bool(np.abs(decode_maps(enc) - m).max() <= enc["scale"] / 2)
+    True
+    """
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float64))
+    if lo is None or hi is None:
+        lo, hi = heatmap_scale(maps)
+    if bits not in (4, 8):
+        raise ValueError(f"maps are encoded at 4 or 8 bits, not {bits}")
+    top = (1 << bits) - 1
+    offset, scale = _figure(lo), _figure((hi - lo) / top)
+    q = np.clip(np.rint((maps - offset) / scale), 0, top).astype(np.uint8).reshape(-1)
+    if bits == 4:
+        if q.size % 2:
+            q = np.append(q, np.uint8(0))
+        q = (q[0::2] << 4) | q[1::2]
+    out: dict = {"encoding": f"uint{bits}-base64", "shape": [int(n) for n in maps.shape],
+                 "scale": scale}
+    if offset != 0:
+        out["offset"] = offset
+    out["data"] = base64.b64encode(q.tobytes()).decode("ascii")
     return out
+
+
+def decode_maps(enc: dict) -> np.ndarray:
+    """The float32 maps of an ``encode_maps`` object, in its ``shape``.
+
+    >>> decode_maps({"encoding": "uint4-base64", "shape": [3], "scale": 0.5, "data": "H/A="})
+    array([0.5, 7.5, 7.5], dtype=float32)
+    """
+    bits = MAP_ENCODINGS.get(enc.get("encoding"))
+    if bits is None:
+        raise ValueError(f"unknown map encoding {enc.get('encoding')!r} (known: "
+                         f"{', '.join(MAP_ENCODINGS)})")
+    shape = [int(n) for n in enc["shape"]]
+    n = int(np.prod(shape))
+    raw = np.frombuffer(base64.b64decode(enc["data"]), np.uint8)
+    if bits == 4:
+        raw = np.stack([raw >> 4, raw & 15], 1).reshape(-1)
+    if raw.size < n:
+        raise ValueError(f"map data holds {raw.size} values, its shape {shape} needs {n}")
+    values = enc.get("offset", 0.0) + enc["scale"] * raw[:n].astype(np.float64)
+    return values.astype(np.float32).reshape(shape)
+
+
+def decode_record(obj: object) -> object:
+    """``obj`` (a ``feature.json`` record, or any part of one) with every ``encode_maps``
+    object replaced by its maps as nested lists of floats (``decode_maps``): what
+    ``pipeline.open(...).feature(...)`` returns. Everything else is left as it is.
+
+    >>> decode_record({"maps": {"encoding": "uint8-base64", "shape": [1, 2], "scale": 0.5,
+    ...                         "data": "AAI="}, "n": 3})
+    {'maps': [[0.0, 1.0]], 'n': 3}
+    """
+    if isinstance(obj, dict):
+        if "encoding" in obj and "data" in obj and "shape" in obj:
+            return decode_maps(obj).tolist()
+        return {k: decode_record(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_record(v) for v in obj]
+    return obj
 
 
 def significant_decimals(values: np.ndarray, digits: int = 4) -> int:
@@ -96,6 +170,48 @@ def histogram_x(value: float, edges: np.ndarray) -> float | None:
     if not (math.isfinite(value) and hi > lo):
         return None
     return round(min(max((value - lo) / (hi - lo), 0.0), 1.0) * HIST_W, 1)
+
+
+WEBP_QUALITY = 90  # lossy WebP's quality setting (libwebp, 0-100)
+WEBP_MIN_PSNR = 38.0  # dB: a lossy encoding below this against the original stays lossless
+
+
+def webp_bytes(image: Image.Image) -> tuple[bytes, float]:
+    """``image`` as the site's WebP: lossy at ``WEBP_QUALITY`` when that keeps a PSNR of at
+    least ``WEBP_MIN_PSNR`` dB against it, else lossless (smaller than PNG at equal quality);
+    and the PSNR kept (inf: lossless). Deterministic: the same pixels give the same bytes.
+
+    Measured on the demo's 64-px images (``scripts/bench_site.py``): visualizations lossy
+    (~0.5 KiB, 40 dB, against 4.9 KiB as PNG); thumbnails of procedural shapes mostly
+    lossless (sharp coloured edges lose too much in lossy WebP's 4:2:0 colour).
+    """
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    lossy = io.BytesIO()
+    image.save(lossy, format="WEBP", quality=WEBP_QUALITY, method=4)
+    psnr = float("inf")
+    if image.mode in ("RGB", "L"):
+        back = np.asarray(Image.open(io.BytesIO(lossy.getvalue())).convert(image.mode),
+                          dtype=np.float64)
+        mse = float(np.mean((back - np.asarray(image, dtype=np.float64)) ** 2))
+        psnr = 10 * math.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")
+        if psnr >= WEBP_MIN_PSNR:
+            return lossy.getvalue(), psnr
+    lossless = io.BytesIO()
+    image.save(lossless, format="WEBP", lossless=True, method=2)  # as small as 4-6, faster
+    return lossless.getvalue(), float("inf")
+
+
+def write_webp(src: Path, dst: Path) -> int:
+    """Write the image file ``src`` (a PNG of the atlas: it stays as it is, lossless) to
+    ``dst`` as WebP (``webp_bytes``), atomically and world-readable; its size in bytes."""
+    with Image.open(src) as image:
+        data, _ = webp_bytes(image)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dst, data)
+    if os.stat(dst).st_mode & 0o444 != 0o444:
+        os.chmod(dst, 0o644)
+    return len(data)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

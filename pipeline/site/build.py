@@ -10,7 +10,7 @@ busy and alone on the critical path:
 1. every CPU writes Markdown, one layer per task (feature pages, layer page);
 2. this process writes the model and home pages and runs mkdocs (its feature pages rendered
    by every CPU: ``streaming``), while the other CPUs write
-   each feature's ``feature.json``, link its visualization and copy the dataset thumbnails
+   each feature's ``feature.json``, write its visualizations and the dataset thumbnails as WebP
    straight into the output (mkdocs would copy them one ``File`` object at a time);
    mkdocs builds the feature pages one at a time (``streaming``) and each layer's rows of
    the Parquet export are written as its task ends, so memory does not grow with the pages.
@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
 from pipeline.site import export, findings, notfound, sitemap, urls
-from pipeline.site.assets import link_or_copy
+from pipeline.site.assets import write_webp
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
 from pipeline.site.feature import (
@@ -163,22 +163,23 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo) -> list[dict]
         atomic_write_bytes(out / urls.FEATURE_JSON, _json(record))
         for recipe, _ in view.results(unit):
             vis_file, attr_file = view.files[recipe]
-            link_or_copy(view.vis_path(unit, recipe), out / vis_file)
+            write_webp(view.vis_path(unit, recipe), out / vis_file)  # the atlas keeps its PNG
             attribution = view.attribution_path(unit, recipe)
             if attribution is not None:
-                link_or_copy(attribution, out / attr_file)
+                write_webp(attribution, out / attr_file)
     return rows
 
 
 def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
-    """Copy the thumbnails of the dataset examples that some page shows."""
+    """Write the thumbnails of the dataset examples that some page shows, once per model and
+    example (every page that shows one links to the same file), as WebP."""
     examples = _atlas(root).examples
     if examples is None:
         return 0
     for n in numbers:
         src, dst = examples.thumb_path(n), example_path(slug, examples.thumbs, n)
         if src is not None and dst is not None and src.is_file():
-            link_or_copy(src, Path(site, dst))
+            write_webp(src, Path(site, dst))
     return len(numbers)
 
 

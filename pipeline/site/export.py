@@ -10,8 +10,8 @@ schema reads every export.
 >>> import pyarrow.parquet as pq, tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "features.parquet"
 >>> write_parquet([[feature_row({"model": "m", "weights": "hub", "layer": 0, "unit": 3,
-...                              "module": "blocks.0.mlp.act", "top": [], "labels": [],
-...                              "similar": []})]], path)
+...                              "module": "blocks.0.mlp.act", "top": None,
+...                              "labels": None, "similar": None})]], path)
 1
 >>> pq.read_table(path).column("unit").to_pylist()
 [3]
@@ -63,10 +63,12 @@ def feature_row(record: dict[str, Any]) -> dict[str, Any]:
     """The export's row of one ``feature.json`` record."""
     from pipeline.site import fidelity
 
+    keys = ("model", "layer", "unit", "score")
     fid = record.get("fidelity") or {}
     rec = fid.get("recognisability") or {}
     recipe = record.get("recipes") or [{}]
-    labels = [{"concept": c["concept"], "score": c["score"]} for c in record.get("labels", [])]
+    labels = [{"concept": c, "score": s} for c, s in _rows(record.get("labels"),
+                                                           ("concept", "score"))]
     return {
         "model": record["model"], "weights": record["weights"], "layer": record["layer"],
         "unit": record["unit"], "module": record["module"],
@@ -81,12 +83,19 @@ def feature_row(record: dict[str, Any]) -> dict[str, Any]:
         "mean": record.get("mean"), "max": record.get("max"),
         "label": labels[0]["concept"] if labels else None,
         "labels": labels,
-        "top_ids": [str(t["id"]) for t in record.get("top", [])],
-        "top_scores": [t["score"] for t in record.get("top", [])],
-        "similar": [{k: e[k] for k in ("model", "layer", "unit", "score")}
-                    for e in record.get("similar", [])],
+        "top_ids": [str(i) for i in (record.get("top") or {}).get("id", [])],
+        "top_scores": list((record.get("top") or {}).get("score", [])),
+        "similar": [dict(zip(keys, row, strict=True))
+                    for row in _rows(record.get("similar"), keys)],
         "permalink": record.get("permalink"),
     }
+
+
+def _rows(cols: dict[str, list] | None, keys: tuple[str, ...]) -> list[tuple]:
+    """The rows of ``feature.json``'s columns ``cols`` (None: none), ``keys`` of each."""
+    if not cols:
+        return []
+    return list(zip(*(cols[k] for k in keys), strict=True))
 
 
 def write_parquet(batches: Iterable[list[dict[str, Any]]], path: Path) -> int:

@@ -28,7 +28,6 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
@@ -39,12 +38,10 @@ from pipeline.index.results import Examples
 from pipeline.site import fidelity, labels, recognisability, urls
 from pipeline.site.assets import (
     clip_histogram,
-    encode_heatmaps,
-    encode_heatmaps4,
+    encode_maps,
     heatmap_scale,
     histogram_path,
     histogram_x,
-    significant_decimals,
 )
 from pipeline.site.cite import bibtex, cite_key, is_absolute
 from pipeline.site.data import AtlasView, LayerView, clean_seed
@@ -120,6 +117,19 @@ def site_extra(info: SiteInfo) -> dict[str, Any]:
 
 
 SIMILAR_SHOWN = 8  # similar units shown per group on a page (feature.json has all)
+# feature.json's columns of dataset examples (and their "maps"), of similar units
+EXAMPLE_COLUMNS = ("example", "id", "score", "image", "label", "label_index")
+SIMILAR_COLUMNS = ("model", "layer", "unit", "score", "slug")
+
+
+def columns(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, list]:
+    """``rows`` of one shape as ``{key: [value of each row]}`` (None where a row lacks it):
+    how ``feature.json`` writes lists of records, so no key is repeated.
+
+    >>> columns([{"a": 1, "b": 2}, {"a": 3}], ("a", "b"))
+    {'a': [1, 3], 'b': [2, None]}
+    """
+    return {k: [r.get(k) for r in rows] for k in keys}
 QUANTILE_SHOWN = 3  # examples shown per quantile interval (the index keeps 4 by default)
 
 
@@ -246,9 +256,10 @@ def rank_counts(view: LayerView) -> dict[str, Counter]:
 
 
 def example_path(slug: str, thumbs: list[str | None], n: int) -> str | None:
-    """Site path of example ``n``'s thumbnail (named by number: ids may hold any character)."""
+    """Site path of example ``n``'s thumbnail (named by number: ids may hold any character;
+    WebP, whatever the atlas's file: ``assets.write_webp``)."""
     rel = thumbs[n] if n < len(thumbs) else None
-    return None if rel is None else urls.example_file(slug, n, PurePosixPath(rel).suffix.lower())
+    return None if rel is None else urls.example_file(slug, n)
 
 
 class FeatureWriter:
@@ -476,12 +487,11 @@ class FeatureWriter:
             maps = idx.maps[unit, slots]
             intervals, shown, qmaps = self._quantiles(unit)
             lo, hi = heatmap_scale(np.concatenate([maps.reshape(-1), qmaps.reshape(-1)]))
-            rows, cols = maps.shape[1:] if maps.ndim == 3 else view.spec.grid
-            heat = {"rows": int(rows), "cols": int(cols), "lo": _round(lo, 4),
-                    "hi": _round(hi, 4), "maps": encode_heatmaps(maps, lo, hi)}
+            # one scale for both, so overlays compare (assets.encode_maps, as feature.json)
+            heat = {"lo": _round(lo, 4), "hi": _round(hi, 4), "top": encode_maps(maps, lo, hi)}
             if intervals:
                 meta["quant"], meta["qx"] = intervals, shown
-                heat["qmaps"] = encode_heatmaps4(qmaps, lo, hi)  # small thumbnails: 4 bits
+                heat["quant"] = encode_maps(qmaps, lo, hi, bits=4)  # small thumbnails: 4 bits
             meta["maps"] = script_json(heat)
         if self.foreground is not None and foreground_words(self.foreground[unit]):
             meta["fg"] = foreground_words(self.foreground[unit])
@@ -516,18 +526,29 @@ class FeatureWriter:
                 histogram_x(float(idx.mean[unit]), edges), histogram_x(threshold, edges),
                 vis_x, num(act) if vis_x is not None else "", beyond]
 
-    def _entry(self, n: int, score: float, heat: list) -> dict[str, Any]:
-        """A dataset example of ``feature.json`` (``top`` and ``quantiles`` alike)."""
-        ex_id, label, name = self._example(n)
-        entry: dict[str, Any] = {"id": ex_id, "example": n, "score": _round(score),
-                                 "image": self._image(n), "heatmap": heat}
-        if label is not None:
-            entry["label"] = name if name is not None else str(label)
-            entry["label_index"] = label
-        return entry
+    def _examples(self, found: list[tuple[int, float]], maps: np.ndarray) -> dict[str, Any]:
+        """Dataset examples ``(number, score)`` of ``feature.json`` (``top`` and
+        ``quantiles`` alike) as columns, their patch maps ``(n, rows, cols)`` as one
+        ``encode_maps`` object."""
+        cols: dict[str, list] = {k: [] for k in EXAMPLE_COLUMNS}
+        for n, score in found:
+            ex_id, label, name = self._example(n)
+            cols["example"].append(n)
+            cols["id"].append(ex_id)
+            cols["score"].append(_round(score))
+            cols["image"].append(self._image(n))
+            cols["label"].append(None if label is None else
+                                 name if name is not None else str(label))
+            cols["label_index"].append(label)
+        if maps.size == 0:
+            maps = np.zeros((len(found), *self.view.spec.grid), np.float32)
+        return {**cols, "maps": encode_maps(maps)}
 
     def record(self, unit: int) -> dict[str, Any]:
-        """``feature.json``: the page's data in full precision (schema: data-format page)."""
+        """``feature.json``: the page's data (schema: the Data format page). Figures keep the
+        precision they carry (6 significant digits); lists of records are written as columns
+        (``columns``); patch maps are quantized to a byte with their scale
+        (``assets.encode_maps``; ``assets.decode_record`` reads them back)."""
         info, view, layer = self.info, self.view, self.layer
         idx = view.index
         names = info.class_names or []
@@ -572,15 +593,16 @@ class FeatureWriter:
             "recipes": recipes,
             "dataset": info.dataset,
             "images_seen": info.images_seen,
-            "top": [],
+            "top": self._examples([], np.zeros(0)),
             "histogram": None,
-            "top_classes": [],
+            "top_classes": columns([], ("label", "label_index", "mean")),
             "mean": None,
             "max": None,
-            "labels": view.concepts(unit),
+            "labels": columns(view.concepts(unit), ("concept", "score")),
             "labeler": info.labeler,
-            "similar": [self._similar_entry(e) for e in view.similar_to(unit)],
-            "quantiles": [],
+            "similar": columns([self._similar_entry(e) for e in view.similar_to(unit)],
+                               SIMILAR_COLUMNS),
+            "quantiles": {"intervals": [], "examples": self._examples([], np.zeros(0))},
             "atlas_version": info.atlas_version,
             "site_version": info.version,
             "permalink": self.permalink(unit),
@@ -588,28 +610,26 @@ class FeatureWriter:
         if idx is None:
             return rec
         slots = _top_slots(view, unit)
-        maps = idx.maps[unit, slots]
-        decimals = significant_decimals(maps)
-        rounded = np.round(np.nan_to_num(maps.astype(np.float64)), decimals).tolist()
-        for s, heat in zip(slots, rounded, strict=True):
-            rec["top"].append(self._entry(int(idx.top_ids[unit, s]), idx.top_scores[unit, s],
-                                          heat))
+        rec["top"] = self._examples(
+            [(int(idx.top_ids[unit, s]), idx.top_scores[unit, s]) for s in slots],
+            idx.maps[unit, slots])
+        intervals, found, which, qmaps = [], [], [], []
         for j, q in enumerate(view.quantiles(unit)):
-            qmaps = idx.quantile_maps[unit, j, q["slots"]]
-            heats = np.round(np.nan_to_num(qmaps.astype(np.float64)), decimals).tolist()
-            rec["quantiles"].append({
-                "interval": [_round(q["interval"][0]), _round(q["interval"][1])],
-                "examples": [self._entry(n, score, heat) for (n, score), heat in
-                             zip(q["examples"], heats, strict=True)]})
+            intervals.append([_round(q["interval"][0]), _round(q["interval"][1])])
+            found += q["examples"]
+            which += [j] * len(q["examples"])
+            qmaps.append(idx.quantile_maps[unit, j, q["slots"]])
+        examples = self._examples(found, np.concatenate(qmaps) if qmaps else np.zeros(0))
+        rec["quantiles"] = {"intervals": intervals, "examples": {"interval": which, **examples}}
         rec["histogram"] = {
             "counts": [int(c) for c in idx.hist_counts[unit]],
             "edges": [_round(e) for e in idx.hist_edges[unit]],
         }
-        rec["top_classes"] = [
+        rec["top_classes"] = columns([
             {"label": names[c], "label_index": int(c), "mean": _round(m)}
             for c, m in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)
             if 0 <= c < len(names)
-        ]
+        ], ("label", "label_index", "mean"))
         rec["mean"] = _round(idx.mean[unit])
         rec["max"] = _round(idx.max[unit])
         return rec

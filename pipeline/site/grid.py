@@ -11,7 +11,6 @@ plain list of links to every feature page.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
 from pipeline.index.foreground import atlas_foreground
@@ -92,7 +91,7 @@ def grid_record(atlas: AtlasView, view: LayerView) -> dict[str, Any]:
         cols["top_classes"].append(_numbered(view.top_class_names(u, ex), classes))
         n = view.best_example(u) if indexed and ex is not None else None
         rel = ex.thumbs[n] if n is not None and n < len(ex.thumbs) else None
-        cols["example"].append(None if rel is None else f"e{n}{PurePosixPath(rel).suffix.lower()}")
+        cols["example"].append(None if rel is None else f"e{n}{urls.IMAGE_SUFFIX}")
         cols["concepts"].append(_numbered([c["concept"] for c in view.concepts(u)], words))
         fid = view.fidelity(u) or {}
         cols["vs_best"].append(_round(fid.get("vs_best_example")))

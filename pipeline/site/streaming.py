@@ -4,7 +4,8 @@ mkdocs reads and renders every page before it writes the first (``mkdocs.command
 at about 73 KiB held per feature page, a model of 100,000 units took 7.5 GiB. This plugin takes
 the feature pages out of that first pass and, once the other pages are read and the theme's
 environment is ready, reads, renders and writes each feature page in turn through mkdocs' own
-steps (plugin events included), then lets it go. The pages come out byte for byte as before:
+steps (plugin events included), then lets it go; their HTML loses the theme's indentation
+(``lean_html``). The pages come out byte for byte as before otherwise:
 feature pages are outside the nav and the search index, and nothing links to them by Markdown.
 
 mkdocs runs on one core. With ``processes`` > 1 the held pages are shared out, page ``i`` to
@@ -69,6 +70,9 @@ class FeaturePageStream(BasePlugin):
         self.nav = nav
         return nav
 
+    def on_post_page(self, output: str, page: Page, config: MkDocsConfig) -> str:
+        return lean_html(output) if self.pattern.match(page.file.src_uri) else output
+
     def on_env(self, env, config: MkDocsConfig, files: Files):
         assert self.nav is not None, "on_nav runs before on_env"
         n = min(self.processes, len(self.held)) if hasattr(os, "fork") else 1
@@ -94,6 +98,27 @@ class FeaturePageStream(BasePlugin):
             _populate_page(page, config, files)
             _build_page(page, config, doc_files, self.nav, env)
             f.page = None  # the page, its Markdown and HTML go now
+
+
+_KEEP = re.compile(r"(?is)(<(pre|textarea)\b.*?</\2>)")
+
+
+def lean_html(html: str) -> str:
+    r"""``html`` without the theme's indentation: every run of white space that holds a line
+    break becomes one line break, and blank lines go, outside ``<pre>`` and ``<textarea>``
+    (where white space is content). Elsewhere a line break is white space as any run of it
+    is, so the page renders alike (a feature page: about 2 KiB less of some 30).
+
+    >>> lean_html("<p>\n    a\n\n    <b>b</b>  c\n</p><pre>\n  x\n</pre>")
+    '<p>\na\n<b>b</b>  c\n</p><pre>\n  x\n</pre>'
+    """
+    parts = _KEEP.split(html)
+    out = []
+    for i in range(0, len(parts), 3):  # text, then a kept element and its tag name
+        out.append(re.sub(r"[ \t]*\n\s*", "\n", parts[i]))
+        if i + 1 < len(parts):
+            out.append(parts[i + 1])
+    return "".join(out)
 
 
 def _fork(work) -> tuple[int, int]:

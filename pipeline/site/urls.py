@@ -3,9 +3,10 @@
 ``<slug>/`` model page, ``<slug>/<layer>/`` layer page, ``<slug>/<layer>/<unit>/`` feature page
 of an FFN layer; the key, query or value channels of a block have theirs at
 ``<slug>/<kind>/<depth>/`` and ``<slug>/<kind>/<depth>/<unit>/`` (``layer_path``: stable
-whichever kinds a build runs). Beside a feature page: ``feature.json``, ``visualization.png``
-(the primary recipe's) and ``attribution.png`` (its attribution map, if any), and
-``visualization-<recipe>.png`` / ``attribution-<recipe>.png`` for every other recipe;
+whichever kinds a build runs). Beside a feature page: ``feature.json``, ``visualization.webp``
+(the primary recipe's) and ``attribution.webp`` (its attribution map, if any), and
+``visualization-<recipe>.webp`` / ``attribution-<recipe>.webp`` for every other recipe (the
+site's images are WebP: ``assets.write_webp``);
 ``<slug>/examples/e<n><ext>`` dataset thumbnails, ``<slug>/classes.json`` the whole class index
 (for scripts), ``<slug>/classes/`` the header search's class index (``index.json``: names,
 counts, each class's best units; shards ``c<n>.json``: every class's units), ``<slug>/words/``
@@ -54,10 +55,15 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 # 9: the layer page's grid is drawn from units.json beside it (every unit with a page, in
 #    columns: thumbnails, top classes, concepts, fidelity, recognisability, foreground, the
 #    tile switch's files); the page itself holds the controls and a plain list of links.
-SITE_FORMAT_VERSION = 9
+# 10: feature.json is compact: lists of records (top, quantile examples, similar units,
+#    labels, top classes) are columns, patch maps are one {"encoding": "uint8-base64",
+#    "shape", "scale", "offset", "data"} object per list (assets.encode_maps, as the page's
+#    own), figures to 6 significant digits; images in the site are WebP.
+SITE_FORMAT_VERSION = 10
 
-VISUALIZATION = "visualization.png"
-ATTRIBUTION = "attribution.png"
+IMAGE_SUFFIX = ".webp"  # every image the site writes (assets.write_webp)
+VISUALIZATION = "visualization.webp"
+ATTRIBUTION = "attribution.webp"
 FEATURE_JSON = "feature.json"
 MODELS_JSON = "models.json"
 CLASSES_JSON = "classes.json"
@@ -119,7 +125,7 @@ def atlas_slug(name: str, weights_id: str, model_kwargs: dict | None = None,
 def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
     """``{recipe: (visualization file, attribution file)}`` beside a feature page: the first
     (primary) recipe gets the plain names, every other one its name made URL-safe (as
-    ``model_slug``) and unique: ``visualization-paper.png``."""
+    ``model_slug``) and unique: ``visualization-paper.webp``."""
     files: dict[str, tuple[str, str]] = {}
     used: set[str] = set()
     for i, name in enumerate(names):
@@ -130,7 +136,7 @@ def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
         if slug in used:
             slug = f"{slug}-{i}"
         used.add(slug)
-        files[name] = (f"visualization-{slug}.png", f"attribution-{slug}.png")
+        files[name] = (f"visualization-{slug}{IMAGE_SUFFIX}", f"attribution-{slug}{IMAGE_SUFFIX}")
     return files
 
 
@@ -305,7 +311,13 @@ def export_file(slug: str) -> str:
     return f"{slug}/{FEATURES_PARQUET}"
 
 
-def example_file(slug: str, number: int, suffix: str) -> str:
+def example_file(slug: str, number: int, suffix: str = IMAGE_SUFFIX) -> str:
+    """Site path of dataset example ``number``'s thumbnail, one per model shared by every page
+    that shows it.
+
+    >>> example_file("m", 7)
+    'm/examples/e7.webp'
+    """
     return f"{slug}/examples/e{number}{suffix}"
 
 

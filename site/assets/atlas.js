@@ -544,32 +544,49 @@
     }
     ctx.putImageData(img, 0, 0);
   }
-  function decode(b64) {
-    var s = atob(b64), out = new Uint8Array(s.length);
-    for (var i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-    return out;
-  }
-
-  function decode4(b64, n) {  // 4 bits a patch, high nibble first (quantile examples)
-    var s = atob(b64), out = new Uint8Array(n);
-    for (var p = 0; p < n; p++) {
-      var byte = s.charCodeAt(p >> 1);
-      out[p] = ((p & 1) ? byte & 15 : byte >> 4) * 17;
+  // Patch maps as pipeline/site/assets.py encode_maps writes them (the page's and
+  // feature.json's form): {encoding: "uint8-base64" | "uint4-base64", shape: [k, rows, cols],
+  // scale, offset (absent: 0), data}; a value is offset + scale * level. decodeLevels: the k
+  // maps' levels scaled to 0-255 (the colormap's index; 4 bits: level * 17), row-major.
+  function decodeLevels(enc) {
+    var s = atob(enc.data), n = 1, out;
+    for (var d = 0; d < enc.shape.length; d++) n *= enc.shape[d];
+    out = new Uint8Array(n);
+    if (enc.encoding === "uint8-base64") {
+      for (var i = 0; i < n; i++) out[i] = s.charCodeAt(i);
+    } else if (enc.encoding === "uint4-base64") {  // high nibble first
+      for (var p = 0; p < n; p++) {
+        var byte = s.charCodeAt(p >> 1);
+        out[p] = ((p & 1) ? byte & 15 : byte >> 4) * 17;
+      }
+    } else {
+      throw new Error("unknown map encoding " + enc.encoding);
     }
     return out;
   }
+  function decodeMaps(enc) {  // the values themselves (Float32Array, row-major)
+    var levels = decodeLevels(enc), out = new Float32Array(levels.length);
+    var step = enc.encoding === "uint4-base64" ? enc.scale / 17 : enc.scale;
+    for (var i = 0; i < levels.length; i++) out[i] = (enc.offset || 0) + step * levels[i];
+    return out;
+  }
+  window.atlasDecodeMaps = decodeMaps;
 
   function setupHeatmaps() {
     var node = document.getElementById("atlas-heatmaps");
     if (!node) return;
-    var data = JSON.parse(node.textContent);
+    var data = JSON.parse(node.textContent), sets = {};
+    // data-i: a top example (data.top); data-q: a quantile example (data.quant), one scale
+    ["top", "quant"].forEach(function (name) {
+      if (data[name]) sets[name] = {levels: decodeLevels(data[name]), rows: data[name].shape[1],
+                                    cols: data[name].shape[2], k: data[name].shape[0]};
+    });
     document.querySelectorAll(".atlas-ex").forEach(function (fig) {
-      // data-i: a top example (data.maps); data-q: a quantile example (data.qmaps)
-      var q = fig.hasAttribute("data-q"), list = q ? data.qmaps || [] : data.maps || [];
+      var q = fig.hasAttribute("data-q"), set = sets[q ? "quant" : "top"];
       var i = parseInt(fig.getAttribute(q ? "data-q" : "data-i"), 10);
-      var canvas = fig.querySelector("canvas.atlas-heat");
-      if (canvas && list[i]) paint(canvas, q ? decode4(list[i], data.rows * data.cols) : decode(list[i]),
-                                   data.rows, data.cols);
+      var canvas = fig.querySelector("canvas.atlas-heat"), size = set ? set.rows * set.cols : 0;
+      if (canvas && set && i < set.k) paint(canvas, set.levels.subarray(i * size, (i + 1) * size),
+                                            set.rows, set.cols);
     });
     var bar = document.querySelector(".atlas-legend-bar");
     if (bar) {

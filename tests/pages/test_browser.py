@@ -109,6 +109,7 @@ def test_feature_page_in_browser(page, served, prefix):
         .filter(c => c.width === 4 && c.height === 4).length""")
     assert painted == 6 + quantile
     assert page.locator(".atlas-legend-hi").inner_text() != ""
+    _check_overlays_decode(page)
 
     # strings from the dataset are text, never markup
     assert page.locator(".atlas-label").first.text_content() == TRICKY_CLASS
@@ -169,13 +170,44 @@ def test_feature_page_in_browser(page, served, prefix):
     page.wait_for_url(f"{base}/")
 
 
+def _check_overlays_decode(page) -> None:
+    """The page's JS decodes the maps as Python encodes them: each top example's overlay is
+    painted from its bytes (the colormap's brightness rises with the level), and
+    ``atlasDecodeMaps`` gives the values ``assets.decode_maps`` gives, for feature.json's maps
+    (fetched by the page) and the page's own."""
+    import base64
+    import json
+
+    import numpy as np
+
+    from pipeline.site.assets import decode_maps
+
+    heat = json.loads(page.locator("#atlas-heatmaps").text_content())
+    levels = np.frombuffer(base64.b64decode(heat["top"]["data"]), np.uint8)
+    k, rows, cols = heat["top"]["shape"]
+    pixels = np.array(page.evaluate("""() => Array.from(document.querySelectorAll(
+        '.atlas-topk canvas.atlas-heat')).map(c => Array.from(
+        c.getContext('2d').getImageData(0, 0, c.width, c.height).data))"""), np.int64)
+    assert pixels.shape == (k, rows * cols * 4)
+    bright = pixels.reshape(-1, 4)[:, :3].sum(1)
+    order = np.argsort(levels, kind="stable")
+    assert np.all(np.diff(bright[order]) >= 0) and len(set(levels.tolist())) > 2
+    assert bright[levels.argmax()] == 252 + 255 + 164 and bright[levels.argmin()] <= 4 + 3
+    record = page.evaluate("() => fetch('feature.json').then(r => r.json())")
+    for enc in (heat["top"], heat["quant"], record["top"]["maps"],
+                record["quantiles"]["examples"]["maps"]):
+        got = np.array(page.evaluate("e => Array.from(window.atlasDecodeMaps(e))", enc))
+        assert np.allclose(got, decode_maps(enc).reshape(-1), rtol=1e-6, atol=1e-6)
+
+
 def _quantiles_shown(unit: int) -> int:
     """Quantile examples the feature page of ``unit`` (layer 0) shows, from its feature.json."""
     import json
 
     site = build_small_site(None)
     f = json.loads((site / SLUG / "0" / str(unit) / "feature.json").read_text())
-    return sum(min(QUANTILE_SHOWN, len(q["examples"])) for q in f["quantiles"])
+    which = f["quantiles"]["examples"]["interval"]
+    return sum(min(QUANTILE_SHOWN, which.count(j)) for j in range(len(f["quantiles"]["intervals"])))
 
 
 MODEL = "vit_tiny_patch16_224"  # the fake atlas's model name (its pages: SLUG)
@@ -256,7 +288,7 @@ def test_layer_map_zooms_and_clicks_through(page, served):
     assert "UMAP" in legend and "57%" in legend
     state = _map_state(page)
     assert state == {"thumbs": 0, "dots": 192, "zoom": 1}  # the whole layer, as dots
-    requested = len([u for u in page.requests if u.endswith("visualization.png")])
+    requested = len([u for u in page.requests if u.endswith("visualization.webp")])
     assert "192 units" in page.locator(".atlas-map-msg").inner_text()
     for _ in range(6):  # zoom in until thumbnails are drawn
         page.click(".atlas-map-tools button[data-zoom=in]")
@@ -271,7 +303,7 @@ def test_layer_map_zooms_and_clicks_through(page, served):
             break
     assert state["thumbs"] > 0 and state["zoom"] > 1
     assert state["thumbs"] + state["dots"] < 192  # only the units in view are drawn
-    fetched = [u for u in page.requests if u.endswith("visualization.png")][requested:]
+    fetched = [u for u in page.requests if u.endswith("visualization.webp")][requested:]
     assert 0 < len(fetched) < VIS_UNITS  # thumbnails fetched lazily, for the view only
     # reset, then a click on a unit opens its page
     page.click(".atlas-map-tools button[data-zoom=reset]")
@@ -350,7 +382,7 @@ def test_recipe_tabs_and_attribution_toggle(page, served):
     page.goto(f"{served}/site/{SLUG}/0/0/")
     tabs = page.locator(".atlas-tab-label")
     assert tabs.count() == 3 and tabs.nth(1).text_content().startswith(TRICKY_RECIPE)
-    assert _shown_vis(page) == ["visualization.png"]
+    assert _shown_vis(page) == ["visualization.webp"]
     fid = page.locator(".atlas-fidelity:visible")
     assert fid.count() == 1 and fid.inner_text().startswith("2.1× the best of 400 dataset images")
     assert page.locator(".atlas-caution:visible").count() == 0
@@ -366,7 +398,7 @@ def test_recipe_tabs_and_attribution_toggle(page, served):
     # and by keyboard: the tabs are one radio group
     page.focus("#atlas-recipe-1")
     page.keyboard.press("ArrowLeft")
-    assert _shown_vis(page) == ["visualization.png"] and page.is_checked("#atlas-recipe-0")
+    assert _shown_vis(page) == ["visualization.webp"] and page.is_checked("#atlas-recipe-0")
 
     # attribution map: off, on by button (the visible tab's), off by key, kept across tabs
     attr = page.locator(".atlas-tab-panel:visible img.atlas-attr")
@@ -386,7 +418,7 @@ def test_recipe_tabs_and_attribution_toggle(page, served):
     # one recipe, no fidelity: no tabs, no fidelity line, no caution
     page.goto(f"{served}/site/{SLUG}/0/3/")
     assert page.locator(".atlas-tab-label").count() == 0
-    assert _shown_vis(page) == ["visualization.png"]
+    assert _shown_vis(page) == ["visualization.webp"]
     assert page.locator(".atlas-fidelity, .atlas-caution").count() == 0
 
 
@@ -462,7 +494,7 @@ def test_feature_page_says_recognisability(page, served):
     assert page.locator(".atlas-caution:visible").count() == 0
     # the accentuation's tab: its seed and its own words
     page.locator(".atlas-tab-label").nth(2).click()
-    assert _shown_vis(page) == ["visualization-accent.png"]
+    assert _shown_vis(page) == ["visualization-accent.webp"]
     seed = page.locator(".atlas-seed:visible")
     assert seed.inner_text().startswith("Raises the unit from ")
     assert f"(its seed, example {TRICKY_ID}) to " in seed.inner_text()
@@ -511,12 +543,12 @@ def test_layer_page_recognisability_and_tile_switch(page, served):
 
     # the tile switch: visualization, accentuation, best example; remembered across reloads
     units = [0, 1, 2, 4, 170]
-    vis = ["0/visualization.png", "1/visualization.png", "2/visualization.png",
-           "4/visualization.png", None]
+    vis = ["0/visualization.webp", "1/visualization.webp", "2/visualization.webp",
+           "4/visualization.webp", None]
     assert page.is_checked("input[name=atlas-tile][value=vis]")
     assert _tile_srcs(page, units) == vis
     page.check("input[name=atlas-tile][value=acc]")
-    acc = ["0/visualization-accent.png", None, None, "4/visualization-accent.png", None]
+    acc = ["0/visualization-accent.webp", None, None, "4/visualization-accent.webp", None]
     assert _tile_srcs(page, units) == acc
     assert page.locator('.atlas-grid a[data-u="1"] .atlas-novis').inner_text() == \
         "no accentuation"
@@ -526,7 +558,7 @@ def test_layer_page_recognisability_and_tile_switch(page, served):
     assert _tile_srcs(page, units) == acc
     page.check("input[name=atlas-tile][value=ex]")
     shown = _tile_srcs(page, units)
-    assert shown[0] == "../examples/e0.png" and all(
+    assert shown[0] == "../examples/e0.webp" and all(
         s is not None and s.startswith("../examples/e") for s in shown)
     page.reload()
     page.wait_for_selector(".atlas-grid.atlas-grid-ready", state="attached")
@@ -536,7 +568,7 @@ def test_layer_page_recognisability_and_tile_switch(page, served):
     _open_layer(page, f"{served}/sub/site/{SLUG}/1/")
     assert page.locator("input[name=atlas-tile][value=ex]").count() == 0
     assert page.is_checked("input[name=atlas-tile][value=vis]")
-    assert _tile_srcs(page, [0, 1]) == ["0/visualization.png", "1/visualization.png"]
+    assert _tile_srcs(page, [0, 1]) == ["0/visualization.webp", "1/visualization.webp"]
     _open_layer(page, url)
     page.check("input[name=atlas-tile][value=vis]")
     page.reload()

@@ -9,6 +9,7 @@ import pytest
 import pipeline
 from pipeline.errors import AtlasError
 from pipeline.site import build_site
+from pipeline.site.assets import decode_record
 from pipeline.testing.fake import make_fake_atlas, tiny_spec
 
 
@@ -26,7 +27,11 @@ def test_directory_and_site_give_the_same_records(tmp_path):
             record = from_site.feature(layer, unit)
             on_disk = json.loads(
                 (site / f"{from_site.slug}/{layer}/{unit}/feature.json").read_text())
-            assert record == on_disk
+            assert record == decode_record(on_disk)  # its maps decoded: lists of floats
+            assert on_disk["top"]["maps"]["encoding"] == "uint8-base64"
+            maps = record["top"]["maps"]
+            assert len(maps) == len(record["top"]["id"]) and len(maps[0]) == spec.layers[
+                layer].grid[0] and isinstance(maps[0][0][0], float)
             assert from_dir.feature(layer, unit) == record
     assert pipeline.open(store.root / "site").model == from_dir.model  # DIR/site found too
     with pytest.raises(KeyError, match="no unit 99"):

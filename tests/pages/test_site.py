@@ -17,8 +17,8 @@ import yaml
 from pipeline.errors import AtlasError
 from pipeline.resources import mkdocs_yml
 from pipeline.site import build, fidelity, markup, recognisability
-from pipeline.site.assets import significant_decimals
-from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
+from pipeline.site.assets import decode_maps
+from pipeline.site.feature import EXAMPLE_COLUMNS, QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.site.search import CLASS_TOP, WordIndex
 from pipeline.site.urls import atlas_slug, model_slug, relative
 from pipeline.store import AtlasStore
@@ -50,7 +50,7 @@ VIS_UNITS = 150  # units 150..191 have no visualization
 SLUG = atlas_slug("vit_tiny_patch16_224", "random(seed=0)")  # the fake atlas's pages
 N_EXAMPLES = 40
 IMAGES_SEEN = N_EXAMPLES * IMAGES_SEEN_PER_EXAMPLE
-SECOND = ("visualization-paper-tv.png", "attribution-paper-tv.png")  # TRICKY_RECIPE's files
+SECOND = ("visualization-paper-tv.webp", "attribution-paper-tv.webp")  # TRICKY_RECIPE's files
 SHARD_ENTRIES = 200  # word-index shards of the small site: several, some concepts split
 _BUILT: dict[str, Path] = {}
 
@@ -118,26 +118,29 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 9
+    assert feature["format_version"] == 10
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
-    assert feature["visualization"] == "visualization.png" and feature["recipe"]["steps"] == 1
-    assert feature["top"][0]["id"] == TRICKY_ID and feature["top"][0]["label"] == TRICKY_CLASS
-    assert len(feature["top"][0]["heatmap"]) == 4 and len(feature["top"][0]["heatmap"][0]) == 4
-    top = feature["top"][0]["image"]
+    assert feature["visualization"] == "visualization.webp" and feature["recipe"]["steps"] == 1
+    assert feature["top"]["id"][0] == TRICKY_ID and feature["top"]["label"][0] == TRICKY_CLASS
+    maps = feature["top"]["maps"]
+    assert maps["encoding"] == "uint8-base64" and maps["shape"] == [len(feature["top"]["id"]), 4, 4]
+    assert set(feature["top"]) == {*EXAMPLE_COLUMNS, "maps"}
+    top = feature["top"]["image"][0]
     assert (small_site / SLUG / "0" / "0" / top).resolve().is_file()
     assert len(feature["histogram"]["edges"]) == len(feature["histogram"]["counts"]) + 1
-    for name in ("feature.json", "visualization.png", "attribution.png", *SECOND,
+    for name in ("feature.json", "visualization.webp", "attribution.webp", *SECOND,
                  "index.html"):  # publishable as is
         assert (small_site / SLUG / "0" / "0" / name).stat().st_mode & 0o444 == 0o444
     empty = json.loads((small_site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert len(empty["top"]) == 4  # two empty slots of 6 are dropped
+    assert len(empty["top"]["id"]) == 4  # two empty slots of 6 are dropped
     novis = json.loads((small_site / SLUG / "0" / "170" / "feature.json").read_text())
     assert novis["visualization"] is None and novis["activation"] is None
     assert novis["recipes"] == [] and "fidelity" not in novis and "attribution" not in novis
     noindex = json.loads((small_site / SLUG / "1" / "3" / "feature.json").read_text())
-    assert noindex["top"] == [] and noindex["histogram"] is None
+    assert noindex["top"]["id"] == [] and noindex["histogram"] is None
+    assert noindex["top"]["maps"]["shape"] == [0, 4, 4]
     index = json.loads((small_site / "models.json").read_text())
     (model,) = index["models"]
     assert model["slug"] == SLUG and model["classes"] == f"{SLUG}/classes.json"
@@ -202,7 +205,7 @@ def test_feature_json_fidelity_and_recipes(small_site: Path):
 
     f = feature(0, 0)
     assert f["fidelity"] == {**FAKE_FIDELITY[0], "of": 192}
-    assert f["attribution"] == "attribution.png" and f["visualization"] == "visualization.png"
+    assert f["attribution"] == "attribution.webp" and f["visualization"] == "visualization.webp"
     assert [r["name"] for r in f["recipes"]] == ["fake", TRICKY_RECIPE, "accent"]
     primary, second, _ = f["recipes"]
     assert primary == {"name": "fake", "recipe": f["recipe"], "visualization": f["visualization"],
@@ -224,7 +227,7 @@ def test_feature_json_fidelity_and_recipes(small_site: Path):
     f = feature(1, 0)  # layer 1: no attribution maps of the primary recipe
     assert "attribution" not in f and "attribution" not in f["recipes"][0]
     assert f["recipes"][1]["attribution"] == SECOND[1]
-    assert not (small_site / SLUG / "1" / "0" / "attribution.png").exists()
+    assert not (small_site / SLUG / "1" / "0" / "attribution.webp").exists()
 
 
 def _visible_text(page: Path) -> str:
@@ -267,7 +270,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
     grid = _grid(small_site, 0)
-    assert grid["format_version"] == 9 and (grid["layer"], grid["kind"], grid["of"]) == (
+    assert grid["format_version"] == 10 and (grid["layer"], grid["kind"], grid["of"]) == (
         0, "ffn", 192)
     assert grid["units"] == list(range(192))
     assert (grid["vs_best"][0], grid["z_rank"][0], grid["trusted"][0]) == (2.1, 1, 1)
@@ -275,7 +278,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     for unit in (3, 7, 170):  # not measured, or not visualized
         assert (grid["vs_best"][unit], grid["z_rank"][unit], grid["trusted"][unit]) == (
             None, None, 0)
-    assert grid["thumbs"] == ["visualization.png", SECOND[0], "visualization-accent.png"]
+    assert grid["thumbs"] == ["visualization.webp", SECOND[0], "visualization-accent.webp"]
     assert grid["thumb"] == {u: 0 if u < VIS_UNITS else -1 for u in range(192)}
 
 
@@ -349,12 +352,12 @@ def test_feature_json_recognisability_and_accent(small_site: Path):
             if "accent" in got:  # the seed: copied through, in full
                 assert got["accent"]["seed"] == fake_seed(u, N_EXAMPLES, got["accent"][
                     "activation"])
-                assert got["accent"]["visualization"] == "visualization-accent.png"
+                assert got["accent"]["visualization"] == "visualization-accent.webp"
             assert all("seed" not in r for n, r in got.items() if n != "accent")
     assert feature(0, 0)["recipes"][2]["seed"]["example"] == TRICKY_ID
     assert "recognisability" not in feature(0, 1)["fidelity"]  # not measured: not said
-    assert (small_site / SLUG / "0" / "0" / "visualization-accent.png").is_file()
-    assert not (small_site / SLUG / "0" / "2" / "visualization-accent.png").exists()
+    assert (small_site / SLUG / "0" / "0" / "visualization-accent.webp").is_file()
+    assert not (small_site / SLUG / "0" / "2" / "visualization-accent.webp").exists()
 
 
 def test_feature_page_says_recognisability_in_words(small_site: Path):
@@ -406,7 +409,7 @@ def test_accent_tab_says_its_seed(small_site: Path):
         f"Raises the unit from {markup.num(accent['seed']['activation'])} (its seed, example "
         f"{TRICKY_ID}) to {markup.num(accent['activation'])}."]
     assert TRICKY_ID not in panel  # escaped
-    assert 'src="visualization-accent.png"' in panel
+    assert 'src="visualization-accent.webp"' in panel
     for name in ("fake", TRICKY_RECIPE):
         other = _panels((small_site / SLUG / "0" / "0" / "index.html").read_text())[name]
         assert _para(other, "atlas-seed") == [] and "Visualization (" in other
@@ -418,9 +421,9 @@ def test_layer_page_sorts_filters_and_switches_tiles(small_site: Path):
     radios = re.findall(r'name="atlas-tile" value="(\w+)"', page)
     assert radios == ["vis", "acc", "ex"]
     grid = _grid(small_site, 0)
-    assert grid["accent"] == "visualization-accent.png" and grid["examples"] == "../examples/"
+    assert grid["accent"] == "visualization-accent.webp" and grid["examples"] == "../examples/"
     assert (grid["afc"][0], grid["afc_best"][0], grid["accented"][0], grid["example"][0]) == (
-        0.85, 0.75, 1, "e0.png")
+        0.85, 0.75, 1, "e0.webp")
     assert grid["afc"][1] is None and grid["accented"][1] == 0  # not measured
     assert grid["accented"][2] == 0 and grid["example"][2] is not None
     assert grid["afc"][170] is None and grid["example"][170] is not None  # not visualized
@@ -500,17 +503,21 @@ def test_feature_json_matches_published_schema(small_site: Path):
     with pytest.raises(AssertionError):
         _check(schema, {k: v for k, v in good.items() if k != "labels"})
     rich = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert rich["similar"] and rich["quantiles"]  # the sampled records hold relations
-    for key, bad in (("similar", [{"model": "m", "layer": 0, "unit": 1}]),
-                     ("similar", [{"model": 1, "layer": 0, "unit": 1, "score": 0.5}]),
-                     ("quantiles", [{"interval": [0.0, 1.0]}]),
-                     ("quantiles", [{"interval": [0.0, 1.0], "examples": [{"id": "x"}]}])):
+    assert rich["similar"]["unit"] and rich["quantiles"]["intervals"]  # they hold relations
+    for key, bad in (("similar", {"model": ["m"], "layer": [0], "unit": [1]}),
+                     ("similar", {"model": [1], "layer": [0], "unit": [1], "score": [0.5],
+                                  "slug": [None]}),
+                     ("similar", [{"model": "m", "layer": 0, "unit": 1, "score": 0.5}]),
+                     ("quantiles", {"intervals": [[0.0, 1.0]]}),
+                     ("quantiles", {"intervals": [[0.0, 1.0]], "examples": {"id": ["x"]}}),
+                     ("top", {**rich["top"], "maps": {"encoding": "float", "shape": [0],
+                                                      "scale": 1, "data": ""}})):
         with pytest.raises(AssertionError):
             _check(schema, {**rich, key: bad})
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 9
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 10
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -552,11 +559,11 @@ def test_feature_pages_show_labels_escaped(small_site: Path):
 def test_feature_json_labels(small_site: Path):
     for layer, unit in ((0, 0), (0, 2), (0, 9), (1, 5), (0, 170)):
         f = json.loads((small_site / SLUG / str(layer) / str(unit) / "feature.json").read_text())
-        assert f["labels"] == _expected_labels(layer).get(unit, []), (layer, unit)
+        assert _rows(f["labels"]) == _expected_labels(layer).get(unit, []), (layer, unit)
         assert f["labeler"] == "demo"
     f = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert f["labels"][0]["concept"] == TRICKY_CONCEPT and len(f["labels"]) == 5
-    scores = [x["score"] for x in f["labels"]]
+    assert f["labels"]["concept"][0] == TRICKY_CONCEPT and len(f["labels"]["concept"]) == 5
+    scores = f["labels"]["score"]
     assert scores == sorted(scores, reverse=True)
 
 
@@ -607,14 +614,14 @@ def _merged(shards: list[dict]) -> dict[str, list[list]]:
 def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
     words, shards = _word_index(small_site)
     assert words["page"] == f"{SLUG}/words/" and words["labeler"] == "demo"
-    assert words["thumbs"] == ["visualization.png", SECOND[0], "visualization-accent.png"]
+    assert words["thumbs"] == ["visualization.webp", SECOND[0], "visualization-accent.webp"]
     # the shards are what models.json says, and nothing else lies beside them
     files = sorted(p.name for p in (small_site / SLUG / "words").iterdir())
     assert files == sorted(["index.html", *(url.rsplit("/", 1)[1] for url, *_ in
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 9 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 10 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -649,7 +656,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
 
 
 def test_word_shards_split_in_javascript_order():
-    index = WordIndex(["visualization.png"], shard_entries=2)
+    index = WordIndex(["visualization.webp"], shard_entries=2)
     index.extend([("b", 0, u, float(u), 1, 0) for u in range(5)])
     index.extend([("\uffe0", 0, 9, 1.0, 1, -1), ("\U0001f600", 1, 3, None, 2, 0),
                   ("B", 0, 7, 0.5, 3, 0), ("a", 1, 1, 2.0, 1, 0)])
@@ -699,8 +706,9 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     assert store.label_info() is None
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
-    assert f["labels"] == [] and f["labeler"] is None and f["format_version"] == 9
-    assert f["similar"] == [] and f["quantiles"] == []
+    assert f["labels"] == {"concept": [], "score": []} and f["labeler"] is None
+    assert f["format_version"] == 10
+    assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
     assert json.loads((site / "models.json").read_text())["models"][0]["words"] is None
@@ -733,11 +741,20 @@ def _feature(site: Path, layer: int, unit: int) -> dict:
     return json.loads((site / SLUG / str(layer) / str(unit) / "feature.json").read_text())
 
 
+def _rows(cols: dict, keys: tuple[str, ...] | None = None) -> list[dict]:
+    """feature.json's columns ``cols`` as one dict per entry (``keys``: these; default all
+    but ``maps``)."""
+    keys = keys or tuple(k for k in cols if k != "maps")
+    return [dict(zip(keys, row, strict=True))
+            for row in zip(*(cols[k] for k in keys), strict=True)]
+
+
 def test_feature_json_similar_units(small_site: Path):
     for unit in (0, 3, 5, 170):
         f = _feature(small_site, 0, unit)
         expected = _expected_similar(unit)
-        assert f["similar"] == expected, unit
+        assert _rows(f["similar"], ("model", "layer", "unit", "score")) == expected, unit
+        assert set(f["similar"]["slug"]) <= {None}
         groups = [(e["model"], e["layer"]) for e in expected]
         assert list(dict.fromkeys(groups)) == [(f["model"], 0), (f["model"], 1),
                                                (TRICKY_MODEL, 0), (TRICKY_MODEL, 1)]
@@ -746,9 +763,21 @@ def test_feature_json_similar_units(small_site: Path):
             assert scores == sorted(scores, reverse=True)
         assert unit not in [e["unit"] for e in expected if e["layer"] == 0
                             and e["model"] == f["model"]]
-    assert len(_feature(small_site, 0, 3)["similar"]) == len(_feature(small_site, 0, 0)[
-        "similar"]) - 2 * 4  # unit 3 has two empty slots in each of its 4 groups
-    assert _feature(small_site, 1, 5)["similar"] == []  # layer 1 was not related
+    assert len(_feature(small_site, 0, 3)["similar"]["unit"]) == len(_feature(small_site, 0, 0)[
+        "similar"]["unit"]) - 2 * 4  # unit 3 has two empty slots in each of its 4 groups
+    assert _feature(small_site, 1, 5)["similar"]["unit"] == []  # layer 1 was not related
+
+
+def _intervals(f: dict) -> list[dict]:
+    """feature.json's quantiles as they were before format 10: ``[{"interval", "examples":
+    [example rows, with "maps" decoded]}]``."""
+    q = f["quantiles"]
+    maps = decode_maps(q["examples"]["maps"])
+    rows = _rows(q["examples"])
+    for row, m in zip(rows, maps, strict=True):
+        row["maps"] = m
+    return [{"interval": interval, "examples": [r for r in rows if r["interval"] == j]}
+            for j, interval in enumerate(q["intervals"])]
 
 
 def test_feature_json_quantiles(small_site: Path):
@@ -758,11 +787,13 @@ def test_feature_json_quantiles(small_site: Path):
     for unit in (0, 1, 2, 7):
         f = _feature(small_site, 0, unit)
         edges = [e for e in index.quantile_edges[unit].tolist() if e == e]  # NaN out
-        assert [q["interval"] for q in f["quantiles"]] == [
+        assert f["quantiles"]["intervals"] == [
             [float(f"{lo:.6g}"), float(f"{hi:.6g}")]
             for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-        assert len(f["quantiles"]) == {0: QUANTILES, 1: 3, 2: 0}.get(unit, QUANTILES)
-        for j, q in enumerate(f["quantiles"]):
+        assert len(f["quantiles"]["intervals"]) == {0: QUANTILES, 1: 3, 2: 0}.get(unit, QUANTILES)
+        assert set(f["quantiles"]["examples"]) == {*f["top"], "interval"}  # as the top's
+        step = f["quantiles"]["examples"]["maps"]["scale"]
+        for j, q in enumerate(_intervals(f)):
             slots = [s for s in range(index.quantile_ids.shape[2])
                      if index.quantile_ids[unit, j, s] >= 0]
             assert [e["example"] for e in q["examples"]] == [
@@ -771,16 +802,13 @@ def test_feature_json_quantiles(small_site: Path):
             for e, s in zip(q["examples"], slots, strict=True):
                 assert e["score"] == float(f"{index.quantile_scores[unit, j, s]:.6g}")
                 assert lo <= e["score"] < hi
-                assert e["image"] == f"../../examples/e{e['example']}.png"
+                assert e["image"] == f"../../examples/e{e['example']}.webp"
                 assert (small_site / SLUG / "0" / str(unit) / e["image"]).resolve().is_file()
-                # rounded as the top examples' maps: 4 significant digits of their largest
-                top = index.maps[unit, [i for i, n in enumerate(index.top_ids[unit]) if n >= 0]]
-                assert e["heatmap"] == np.round(index.quantile_maps[unit, j, s].astype(
-                    np.float64), significant_decimals(top)).tolist()
-                assert set(e) == set(f["top"][0])  # shaped as the top examples
+                # quantized to a byte: within half a step of the index's map
+                assert np.abs(e["maps"] - index.quantile_maps[unit, j, s]).max() <= step / 2 + 1e-6
             scores = [e["score"] for e in q["examples"]]
             assert scores == sorted(scores, reverse=True)
-    last = _feature(small_site, 0, 0)["quantiles"][-1]["examples"]
+    last = _intervals(_feature(small_site, 0, 0))[-1]["examples"]
     assert [e["id"] for e in last] == [TRICKY_ID] and last[0]["label"] == TRICKY_CLASS
 
 
@@ -819,7 +847,7 @@ def test_feature_page_similar_units(small_site: Path):
                 assert href == link == (f"../{e['unit']}/" if g == 0 else
                                         f"../../{e['layer']}/{e['unit']}/")
             visualized = has_page and e["unit"] < VIS_UNITS
-            assert src == (f"{link}visualization.png" if visualized else "")
+            assert src == (f"{link}visualization.webp" if visualized else "")
             assert unescape(where) == (f"unit {e['unit']}" if g == 0 else
                                        f"L{e['layer']} · unit {e['unit']}" if g == 1 else
                                        f"{TRICKY_MODEL} · L{e['layer']} · unit {e['unit']}")
@@ -834,8 +862,8 @@ def test_feature_page_quantile_examples(small_site: Path):
     f = _feature(small_site, 0, 0)
     rows = re.findall(r'(?s)<div class="atlas-q-row"><span title="(\d+) kept">([^<]*)</span>'
                       r"<div>(.*?)</div></div>", section)
-    assert len(rows) == len(f["quantiles"]) == QUANTILES
-    for (kept, span, body), q in zip(rows, reversed(f["quantiles"]), strict=True):  # top first
+    assert len(rows) == len(f["quantiles"]["intervals"]) == QUANTILES
+    for (kept, span, body), q in zip(rows, reversed(_intervals(f)), strict=True):  # top first
         assert span == f"{markup.num(q['interval'][0])} – {markup.num(q['interval'][1])}"
         assert int(kept) == len(q["examples"])
         shown = re.findall(r'data-q="(\d+)"><div class="atlas-ex-img"><img src="([^"]*)" '
@@ -843,11 +871,16 @@ def test_feature_page_quantile_examples(small_site: Path):
         assert [(src, unescape(alt)) for _, src, alt in shown] == [
             (e["image"], e["id"]) for e in q["examples"][:QUANTILE_SHOWN]]
     heat = json.loads(re.search(r'id="atlas-heatmaps">([^<]*)</script>', page).group(1))
-    assert len(heat["qmaps"]) == sum(min(QUANTILE_SHOWN, len(q["examples"]))
-                                     for q in f["quantiles"])
-    assert len(heat["maps"]) == len(f["top"])
+    shown = sum(min(QUANTILE_SHOWN, len(q["examples"])) for q in _intervals(f))
+    assert heat["quant"]["shape"] == [shown, 4, 4] and heat["quant"]["encoding"] == "uint4-base64"
+    assert heat["top"]["shape"] == [len(f["top"]["id"]), 4, 4]
     import base64
-    assert {len(base64.b64decode(m)) for m in heat["qmaps"]} == {8}  # 4x4 patches, 4 bits
+    assert len(base64.b64decode(heat["quant"]["data"])) == shown * 8  # 4x4 patches, 4 bits
+    # the page's maps are feature.json's, on one scale (the top's) and at 4 bits for quantiles
+    top, quant = decode_maps(heat["top"]), decode_maps(heat["quant"])
+    assert np.abs(top - decode_maps(f["top"]["maps"])).max() <= heat["top"]["scale"]
+    first = [r["maps"] for q in _intervals(f) for r in q["examples"][:QUANTILE_SHOWN]]
+    assert np.abs(quant - np.stack(first)).max() <= heat["quant"]["scale"]
     none = (small_site / SLUG / "0" / "2" / "index.html").read_text()
     assert "atlas-quantiles" not in none and "qmaps" not in none
 
@@ -856,13 +889,13 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 9 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 10 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
     assert data["y"] == [p["y"] for p in expected["units"]]
     assert min(data["x"] + data["y"]) >= 0 and max(data["x"] + data["y"]) <= 1
-    assert data["thumbs"] == ["visualization.png", SECOND[0], "visualization-accent.png"]
+    assert data["thumbs"] == ["visualization.webp", SECOND[0], "visualization-accent.webp"]
     assert data["thumb"] == [0 if u < VIS_UNITS else -1 for u in data["units"]]
     assert data["typical"] == [[t["unit"], t["size"]] for t in expected["typical"]]
     assert len(data["typical"]) == 8 and sum(n for _, n in data["typical"]) == 192
@@ -887,7 +920,7 @@ def test_model_page_progression(small_site: Path):
     assert [int(u) for u, *_ in cells] == [t["unit"] for t in typical]
     for (u, title, _, src), t in zip(cells, typical, strict=True):
         assert f"typical of {t['size']} units" in title
-        assert src == (f"0/{u}/visualization.png" if int(u) < VIS_UNITS else "")
+        assert src == (f"0/{u}/visualization.webp" if int(u) < VIS_UNITS else "")
 
 
 def test_other_model_in_the_same_site_is_linked(small_site: Path):
@@ -911,7 +944,7 @@ def test_other_model_in_the_same_site_is_linked(small_site: Path):
     hrefs = [row.split(markup.SEP)[2] for row in meta["similar"] if row.startswith("2")]
     assert hrefs.count("") == len(hrefs) - 1
     assert f"deit-other/{first['layer']}/{first['unit']}/" in "".join(hrefs)
-    linked = [e for e in writer.record(0)["similar"] if "slug" in e]
+    linked = [e for e in _rows(writer.record(0)["similar"]) if e["slug"]]
     assert [(e["layer"], e["unit"]) for e in linked] == [(first["layer"], first["unit"])]
 
 
@@ -924,10 +957,10 @@ def test_atlas_without_relations_builds_as_before(tmp_path: Path):
     for unit in (0, 1, 5):
         f = _feature(site, 0, unit)
         _check(schema, f)
-        assert f["similar"] == [] and f["quantiles"] == [] and f["top"]
+        assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == [] and f["top"]["id"]
         page = (site / SLUG / "0" / str(unit) / "index.html").read_text()
         assert "atlas-similar" not in page and "atlas-quantiles" not in page
-        assert '"qmaps"' not in page and 'id="atlas-heatmaps"' in page
+        assert '"quant"' not in page and 'id="atlas-heatmaps"' in page
     assert not list(site.rglob("map.json"))
     assert "atlas-map" not in (site / SLUG / "0" / "index.html").read_text()
     assert "Progression" not in (site / SLUG / "index.html").read_text()
