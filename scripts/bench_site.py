@@ -344,6 +344,148 @@ def report(r: dict) -> None:
               f"{r['layer_units']:,}-unit layer)")
 
 
+PARTS = ("page HTML", "feature.json", "visualization images", "thumbnails", "layer data",
+         "search index", "shared assets")
+
+
+def _part(rel: Path, slug: str) -> str:
+    """Which part of the site a file (path relative to the site) is."""
+    parts = rel.parts
+    if parts[0] != slug:
+        return "search index" if parts[0] == "search" else "shared assets"
+    if parts[1] == "examples":
+        return "thumbnails"
+    if parts[1] in ("words", "classes") or rel.name == "classes.json":
+        return "search index"
+    if rel.name == "feature.json":
+        return "feature.json"
+    if rel.suffix in (".webp", ".png") and len(parts) >= 4:
+        return "visualization images"
+    if rel.name == "index.html" and len(parts) >= 4 and parts[-2].isdigit() and (
+            parts[-3].isdigit() or len(parts) >= 5):
+        return "page HTML"
+    return "layer data" if len(parts) >= 3 else "shared assets"
+
+
+def _legacy_json(record: dict) -> int:
+    """Bytes of ``record`` in format 9's layout (rows of objects, maps as decimal lists to 4
+    significant digits of the largest value): the baseline of feature.json."""
+    import math
+
+    from pipeline.site.assets import decode_maps
+
+    def rows(cols: dict) -> list[dict]:
+        keys = [k for k in cols if k != "maps"]
+        out = [dict(zip(keys, r, strict=True)) for r in zip(*(cols[k] for k in keys), strict=True)]
+        if "maps" in cols:
+            maps = decode_maps(cols["maps"])
+            top = float(np.abs(maps).max()) if maps.size else 0.0
+            dec = 4 - 1 - math.floor(math.log10(top)) if top > 0 else 4
+            for r, m in zip(out, maps, strict=True):
+                r["heatmap"] = np.round(m.astype(np.float64), max(0, dec)).tolist()
+        return out
+
+    old = dict(record)
+    for key in ("top", "labels", "similar", "top_classes"):
+        old[key] = rows(record[key])
+    ex = rows(record["quantiles"]["examples"])
+    old["quantiles"] = [{"interval": iv, "examples": [e for e in ex if e["interval"] == j]}
+                        for j, iv in enumerate(record["quantiles"]["intervals"])]
+    return len(json.dumps(old, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def site_parts(site: Path, slug: str, root: Path) -> dict:
+    """Bytes of each part of a built site (``PARTS``), and the baseline of the parts whose
+    former form can be measured here: feature.json in format 9's layout (``_legacy_json``),
+    the images as the atlas's PNGs (what the site linked before)."""
+    from pipeline.store import AtlasStore
+
+    after = dict.fromkeys(PARTS, 0)
+    for path in site.rglob("*"):
+        if path.is_file():
+            after[_part(path.relative_to(site), slug)] += path.stat().st_size
+    before = {"feature.json": sum(_legacy_json(json.loads(p.read_bytes()))
+                                  for p in site.glob(f"{slug}/**/feature.json")),
+              "visualization images": sum(p.stat().st_size for p in
+                                          (Path(root) / "visualize").rglob("*.png")),
+              "thumbnails": sum(AtlasStore(root).index_dir.joinpath("thumbs").joinpath(
+                  f"{int(p.stem[1:]):05d}.png").stat().st_size
+                  for p in (site / slug / "examples").glob("e*.webp"))}
+    return {"after": after, "before": before}
+
+
+def report_parts(name: str, r: dict, features: int, scale: float = 1.0,
+                 shared_scale: dict | None = None) -> dict:
+    """Print the table of what each part costs, per feature and in total (× ``scale``: the
+    whole model from a sample of it; ``shared_scale``: other factors for parts that do not
+    grow with the features)."""
+    shared_scale = shared_scale or {}
+    sampled = f" sampled, x{scale:,.1f} to the whole model" if scale != 1 else ""
+    print(f"  {name}: {features:,} features{sampled}")
+    print(f"    {'part':22s} {'per feature':>12s} {'before':>10s} {'total':>12s} {'before':>12s}")
+    tot_a = tot_b = 0.0
+    for part in PARTS:
+        k = shared_scale.get(part, scale)
+        a = r["after"][part] * k
+        b = r["before"].get(part, r["after"][part]) * k
+        tot_a, tot_b = tot_a + a, tot_b + b
+        mark = "" if part in r["before"] else " (same)"
+        n = features * scale
+        print(f"    {part:22s} {a / n / 1024:9.2f} KiB {b / n / 1024:7.2f} KiB "
+              f"{a / 2**20:9.1f} MiB {b / 2**20:9.1f} MiB{mark}")
+    n = features * scale
+    print(f"    {'all files':22s} {tot_a / n / 1024:9.2f} KiB {tot_b / n / 1024:7.2f} KiB "
+          f"{tot_a / 2**20:9.1f} MiB {tot_b / 2**20:9.1f} MiB")
+    return {"per_feature": tot_a / n, "total": tot_a}
+
+
+def bytes_bench(units: int, vitb_units: int, examples: int, vitb_examples: int) -> None:
+    """The size targets: a demo-shaped fake (64 px, 8 x 8 patches, top-12, all files counted
+    per feature) and a sample of a ViT-B/16-shaped fake (12 x 3,072 units, 224 px, 14 x 14,
+    top-16, quantiles, two recipes) extrapolated linearly in features."""
+    from pipeline.site.build import build_site
+    from pipeline.site.data import AtlasView
+    from pipeline.store import AtlasStore
+    from pipeline.testing.fake import make_fake_atlas, tiny_spec
+
+    print("page HTML before: 32.5 KiB per feature (quoted: the Hosting page of format 9, "
+          "64 px); the other baselines are measured here")
+    for name, kwargs, n_units, size, topk, n_examples in (
+            ("demo shape (64 px)", {"img_size": 64, "patch_size": 8, "embed_dim": 96,
+                                    "depth": 4, "num_heads": 3}, units, 64, 12, examples),
+            ("ViT-B/16 shape (224 px)", {"embed_dim": 768, "num_heads": 12}, vitb_units,
+             224, 16, vitb_examples)):
+        spec = tiny_spec(**kwargs)
+        full = sum(layer.units for layer in spec.layers)
+        for layer in spec.layers:
+            object.__setattr__(layer, "units", min(n_units, layer.units))
+        root = Path(tempfile.mkdtemp(prefix="bench-bytes-"))
+        store = make_fake_atlas(root, spec, topk=topk, n_examples=n_examples, n_classes=1000,
+                                vis_size=size, thumb_size=size, workers=2)
+        t = time.perf_counter()
+        site = build_site(store, workers=2)
+        took = time.perf_counter() - t
+        slug = AtlasView(AtlasStore(root)).slug
+        r = site_parts(site, slug, root)
+        features = spec.total_units
+        scale = full / features
+        thumbs = len(list((site / slug / "examples").glob("*")))
+        # shared parts do not grow with the features; thumbnails grow to the dataset's size
+        shared = {"shared assets": 1.0, "thumbnails": max(1.0, n_examples / max(thumbs, 1))
+                  if scale > 1 else 1.0}
+        print(f"  (site built in {took:.0f} s; {thumbs:,} thumbnails of {n_examples:,} "
+              f"examples)")
+        out = report_parts(name, r, features, scale, shared)
+        limit = 30 * 1024 if scale == 1 else None
+        if limit:
+            met = "met" if out["per_feature"] <= limit else "NOT met"
+            print(f"    target <= 30 KiB per feature: {met}")
+        else:
+            print(f"    target: whole site <= 1 GiB: {out['total'] / 2**30:.2f} GiB, "
+                  f"{'met' if out['total'] <= 2**30 else 'NOT met'}")
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--units", type=int, default=768, help="units per layer (12 layers)")
@@ -361,10 +503,22 @@ def main() -> None:
     p.add_argument("--large", action="store_true",
                    help="instead: one model of 25 FFN layers of 4,096 units (102,400 features,"
                         " as ViT-L's 24 x 4,096 and one more layer)")
+    p.add_argument("--bytes", action="store_true",
+                   help="instead: the size targets (issue 23): what each part of the site "
+                        "costs at the demo's shape and, extrapolated from a sample, at "
+                        "ViT-B/16's")
+    p.add_argument("--bytes-units", type=int, default=384,
+                   help="units per layer of the demo-shaped fake (--bytes)")
+    p.add_argument("--vitb-units", type=int, default=8,
+                   help="units per layer of the ViT-B/16-shaped sample (--bytes)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         build_child(args.child)
+        return
+    if args.bytes:
+        print(f"site bytes: {os.cpu_count()} CPUs")
+        bytes_bench(args.bytes_units, args.vitb_units, 2000, 2000)
         return
     if args.large:
         kwargs = {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 16, "depth": 25}
