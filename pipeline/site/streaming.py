@@ -75,7 +75,7 @@ class FeaturePageStream(BasePlugin):
 
     def on_env(self, env, config: MkDocsConfig, files: Files):
         assert self.nav is not None, "on_nav runs before on_env"
-        n = min(self.processes, len(self.held)) if hasattr(os, "fork") else 1
+        n = max(1, min(self.processes, len(self.held))) if hasattr(os, "fork") else 1
         children = [_fork(lambda r=r: self._build(self.held[r::n], env, config, files))
                     for r in range(1, n)]
         try:
