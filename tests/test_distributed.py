@@ -88,7 +88,7 @@ def test_torchrun_two_processes_equal_one(tmp_path, single):
     pages = list(site.rglob("feature.json"))
     assert len(pages) == 2 * 130
     feature = json.loads(next(iter(pages)).read_text())
-    assert feature["model"] == TINY_MODEL and len(feature["top"]) == 3
+    assert feature["model"] == TINY_MODEL and len(feature["top"]["id"]) == 3
 
 
 def _rank_pid(parent: int, rank: int) -> int | None:

@@ -27,5 +27,5 @@ def test_subset_pages_show_their_own_units(tmp_path):
     for row, unit in enumerate(index.units):
         feature = json.loads((layer_dir / str(unit) / "feature.json").read_text())
         assert feature["unit"] == unit
-        assert abs(feature["top"][0]["score"] - float(index.top_scores[row, 0])) < 1e-4
+        assert abs(feature["top"]["score"][0] - float(index.top_scores[row, 0])) < 1e-4
         assert abs(feature["activation"] - store.vis_results(1)[unit]["activation"]) < 1e-4

