@@ -7,6 +7,8 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/visualize/<recipe>/L{layer:03d}/chunk-{start:05d}.json   a finished chunk of units
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.png          the unit's visualization
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.attr.png     its attribution map, if any
+                                           (each PNG with its WebP display copy beside it,
+                                           ``.webp``: what the site shows, ``write_image``)
     DIR/index/examples.json                the dataset's examples and the index run; written
                                            last: its presence means the index is complete
     DIR/index/L{layer:03d}.npz             one layer's top-k, bottom-k, histograms, patch maps
@@ -14,7 +16,7 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/index/image_stats.npz              the dataset's spectrum and colour statistics
     DIR/index/probe/L{layer:03d}.npz       the layer's profiles over the probe images
     DIR/index/probe/embeddings.npz         a labeler's embeddings of the probe images
-    DIR/index/thumbs/{number:07d}.png      a thumbnail per selected example
+    DIR/index/thumbs/{number:07d}.png      a thumbnail per selected example (and its .webp)
     DIR/index/work/r{rank}of{world}/...    checkpoints of an unfinished index run
     DIR/index/experiments.json             the model-output experiments (masked accuracy, CLS
                                            replaced by its mean: ``index.experiments``)
@@ -47,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -117,6 +120,56 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+WEBP_QUALITY = 90  # lossy WebP's quality setting (libwebp, 0-100)
+WEBP_MIN_PSNR = 38.0  # dB: a lossy encoding below this against the original stays lossless
+
+
+def webp_bytes(image: Image.Image) -> tuple[bytes, float]:
+    """``image`` as the site's WebP: lossy at ``WEBP_QUALITY`` when that keeps a PSNR of at
+    least ``WEBP_MIN_PSNR`` dB against it, else lossless (smaller than PNG at equal quality);
+    and the PSNR kept (inf: lossless). Deterministic: the same pixels give the same bytes.
+
+    Measured on the demo's 64-px images (``scripts/bench_site.py``): visualizations lossy
+    (~0.5 KiB, 40 dB, against 4.9 KiB as PNG); thumbnails of procedural shapes mostly
+    lossless (sharp coloured edges lose too much in lossy WebP's 4:2:0 colour).
+
+    >>> data, psnr = webp_bytes(Image.new("RGB", (8, 8), (200, 30, 30)))
+    >>> data[:4], data[8:12], psnr >= WEBP_MIN_PSNR
+    (b'RIFF', b'WEBP', True)
+    """
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    lossy = io.BytesIO()
+    image.save(lossy, format="WEBP", quality=WEBP_QUALITY, method=4)
+    psnr = float("inf")
+    if image.mode in ("RGB", "L"):
+        back = np.asarray(Image.open(io.BytesIO(lossy.getvalue())).convert(image.mode),
+                          dtype=np.float64)
+        mse = float(np.mean((back - np.asarray(image, dtype=np.float64)) ** 2))
+        psnr = 10 * math.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")
+        if psnr >= WEBP_MIN_PSNR:
+            return lossy.getvalue(), psnr
+    lossless = io.BytesIO()
+    image.save(lossless, format="WEBP", lossless=True, method=2)  # as small as 4-6, faster
+    return lossless.getvalue(), float("inf")
+
+
+def display_copy_path(path: Path) -> Path:
+    """The WebP display copy beside an atlas image (the site shows it; the PNG is the record).
+
+    >>> display_copy_path(Path("visualize/default/L000/u00005.png")).name
+    'u00005.webp'
+    """
+    return Path(path).with_suffix(".webp")
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """An atlas image (uint8 ``(H, W, 3)`` or ``(H, W)``): its WebP display copy
+    (``webp_bytes``), then the lossless PNG at ``path``, whose presence marks both written."""
+    atomic_write_bytes(display_copy_path(path), webp_bytes(Image.fromarray(image))[0])
+    atomic_write_bytes(path, encode_png(image))
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 ``(H, W, 3)`` array to PNG bytes."""
     buf = io.BytesIO()
@@ -137,10 +190,10 @@ def read_json_if_any(path: Path) -> Any | None:
 def user_cache_dir() -> Path:
     """The per-user cache of results shared by atlases (see the module docstring).
 
-    >>> import os; os.environ["VIT_ATLAS_CACHE"] = "/tmp/vit-atlas-cache"
-    >>> str(user_cache_dir())
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"VIT_ATLAS_CACHE": "/tmp/vit-atlas-cache"}):
+    ...     str(user_cache_dir())
     '/tmp/vit-atlas-cache'
-    >>> del os.environ["VIT_ATLAS_CACHE"]
     """
     if os.environ.get("VIT_ATLAS_CACHE"):
         return Path(os.environ["VIT_ATLAS_CACHE"])
@@ -375,11 +428,11 @@ class AtlasStore:
         directory = self.vis_dir(layer, recipe["name"])
         for i, (result, image) in enumerate(zip(results, images, strict=True)):
             name = self.vis_image_name(result["unit"])
-            atomic_write_bytes(directory / name, encode_png(image))
+            write_image(directory / name, image)
             result["image"] = name
             if attributions is not None:
                 name = self.vis_attribution_name(result["unit"])
-                atomic_write_bytes(directory / name, encode_png(attributions[i]))
+                write_image(directory / name, attributions[i])
                 result["attribution"] = name
         atomic_write_json(self.vis_chunk_path(layer, start, recipe["name"]), {
             "layer": layer, "start": start, "recipe": recipe, "index": index_id,

@@ -24,7 +24,7 @@ from pipeline.index.foreground import FIGURES, patch_foreground, replace_regions
 from pipeline.index.loader import BatchPlan, make_loader
 from pipeline.index.memory import Trimmer
 from pipeline.index.scan import Scanner
-from pipeline.store import atomic_write_bytes, atomic_write_text, encode_png
+from pipeline.store import atomic_write_text, write_image
 
 THUMB_MAX = 224
 
@@ -71,7 +71,7 @@ class ThumbWriter:
     def __call__(self, number: int, x: torch.Tensor) -> None:
         path = self.root / thumb_name(number)
         if not path.is_file():
-            atomic_write_bytes(path, encode_png(thumbnail(x, self.mean, self.std)))
+            write_image(path, thumbnail(x, self.mean, self.std))
 
 
 class SlotTable:

@@ -11,7 +11,6 @@ no files and no encoder time.
 from __future__ import annotations
 
 import base64
-import io
 import math
 import os
 from pathlib import Path
@@ -19,7 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.store import atomic_write_bytes
+from pipeline.store import (  # noqa: F401 - WEBP_*: the site's image encoding, from the store
+    WEBP_MIN_PSNR,
+    WEBP_QUALITY,
+    atomic_write_bytes,
+    display_copy_path,
+    webp_bytes,
+)
 
 HIST_W, HIST_H = 300, 80
 
@@ -172,39 +177,15 @@ def histogram_x(value: float, edges: np.ndarray) -> float | None:
     return round(min(max((value - lo) / (hi - lo), 0.0), 1.0) * HIST_W, 1)
 
 
-WEBP_QUALITY = 90  # lossy WebP's quality setting (libwebp, 0-100)
-WEBP_MIN_PSNR = 38.0  # dB: a lossy encoding below this against the original stays lossless
-
-
-def webp_bytes(image: Image.Image) -> tuple[bytes, float]:
-    """``image`` as the site's WebP: lossy at ``WEBP_QUALITY`` when that keeps a PSNR of at
-    least ``WEBP_MIN_PSNR`` dB against it, else lossless (smaller than PNG at equal quality);
-    and the PSNR kept (inf: lossless). Deterministic: the same pixels give the same bytes.
-
-    Measured on the demo's 64-px images (``scripts/bench_site.py``): visualizations lossy
-    (~0.5 KiB, 40 dB, against 4.9 KiB as PNG); thumbnails of procedural shapes mostly
-    lossless (sharp coloured edges lose too much in lossy WebP's 4:2:0 colour).
-    """
-    if image.mode not in ("RGB", "L"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    lossy = io.BytesIO()
-    image.save(lossy, format="WEBP", quality=WEBP_QUALITY, method=4)
-    psnr = float("inf")
-    if image.mode in ("RGB", "L"):
-        back = np.asarray(Image.open(io.BytesIO(lossy.getvalue())).convert(image.mode),
-                          dtype=np.float64)
-        mse = float(np.mean((back - np.asarray(image, dtype=np.float64)) ** 2))
-        psnr = 10 * math.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")
-        if psnr >= WEBP_MIN_PSNR:
-            return lossy.getvalue(), psnr
-    lossless = io.BytesIO()
-    image.save(lossless, format="WEBP", lossless=True, method=2)  # as small as 4-6, faster
-    return lossless.getvalue(), float("inf")
-
-
 def write_webp(src: Path, dst: Path) -> int:
-    """Write the image file ``src`` (a PNG of the atlas: it stays as it is, lossless) to
-    ``dst`` as WebP (``webp_bytes``), atomically and world-readable; its size in bytes."""
+    """Put the WebP of the atlas image ``src`` (a PNG: it stays as it is, lossless) at ``dst``,
+    atomically and world-readable; its size in bytes. The display copy the stage that made
+    ``src`` wrote beside it (``store.display_copy_path``) is linked; an atlas made before
+    those copies has its image encoded here (``webp_bytes``: the same bytes)."""
+    copy = display_copy_path(Path(src))
+    if copy.is_file():
+        link_or_copy(copy, dst)
+        return os.stat(dst).st_size
     with Image.open(src) as image:
         data, _ = webp_bytes(image)
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,8 @@ from pipeline.models.spec import ModelSpec
 from pipeline.store import (
     AtlasStore,
     atomic_save_npz,
-    atomic_write_bytes,
     atomic_write_json,
-    encode_png,
+    write_image,
 )
 
 TRICKY_CLASS = "<b>\"cat\" & 'dog'</b>"
@@ -397,7 +396,7 @@ def _write_examples(store: AtlasStore, n_examples: int, n_classes: int, thumb: i
     for n in range(n_examples):
         ex_id = example_id(n)
         rel = f"thumbs/{n:05d}.png"
-        atomic_write_bytes(store.index_dir / rel, encode_png(pattern(7 + n, thumb)))
+        write_image(store.index_dir / rel, pattern(7 + n, thumb))
         examples.append({"id": ex_id, "label": n % n_classes, "thumb": rel})
     atomic_write_json(store.examples_path, {
         "classes": classes, "examples": examples,

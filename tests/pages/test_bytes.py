@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from pipeline.site.assets import (
     heatmap_scale,
     webp_bytes,
 )
-from pipeline.store import AtlasStore
+from pipeline.store import AtlasStore, display_copy_path
 from pipeline.testing.fake import make_fake_atlas, pattern, tiny_spec
 
 
@@ -128,6 +129,33 @@ def test_site_images_are_webp(demo_shaped):
     smooth.save(png, format="PNG")
     assert WEBP_MIN_PSNR <= psnr < float("inf") and len(data) < len(png.getvalue()) / 2
     assert webp_bytes(smooth) == (data, psnr)  # deterministic
+
+
+def test_site_links_the_display_copies_the_stages_wrote(demo_shaped, tmp_path):
+    """The visualize and index stages write each image's WebP beside its PNG; the site links
+    it. An atlas from before those copies gets the very same bytes, encoded by the site."""
+    import hashlib
+
+    store, site = demo_shaped
+    record = pipeline.open(site).feature(2, 3)
+    folder = site / record["permalink"]
+    png = store.vis_dir(2) / store.vis_image_name(3)
+    copy = display_copy_path(png)
+    with Image.open(png) as image:
+        assert copy.read_bytes() == webp_bytes(image)[0]
+    shown = folder / record["visualization"]
+    assert shown.read_bytes() == copy.read_bytes() and shown.stat().st_ino == copy.stat().st_ino
+    thumbs = list((store.index_dir / "thumbs").glob("*.png"))
+    assert thumbs and all(display_copy_path(p).is_file() for p in thumbs)
+
+    def digests(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in root.rglob("*") if p.is_file()}
+
+    older = tmp_path / "older"
+    shutil.copytree(store.root, older, ignore=shutil.ignore_patterns("site", "*.webp"))
+    assert not list(older.rglob("*.webp"))
+    assert digests(build_site(AtlasStore(older), workers=1)) == digests(site)
 
 
 def _feature_bytes(site, record) -> dict[str, int]:
