@@ -28,6 +28,8 @@ CASES = {
     "bench_site.py": (["--units", "16", "--small-units", "8", "--examples", "100",
                        "--map-units", "512", "--word-units", "5000"],
                       ["feature pages/s", "peak RSS main"]),
+    "bench_site_processes.py": (["--depth", "1", "--width", "16", "--topk", "4"],
+                                ["feature pages/s", "byte for byte the same: yes"]),
     "bench_search.py": (["--units", "2000", "--layers", "4"],
                         ["shard max", "header search's head", "unit of the largest class"]),
     "bench_paint.py": (["--runs", "1", "--no-throttle"], ["method/", "LCP", "KiB loaded"]),
