@@ -188,11 +188,16 @@ def grid_report(units: int, baseline: int, runs: int, out: Path) -> None:
               f"{r['html_kib']:.0f} KiB + units.json {r['json_kib']:.0f} KiB "
               f"(median of {r['runs']} cold loads)")
     b, s = rows
-    ok = b["ready_ms"] <= GRID_TARGET_MS and b["fcp_ms"] <= GRID_TARGET_MS
+
+    def verdict(ms: float) -> str:
+        return "met" if ms <= GRID_TARGET_MS else "NOT met"
+
     print(f"{b['units']:,} vs {s['units']:,} units (same run): FCP "
-          f"{b['fcp_ms'] / s['fcp_ms']:.2f}x, grid drawn {b['ready_ms'] / s['ready_ms']:.2f}x; "
-          f"target first paint <= {GRID_TARGET_MS} ms at {b['units']:,} units: "
-          f"{'met' if ok else 'NOT met'}")
+          f"{b['fcp_ms'] / s['fcp_ms']:.2f}x, grid drawn {b['ready_ms'] / s['ready_ms']:.2f}x")
+    print(f"target at {b['units']:,} units, first paint <= {GRID_TARGET_MS} ms: "
+          f"{verdict(b['fcp_ms'])} (FCP); grid drawn <= {GRID_TARGET_MS} ms: "
+          f"{verdict(b['ready_ms'])} (load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs)")
 
 
 def main() -> None:

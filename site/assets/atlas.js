@@ -904,6 +904,18 @@
       measure();
       // a form restored by the browser (back button) or used meanwhile keeps its state
       update();
+      // back (or reload) to where the reader was: the browser restores the scroll position
+      // before the grid has its height, so the page keeps it in its history entry
+      var st = history.state;
+      if (st && typeof st.atlasGridY === "number" && st.atlasGridY > 0) {
+        window.scrollTo(0, st.atlasGridY);
+        render(true);
+      }
+      window.addEventListener("pagehide", function () {
+        try {
+          history.replaceState(Object.assign({}, history.state, { atlasGridY: window.scrollY }), "");
+        } catch (e) { /* a history that refuses: the position is lost, nothing else */ }
+      });
       if (input) input.addEventListener("input", update);
       if (trusted) trusted.addEventListener("change", update);
       if (afc) afc.addEventListener("change", update);
