@@ -136,11 +136,22 @@ def significant_decimals(values: np.ndarray, digits: int = 4) -> int:
     return max(0, digits - 1 - math.floor(math.log10(top)))
 
 
-def histogram_path(counts: np.ndarray) -> str:
-    """Bars of ``counts`` (log scale) as one SVG path in a ``HIST_W x HIST_H`` box."""
+def _short(x: float) -> str:
+    """``x`` to one decimal, without a trailing ``.0``: ``8.7``, ``80``, ``0``."""
+    return f"{x:.1f}".removesuffix(".0") if round(x, 1) else "0"
+
+
+def histogram_path(counts: np.ndarray) -> tuple[str, str]:
+    """Bars of ``counts`` (log scale) in a ``HIST_W x HIST_H`` box: one SVG path of vertical
+    lines, a bar each (``M<centre> <bottom>V<top>``), and the stroke width that makes them
+    bars (90% of a bin), about a third of the bytes of the bars as filled rectangles.
+
+    >>> histogram_path(np.array([0, 9, 99]))
+    ('M145 80V40M245 80V0', '90')
+    """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.size == 0:
-        return ""
+        return "", "1"
     heights = np.log1p(counts)
     top = heights.max() or 1.0
     width = HIST_W / counts.size
@@ -148,9 +159,8 @@ def histogram_path(counts: np.ndarray) -> str:
     for i, h in enumerate(heights):
         if h <= 0:
             continue
-        bar = h / top * HIST_H
-        parts.append(f"M{i * width:.1f} {HIST_H}v{-bar:.1f}h{width * 0.9:.1f}v{bar:.1f}z")
-    return "".join(parts)
+        parts.append(f"M{_short((i + 0.45) * width)} {HIST_H}V{_short(HIST_H - h / top * HIST_H)}")
+    return "".join(parts), _short(width * 0.9)
 
 
 def clip_histogram(counts: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

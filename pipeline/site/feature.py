@@ -8,8 +8,8 @@ mkdocs does as little per-page work as possible (9,000+ pages):
   ``FeatureWriter.layer_extra``);
 - what is the unit's own goes into the page's YAML front matter, with each top example and
   each recipe's visualization (files, objective, fidelity in words, cautions) packed into a
-  single scalar (``markup.pack``: fewer YAML nodes to construct) and the quantized heatmaps as
-  one JSON string;
+  single scalar (``markup.pack``: fewer YAML nodes to construct); the heatmaps are not in the
+  page (its script reads them from ``feature.json``, where they are anyway);
 - the Markdown body is one sentence: no HTML goes through Markdown at all.
 
 Relations (when the atlas was related): the page shows at most ``SIMILAR_SHOWN`` similar units
@@ -39,13 +39,12 @@ from pipeline.site import fidelity, labels, recognisability, urls
 from pipeline.site.assets import (
     clip_histogram,
     encode_maps,
-    heatmap_scale,
     histogram_path,
     histogram_x,
 )
 from pipeline.site.cite import bibtex, cite_key, is_absolute
 from pipeline.site.data import AtlasView, LayerView, clean_seed
-from pipeline.site.markup import SEP, front_matter, num, pack, script_json
+from pipeline.site.markup import SEP, front_matter, num, pack
 
 
 @dataclass
@@ -415,22 +414,18 @@ class FeatureWriter:
             return False
         return model not in self.info.site_pages or unit in self._pages(layer, model)
 
-    def _quantiles(self, unit: int) -> tuple[list[str], list[str], np.ndarray]:
+    def _quantiles(self, unit: int) -> tuple[list[str], list[str]]:
         """Packed intervals ``lo, hi, examples kept``; packed shown examples ``interval,
-        score, thumbnail or "", class name or "", id``; their maps ``(n, rows, cols)``."""
-        intervals, shown, maps = [], [], []
-        idx = self.view.index
+        score, thumbnail or "", class name or "", id`` (the first ``QUANTILE_SHOWN`` of each
+        interval, in feature.json's order: the page's script finds their maps there)."""
+        intervals, shown = [], []
         for j, q in enumerate(self.view.quantiles(unit)):
             lo, hi = q["interval"]
             intervals.append(pack(num(lo), num(hi), str(len(q["examples"]))))
-            for (n, score), slot in list(zip(q["examples"], q["slots"], strict=True))[
-                    :QUANTILE_SHOWN]:
+            for n, score in q["examples"][:QUANTILE_SHOWN]:
                 ex_id, _, name = self._example(n)
                 shown.append(pack(str(j), num(score), self._image(n) or "", name or "", ex_id))
-                maps.append(idx.quantile_maps[unit, j, slot])
-        rows, cols = self.view.spec.grid
-        return intervals, shown, (np.stack(maps) if maps else np.zeros((0, rows, cols),
-                                                                        np.float32))
+        return intervals, shown
 
     def permalink(self, unit: int) -> str:
         """The page's citable URL: absolute when the site's URL is known (with the version in
@@ -484,15 +479,10 @@ class FeatureWriter:
             thr = float(idx.top_scores[unit, slots[-1]]) if slots else float("nan")
             meta["stats"] = [num(float(idx.mean[unit])), num(float(idx.max[unit]))]
             meta["hist"] = self._histogram(unit, thr)
-            maps = idx.maps[unit, slots]
-            intervals, shown, qmaps = self._quantiles(unit)
-            lo, hi = heatmap_scale(np.concatenate([maps.reshape(-1), qmaps.reshape(-1)]))
-            # one scale for both, so overlays compare (assets.encode_maps, as feature.json)
-            heat = {"lo": _round(lo, 4), "hi": _round(hi, 4), "top": encode_maps(maps, lo, hi)}
+            # the heatmaps are not in the page: its script draws them from feature.json
+            intervals, shown = self._quantiles(unit)
             if intervals:
                 meta["quant"], meta["qx"] = intervals, shown
-                heat["quant"] = encode_maps(qmaps, lo, hi, bits=4)  # small thumbnails: 4 bits
-            meta["maps"] = script_json(heat)
         if self.foreground is not None and foreground_words(self.foreground[unit]):
             meta["fg"] = foreground_words(self.foreground[unit])
         url = self.permalink(unit)
@@ -511,8 +501,9 @@ class FeatureWriter:
     def _histogram(self, unit: int, threshold: float) -> list:
         """The page's histogram: path, axis ends, x of the mean, of the top-k cut and of the
         primary visualization's activation (or None), that activation, and, when it lies
-        beyond the axis, the axis end it is drawn at. The axis spans the bins that hold
-        images (``assets.clip_histogram``), not the empty range up to the visualization."""
+        beyond the axis, the axis end it is drawn at; last, the bars' stroke width
+        (``assets.histogram_path``). The axis spans the bins that hold images
+        (``assets.clip_histogram``), not the empty range up to the visualization."""
         idx = self.view.index
         counts, edges = clip_histogram(idx.hist_counts[unit], idx.hist_edges[unit])
         results = self.view.results(unit)
@@ -522,9 +513,10 @@ class FeatureWriter:
         if vis_x is not None and not float(edges[0]) <= act <= float(edges[-1]):
             end = float(edges[-1]) if act > edges[-1] else float(edges[0])
             beyond = ("› " if act > end else "‹ ") + num(end)
-        return [histogram_path(counts), num(float(edges[0])), num(float(edges[-1])),
+        path, stroke = histogram_path(counts)
+        return [path, num(float(edges[0])), num(float(edges[-1])),
                 histogram_x(float(idx.mean[unit]), edges), histogram_x(threshold, edges),
-                vis_x, num(act) if vis_x is not None else "", beyond]
+                vis_x, num(act) if vis_x is not None else "", beyond, stroke]
 
     def _examples(self, found: list[tuple[int, float]], maps: np.ndarray) -> dict[str, Any]:
         """Dataset examples ``(number, score)`` of ``feature.json`` (``top`` and

@@ -5,7 +5,7 @@
  *   the units a word labels (word index, with thumbnails) and units by class name, above
  *   Material's results from the handbook
  * - search-by-word page (<model>/words/): every unit a word labels, ranked by score
- * - feature pages: heatmap overlays painted from the page's quantized maps, legend, toggle,
+ * - feature pages: heatmap overlays painted from feature.json's quantized maps, legend, toggle,
  *   attribution-map toggle, keyboard shortcuts, the Copy BibTeX button (the recipe tabs need
  *   no script: radio inputs and labels)
  * - layer pages: the grid of every unit (units.json; only the tiles in view are in the
@@ -544,8 +544,8 @@
     }
     ctx.putImageData(img, 0, 0);
   }
-  // Patch maps as pipeline/site/assets.py encode_maps writes them (the page's and
-  // feature.json's form): {encoding: "uint8-base64" | "uint4-base64", shape: [k, rows, cols],
+  // Patch maps as pipeline/site/assets.py encode_maps writes them (feature.json's
+  // form): {encoding: "uint8-base64" | "uint4-base64", shape: [k, rows, cols],
   // scale, offset (absent: 0), data}; a value is offset + scale * level. decodeLevels: the k
   // maps' levels scaled to 0-255 (the colormap's index; 4 bits: level * 17), row-major.
   function decodeLevels(enc) {
@@ -572,43 +572,86 @@
   }
   window.atlasDecodeMaps = decodeMaps;
 
+  // The overlays are drawn from feature.json beside the page (its "top" maps and its
+  // quantile examples' maps), fetched when the heatmaps are first turned on: the page itself
+  // holds only the figures (images, scores, ids), which read without script. Here each
+  // example's image gets its box (.atlas-ex-img) and a canvas; a top example's map is its
+  // place in .atlas-topk, a quantile example's is its place in its interval's row (the rows
+  // run from the highest interval down; feature.json lists an interval's examples together,
+  // in the order shown). Top and quantile overlays share one colour scale, lo = min(0, min)
+  // and hi = max of the maps shown (as assets.heatmap_scale), so that they compare.
+  var heatFigs = null, heatLoad = null;
   function setupHeatmaps() {
-    var node = document.getElementById("atlas-heatmaps");
-    if (!node) return;
-    var data = JSON.parse(node.textContent), sets = {};
-    // data-i: a top example (data.top); data-q: a quantile example (data.quant), one scale
-    ["top", "quant"].forEach(function (name) {
-      if (data[name]) sets[name] = {levels: decodeLevels(data[name]), rows: data[name].shape[1],
-                                    cols: data[name].shape[2], k: data[name].shape[0]};
+    var controls = document.querySelector(".atlas-heat-controls");
+    var figs = [], rows = document.querySelectorAll(".atlas-q-row");
+    document.querySelectorAll(".atlas-topk > figure").forEach(function (f, i) {
+      figs.push({ fig: f, set: "top", i: i });
     });
-    document.querySelectorAll(".atlas-ex").forEach(function (fig) {
-      var q = fig.hasAttribute("data-q"), set = sets[q ? "quant" : "top"];
-      var i = parseInt(fig.getAttribute(q ? "data-q" : "data-i"), 10);
-      var canvas = fig.querySelector("canvas.atlas-heat"), size = set ? set.rows * set.cols : 0;
-      if (canvas && set && i < set.k) paint(canvas, set.levels.subarray(i * size, (i + 1) * size),
-                                            set.rows, set.cols);
+    rows.forEach(function (row, r) {
+      row.querySelectorAll("figure").forEach(function (f, i) {
+        figs.push({ fig: f, set: "quant", j: rows.length - 1 - r, i: i });
+      });
     });
-    var bar = document.querySelector(".atlas-legend-bar");
-    if (bar) {
+    if (!controls || !figs.length) return;
+    figs.forEach(function (o) {
+      var box = o.fig.querySelector(".atlas-ex-img"), img = o.fig.querySelector("img");
+      if (!box) {
+        box = el("div", "atlas-ex-img");
+        o.fig.insertBefore(box, img);
+        box.appendChild(img);
+      }
+      o.canvas = box.appendChild(el("canvas", "atlas-heat"));
+    });
+    heatFigs = figs;
+    controls.hidden = false;
+    controls.querySelector(".atlas-heat-toggle").addEventListener("click", toggleHeatmaps);
+  }
+  function loadHeatmaps() {
+    var controls = document.querySelector(".atlas-heat-controls");
+    if (heatLoad) return heatLoad;
+    heatLoad = getJSON("feature.json").then(function (rec) {
+      var quant = rec.quantiles && rec.quantiles.examples, start = {};
+      var sets = { top: rec.top && rec.top.maps, quant: quant && quant.maps };
+      if (quant) quant.interval.forEach(function (j, n) { if (!(j in start)) start[j] = n; });
+      var values = {}, shown = [], lo = 0, hi = -Infinity;
+      Object.keys(sets).forEach(function (name) { if (sets[name]) values[name] = decodeMaps(sets[name]); });
+      heatFigs.forEach(function (o) {
+        var enc = sets[o.set], n = o.set === "top" ? o.i : (start[o.j] === undefined ? -1 : start[o.j] + o.i);
+        if (!enc || n < 0 || n >= enc.shape[0]) return;
+        var size = enc.shape[1] * enc.shape[2], v = values[o.set].subarray(n * size, (n + 1) * size);
+        for (var p = 0; p < size; p++) { lo = Math.min(lo, v[p]); hi = Math.max(hi, v[p]); }
+        shown.push([o.canvas, v, enc.shape[1], enc.shape[2]]);
+      });
+      if (!(hi > lo)) hi = lo + 1;
+      shown.forEach(function (s) {
+        var levels = new Uint8Array(s[1].length);
+        for (var p = 0; p < levels.length; p++) levels[p] = Math.round((s[1][p] - lo) / (hi - lo) * 255);
+        paint(s[0], levels, s[2], s[3]);
+      });
       var ramp = new Uint8Array(256);
       for (var v = 0; v < 256; v++) ramp[v] = v;
-      paint(bar, ramp, 1, 256);
-    }
-    var lo = document.querySelector(".atlas-legend-lo"), hi = document.querySelector(".atlas-legend-hi");
-    if (lo) lo.textContent = String(data.lo);
-    if (hi) hi.textContent = String(data.hi);
-    var button = document.querySelector(".atlas-heat-toggle");
-    if (button) button.addEventListener("click", toggleHeatmaps);
+      paint(controls.querySelector(".atlas-legend-bar"), ramp, 1, 256);
+      controls.querySelector(".atlas-legend-lo").textContent = String(Number(lo.toPrecision(4)));
+      controls.querySelector(".atlas-legend-hi").textContent = String(Number(hi.toPrecision(4)));
+      controls.querySelector(".atlas-legend").hidden = false;
+      controls.setAttribute("data-heat", "ready");
+    }, function () {  // a page opened from disk (file:// forbids the fetch), or no feature.json
+      var button = controls.querySelector(".atlas-heat-toggle");
+      document.querySelector(".atlas-feature").classList.add("atlas-heat-off");
+      button.disabled = true;
+      button.textContent = "Heatmaps unavailable (they need the site served over HTTP)";
+      controls.setAttribute("data-heat", "failed");
+    });
+    return heatLoad;
   }
   function toggleHeatmaps() {
     var page = document.querySelector(".atlas-feature");
-    if (!page) return;
-    var off = page.classList.toggle("atlas-heat-off");
     var button = document.querySelector(".atlas-heat-toggle");
-    if (button) {
-      button.setAttribute("aria-pressed", off ? "false" : "true");
-      button.firstChild.textContent = off ? "Heatmaps off " : "Heatmaps on ";
-    }
+    if (!page || !heatFigs || !button || button.disabled) return;
+    var off = page.classList.toggle("atlas-heat-off");
+    button.setAttribute("aria-pressed", off ? "false" : "true");
+    button.firstChild.textContent = off ? "Heatmaps off " : "Heatmaps on ";
+    if (!off) loadHeatmaps();
   }
 
   /* ---- attribution map ----------------------------------------------------------------- */
@@ -1121,6 +1164,8 @@
     setupHeaderSearch();
     if (document.querySelector(".atlas-feature")) {
       setupHeatmaps();
+      // an example's id is cut to the figure's width: the whole id on hover
+      document.querySelectorAll(".atlas-id").forEach(function (e) { e.title = e.textContent; });
       setupAttribution();
       setupKeys();
       setupCite();

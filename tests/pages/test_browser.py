@@ -105,11 +105,6 @@ def test_feature_page_in_browser(page, served, prefix):
     # 3 recipes x (image + map) + top-6 thumbnails + quantile examples + similar units' images
     quantile = _quantiles_shown(0)
     assert count == 3 + 3 + 6 + quantile + _similar_images(0) and broken == []
-    painted = page.evaluate("""() => Array.from(document.querySelectorAll('canvas.atlas-heat'))
-        .filter(c => c.width === 4 && c.height === 4).length""")
-    assert painted == 6 + quantile
-    assert page.locator(".atlas-legend-hi").inner_text() != ""
-    _check_overlays_decode(page)
 
     # strings from the dataset are text, never markup
     assert page.locator(".atlas-label").first.text_content() == TRICKY_CLASS
@@ -117,15 +112,24 @@ def test_feature_page_in_browser(page, served, prefix):
     assert page.locator(".atlas-label *, .atlas-id *, .atlas-classes span *").count() == 0
     assert page.locator(".atlas-classes li span").first.text_content() == TRICKY_CLASS
 
-    # heatmaps: off by default (the images as they are); button and key
+    # heatmaps: off by default (the images as they are, nothing fetched); button and key;
+    # turned on, they are drawn from feature.json, a canvas over each example
     heat = page.locator("canvas.atlas-heat").first
-    assert not heat.is_visible()
+    assert not heat.is_visible() and not page.locator(".atlas-legend").is_visible()
+    assert not [u for u in page.requests if u.endswith("feature.json")]
     assert page.get_attribute(".atlas-heat-toggle", "aria-pressed") == "false"
     page.click(".atlas-heat-toggle")
     assert heat.is_visible()
     assert page.get_attribute(".atlas-heat-toggle", "aria-pressed") == "true"
+    page.wait_for_selector(".atlas-heat-controls[data-heat=ready]")
+    painted = page.evaluate("""() => Array.from(document.querySelectorAll('canvas.atlas-heat'))
+        .filter(c => c.width === 4 && c.height === 4).length""")
+    assert painted == 6 + quantile
+    assert page.locator(".atlas-legend-hi").inner_text() != ""
+    _check_overlays_decode(page)
     page.keyboard.press("m")
     assert not heat.is_visible()
+    assert page.locator(".atlas-id").first.get_attribute("title") == TRICKY_ID  # cut: on hover
 
     # cite block: built without a site URL, it says so; never the address in the address bar
     assert "no canonical address" in page.locator(".atlas-no-canonical").inner_text()
@@ -171,20 +175,23 @@ def test_feature_page_in_browser(page, served, prefix):
 
 
 def _check_overlays_decode(page) -> None:
-    """The page's JS decodes the maps as Python encodes them: each top example's overlay is
-    painted from its bytes (the colormap's brightness rises with the level), and
-    ``atlasDecodeMaps`` gives the values ``assets.decode_maps`` gives, for feature.json's maps
-    (fetched by the page) and the page's own."""
-    import base64
-    import json
-
+    """The page's JS decodes feature.json's maps as Python encodes them: each top example's
+    overlay is painted from its values on the scale shared with the quantile examples shown
+    (the colormap's brightness rises with the level), and ``atlasDecodeMaps`` gives the values
+    ``assets.decode_maps`` gives."""
     import numpy as np
 
-    from pipeline.site.assets import decode_maps
+    from pipeline.site.assets import decode_maps, heatmap_scale
 
-    heat = json.loads(page.locator("#atlas-heatmaps").text_content())
-    levels = np.frombuffer(base64.b64decode(heat["top"]["data"]), np.uint8)
-    k, rows, cols = heat["top"]["shape"]
+    record = page.evaluate("() => fetch('feature.json').then(r => r.json())")
+    top = decode_maps(record["top"]["maps"])
+    q = record["quantiles"]["examples"]
+    firsts = [n for n, j in enumerate(q["interval"])
+              if q["interval"][:n].count(j) < QUANTILE_SHOWN]
+    lo, hi = heatmap_scale(np.concatenate([top.reshape(-1),
+                                           decode_maps(q["maps"])[firsts].reshape(-1)]))
+    levels = np.rint((top.reshape(-1) - lo) / (hi - lo) * 255).astype(np.int64)
+    k, rows, cols = top.shape
     pixels = np.array(page.evaluate("""() => Array.from(document.querySelectorAll(
         '.atlas-topk canvas.atlas-heat')).map(c => Array.from(
         c.getContext('2d').getImageData(0, 0, c.width, c.height).data))"""), np.int64)
@@ -193,9 +200,7 @@ def _check_overlays_decode(page) -> None:
     order = np.argsort(levels, kind="stable")
     assert np.all(np.diff(bright[order]) >= 0) and len(set(levels.tolist())) > 2
     assert bright[levels.argmax()] == 252 + 255 + 164 and bright[levels.argmin()] <= 4 + 3
-    record = page.evaluate("() => fetch('feature.json').then(r => r.json())")
-    for enc in (heat["top"], heat["quant"], record["top"]["maps"],
-                record["quantiles"]["examples"]["maps"]):
+    for enc in (record["top"]["maps"], record["quantiles"]["examples"]["maps"]):
         got = np.array(page.evaluate("e => Array.from(window.atlasDecodeMaps(e))", enc))
         assert np.allclose(got, decode_maps(enc).reshape(-1), rtol=1e-6, atol=1e-6)
 
@@ -265,7 +270,7 @@ def test_feature_page_similar_and_quantiles(page, served):
     # quantile examples: one row per interval, highest first, heatmaps follow the toggle
     page.goto(f"{base}/{SLUG}/0/0/")
     assert page.locator(".atlas-q-row").count() == 8
-    assert page.locator(".atlas-q-row").first.locator(".atlas-ex").count() == 1  # the odd id
+    assert page.locator(".atlas-q-row").first.locator("figure").count() == 1  # the odd id
     assert page.locator(".atlas-q-row").first.locator("img").get_attribute("alt") == TRICKY_ID
     heat = page.locator(".atlas-q-row canvas.atlas-heat").first
     assert not heat.is_visible()

@@ -866,21 +866,15 @@ def test_feature_page_quantile_examples(small_site: Path):
     for (kept, span, body), q in zip(rows, reversed(_intervals(f)), strict=True):  # top first
         assert span == f"{markup.num(q['interval'][0])} – {markup.num(q['interval'][1])}"
         assert int(kept) == len(q["examples"])
-        shown = re.findall(r'data-q="(\d+)"><div class="atlas-ex-img"><img src="([^"]*)" '
-                           r'loading="lazy" alt="([^"]*)">', body)
-        assert [(src, unescape(alt)) for _, src, alt in shown] == [
+        # a figure is its image and score: its heatmap's canvas is the script's, its map
+        # feature.json's (the interval's first QUANTILE_SHOWN examples, in this order)
+        shown = re.findall(r'<figure><img src="([^"]*)" loading="lazy" alt="([^"]*)">'
+                           r"<figcaption>([^<]*)</figcaption></figure>", body)
+        assert [(src, unescape(alt)) for src, alt, _ in shown] == [
             (e["image"], e["id"]) for e in q["examples"][:QUANTILE_SHOWN]]
-    heat = json.loads(re.search(r'id="atlas-heatmaps">([^<]*)</script>', page).group(1))
-    shown = sum(min(QUANTILE_SHOWN, len(q["examples"])) for q in _intervals(f))
-    assert heat["quant"]["shape"] == [shown, 4, 4] and heat["quant"]["encoding"] == "uint4-base64"
-    assert heat["top"]["shape"] == [len(f["top"]["id"]), 4, 4]
-    import base64
-    assert len(base64.b64decode(heat["quant"]["data"])) == shown * 8  # 4x4 patches, 4 bits
-    # the page's maps are feature.json's, on one scale (the top's) and at 4 bits for quantiles
-    top, quant = decode_maps(heat["top"]), decode_maps(heat["quant"])
-    assert np.abs(top - decode_maps(f["top"]["maps"])).max() <= heat["top"]["scale"]
-    first = [r["maps"] for q in _intervals(f) for r in q["examples"][:QUANTILE_SHOWN]]
-    assert np.abs(quant - np.stack(first)).max() <= heat["quant"]["scale"]
+        assert [float(x) for *_, x in shown] == [
+            float(markup.num(e["score"])) for e in q["examples"][:QUANTILE_SHOWN]]
+    assert "atlas-heatmaps" not in page and "<canvas class=\"atlas-heat\"" not in page
     none = (small_site / SLUG / "0" / "2" / "index.html").read_text()
     assert "atlas-quantiles" not in none and "qmaps" not in none
 
@@ -960,7 +954,7 @@ def test_atlas_without_relations_builds_as_before(tmp_path: Path):
         assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == [] and f["top"]["id"]
         page = (site / SLUG / "0" / str(unit) / "index.html").read_text()
         assert "atlas-similar" not in page and "atlas-quantiles" not in page
-        assert '"quant"' not in page and 'id="atlas-heatmaps"' in page
+        assert '"quant"' not in page and 'class="atlas-heat-controls"' in page
     assert not list(site.rglob("map.json"))
     assert "atlas-map" not in (site / SLUG / "0" / "index.html").read_text()
     assert "Progression" not in (site / SLUG / "index.html").read_text()
@@ -1021,7 +1015,9 @@ def test_dataset_strings_are_escaped_everywhere(small_site: Path):
     feature.feed((small_site / SLUG / "0" / "0" / "index.html").read_text())
     assert TRICKY_CLASS in feature.strings and TRICKY_ID in feature.strings
     assert f"{TRICKY_MODEL} · L0 · unit {_expected_similar(0)[-4]['unit']}" in feature.strings
-    assert f"example 1: {TRICKY_ID}" in feature.strings  # the thumbnail's alt attribute
+    page = (small_site / SLUG / "0" / "0" / "index.html").read_text(encoding="utf-8")
+    alts = re.findall(r'<div class="atlas-topk">\n<figure><img src="[^"]*" alt="([^"]*)">', page)
+    assert [unescape(a) for a in alts] == [TRICKY_ID]  # the first thumbnail's alt: its id
     # the layer grid's data holds them as they are (atlas.js writes them as text)
     assert TRICKY_CLASS in _grid(small_site, 0)["classes"]
     # recipe name (tab label, alt text, recipe row) and recipe parameters (the <pre>)
@@ -1050,13 +1046,38 @@ def test_feature_page_content_and_size(small_site: Path):
     assert 'href="../../1/5/" data-key="l"' in page
     assert f"@misc{{vitatlas:{SLUG}:L0:U5" in page
     assert "weights random(seed=0), layer 0, unit 5" in page and f"version {ATLAS_VERSION}" in page
-    assert '<script type="application/json" id="atlas-heatmaps">' in page
+    assert "atlas-heatmaps" not in page  # the heatmaps: feature.json's, drawn by the script
     assert "md-nav" not in page  # lean template: no theme nav
     last = (small_site / SLUG / "1" / str(VIS_UNITS - 1) / "index.html").read_text()
     assert 'data-key="j"' not in last and 'href="../../0/149/" data-key="h"' in last
     sizes = [p.stat().st_size for p in (small_site / SLUG).glob("*/*/index.html")]
     assert max(sizes) < 40_000
     assert "atlas-similar" in page and "atlas-quantiles" in page  # measured with relations
+
+
+def test_feature_page_lean_header(small_site: Path):
+    """Feature pages carry Material's header with its icons drawn by atlas.css (an empty
+    <svg> each), the palette script as a shared file, and no Material footer; the other pages
+    keep Material's partials as they are."""
+    import material
+
+    page = (small_site / SLUG / "0" / "5" / "index.html").read_text()
+    head = page.split("<header", 1)[1].split("</header>", 1)[0]
+    assert "<path" not in head and head.count('<svg class="atlas-i-') == 7
+    assert '<script src="../../../assets/atlas-palette.js"></script>' in head
+    assert "md-search__input" in head and 'data-md-component="palette"' in head
+    assert "md-footer" not in page and "__tabbed_" not in page and "__drawer\"><svg" not in page
+    assert page.count("<svg") == 8 + page.count('role="img"')  # the header's, back to top, hist
+    css = (small_site / "assets" / "atlas.css").read_text()
+    for name in re.findall(r'<svg class="atlas-i-([a-z-]+)"', page):
+        assert f".atlas-i-{name} {{ --atlas-i: url(" in css, name
+    home = (small_site / "index.html").read_text()
+    assert "atlas-i-" not in home and "md-footer" in home and "<path" in home
+    # the shared palette script is Material's, for the Material installed
+    theirs = Path(material.__file__).parent / "templates/partials/javascripts/palette.html"
+    script = re.search(r"<script>(.*)</script>", theirs.read_text()).group(1)
+    ours = (small_site / "assets" / "atlas-palette.js").read_text()
+    assert ours.rstrip("\n").endswith(script), "update site/assets/atlas-palette.js"
 
 
 def test_rebuild_replaces_and_failed_build_keeps_old_site(small_site: Path, monkeypatch):
