@@ -805,6 +805,30 @@ def test_no_sideways_scroll_on_a_phone(browser, served, path):
         context.close()
 
 
+def test_feature_page_header_icons_and_colour_scheme(page, served):
+    """The lean feature page's header (atlas.css draws its icons; Material's scripts as shared
+    files): icons painted, and the colour scheme chosen there is the one the other pages use
+    (the same settings scope), and back."""
+    base = f"{served}/sub/site"
+    page.goto(f"{base}/{SLUG}/0/0/")
+    page.wait_for_load_state("load")
+    icon = page.evaluate("""() => { const s = getComputedStyle(document.querySelector(
+        '.md-header .atlas-i-magnify')); return [s.maskImage || s.webkitMaskImage,
+        parseFloat(s.width), s.backgroundColor]; }""")
+    assert icon[0].startswith("url(") and icon[1] > 10 and icon[2] != "rgba(0, 0, 0, 0)"
+    assert page.evaluate("getComputedStyle(document.querySelector('.md-logo svg')).width") != "0px"
+    assert page.get_attribute("body", "data-md-color-scheme") == "default"
+    page.click("label[for=__palette_1]")
+    assert page.get_attribute("body", "data-md-color-scheme") == "slate"
+    page.goto(f"{base}/method/")  # Material's own page: its inline scripts, the same setting
+    page.wait_for_load_state("load")
+    assert page.get_attribute("body", "data-md-color-scheme") == "slate"
+    page.click("label[for=__palette_0]")
+    page.goto(f"{base}/{SLUG}/0/1/")
+    page.wait_for_load_state("load")
+    assert page.get_attribute("body", "data-md-color-scheme") == "default"
+
+
 def test_small_images_drawn_pixelated_and_search_named(page, served):
     page.goto(f"{served}/sub/site/{SLUG}/0/0/")
     page.wait_for_load_state("load")

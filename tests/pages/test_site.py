@@ -1078,6 +1078,14 @@ def test_feature_page_lean_header(small_site: Path):
     script = re.search(r"<script>(.*)</script>", theirs.read_text()).group(1)
     ours = (small_site / "assets" / "atlas-palette.js").read_text()
     assert ours.rstrip("\n").endswith(script), "update site/assets/atlas-palette.js"
+    # and so is the first script, its scope the site root (Material's base_url) by the file's URL
+    assert '<script src="../../../assets/atlas-scope.js"></script>' in page
+    assert "__md_scope" not in page and "__md_scope=new URL(" in home
+    theirs = Path(material.__file__).parent / "templates/partials/javascripts/base.html"
+    script = re.search(r"<script>(.*)</script>", theirs.read_text()).group(1).replace(
+        '"{{ config.extra.scope | d(base_url) }}",location', '"..",document.currentScript.src')
+    ours = (small_site / "assets" / "atlas-scope.js").read_text()
+    assert ours.rstrip("\n").endswith(script), "update site/assets/atlas-scope.js"
 
 
 def test_rebuild_replaces_and_failed_build_keeps_old_site(small_site: Path, monkeypatch):
