@@ -448,13 +448,16 @@ def bytes_bench(units: int, vitb_units: int, examples: int, vitb_examples: int) 
     from pipeline.store import AtlasStore
     from pipeline.testing.fake import make_fake_atlas, tiny_spec
 
-    print("page HTML before: 32.5 KiB per feature (quoted: the Hosting page of format 9, "
-          "64 px); the other baselines are measured here")
+    print("page HTML before: 34.0 KiB per feature at the demo's shape (this bench at 9612b8c, "
+          "before the lean feature page; 32.5 KiB quoted in format 9); the other baselines "
+          "are measured here")
     for name, kwargs, n_units, size, topk, n_examples in (
             ("demo shape (64 px)", {"img_size": 64, "patch_size": 8, "embed_dim": 96,
                                     "depth": 4, "num_heads": 3}, units, 64, 12, examples),
             ("ViT-B/16 shape (224 px)", {"embed_dim": 768, "num_heads": 12}, vitb_units,
              224, 16, vitb_examples)):
+        if n_units <= 0:  # --vitb-units 0: the demo's shape alone
+            continue
         spec = tiny_spec(**kwargs)
         full = sum(layer.units for layer in spec.layers)
         for layer in spec.layers:
@@ -510,7 +513,7 @@ def main() -> None:
     p.add_argument("--bytes-units", type=int, default=384,
                    help="units per layer of the demo-shaped fake (--bytes)")
     p.add_argument("--vitb-units", type=int, default=8,
-                   help="units per layer of the ViT-B/16-shaped sample (--bytes)")
+                   help="units per layer of the ViT-B/16-shaped sample (--bytes; 0: skip it)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

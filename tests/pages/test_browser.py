@@ -242,14 +242,14 @@ def test_feature_page_similar_and_quantiles(page, served):
     assert [h.split(" ")[0] for h in page.locator(".atlas-similar h3").all_inner_texts()] == [
         "Same", "Other", "Other"]
     for g, expected in enumerate(groups):
-        items = page.locator(f".atlas-sim-list[data-group='{g}'] .atlas-sim")
+        items = page.locator(f".atlas-sim-list[data-group='{g}'] > *")
         assert items.count() == len(expected)
         scores = [t.replace("r = ", "") for t in
-                  page.locator(f".atlas-sim-list[data-group='{g}'] .atlas-sim small")
+                  page.locator(f".atlas-sim-list[data-group='{g}'] > * > small")
                   .all_text_contents()]
         assert [float(x) for x in scores] == [float(f"{e['score']:.3g}") for e in expected]
     # another model not in this site: its name as text, no link, no markup made of it
-    other = page.locator(".atlas-sim-list[data-group='2'] .atlas-sim")
+    other = page.locator(".atlas-sim-list[data-group='2'] > *")
     assert other.first.evaluate("e => e.tagName") == "SPAN"
     assert other.first.locator("span:not(.atlas-novis)").text_content().startswith(
         TRICKY_MODEL + " · L")
@@ -257,14 +257,14 @@ def test_feature_page_similar_and_quantiles(page, served):
     assert page.locator(".atlas-sim-list[data-group='2'] a").count() == 0
     # layer 1 units without a page: text; those with a page: links that work
     off = [e for e in groups[1] if e["unit"] not in _pages()[1]]
-    assert page.locator(".atlas-sim-list[data-group='1'] span.atlas-sim").count() == len(off)
+    assert page.locator(".atlas-sim-list[data-group='1'] > span").count() == len(off)
     target = groups[1][0] if groups[1][0]["unit"] in _pages()[1] else next(
         e for e in groups[1] if e["unit"] in _pages()[1])
     page.locator(f".atlas-sim-list[data-group='1'] a[href='../../1/{target['unit']}/']").click()
     page.wait_for_url(f"{base}/{SLUG}/1/{target['unit']}/")
     page.go_back()
     best = groups[0][0]
-    page.locator(".atlas-sim-list[data-group='0'] a.atlas-sim").first.click()
+    page.locator(".atlas-sim-list[data-group='0'] > a").first.click()
     page.wait_for_url(f"{base}/{SLUG}/0/{best['unit']}/")
     assert page.locator("h1 small").inner_text() == f"layer 0 · unit {best['unit']}"
     # quantile examples: one row per interval, highest first, heatmaps follow the toggle
@@ -833,7 +833,8 @@ def test_small_images_drawn_pixelated_and_search_named(page, served):
     page.goto(f"{served}/sub/site/{SLUG}/0/0/")
     page.wait_for_load_state("load")
     rendering = page.evaluate("""() => ['.atlas-vis img', '.atlas-ex-img img',
-        '.atlas-sim img'].map(s => getComputedStyle(document.querySelector(s)).imageRendering)""")
+        '.atlas-sim-list img'].map(s => getComputedStyle(document.querySelector(s))
+        .imageRendering)""")
     assert rendering == ["pixelated"] * 3
     shown = page.evaluate("""() => { const i = document.querySelector('.atlas-vis img');
         return [i.naturalWidth, i.getBoundingClientRect().width]; }""")

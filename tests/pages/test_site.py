@@ -829,7 +829,7 @@ def test_feature_page_similar_units(small_site: Path):
                                      f"best {SIMILAR_SHOWN} of {n} (all in feature.json)"
                                      for n in counts]
     groups = re.findall(r'(?s)data-group="(\d)">(.*?)</div>', similar)
-    items = {int(g): re.findall(r'<(a|span) class="atlas-sim[^"]*"(?: href="([^"]*)")?[^>]*>'
+    items = {int(g): re.findall(r'<(a|span)(?: href="([^"]*)")?(?: class="atlas-off"[^>]*)?>'
                                 r'(?:<img src="([^"]*)"[^>]*>|<span class="atlas-novis"></span>)'
                                 r"<span>([^<]*)</span><small>r = ([^<]*)</small>", body)
              for g, body in groups}
