@@ -1047,6 +1047,7 @@ def test_feature_page_content_and_size(small_site: Path):
     assert f"@misc{{vitatlas:{SLUG}:L0:U5" in page
     assert "weights random(seed=0), layer 0, unit 5" in page and f"version {ATLAS_VERSION}" in page
     assert "atlas-heatmaps" not in page  # the heatmaps: feature.json's, drawn by the script
+    assert '<div class="atlas-heat-controls" hidden>' in page  # shown by it: no dead button
     assert "md-nav" not in page  # lean template: no theme nav
     last = (small_site / SLUG / "1" / str(VIS_UNITS - 1) / "index.html").read_text()
     assert 'data-key="j"' not in last and 'href="../../0/149/" data-key="h"' in last
