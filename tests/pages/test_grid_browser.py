@@ -6,7 +6,6 @@ switch; the page links every unit without JavaScript."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,8 @@ import pytest
 from pipeline.site import build, serving
 from pipeline.site.data import AtlasView
 from pipeline.testing.fake import make_fake_atlas, tiny_spec
+from tests.pages.test_browser import browser  # noqa: F401, F811 (the fixture)
 
-CHROMIUM = "/usr/bin/chromium"
 UNITS = 3072  # ViT-B's FFN width: 64 dims x mlp_ratio 48
 
 
@@ -46,21 +45,8 @@ def served(big_layer) -> Iterator[str]:
         yield f"{base}/{big_layer[1]}"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh --test`"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-gpu",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def page(browser, served):
+def page(browser, served):  # noqa: F811 - the imported fixture
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     errors = []
