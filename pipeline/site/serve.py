@@ -152,10 +152,24 @@ def serving(site_dir: Path, host: str = "127.0.0.1", port: int = 0, *, ranges: b
     >>> whole, part.status, part.read(), [(r.status, r.sent) for r in seen]
     (b'hello', 206, b'ell', [(200, 5), (206, 3)])
     """
-    server = make_server(Path(site_dir), host, port, ranges=ranges, log=log)
+    with running(make_server(Path(site_dir), host, port, ranges=ranges, log=log)) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def running(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run ``server`` from a background thread while the block runs; yields its base URL (no
+    trailing ``/``), and shuts it down and closes it after.
+
+    >>> import urllib.request
+    >>> from http.server import SimpleHTTPRequestHandler
+    >>> with running(ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)) as base:
+    ...     base.startswith("http://127.0.0.1:")
+    True
+    """
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://{host}:{server.server_address[1]}"
+        yield f"http://{server.server_address[0]}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -80,6 +80,14 @@
   function unitName(info, unit) {
     return info.unit_name ? info.unit_name.replace("{unit}", unit) : layerName(info) + " · unit " + unit;
   }
+  // A unit in a few characters, for lists of hits: "L9 · U3" for an FFN unit of layer 9,
+  // "K3 · U17" for key channel 17 of block 3 (Q, V: query, value); unitName says it in full.
+  function unitShort(model, layer, unit, sep) {
+    var info = findLayer(model, layer);
+    var head = info && info.kind && info.kind !== "ffn" ? info.kind.charAt(0).toUpperCase() + info.depth
+      : "L" + layer;
+    return head + (sep || " · ") + "U" + unit;
+  }
 
   /* ---- words: the word index (models.json's "words": shards of {concept: entries}) ---- */
   // An entry is [layer, unit, score, rank, thumb]: rank 1 = the concept is the unit's label,
@@ -168,7 +176,7 @@
     } else {
       a.appendChild(el("span", "atlas-novis", "no image"));
     }
-    a.appendChild(el("span", "atlas-word-hit-unit", "L" + e[0] + " · U" + e[1]));
+    a.appendChild(el("span", "atlas-word-hit-unit", unitShort(this.model, e[0], e[1])));
     a.appendChild(el("small", null, (e[2] === null ? "–" : String(e[2])) + (e[3] === 1 ? " · label" : " · #" + e[3])));
     return a;
   };
@@ -346,7 +354,7 @@
     }
 
     function classLink(res, units, i) {
-      var a = el("a", null, "L" + units[i] + "/U" + units[i + 1]);
+      var a = el("a", null, unitShort(res.model, units[i], units[i + 1], "/"));
       a.href = join(base, unitPath(res.model, units[i], units[i + 1]));
       return a;
     }

@@ -243,5 +243,14 @@ def test_header_search_and_word_page_reach_key_pages(browser, key_site,  # noqa:
         hrefs = pg.eval_on_selector_all(".atlas-words-results a.atlas-word-hit",
                                         "as => as.map(a => a.href)")
         assert sorted(hrefs) == sorted(f"{base}/{slug}/{folder[e[0]]}/{e[1]}/" for e in entries)
+        # a hit names its unit in short by kind and block ("K1 · U3"), as its title in full
+        short = {0: "L0", 1: "L1", 2: "K0", 3: "K1"}
+        shown = pg.eval_on_selector_all(
+            ".atlas-words-results a.atlas-word-hit",
+            "as => as.map(a => [a.querySelector('.atlas-word-hit-unit').textContent, a.title])")
+        full = {0: "layer 0 unit {}", 1: "layer 1 unit {}", 2: "key channel {} of block 0",
+                3: "key channel {} of block 1"}
+        assert sorted(shown) == sorted([f"{short[e[0]]} · U{e[1]}", full[e[0]].format(e[1])]
+                                       for e in entries)
         pg.locator(".atlas-words-results a.atlas-word-hit[href*='/key/']").first.click()
         pg.wait_for_url(re.compile(rf"{re.escape(base)}/{slug}/key/[01]/\d+/$"))

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +25,7 @@ from pipeline.publish import publish
 from pipeline.site import serving, urls
 from pipeline.site.data import AtlasView
 from pipeline.site.export import SCHEMA, write_parquet
-from pipeline.site.serve import Request
+from pipeline.site.serve import Request, running
 from pipeline.testing.fake import make_fake_atlas, tiny_spec
 
 KW_A = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 1}
@@ -261,13 +260,8 @@ def _failing_server(status: int) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Failing)) as base:
+        yield base
 
 
 def test_models_json_and_versions_json_are_read_as_sent(served):
