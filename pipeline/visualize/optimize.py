@@ -23,7 +23,7 @@ from pipeline.visualize.objectives import Objective, UnitStats, Views
 from pipeline.visualize.param import PARAMETERIZATIONS, from_uint8, to_uint8
 from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.recipe import Recipe
-from pipeline.visualize.transforms import augment, plan
+from pipeline.visualize.transforms import augment, plan, shown
 
 
 def feature_seed(seed: int, model: str, layer: int, unit: int) -> int:
@@ -122,11 +122,12 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
     seeds = check_seeds(recipe, seeds, len(units), size)
     generators = [torch.Generator().manual_seed(feature_seed(seed, spec.name, layer.index, u))
                   for u in units]
-    param = PARAMETERIZATIONS[recipe.param](generators, size, device, prior)
+    canvas = recipe.canvas_size(size)  # the optimized image's size (MACO's canvas)
+    param = PARAMETERIZATIONS[recipe.param](generators, canvas, device, prior)
     if seeds is not None:
         seeds = seeds.to(device)
         start_from(param, seeds)
-    aug = plan(generators, recipe, size).to(device)
+    aug = plan(generators, recipe, canvas).to(device)
     objective = objective or recipe.objective()
     if stats is not None:
         stats = UnitStats(stats.mean.to(device), stats.std.to(device))
@@ -134,14 +135,14 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
     unit_index = torch.tensor(list(units), device=device)
     optimizer = _optimizer(recipe, param.parameters())
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.steps)
-    attribution = torch.zeros(len(units), *size, device=device)
+    attribution = torch.zeros(len(units), *canvas, device=device)
     with LayerCapture(model, [layer], truncate=recipe.truncate) as capture:
         for step in range(recipe.steps):
             image = param.image()
             if not image.requires_grad:
                 raise RuntimeError("parameterization image does not depend on its parameters")
             image.retain_grad()
-            x = augment(image, aug, step, recipe)
+            x = augment(image, aug, step, recipe, size)
             with autocast(device):
                 acts = capture(normalize(x))[layer.index]
             views = Views(x, acts, unit_index, recipe.copies, stats, image, seeds)
@@ -154,7 +155,9 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
             schedule.step()
             param.after_step()
     with torch.no_grad():
-        stored = to_uint8(contrast_stretch(param.image(), recipe.stretch)).cpu()
+        stored = to_uint8(contrast_stretch(shown(param.image(), recipe, size),
+                                           recipe.stretch)).cpu()
+        attribution = shown(attribution[:, None], recipe, size)[:, 0]
     scores = layer_scores(model, spec, layer, from_uint8(stored).to(device))
     activation = scores.gather(1, unit_index[:, None])[:, 0]
     return Rendering(stored, activation.cpu(), scores.cpu(),

@@ -6,6 +6,12 @@ that feature's own generator, and maps its parameters to RGB images in [0, 1].
   colours decorrelated with the dataset's colour covariance, then a sigmoid;
 - ``phase``: MACO's magnitude-constrained phase: the amplitude is fixed to the dataset's mean
   spectrum, only the phase is optimized; standardized, colour-recorrelated, sigmoid.
+- ``maco``: MACO as its reference implementation (Horama) computes it: the phase, drawn
+  N(0, 1), is standardized before it meets the fixed amplitude, and the image is standardized
+  over all its channels at once (``phase``: phase U(-π, π) used as is, each channel
+  standardized alone). Both use the dataset's channel-mean spectrum and colours where Horama
+  uses ImageNet's per-channel spectrum of decorrelated colours and its colour matrix, and a
+  sigmoid around the dataset's mean colour where Horama's spans the model's whole input range.
 
 ``PARAMETERIZATIONS[name](generators, size, device, prior)`` builds one.
 """
@@ -42,8 +48,7 @@ class _SpectralParam:
     """Shared by the Fourier and phase parameterizations: decorrelated → RGB → sigmoid."""
 
     def __init__(self, size: tuple[int, int], device: torch.device, prior: ImagePrior | None):
-        prior = prior if prior is not None and prior.size == tuple(size) \
-            else ImagePrior.natural(size)
+        prior = ImagePrior.natural(size) if prior is None else prior.at_size(size)
         self.size = tuple(size)
         self.amplitude = prior.amplitude().to(device)  # (H, W//2+1)
         self.colour = prior.colour_sqrt().to(device)  # (3, 3)
@@ -99,10 +104,37 @@ class PhaseParam(_SpectralParam):
         return self._to_rgb(x)
 
 
-Parameterization = PixelParam | FourierParam | PhaseParam
+class MacoParam(_SpectralParam):
+    """MACO as Horama computes it: phase init N(0, 1), standardized (per image) before use;
+    fixed amplitude; the image standardized over its channels and pixels together."""
+
+    def __init__(self, generators: list[torch.Generator], size: tuple[int, int],
+                 device: torch.device, prior: ImagePrior | None = None):
+        super().__init__(size, device, prior)
+        shape = (3, size[0], size[1] // 2 + 1)
+        init = torch.stack([torch.randn(*shape, generator=g) for g in generators])
+        self.phase = init.to(device).requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.phase]
+
+    @staticmethod
+    def _standardize(x: torch.Tensor) -> torch.Tensor:
+        """Each item of the batch to mean 0, std 1 over all its values (Horama's, per image)."""
+        dims = tuple(range(1, x.dim()))
+        return (x - x.mean(dim=dims, keepdim=True)) / (x.std(dim=dims, keepdim=True) + 1e-4)
+
+    def image(self) -> torch.Tensor:
+        phase = self._standardize(self.phase)
+        spectrum = torch.polar(self.amplitude.expand_as(phase), phase)
+        x = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+        return self._to_rgb(self._standardize(x))
+
+
+Parameterization = PixelParam | FourierParam | PhaseParam | MacoParam
 
 PARAMETERIZATIONS: dict[str, Callable[..., Parameterization]] = {
-    "pixels": PixelParam, "fourier": FourierParam, "phase": PhaseParam,
+    "pixels": PixelParam, "fourier": FourierParam, "phase": PhaseParam, "maco": MacoParam,
 }
 
 

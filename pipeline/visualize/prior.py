@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pipeline.index.image_stats import ImageStats
 
@@ -69,6 +70,41 @@ class ImagePrior:
         stats = ImageStats(tuple(images.shape[2:]), limit=len(images))
         stats.update(images, np.arange(len(images)))
         return cls.from_stats(stats.result())
+
+    def at_size(self, size: tuple[int, int]) -> ImagePrior:
+        """The same prior for images of ``size`` (a MACO canvas larger than the model input):
+        the amplitude spectrum sampled at the new grid's frequencies in cycles per pixel
+        (bilinear; Horama resizes its magnitude template the same way), and 1/f from the
+        lowest measured frequency down, where the larger grid has frequencies the measured
+        one lacks. Colours are unchanged.
+
+        >>> prior = ImagePrior.of_images(torch.rand(4, 3, 16, 16))
+        >>> prior.at_size((32, 32)).size, prior.at_size((16, 16)) is prior
+        ((32, 32), True)
+        """
+        size = (int(size[0]), int(size[1]))
+        if size == self.size:
+            return self
+        h, w = self.size
+        spectrum = self.spectrum.clone()
+        lowest = 1.0 / max(h, w)
+        ring = frequency_radius((h, w)) == lowest
+        first = spectrum[:, ring].mean(1)  # (3,) amplitude at the lowest frequency
+        spectrum[:, 0, 0] = first  # no DC in the interpolation
+        shifted = torch.fft.fftshift(spectrum, dim=1)  # rows: frequency (j - h // 2) / h
+        fy = torch.fft.fftfreq(size[0])[:, None].expand(-1, size[1] // 2 + 1)
+        fx = torch.fft.rfftfreq(size[1])[None, :].expand(size[0], -1)
+        rows, cols = fy * h + h // 2, fx * w
+        grid = torch.stack([cols / (spectrum.shape[2] - 1) * 2 - 1,
+                            rows / (h - 1) * 2 - 1], -1)[None]
+        sampled = F.grid_sample(shifted[None], grid, mode="bilinear", padding_mode="border",
+                                align_corners=True)[0]
+        radius = frequency_radius(size)
+        low = radius < lowest
+        sampled[:, low] = first[:, None] * lowest / radius[low].clamp(min=1e-12)
+        sampled[:, 0, 0] = self.spectrum[:, 0, 0] * (size[0] * size[1]) / (h * w)
+        return ImagePrior(sampled, self.colour_mean, self.colour_cov,
+                          source=f"{self.source}, resized to {size[0]}x{size[1]}")
 
     def colour_sqrt(self) -> torch.Tensor:
         """The symmetric square root of the colour covariance, scaled so that its largest

@@ -16,7 +16,8 @@ from pipeline.errors import AtlasError
 from pipeline.visualize.accent import SEED_IMAGES, distance_to_seed
 from pipeline.visualize.objectives import Objective, selectivity, total_variation, unit_mean
 
-PARAM_NAMES = ("pixels", "fourier", "phase")
+PARAM_NAMES = ("pixels", "fourier", "phase", "maco")
+CANVAS_VIEWS = ("whole", "centre")
 OPTIMIZERS = ("adam", "nadam")
 
 
@@ -33,7 +34,7 @@ class Recipe:
     lr: float = 0.1
     betas: tuple[float, float] = (0.5, 0.99)
     optimizer: str = "adam"  # adam | nadam (MACO's), cosine-annealed to 0 over the steps
-    param: str = "pixels"  # pixels | fourier | phase (see ``param``)
+    param: str = "pixels"  # pixels | fourier | phase | maco (see ``param``)
     copies: int = 8  # augmented views of each image per step
     colour_jitter: bool = True  # per-copy per-channel (x - m) / s, m ~ U(-1, 1), s = e^U(-1, 1)
     anneal_jitter: float = 0.0  # > 0: scale m and log s by (remaining / total) ** anneal_jitter
@@ -41,6 +42,17 @@ class Recipe:
     roll: float = 32 / 224  # max translation as a fraction of the side (32 px at 224)
     crop: tuple[float, float] | None = None  # random square crop side (fraction), resized back
     noise: float = 0.0  # std of Gaussian pixel noise added to every view
+    # MACO's canvas (Fel et al. 2023): > 1 optimizes an image this many times the model
+    # input's side; each view is a random ``crop`` of it (fractions of the canvas side),
+    # resized to the input. The stored image is the canvas as ``canvas_view`` shows it:
+    # "whole" (the authors' display: the whole canvas, resized down) or "centre" (its central
+    # 1 / canvas, at the scale the crops show the model). Polish steps see the stored view.
+    canvas: float = 1.0
+    canvas_view: str = "whole"
+    # Plug-In Inversion's Zoom (Ghiasi et al. 2022): < 1 shows the model the image at this
+    # fraction of its resolution at step 0 (area down, bilinear up), growing linearly to full
+    # resolution at half the steps.
+    zoom_start: float = 1.0
     polish: float = 0.0  # fraction of final steps without colour, crop and noise augmentation
     polish_roll: float = 0.0  # max translation while polishing (fraction of the side)
     tv: float = 0.0005  # weight of the total-variation term (the paper: 0.0005 * tv, tv = 1)
@@ -74,6 +86,18 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: polish must be in [0, 1)")
         if self.selectivity < 0 or self.tv < 0 or self.noise < 0 or self.temperature <= 0:
             raise ValueError(f"recipe {self.name!r}: weights must be >= 0, temperature > 0")
+        if self.canvas < 1:
+            raise ValueError(f"recipe {self.name!r}: canvas must be >= 1 (times the input side)")
+        if self.canvas > 1 and self.crop is None:
+            raise ValueError(f"recipe {self.name!r}: a canvas > 1 needs crop (the model sees "
+                             "crops of the canvas)")
+        if self.canvas > 1 and self.seed_image != "noise":
+            raise ValueError(f"recipe {self.name!r}: a canvas > 1 cannot start from a seed")
+        if self.canvas_view not in CANVAS_VIEWS:
+            raise ValueError(f"recipe {self.name!r}: unknown canvas_view {self.canvas_view!r} "
+                             f"(choose from {', '.join(CANVAS_VIEWS)})")
+        if not 0 < self.zoom_start <= 1:
+            raise ValueError(f"recipe {self.name!r}: zoom_start must be in (0, 1]")
         if self.seed_image not in SEED_IMAGES:
             raise ValueError(f"recipe {self.name!r}: unknown seed_image {self.seed_image!r} "
                              f"(choose from {', '.join(SEED_IMAGES)})")
@@ -91,6 +115,14 @@ class Recipe:
     def needs_seeds(self) -> bool:
         """Whether each unit's image starts from a seed image (``seeds=``, or the index's)."""
         return self.seed_image != "noise"
+
+    def canvas_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The optimized image's size for a model input of ``size``.
+
+        >>> Recipe("m", canvas=2.0, crop=(0.5, 0.6)).canvas_size((64, 64))
+        (128, 128)
+        """
+        return tuple(round(self.canvas * s) for s in size)
 
     def objective(self) -> Objective:
         """The quantity each step maximizes, built from the recipe's weights."""

@@ -1,5 +1,6 @@
-"""Each piece a recipe can name (parameterizations, crops, noise, polish, selectivity) keeps a
-feature's image independent of its batch, and raises its objective; recipes round-trip."""
+"""Each piece a recipe can name (parameterizations, crops, noise, polish, selectivity, MACO's
+canvas, Plug-In Inversion's zoom) keeps a feature's image independent of its batch, and raises
+its objective; recipes round-trip."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from pipeline.visualize.optimize import (
     render,
     render_features,
 )
-from pipeline.visualize.param import initial_images
+from pipeline.visualize.param import MacoParam, initial_images
 from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.recipe import DEFAULT, FAST, PAPER, Recipe, get_recipe
-from pipeline.visualize.transforms import augment, plan
+from pipeline.visualize.transforms import augment, plan, shown, zoom_each
 from tests.conftest import TINY_KWARGS, TINY_MODEL, synthetic_unit_stats
 
 CPU = torch.device("cpu")
@@ -34,6 +35,14 @@ PIECES = {
     "crop+noise": replace(BASE, crop=(0.6, 1.0), noise=0.05),
     "polish": replace(BASE, polish=0.5, tv=0.06),
     "selectivity": replace(BASE, selectivity=0.1),
+    "maco": replace(BASE, param="maco", optimizer="nadam", lr=1.0, betas=(0.9, 0.999)),
+    # MACO as Horama runs it: phase on a canvas twice the input side, crops of it, noise
+    "maco-canvas": replace(BASE, param="maco", optimizer="nadam", lr=1.0, betas=(0.9, 0.999),
+                           canvas=2.0, crop=(0.5, 0.6), colour_jitter=False, offset=0.0,
+                           roll=0.0, noise=0.025, stretch=0.01),
+    "canvas-centre+polish": replace(BASE, param="fourier", lr=0.05, canvas=2.0, crop=(0.4, 0.6),
+                                    canvas_view="centre", polish=0.25),
+    "zoom": replace(BASE, param="fourier", lr=0.05, zoom_start=0.25),
 }
 
 
@@ -68,14 +77,16 @@ def test_each_piece_is_independent_of_the_batch(tiny, recipe):
     assert torch.equal(again, alone)  # and the same on a rerun (a resumed chunk)
 
 
-@pytest.mark.parametrize("name", ["fourier", "phase", "polish", "selectivity"])
+@pytest.mark.parametrize("name", ["fourier", "phase", "polish", "selectivity", "maco"])
 def test_each_piece_raises_the_objective_on_the_demo_model(demo, name):
     model, spec = demo
     layer, units = spec.layers[2], list(range(0, 384, 48))
     stats = synthetic_unit_stats(model, spec, layer, 256)
     recipe = replace(PIECES[name], copies=1, steps=40)
     gens = [torch.Generator().manual_seed(feature_seed(0, spec.name, 2, u)) for u in units]
-    start = initial_images(recipe.param, gens, (64, 64), ImagePrior.natural((64, 64)))
+    canvas = recipe.canvas_size((64, 64))
+    start = shown(initial_images(recipe.param, gens, canvas, ImagePrior.natural(canvas)),
+                  recipe, (64, 64))
     before = layer_scores(model, spec, layer, start)[:, units].diagonal()
     out = render_features(model, spec, layer, units, recipe, 0, CPU, stats=stats)
     assert (out.activations > before).float().mean() >= 0.75
@@ -109,6 +120,67 @@ def test_polish_steps_see_the_bare_image():
         assert torch.equal(augment(x, aug, step, recipe), x.repeat_interleave(3, 0))
     rolled = augment(x, aug, 8, replace(recipe, polish_roll=0.25))
     assert rolled.shape == (6, 3, 16, 16) and not torch.equal(rolled, x.repeat_interleave(3, 0))
+
+
+def test_a_canvas_gives_crops_at_the_input_size_and_stores_its_view():
+    recipe = Recipe("c", steps=10, copies=3, canvas=2.0, crop=(0.5, 0.6), polish=0.2)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    x = torch.rand(2, 3, 32, 32)
+    aug = plan(gens, recipe, recipe.canvas_size((16, 16)))
+    assert augment(x, aug, 0, recipe, (16, 16)).shape == (6, 3, 16, 16)
+    whole = shown(x, recipe, (16, 16))  # the authors' display: the canvas, resized down
+    assert torch.allclose(whole, torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
+    assert torch.equal(augment(x, aug, 9, recipe, (16, 16)), whole.repeat_interleave(3, 0))
+    centre = shown(x, replace(recipe, canvas_view="centre"), (16, 16))
+    assert torch.equal(centre, x[..., 8:24, 8:24])
+    assert shown(whole, recipe, (16, 16)) is whole  # no canvas: the image itself
+
+
+def test_zoom_starts_coarse_and_ends_at_full_resolution():
+    recipe = Recipe("z", steps=20, zoom_start=0.25)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    coarse = zoom_each(x, 0, recipe)
+    low = torch.nn.functional.interpolate(x, size=(4, 4), mode="area")  # a quarter of 16
+    assert torch.equal(coarse, torch.nn.functional.interpolate(low, size=(16, 16),
+                                                               mode="bilinear"))
+    assert (coarse[..., 1:] - coarse[..., :-1]).abs().mean() < 0.3 * (
+        x[..., 1:] - x[..., :-1]).abs().mean()
+    for step in (10, 15, 19):
+        assert torch.equal(zoom_each(x, step, recipe), x)
+
+
+def test_maco_standardizes_its_phase():
+    """Horama's preconditioner: the phase is standardized before use, so scaling or shifting
+    the parameters leaves the image as it is; the image spans its own range."""
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    param = MacoParam(gens, (32, 32), CPU, ImagePrior.natural((32, 32)))
+    with torch.no_grad():
+        before = param.image()
+        param.phase.mul_(3.0).add_(0.7)
+        assert torch.allclose(param.image(), before, atol=1e-3)
+    assert before.shape == (2, 3, 32, 32) and not torch.equal(before[0], before[1])
+
+
+def test_a_prior_resized_for_a_canvas_keeps_its_spectrum():
+    prior = ImagePrior.natural((32, 32))
+    assert prior.at_size((32, 32)) is prior
+    ratio = prior.at_size((64, 64)).amplitude() / ImagePrior.natural((64, 64)).amplitude()
+    ratio[0, 0] = 1.0
+    assert ratio.min() > 0.8 and ratio.max() < 1.25
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"canvas": 0.5, "crop": (0.5, 0.6)}, "canvas must be >= 1"),
+    ({"canvas": 2.0}, "needs crop"),
+    ({"canvas": 2.0, "crop": (0.5, 0.6), "seed_image": "best_example"}, "cannot start from"),
+    ({"canvas": 2.0, "crop": (0.5, 0.6), "canvas_view": "corner"}, "unknown canvas_view"),
+    ({"zoom_start": 0.0}, "zoom_start"),
+    ({"zoom_start": 1.5}, "zoom_start"),
+    ({"param": "maco-ish"}, "unknown param"),
+])
+def test_canvas_and_zoom_options_are_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Recipe("bad", **fields)
 
 
 def test_a_recipe_needing_stats_says_so(tiny):
