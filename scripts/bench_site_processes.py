@@ -33,12 +33,14 @@ def build_child(root: str, site: str, workers: int) -> None:
     """In a fresh interpreter: build the site and print wall time and memory as JSON."""
     import logging
 
-    import mkdocs.commands.build  # noqa: F401  (imports are not part of the stage's time)
+    import mkdocs.commands.build  # noqa: F401  (imports are not part of the stage's time:
+    import pyarrow as pa  # mkdocs', nor pyarrow's and the pandas it imports on first use)
 
     from pipeline.site.build import build_site
     from pipeline.store import AtlasStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    pa.array([0])
     t0 = time.perf_counter()
     build_site(AtlasStore(root), Path(site), workers=workers)
     print(json.dumps({"wall_s": time.perf_counter() - t0,

@@ -153,10 +153,10 @@ def histogram_path(counts: np.ndarray) -> tuple[str, str]:
     if counts.size == 0:
         return "", "1"
     heights = np.log1p(counts)
-    top = heights.max() or 1.0
+    top = float(heights.max()) or 1.0
     width = HIST_W / counts.size
     parts = []
-    for i, h in enumerate(heights):
+    for i, h in enumerate(heights.tolist()):  # Python floats: the same, formatted faster
         if h <= 0:
             continue
         parts.append(f"M{_short((i + 0.45) * width)} {HIST_H}V{_short(HIST_H - h / top * HIST_H)}")

@@ -4,16 +4,17 @@ One atlas (``vit-atlas site``): ``DIR/build/docs`` → ``DIR/site``. Several (``
 site with every model's pages, a home page of model cards and a cross-model view, built as
 one published version (``SiteVersion``) into a folder of its own.
 
-mkdocs is single-threaded and the slowest part, so the work around it is arranged to keep it
-busy and alone on the critical path:
+mkdocs is single-threaded, so it gets only the pages that are not feature pages; every CPU
+renders the rest, in worker processes:
 
-1. every CPU writes Markdown, one layer per task (feature pages, layer page);
-2. this process writes the model and home pages and runs mkdocs (its feature pages rendered
-   by every CPU: ``streaming``), while the other CPUs write
-   each feature's ``feature.json``, write its visualizations and the dataset thumbnails as WebP
-   straight into the output (mkdocs would copy them one ``File`` object at a time);
-   mkdocs builds the feature pages one at a time (``streaming``) and each layer's rows of
-   the Parquet export are written as its task ends, so memory does not grow with the pages.
+1. the workers write each layer's page as Markdown, and meanwhile begin on each feature's
+   ``feature.json``, its visualizations and the dataset thumbnails (WebP, straight into the
+   output);
+2. this process writes the model and home pages and runs mkdocs; once mkdocs' environment is
+   ready, it renders each layer's feature-page shell (``pages``), and the workers render the
+   feature pages into it, through the same templates, as mkdocs would have (checked);
+3. each layer's rows of the Parquet export are written as its task ends, so memory does not
+   grow with the pages.
 
 mkdocs builds into a fresh temporary directory (``dirty=True`` only stops it from cleaning
 that directory under the workers' feet); the previous site is replaced only when all is done.
@@ -27,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
-from pipeline.site import export, findings, notfound, sitemap, urls
+from pipeline.site import export, findings, notfound, pages, sitemap, urls
 from pipeline.site.assets import write_webp
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
@@ -183,6 +185,21 @@ def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
     return len(numbers)
 
 
+def _feature_pages(root: str, site: str, layer: int, units: list[int], info: SiteInfo,
+                   shell: pages.Shell) -> int:
+    """Render the feature pages of ``units`` of ``layer`` into ``shell`` (``pages``) and
+    write them; returns how many."""
+    atlas = _atlas(root)
+    view = atlas.layer(layer)
+    writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
+    renderer = pages.PageRenderer(shell)
+    for unit in units:
+        where = urls.feature_dir(info.slug, view.spec, unit)
+        html = renderer.render(pages.page_source(where), writer.meta(unit))
+        atomic_write_bytes(Path(site, where, "index.html"), pages.encode(html))
+    return len(units)
+
+
 @dataclass
 class LayerPages:
     """What writing one layer's pages tells the model-level pages."""
@@ -193,18 +210,22 @@ class LayerPages:
     examples: set[int]  # example numbers the pages show
     written: set[str]  # Markdown files written (relative to the docs dir)
     words: list[WordEntry]  # word index entries
+    # some feature pages as (source, Markdown, data): their layer's shell is rendered from
+    # the first, and each is checked against mkdocs (``pages``)
+    samples: list[tuple[str, str, dict]]
 
 
 def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: int | None,
-                 info: SiteInfo) -> LayerPages:
-    """Write the Markdown of every feature page of ``layer`` and of the layer page."""
+                 info: SiteInfo, checked: int = pages.CHECKED) -> LayerPages:
+    """Write the Markdown of the layer page; the ``checked`` samples of its feature pages."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     docs = DocsWriter(Path(docs_root))
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
-    for unit in view.units:
-        docs.write(f"{urls.feature_dir(info.slug, view.spec, unit)}/index.md",
-                   writer.markdown(unit))
+    units = info.units_by_layer[layer]
+    chosen = sorted({units[0], units[-1]}) if checked == 2 else units[:max(1, checked)]
+    samples = [(pages.page_source(urls.feature_dir(info.slug, view.spec, u)),
+                writer.markdown(u), writer.meta(u)) for u in chosen]
     docs.write(f"{urls.layer_dir(info.slug, view.spec)}/index.md",
                layer_page(atlas, view, prev, nxt))
     used = set()
@@ -215,7 +236,7 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
                 used.update(n for n, _ in q["examples"][:QUANTILE_SHOWN])
     return LayerPages(LayerSummary.of(view), writer.layer_extra(),
                       ClassIndex(info.class_names).entries(view), used, docs.written,
-                      WordIndex.entries(view, _thumbs(atlas)))
+                      WordIndex.entries(view, _thumbs(atlas)), samples)
 
 
 def _thumbs(atlas: AtlasView) -> list[str]:
@@ -348,22 +369,23 @@ def mkdocs_config(docs_dir: Path, site_dir: Path) -> MkDocsConfig:
 
 
 def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
-               extra: dict | None = None, slugs: Sequence[str] = (), processes: int = 1) -> None:
+               extra: dict | None = None, slugs: Sequence[str] = (),
+               layers: Sequence[pages.LayerRequest] = (),
+               ready: Callable[[pages.LayerRequest, pages.Shell], None] | None = None) -> None:
     """Build with ``cfg``; ``nav_for`` maps the handbook's nav to the site's, ``extra``
-    becomes ``config.extra.atlas`` for the templates; the feature pages of the models ``slugs``
-    are built one at a time (``streaming``), so that memory does not grow with their number,
-    shared out over ``processes`` processes."""
+    becomes ``config.extra.atlas`` for the templates. The feature pages of the models
+    ``slugs`` are not among mkdocs' sources: once its environment is ready, the shell of the
+    feature pages of each of ``layers`` is rendered and checked, and handed to
+    ``ready(request, shell)`` (``pages``)."""
     from mkdocs.commands.build import build
-
-    from pipeline.site import streaming
 
     if nav_for is not None:
         cfg["nav"] = nav_for(cfg["nav"])
     if extra is not None:
         cfg["extra"]["atlas"] = extra
     if slugs:
-        cfg["plugins"][streaming.PLUGIN_NAME] = streaming.FeaturePageStream(
-            streaming.feature_page_pattern(slugs), processes)
+        cfg["plugins"][pages.PLUGIN_NAME] = pages.FeaturePageShells(
+            pages.feature_page_pattern(slugs), layers, ready or (lambda request, shell: None))
     build_log = logging.getLogger("mkdocs.commands.build")
     no_dirty = _NoDirtyWarning()
     build_log.addFilter(no_dirty)
@@ -371,6 +393,38 @@ def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
         build(cfg, dirty=True)
     finally:
         build_log.removeFilter(no_dirty)
+
+
+def _chunks(units: list[int], size: int = 2048) -> list[list[int]]:
+    """``units`` in runs of at most ``size``, alike in length: a task per run.
+
+    >>> [len(c) for c in _chunks(list(range(5000)))]
+    [1666, 1667, 1667]
+    """
+    n = max(1, -(-len(units) // size))
+    return [units[i * len(units) // n:(i + 1) * len(units) // n] for i in range(n)]
+
+
+def _feature_pages_built(jobs: list[Future]) -> int:
+    """How many feature pages ``jobs`` wrote; a failed one fails the build with its
+    traceback."""
+    built = 0
+    for job in jobs:
+        try:
+            built += job.result()
+        except Exception as e:  # noqa: BLE001 - it goes on, with the worker's traceback
+            why = "".join(traceback.format_exception(e))
+            raise AtlasError("site: a process building feature pages failed:\n" + why) from e
+    return built
+
+
+def _feature_sources(models: list[_Model]) -> Iterator[str]:
+    """The Markdown source paths the feature pages would have (``pages.page_source``)."""
+    for m in models:
+        for layer, units in m.units_by_layer.items():
+            ref = m.view.spec.layers[layer]
+            for unit in units:
+                yield pages.page_source(urls.feature_dir(m.view.slug, ref, unit))
 
 
 def _swap(tmp: Path, site_dir: Path) -> None:
@@ -465,46 +519,54 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
             m.info.site_layers = {o.view.model: {layer.index: layer for layer in o.view.spec.layers}
                                   for o in others}
         clock = _Phases()
-        # 1. every CPU writes Markdown, layer by layer
         with ProcessPoolExecutor(cpus) as pool:
-            jobs = {}
+            # 1. the layer pages' Markdown; feature.json and images begin meanwhile
+            jobs, files = {}, {}  # files: per model, its layers' export rows
             for m in models:
-                layers = m.layers
+                root, layers = str(m.store.root), m.layers
                 prev, nxt = [None, *layers[:-1]], [*layers[1:], None]
                 for i, layer in enumerate(layers):
                     jobs[m.view.slug, layer] = pool.submit(
-                        _layer_pages, str(m.store.root), str(docs.root), layer, prev[i], nxt[i],
-                        m.info)
+                        _layer_pages, root, str(docs.root), layer, prev[i], nxt[i], m.info,
+                        pages.CHECKED)
+                files[m.view.slug] = [pool.submit(_layer_files, root, str(tmp), layer, m.info)
+                                      for layer in layers]
             for m in models:
                 m.pages = {layer: jobs[m.view.slug, layer].result() for layer in m.layers}
-        clock.lap("markdown")
-        # 2. mkdocs on this process while the others write feature.json and copy images
-        with ProcessPoolExecutor(max(1, cpus - 1)) as pool:
-            files: dict[str, list[Future]] = {}  # per model, its layers' export rows
-            copies: list[Future] = []
-            for m in models:
-                root = str(m.store.root)
-                files[m.view.slug] = [pool.submit(_layer_files, root, str(tmp), layer, m.info)
-                                      for layer in m.layers]
-                used = set().union(*(p.examples for p in m.pages.values()))
-                copies.append(pool.submit(_example_files, root, str(tmp), m.view.slug,
-                                          sorted(used)))
+            copies = [pool.submit(_example_files, str(m.store.root), str(tmp), m.view.slug,
+                                  sorted(set().union(*(p.examples for p in m.pages.values()))))
+                      for m in models]
+            clock.lap("layer pages")
+            # 2. mkdocs here; the workers render the feature pages as each layer's shell is
+            # ready (pages)
             extra = _site_level(models, docs, tmp, shard_entries, version)
-            run_mkdocs(cfg, lambda nav: _nav(nav, models), extra, slugs, cpus)
+            rendered: list[Future] = []
+            by_slug = {m.view.slug: m for m in models}
+
+            def ready(request: pages.LayerRequest, shell: pages.Shell) -> None:
+                m, layer = by_slug[request.key[0]], request.key[1]
+                rendered.extend(pool.submit(_feature_pages, str(m.store.root), str(tmp), layer,
+                                            chunk, m.info, shell)
+                                for chunk in _chunks(m.units_by_layer[layer]))
+
+            requests = [pages.LayerRequest((m.view.slug, layer), m.pages[layer].samples)
+                        for m in models for layer in m.layers]
+            run_mkdocs(cfg, lambda nav: _nav(nav, models), extra, slugs, requests, ready)
             notfound.fix_404(tmp, urlsplit(site_url).path if site_url else "/")
             clock.lap("mkdocs")
-            for slug, jobs in files.items():
-                export.write_parquet(_drain(jobs), tmp / urls.export_file(slug))
+            # 3. the export as each layer's files are written; the feature pages
+            for slug, layer_jobs in files.items():
+                export.write_parquet(_drain(layer_jobs), tmp / urls.export_file(slug))
+            built = _feature_pages_built(rendered)
             for job in copies:
                 job.result()
-            clock.lap("files and export (after mkdocs)")
+            clock.lap("feature pages, files and export (after mkdocs)")
         if site_url is not None:
-            sitemap.write(tmp, site_url, sorted(docs.written))
+            sitemap.write(tmp, site_url, sorted(docs.written | set(_feature_sources(models))))
         clock.lap("sitemap")
         _swap(tmp, site_dir)
         clock.lap("swap")
-        log.info("site: %d feature pages; %s",
-                 sum(len(u) for m in models for u in m.units_by_layer.values()), clock)
+        log.info("site: %d feature pages; %s", built, clock)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

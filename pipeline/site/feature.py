@@ -1,16 +1,17 @@
-"""One feature: its page (Markdown with data in front matter) and its ``feature.json``.
+"""One feature: its page's data and its ``feature.json``.
 
-The page is rendered by the lean ``feature.html`` template from three sources, chosen so that
-mkdocs does as little per-page work as possible (9,000+ pages):
+The page is rendered by the lean ``feature.html`` template (its own parts: the macros of
+``partials/atlas-feature.html``, rendered for every page into its layer's shell: ``pages``)
+from two sources:
 
 - what the whole model shares (model, weights, dataset, version) and what a layer shares
   (module, stage, grid, recipes) go once into ``config.extra.atlas`` (``site_extra``,
   ``FeatureWriter.layer_extra``);
-- what is the unit's own goes into the page's YAML front matter, with each top example and
-  each recipe's visualization (files, objective, fidelity in words, cautions) packed into a
-  single scalar (``markup.pack``: fewer YAML nodes to construct); the heatmaps are not in the
-  page (its script reads them from ``feature.json``, where they are anyway);
-- the Markdown body is one sentence: no HTML goes through Markdown at all.
+- what is the unit's own is the page's ``meta`` (``FeatureWriter.meta``: plain rows of
+  strings, each top example, visualization, similar unit a list), which would be its YAML
+  front matter were the page a Markdown source (``FeatureWriter.markdown``: the one mkdocs
+  reads when the stage checks a page against mkdocs); the heatmaps are not in the page (its
+  script reads them from ``feature.json``, where they are anyway).
 
 Relations (when the atlas was related): the page shows at most ``SIMILAR_SHOWN`` similar units
 per group (same layer, other layers, other models), linked where the other unit has a page in
@@ -44,7 +45,7 @@ from pipeline.site.assets import (
 )
 from pipeline.site.cite import bibtex, cite_key, is_absolute
 from pipeline.site.data import AtlasView, LayerView, clean_seed
-from pipeline.site.markup import SEP, front_matter, num, pack
+from pipeline.site.markup import front_matter, num
 
 
 @dataclass
@@ -111,7 +112,7 @@ def site_extra(info: SiteInfo) -> dict[str, Any]:
     ``labels``: the labeler in words, or None when the atlas has no labels."""
     return {"model": info.model, "slug": info.slug, "weights": info.weights,
             "dataset": info.dataset, "images_seen": info.images_seen,
-            "atlas_version": info.atlas_version, "sep": SEP, "layers": {},
+            "atlas_version": info.atlas_version, "layers": {},
             "labels": info.labeler_line or None}
 
 
@@ -273,6 +274,8 @@ class FeatureWriter:
         self.view = view
         self.thumbnails = thumbnails
         self._page_sets: dict[tuple[str | None, int], set[int]] = {}
+        self._images: dict[int, str | None] = {}
+        self._examples_seen: dict[int, tuple[str, int | None, str | None]] = {}
         self.ids = examples.ids if examples is not None else []
         self.labels = examples.labels if examples is not None else []
         self.thumbs = examples.thumbs if examples is not None else []
@@ -313,17 +316,23 @@ class FeatureWriter:
         }
 
     def _image(self, n: int) -> str | None:
-        """Relative URL of example ``n``'s thumbnail from a feature page."""
-        path = example_path(self.info.slug, self.thumbs, n)
-        return None if path is None else self.up + path[len(urls.model_dir(self.info.slug)) + 1:]
+        """Relative URL of example ``n``'s thumbnail from a feature page (once per example:
+        the layer's pages show many alike)."""
+        if n not in self._images:
+            path = example_path(self.info.slug, self.thumbs, n)
+            self._images[n] = None if path is None else \
+                self.up + path[len(urls.model_dir(self.info.slug)) + 1:]
+        return self._images[n]
 
     def _example(self, n: int) -> tuple[str, int | None, str | None]:
         """``(id, label, class name)`` of example number ``n``."""
-        ex_id = self.ids[n] if n < len(self.ids) else str(n)
-        label = self.labels[n] if n < len(self.labels) else None
-        names = self.info.class_names or []
-        name = names[label] if label is not None and 0 <= label < len(names) else None
-        return ex_id, label, name
+        if n not in self._examples_seen:
+            ex_id = self.ids[n] if n < len(self.ids) else str(n)
+            label = self.labels[n] if n < len(self.labels) else None
+            names = self.info.class_names or []
+            name = names[label] if label is not None and 0 <= label < len(names) else None
+            self._examples_seen[n] = ex_id, label, name
+        return self._examples_seen[n]
 
     def seed_words(self, result: dict[str, Any]) -> str:
         """An accentuation's activation against its seed's: ``"Raises the unit from 2.1 (its
@@ -334,22 +343,22 @@ class FeatureWriter:
         return (f"Raises the unit from {num(seed['activation'])} (its seed, example "
                 f"{seed['example']}) to {num(float(result['activation']))}.")
 
-    def _visualizations(self, unit: int) -> list[str]:
-        """One packed scalar per recipe that visualized ``unit``, primary first: recipe number
-        (in ``layer_extra``'s ``recipes``), objective, image file, attribution file or "",
-        "1" if trusted else "0", fidelity in words or "", recognisability in words or "",
-        the seed's words (an accentuation) or "", then the cautions."""
+    def _visualizations(self, unit: int) -> list[list]:
+        """One row per recipe that visualized ``unit``, primary first: recipe number (in
+        ``layer_extra``'s ``recipes``), objective, image file, attribution file or "", "1" if
+        trusted else "0", fidelity in words or "", recognisability in words or "", the seed's
+        words (an accentuation) or "", then the cautions."""
         out = []
         for name, result in self.view.results(unit):
             vis_file, attr_file = self.view.files[name]
             fid = fidelity.clean(result.get("fidelity"))
             rec = fid.get("recognisability") if fid else None
-            out.append(pack(str(self.recipe_of[name, unit]), num(float(result["activation"])),
-                            vis_file, attr_file if result.get("attribution") else "",
-                            "1" if fidelity.trusted(fid) else "0",
-                            fidelity.line(fid, self.info.images_seen, self.tied(name, fid)),
-                            recognisability.sentences(rec), self.seed_words(result),
-                            SEP.join(fidelity.cautions(fid))))
+            out.append([self.recipe_of[name, unit], num(float(result["activation"])),
+                        vis_file, attr_file if result.get("attribution") else "",
+                        "1" if fidelity.trusted(fid) else "0",
+                        fidelity.line(fid, self.info.images_seen, self.tied(name, fid)),
+                        recognisability.sentences(rec), self.seed_words(result),
+                        *fidelity.cautions(fid)])
         return out
 
     def _other_thumb(self, layer: int, unit: int) -> str | None:
@@ -357,16 +366,16 @@ class FeatureWriter:
             return self.view.thumbnail(unit)
         return self.thumbnails(layer).get(unit) if self.thumbnails is not None else None
 
-    def _similar(self, unit: int) -> list[str]:
-        """One packed scalar per shown similar unit (the best ``SIMILAR_SHOWN`` of each group,
-        groups in order): group, score, link or "" (no page in this site), thumbnail or "",
+    def _similar(self, unit: int) -> list[list[list[str]]]:
+        """Per group (``similar_group``), a row per shown similar unit (its best
+        ``SIMILAR_SHOWN``): score, link or "" (no page in this site), thumbnail or "",
         caption, title."""
         info = self.info
         here = info.feature_dir(self.layer, unit)
         groups: list[list[dict]] = [[], [], []]
         for e in self.view.similar_to(unit):
             groups[similar_group(info.model, self.layer, e)].append(e)
-        out = []
+        out: list[list[list[str]]] = [[], [], []]
         for g, entries in enumerate(groups):
             best = sorted(entries, key=lambda e: -e["score"])[:SIMILAR_SHOWN]
             for e in best:
@@ -387,7 +396,7 @@ class FeatureWriter:
                 else:  # a key, query or value channel: by kind and block (urls.layer_name)
                     title = model + urls.layer_name(ref, u)
                     where = f"channel {u}" if g == 0 else title
-                out.append(pack(str(g), num(e["score"], 3), href, thumb, where, title))
+                out[g].append([num(e["score"], 3), href, thumb, where, title])
         return out
 
     def _similar_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -414,17 +423,19 @@ class FeatureWriter:
             return False
         return model not in self.info.site_pages or unit in self._pages(layer, model)
 
-    def _quantiles(self, unit: int) -> tuple[list[str], list[str]]:
-        """Packed intervals ``lo, hi, examples kept``; packed shown examples ``interval,
-        score, thumbnail or "", class name or "", id`` (the first ``QUANTILE_SHOWN`` of each
-        interval, in feature.json's order: the page's script finds their maps there)."""
+    def _quantiles(self, unit: int) -> tuple[list[list[str]], list[list[list[str]]]]:
+        """Intervals ``[lo, hi, examples kept]``; per interval, its shown examples ``[score,
+        thumbnail or "", class name or "", id]`` (the first ``QUANTILE_SHOWN``, in
+        feature.json's order: the page's script finds their maps there)."""
         intervals, shown = [], []
-        for j, q in enumerate(self.view.quantiles(unit)):
+        for q in self.view.quantiles(unit):
             lo, hi = q["interval"]
-            intervals.append(pack(num(lo), num(hi), str(len(q["examples"]))))
+            intervals.append([num(lo), num(hi), str(len(q["examples"]))])
+            rows = []
             for n, score in q["examples"][:QUANTILE_SHOWN]:
                 ex_id, _, name = self._example(n)
-                shown.append(pack(str(j), num(score), self._image(n) or "", name or "", ex_id))
+                rows.append([num(score), self._image(n) or "", name or "", ex_id])
+            shown.append(rows)
         return intervals, shown
 
     def permalink(self, unit: int) -> str:
@@ -437,7 +448,18 @@ class FeatureWriter:
         return f"{self.info.version}/{path}" if self.info.version else path
 
     def markdown(self, unit: int) -> str:
-        """The feature page source: front matter and one sentence."""
+        """The feature page as a Markdown source for mkdocs: ``meta`` as front matter and one
+        sentence (the site stage renders the page from ``meta`` itself: ``pages``)."""
+        if self.view.spec.kind == urls.FFN:
+            named = f"Unit {unit} of FFN layer {self.layer}"
+        else:
+            named = urls.layer_name(self.view.spec, unit)
+            named = named[0].upper() + named[1:]
+        return front_matter(self.meta(unit)) + f"\n{named} of the model; data in feature.json.\n"
+
+    def meta(self, unit: int) -> dict[str, Any]:
+        """The page's data, as ``feature.html`` reads it (``page.meta``): what is the unit's
+        own; what its layer and model share is in ``config.extra.atlas``."""
         info, view, layer = self.info, self.view, self.layer
         idx = view.index
         meta: dict[str, Any] = {
@@ -451,7 +473,7 @@ class FeatureWriter:
             "links": neighbours(info, layer, unit),
         }
         similar = self._similar(unit)
-        if similar:
+        if any(similar):
             meta["similar"] = similar
             counts = [0, 0, 0]
             for e in view.similar_to(unit):
@@ -459,7 +481,7 @@ class FeatureWriter:
             meta["simn"] = [[min(n, SIMILAR_SHOWN), n] for n in counts]  # shown, in all
         concepts = view.concepts(unit)
         if concepts:  # score, query string of the word page, concept
-            meta["words"] = [pack(num(c["score"]), word_query(c["concept"]), c["concept"])
+            meta["words"] = [[num(c["score"]), word_query(c["concept"]), c["concept"]]
                              for c in concepts]
         if idx is not None:
             slots = _top_slots(view, unit)
@@ -468,11 +490,11 @@ class FeatureWriter:
             for s in slots:
                 n = int(idx.top_ids[unit, s])
                 ex_id, _, name = self._example(n)
-                top.append(pack(num(float(idx.top_scores[unit, s])), self._image(n) or "",
-                                name or "", ex_id))
+                top.append([num(float(idx.top_scores[unit, s])), self._image(n) or "",
+                            name or "", ex_id])
             meta["top"] = top
             meta["classes"] = [
-                pack(num(float(m)), names[c])
+                [num(float(m)), names[c]]
                 for c, m in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)
                 if 0 <= c < len(names)
             ]
@@ -491,12 +513,7 @@ class FeatureWriter:
                                     module=view.spec.module,
                                     unit=unit, atlas_version=info.atlas_version, url=url,
                                     year=info.year), is_absolute(url)]
-        if view.spec.kind == urls.FFN:
-            named = f"Unit {unit} of FFN layer {layer}"
-        else:
-            named = urls.layer_name(view.spec, unit)
-            named = named[0].upper() + named[1:]
-        return front_matter(meta) + f"\n{named} of the model; data in feature.json.\n"
+        return meta
 
     def _histogram(self, unit: int, threshold: float) -> list:
         """The page's histogram: path, axis ends, x of the mean, of the top-k cut and of the

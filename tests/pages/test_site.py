@@ -926,16 +926,16 @@ def test_other_model_in_the_same_site_is_linked(small_site: Path):
     info.site_models[TRICKY_MODEL] = "deit-other"
     writer = FeatureWriter(info, atlas.layer(0), atlas.examples, atlas.thumbnails)
     meta = yaml.load(writer.markdown(0).split("---")[1], Loader=yaml.CSafeLoader)
-    other = [row.split(markup.SEP) for row in meta["similar"] if row.startswith("2")]
+    assert meta == writer.meta(0)  # the Markdown source holds the page's data as it is
+    other = meta["similar"][2]  # rows of other models: score, link, thumbnail, ...
     assert other and all(href.startswith("../../../deit-other/") and img == ""
-                         for _, _, href, img, *_ in other)
+                         for _, href, img, *_ in other)
 
     # when the other model was built in this site, only its units with a page get a link
     first = next(e for e in atlas.layer(0).similar_to(0) if e["model"] == TRICKY_MODEL)
     info.site_pages[TRICKY_MODEL] = {first["layer"]: [first["unit"]]}
     writer = FeatureWriter(info, atlas.layer(0), atlas.examples, atlas.thumbnails)
-    meta = yaml.load(writer.markdown(0).split("---")[1], Loader=yaml.CSafeLoader)
-    hrefs = [row.split(markup.SEP)[2] for row in meta["similar"] if row.startswith("2")]
+    hrefs = [row[1] for row in writer.meta(0)["similar"][2]]
     assert hrefs.count("") == len(hrefs) - 1
     assert f"deit-other/{first['layer']}/{first['unit']}/" in "".join(hrefs)
     linked = [e for e in _rows(writer.record(0)["similar"]) if e["slug"]]
@@ -1163,40 +1163,6 @@ def test_site_command_does_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
-
-
-def test_feature_pages_built_one_at_a_time_are_the_same(tmp_path: Path, monkeypatch):
-    """Feature pages go through mkdocs one by one (``streaming``); the site is byte for byte
-    the site mkdocs builds with every page read first."""
-    import filecmp
-
-    from pipeline.site import streaming
-
-    store = make_fake_atlas(tmp_path / "atlas", tiny_spec(**TINY), topk=3, n_examples=8,
-                            vis_units=6)
-    streamed = []
-    on_env = streaming.FeaturePageStream.on_env
-
-    def counting(self, env, config, files):
-        streamed.extend(f.src_uri for f in self.held)
-        return on_env(self, env, config, files)
-
-    monkeypatch.setattr(streaming.FeaturePageStream, "on_env", counting)
-    one_by_one = build.build_site(store, tmp_path / "streamed", workers=1)
-    pages = sorted(str(p.relative_to(one_by_one).parent) + "/index.md"
-                   for p in one_by_one.glob(f"{SLUG}/*/*/index.html"))
-    assert sorted(streamed) == pages and len(pages) > 10
-    # nothing held back: mkdocs reads every page first (the plugin still makes them lean)
-    monkeypatch.setattr(streaming.FeaturePageStream, "on_files", lambda self, files, config: files)
-    all_first = build.build_site(store, tmp_path / "plain", workers=1)
-
-    def same(cmp: filecmp.dircmp) -> bool:
-        _, mismatch, errors = filecmp.cmpfiles(cmp.left, cmp.right, cmp.common_files,
-                                               shallow=False)
-        return (not cmp.left_only and not cmp.right_only and not mismatch and not errors
-                and all(same(sub) for sub in cmp.subdirs.values()))
-
-    assert same(filecmp.dircmp(one_by_one, all_first))
 
 
 # -- canonical addresses ----------------------------------------------------------------------

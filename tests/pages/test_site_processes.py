@@ -1,18 +1,24 @@
-"""The site stage renders feature pages in several processes (``streaming``) and the site is
-byte for byte the one-process site; a process that fails fails the build."""
+"""The site stage renders feature pages in worker processes, each into its layer's shell
+(``pages``): every page is byte for byte the page mkdocs renders from its Markdown source, the
+site is byte for byte the one-process site, and a process that fails fails the build."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import random
+import re
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import AtlasError
-from pipeline.site import streaming
-from pipeline.site.build import build_site
-from pipeline.testing.fake import make_fake_atlas, tiny_spec
+from pipeline.models import create_model, spec_for
+from pipeline.site import pages
+from pipeline.site.build import SiteVersion, build_site
+from pipeline.testing.fake import make_fake_atlas
+
+KW = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 1}
 
 
 def _digests(site: Path) -> dict[str, str]:
@@ -22,40 +28,101 @@ def _digests(site: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def atlas(tmp_path_factory):
-    spec = tiny_spec(img_size=32, patch_size=8, depth=2, embed_dim=8, num_heads=1)
-    return make_fake_atlas(tmp_path_factory.mktemp("fake"), spec, topk=3)
+    """FFN layers and key channels (pages one folder deeper), some units not visualized."""
+    spec = spec_for(create_model("vit_tiny_patch16_224", "random", KW), "vit_tiny_patch16_224",
+                    KW, kinds=("ffn", "key"))
+    return make_fake_atlas(tmp_path_factory.mktemp("fake"), spec, topk=3, n_examples=16,
+                           vis_units=20)
+
+
+def _feature_pages(site: Path) -> list[Path]:
+    return sorted(p for p in site.rglob("index.html")
+                  if pages.feature_page_pattern([p.relative_to(site).parts[0]]).match(
+                      str(p.relative_to(site).with_suffix(".md"))))
+
+
+@pytest.mark.parametrize("published", [False, True])
+def test_every_feature_page_is_the_page_mkdocs_renders(atlas, tmp_path, monkeypatch,
+                                                       published):
+    """Every feature page is checked against mkdocs' rendering of its Markdown source (the
+    build checks two a layer; here all), and the page written is that page, byte for byte:
+    header, title, canonical address, description, version selector, content."""
+    monkeypatch.setattr(pages, "CHECKED", 10**9)
+    theirs: dict[str, bytes] = {}
+    real = pages.mkdocs_page
+
+    def recording(env, config, files, nav, source, markdown):
+        html = real(env, config, files, nav, source, markdown)
+        theirs[source] = pages.encode(html)
+        return html
+
+    monkeypatch.setattr(pages, "mkdocs_page", recording)
+    how = ({"version": SiteVersion("1.0", "https://example.org/at las/")} if published
+           else {"site_url": ""})
+    site = build_site(atlas, tmp_path / "site", workers=2, **how)
+    written = {str(p.relative_to(site).with_suffix(".md")): p.read_bytes()
+               for p in _feature_pages(site)}
+    assert len(written) == 64 + 64 + 16 + 16 and "/key/" in "".join(written)
+    assert written == theirs
+    page = next(iter(written.values())).decode()
+    assert ('rel="canonical"' in page) == published and ("atlas-version" in page) == published
+
+
+def test_a_page_that_differs_from_mkdocs_fails_the_build(atlas, tmp_path, monkeypatch):
+    real = pages.PageRenderer.render
+    monkeypatch.setattr(pages.PageRenderer, "render",
+                        lambda self, source, meta: real(self, source, meta) + " ")
+    with pytest.raises(AtlasError, match="differs from mkdocs'"):
+        build_site(atlas, tmp_path / "site", workers=1)
+    assert not (tmp_path / "site").exists()
 
 
 def test_processes_give_the_one_process_site_byte_for_byte(atlas, tmp_path, monkeypatch):
-    built = []
-    stream = streaming.FeaturePageStream
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    real = pages.encode
 
-    class Counting(stream):  # the pages really are shared out over the processes
-        def __init__(self, pattern, processes=1):
-            super().__init__(pattern, processes)
-            built.append(self)
+    def recording(html: str) -> bytes:  # the pages really are written by worker processes
+        (pids / str(os.getpid())).touch()
+        return real(html)
 
-    monkeypatch.setattr(streaming, "FeaturePageStream", Counting)
+    monkeypatch.setattr(pages, "encode", recording)
     one = _digests(build_site(atlas, tmp_path / "one", workers=1))
     three = _digests(build_site(atlas, tmp_path / "three", workers=3))
-    assert [s.processes for s in built] == [1, 3]
-    assert built[1].built == built[0].built == 2 * 32
-    assert len([p for p in one if p.endswith("index.html")]) > 64
+    workers = {int(p.name) for p in pids.iterdir()}
+    assert workers and os.getpid() not in workers
+    assert len([p for p in one if p.endswith("index.html")]) > 160
     assert one == three
 
 
 def test_a_failing_process_fails_the_build(atlas, tmp_path, monkeypatch):
-    from mkdocs.commands import build as mkdocs_build
-
     parent = os.getpid()
-    real = mkdocs_build._build_page
+    real = pages.PageRenderer.render
 
-    def failing(page, *args, **kwargs):  # only in a child, on one page
-        if os.getpid() != parent and page.file.src_uri.endswith("/5/index.md"):
+    def failing(self, source, meta):  # only in a worker, on one page
+        if os.getpid() != parent and source.endswith("/0/5/index.md"):
             raise RuntimeError("a page that cannot be built")
-        return real(page, *args, **kwargs)
+        return real(self, source, meta)
 
-    monkeypatch.setattr(mkdocs_build, "_build_page", failing)
+    monkeypatch.setattr(pages.PageRenderer, "render", failing)
     with pytest.raises(AtlasError, match="(?s)feature pages failed.*cannot be built"):
         build_site(atlas, tmp_path / "site", workers=2)
     assert not (tmp_path / "site").exists()  # nothing half-built is left in its place
+
+
+def test_lean_html_is_its_regular_expression():
+    """``lean_html`` line by line does what its definition does, on white space of every
+    sort (Unicode's too), line breaks and kept elements."""
+    keep = re.compile(r"(?is)(<(pre|textarea)\b.*?</\2>)")
+
+    def defined(html: str) -> str:
+        parts = keep.split(html)
+        return "".join(re.sub(r"[ \t]*\n\s*", "\n", p) if i % 3 == 0 else p
+                       for i, p in enumerate(parts) if i % 3 != 2)
+
+    alphabet = [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1f", "\x85", "\xa0", "\u2028", "a",
+                "<b>", "<pre>", "</pre>", "<PRE x>", "<textarea>", "</textarea>"]
+    rng = random.Random(0)
+    for _ in range(20_000):
+        html = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
+        assert pages.lean_html(html) == defined(html), repr(html)
