@@ -193,9 +193,11 @@ def write_webp(src: Path, dst: Path) -> int:
     ``src`` wrote beside it (``store.display_copy_path``) is linked; an atlas made before
     those copies has its image encoded here (``webp_bytes``: the same bytes)."""
     copy = display_copy_path(Path(src))
-    if copy.is_file():
+    try:
         link_or_copy(copy, dst)
         return os.stat(dst).st_size
+    except FileNotFoundError:  # no display copy: an atlas made before them
+        pass
     with Image.open(src) as image:
         data, _ = webp_bytes(image)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -210,13 +212,20 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
     Linked files share the store's inode, so they are made world-readable (as pages are).
     """
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    mode = os.stat(src).st_mode  # FileNotFoundError: no src
+    if mode & 0o444 != 0o444:
+        os.chmod(src, mode | 0o444)
+    try:
+        os.link(src, dst)  # a new name appears whole: nothing to rename into place
+        return
+    except FileNotFoundError:
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:
         os.link(src, tmp)
     except OSError:
         atomic_write_bytes(dst, Path(src).read_bytes())
         return
-    if os.stat(tmp).st_mode & 0o444 != 0o444:
-        os.chmod(tmp, 0o644)
     os.replace(tmp, dst)

@@ -211,19 +211,20 @@ class LayerPages:
     written: set[str]  # Markdown files written (relative to the docs dir)
     words: list[WordEntry]  # word index entries
     # some feature pages as (source, Markdown, data): their layer's shell is rendered from
-    # the first, and each is checked against mkdocs (``pages``)
+    # the first, and the others are checked against mkdocs (``pages.LayerRequest``)
     samples: list[tuple[str, str, dict]]
 
 
 def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: int | None,
                  info: SiteInfo, checked: int = pages.CHECKED) -> LayerPages:
-    """Write the Markdown of the layer page; the ``checked`` samples of its feature pages."""
+    """Write the Markdown of the layer page; sample its feature pages: the first (its
+    shell's) and the ``checked`` last (``pages.LayerRequest``)."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     docs = DocsWriter(Path(docs_root))
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
     units = info.units_by_layer[layer]
-    chosen = sorted({units[0], units[-1]}) if checked == 2 else units[:max(1, checked)]
+    chosen = [units[0], *units[-max(1, checked):]]
     samples = [(pages.page_source(urls.feature_dir(info.slug, view.spec, u)),
                 writer.markdown(u), writer.meta(u)) for u in chosen]
     docs.write(f"{urls.layer_dir(info.slug, view.spec)}/index.md",

@@ -602,7 +602,7 @@ class FeatureWriter:
             "recipes": recipes,
             "dataset": info.dataset,
             "images_seen": info.images_seen,
-            "top": self._examples([], np.zeros(0)),
+            "top": None,  # (the keys' order is the file's: filled in below)
             "histogram": None,
             "top_classes": columns([], ("label", "label_index", "mean")),
             "mean": None,
@@ -611,12 +611,14 @@ class FeatureWriter:
             "labeler": info.labeler,
             "similar": columns([self._similar_entry(e) for e in view.similar_to(unit)],
                                SIMILAR_COLUMNS),
-            "quantiles": {"intervals": [], "examples": self._examples([], np.zeros(0))},
+            "quantiles": None,
             "atlas_version": info.atlas_version,
             "site_version": info.version,
             "permalink": self.permalink(unit),
         })
         if idx is None:
+            rec["top"] = self._examples([], np.zeros(0))
+            rec["quantiles"] = {"intervals": [], "examples": self._examples([], np.zeros(0))}
             return rec
         slots = _top_slots(view, unit)
         rec["top"] = self._examples(
