@@ -296,9 +296,14 @@ def layer_shell(env, config, files, nav, sample: tuple[str, str, dict[str, Any]]
                              "is not found once in it: the feature pages cannot be rendered "
                              "from a shell")
         whole = whole.replace(part, marker)
-    return Shell.split(whole, dirs=tuple(str(d) for d in config.theme.dirs),
-                       base_url=context["base_url"], site_url=config.get("site_url") or "",
-                       extra=dict(config["extra"]))
+    shell = Shell.split(whole, dirs=tuple(str(d) for d in config.theme.dirs),
+                        base_url=context["base_url"], site_url=config.get("site_url") or "",
+                        extra=dict(config["extra"]))
+    if not set(shell.slots) <= {TITLE, CANONICAL, DESCRIPTION, CONTENT} or \
+            shell.slots.count(DESCRIPTION) != 1 or shell.slots.count(CONTENT) != 1:
+        raise AtlasError(f"site: the shell of the feature page {source} has its markers "
+                         f"{shell.slots}: the feature pages cannot be rendered from a shell")
+    return shell
 
 
 def feature_page_pattern(slugs: Iterable[str]) -> re.Pattern[str]:
