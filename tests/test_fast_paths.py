@@ -112,10 +112,12 @@ def test_bf16_visualization_reaches_the_fp32_objective(monkeypatch):
                              stats=stats)
         assert not torch.equal(bf16, fp32)  # bf16 did run
         assert bf16.mean() > 0.95 * fp32.mean()  # measured: 0.99 (layer 0), 0.98 (layer 3)
-        # per unit, bf16 may send a few optimizations down another path (measured: 14 of 16
-        # units within the band on layer 0 with the default recipe)
-        close = (bf16 - fp32).abs() <= 0.05 + 0.1 * fp32.abs()
-        assert close.float().mean() >= 0.75
+        # per unit, bf16 may send a few optimizations down another path, a better one as
+        # often as not: on a CPU with native bf16 (AVX512-BF16) 9 of 16 layer-3 units ended
+        # 8-30% above fp32, none more than the band below (the test's two-sided band, which 14
+        # of 16 layer-0 units met on a CPU without it, failed there)
+        reached = bf16 >= fp32 - (0.05 + 0.1 * fp32.abs())
+        assert reached.float().mean() >= 0.75
 
 
 def test_bf16_index_picks_the_fp32_examples(tmp_path, monkeypatch):
