@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,3 +53,13 @@ def synthetic_unit_stats(model, spec, layer, n: int = 128):
     pixels = [np.array(make_example(i, seed=7, size=size)[0]) for i in range(n)]
     images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
     return measure_unit_stats(model, spec, layer, images)
+
+
+def demo_build(out: Path, *args: str, command: str = "build") -> subprocess.CompletedProcess:
+    """``python -m pipeline <command> --preset demo --out <out> <args>`` from the repository,
+    as a user runs it; fails the test with the end of its output unless it succeeds."""
+    proc = subprocess.run([sys.executable, "-m", "pipeline", command, "--preset", "demo",
+                           "--out", str(out), *args], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc

@@ -4,32 +4,23 @@ visualizations excite their own unit more than the unit's best dataset example d
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.index.results import load_layer_index
 from pipeline.store import AtlasStore
+from tests.conftest import demo_build
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _build(out: Path, *extra: str, command: str = "build") -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "pipeline", command, "--preset", "demo",
-                           "--out", str(out), *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 def test_demo_atlas_has_a_page_for_every_channel(tmp_path):
     out = tmp_path / "demo"
     concepts = tmp_path / "concepts.txt"  # a short list: the 20,000 default words take ~30 s
     concepts.write_text("circle\nstripes\nring\ncheckerboard\ndots\nred\nblue\nedge\n")
-    proc = _build(out, "--steps", "2", "--max-images", "300", "--concepts", str(concepts),
-                  "--judge-trials", "4")
+    proc = demo_build(out, "--steps", "2", "--max-images", "300", "--concepts", str(concepts),
+                      "--judge-trials", "4")
     assert "vit-atlas serve --out" in proc.stdout
     manifest = AtlasStore(out).manifest()
     layers = manifest["model"]["layers"]
@@ -46,9 +37,9 @@ def test_demo_atlas_has_a_page_for_every_channel(tmp_path):
 
 def test_visualizations_beat_the_best_dataset_example(tmp_path):
     out = tmp_path / "demo"  # only the stages this test reads: index and visualize
-    _build(out, "--channels", "0:16", "--max-images", "1000", "--judge", "none", command="index")
-    _build(out, "--channels", "0:16", "--max-images", "1000", "--steps", "200",
-           "--judge", "none", command="visualize")
+    subset = ("--channels", "0:16", "--max-images", "1000", "--judge", "none")
+    demo_build(out, *subset, command="index")
+    demo_build(out, *subset, "--steps", "200", command="visualize")
     store = AtlasStore(out)
     wins = []
     for layer in range(4):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 
@@ -12,14 +10,13 @@ from pipeline.index.foreground import normalized_entropy
 from pipeline.index.results import load_examples, load_layer_index
 from pipeline.site.findings import verdicts
 from pipeline.store import AtlasStore
+from tests.conftest import demo_build
 
 
 def test_findings_json_and_page(tmp_path):
     out = tmp_path / "atlas"
-    subprocess.run([sys.executable, "-m", "pipeline", "build", "--preset", "demo", "--out",
-                    str(out), "--layers", "0,3", "--channels", "0:3", "--steps", "2",
-                    "--dataset", "synthetic:48", "--topk", "4", "--kinds", "ffn,value"],
-                   check=True, capture_output=True)
+    demo_build(out, "--layers", "0,3", "--channels", "0:3", "--steps", "2",
+               "--dataset", "synthetic:48", "--topk", "4", "--kinds", "ffn,value")
     found = next((out / "site").glob("*/findings/findings.json"))
     data = json.loads(found.read_text())
     assert [x["kind"] for x in data["layers"]] == ["ffn", "ffn", "value", "value"]

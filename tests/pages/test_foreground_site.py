@@ -4,8 +4,6 @@ index batch size."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,15 +12,14 @@ from PIL import Image
 from pipeline.data.synthetic import export_imagefolder
 from pipeline.index.results import load_examples, load_layer_index
 from pipeline.store import AtlasStore
+from tests.conftest import demo_build
 
 
 def _build(tmp_path, name, batch):
     out = tmp_path / name
-    subprocess.run([sys.executable, "-m", "pipeline", "build", "--preset", "demo", "--out",
-                    str(out), "--layers", "2", "--channels", "0:3", "--steps", "2",
-                    "--dataset", f"imagefolder:{tmp_path / 'img'}", "--masks",
-                    str(tmp_path / "masks"), "--topk", "5", "--index-batch-size", str(batch)],
-                   check=True, capture_output=True)
+    demo_build(out, "--layers", "2", "--channels", "0:3", "--steps", "2",
+               "--dataset", f"imagefolder:{tmp_path / 'img'}", "--masks", str(tmp_path / "masks"),
+               "--topk", "5", "--index-batch-size", str(batch))
     pages = sorted(out.glob("site/*/2/*/feature.json"), key=lambda p: int(p.parent.name))
     return out, [json.loads(p.read_text())["foreground"] for p in pages]
 

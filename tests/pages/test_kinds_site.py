@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 import pipeline
 from pipeline.site import build, serving, urls
 from pipeline.store import AtlasStore
+from tests.conftest import demo_build
 from tests.pages.test_browser import browser, recording_page  # noqa: F401 (fixtures)
 from tests.pages.test_site import _refs, crawl
 
@@ -27,10 +26,8 @@ SITE_URL = "https://example.org/atlas/"
 
 def test_demo_build_with_kinds(tmp_path):
     out = tmp_path / "atlas"
-    subprocess.run([sys.executable, "-m", "pipeline", "build", "--preset", "demo", "--out",
-                    str(out), "--layers", "1", "--channels", "0:2", "--steps", "2",
-                    "--dataset", "synthetic:48", "--topk", "4", "--kinds", "ffn,key,value"],
-                   check=True, capture_output=True)
+    demo_build(out, "--layers", "1", "--channels", "0:2", "--steps", "2",
+               "--dataset", "synthetic:48", "--topk", "4", "--kinds", "ffn,key,value")
     spec = json.loads((out / "atlas.json").read_text())["model"]
     depth = sum(1 for layer in spec["layers"] if layer.get("kind", "ffn") == "ffn")
     slug = next(p for p in (out / "site").iterdir()
