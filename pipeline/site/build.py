@@ -177,6 +177,13 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
     return str(part)
 
 
+def _findings(root: str) -> dict[str, Any]:
+    """``findings.measure`` of the atlas at ``root`` (in a worker: it reads every layer's
+    index, and the main process has mkdocs to run)."""
+    atlas = _atlas(root)
+    return findings.measure(atlas.store, atlas.spec, atlas.slug)
+
+
 def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
     """Write the thumbnails of the dataset examples that some page shows, once per model and
     example (every page that shows one links to the same file), as WebP."""
@@ -261,6 +268,7 @@ class _Model:
     info: SiteInfo
     units_by_layer: dict[int, list[int]]
     pages: dict[int, LayerPages] = field(default_factory=dict)
+    findings: Future | None = None  # findings.measure's, from a worker (``_findings``)
 
     @property
     def layers(self) -> list[int]:
@@ -285,7 +293,8 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
         classes.extend(p.classes)
         words.extend(p.words)
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, m.summaries))
-    found = findings.measure(m.store, atlas.spec, atlas.slug)  # the paper's findings
+    found = (m.findings.result() if m.findings is not None  # the paper's findings
+             else findings.measure(m.store, atlas.spec, atlas.slug))
     atomic_write_bytes(site / atlas.slug / "findings" / "findings.json", _json(found))
     docs.write(f"{atlas.slug}/findings/index.md", findings.findings_page(found))
     words_meta = None
@@ -529,6 +538,8 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
         with ProcessPoolExecutor(cpus) as pool:
             # 1. the layer pages' Markdown; feature.json and images begin meanwhile
             jobs, files = {}, {}  # files: per model, its layers' export rows
+            for m in models:  # first, as the main process needs them first of all
+                m.findings = pool.submit(_findings, str(m.store.root))
             for m in models:
                 root, layers = str(m.store.root), m.layers
                 prev, nxt = [None, *layers[:-1]], [*layers[1:], None]
