@@ -30,7 +30,7 @@ MODELS = ["vit_base_patch16_224", "vit_large_patch16_224", "swin_tiny_patch4_win
 # Measured on the demo atlas (bytes on disk per feature, at 64x64 input): the visualization PNG,
 # its page, feature.json, heatmaps and the index. Scaled by (image area)**0.75: PNGs of larger,
 # smoother images compress better than their area.
-BYTES_PER_FEATURE_AT_64 = 59_400  # demo atlas at 256 steps: 91.3 MB for 1,536 features
+BYTES_PER_FEATURE_AT_64 = 104_600  # demo atlas (format 10, 256 steps): 160.6 MB for 1,536 features
 
 
 def layer_flops(name: str) -> tuple[object, list[float], float]:
