@@ -29,9 +29,17 @@ def _user_cache(tmp_path_factory):
         os.environ["VIT_ATLAS_CACHE"] = old
 
 
+# pytest-xdist runs a process per CPU (README's test command): each then computes on its share
+# of the CPUs, and so do the builds it starts (their OMP_NUM_THREADS, unless a test sets it)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = 2 if _WORKERS == 1 else max(1, (os.cpu_count() or 2) // _WORKERS)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+
 @pytest.fixture(autouse=True)
-def _two_threads():
-    torch.set_num_threads(2)
+def _threads():
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture
