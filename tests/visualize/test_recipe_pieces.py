@@ -10,7 +10,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from pipeline.config import demo_config
 from pipeline.errors import AtlasError
 from pipeline.models import create_model, spec_for
 from pipeline.visualize.objectives import UnitStats
@@ -52,14 +51,6 @@ def tiny():
     spec = spec_for(model, TINY_MODEL, TINY_KWARGS)
     images = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     return model, spec, measure_unit_stats(model, spec, spec.layers[1], images)
-
-
-@pytest.fixture(scope="module")
-def demo():
-    config = demo_config()
-    m = config.model
-    model = create_model(m.name, m.weights, m.kwargs)
-    return model, spec_for(model, m.name, m.kwargs)
 
 
 @pytest.mark.parametrize("recipe", PIECES.values(), ids=PIECES.keys())

@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.config import demo_config
 from pipeline.index.stage import run_index
 from pipeline.models import create_model, spec_for
 from pipeline.runtime import prepare
@@ -33,14 +32,6 @@ CPU = torch.device("cpu")
 def tiny():
     model = create_model(TINY_MODEL, "random", TINY_KWARGS)
     return model, spec_for(model, TINY_MODEL, TINY_KWARGS)
-
-
-@pytest.fixture(scope="module")
-def demo():
-    config = demo_config()
-    m = config.model
-    model = create_model(m.name, m.weights, m.kwargs)
-    return model, spec_for(model, m.name, m.kwargs)
 
 
 @pytest.mark.parametrize("recipe", [DEFAULT, PAPER], ids=["default", "paper"])
