@@ -51,8 +51,9 @@ class Recipe:
     canvas_view: str = "whole"
     # Plug-In Inversion's Zoom (Ghiasi et al. 2022): < 1 shows the model the image at this
     # fraction of its resolution at step 0 (area down, bilinear up), growing linearly to full
-    # resolution at half the steps.
+    # resolution at ``zoom_end`` of the steps (the authors': half).
     zoom_start: float = 1.0
+    zoom_end: float = 0.5
     polish: float = 0.0  # fraction of final steps without colour, crop and noise augmentation
     polish_roll: float = 0.0  # max translation while polishing (fraction of the side)
     tv: float = 0.0005  # weight of the total-variation term (the paper: 0.0005 * tv, tv = 1)
@@ -98,6 +99,8 @@ class Recipe:
                              f"(choose from {', '.join(CANVAS_VIEWS)})")
         if not 0 < self.zoom_start <= 1:
             raise ValueError(f"recipe {self.name!r}: zoom_start must be in (0, 1]")
+        if not 0 < self.zoom_end <= 1:
+            raise ValueError(f"recipe {self.name!r}: zoom_end must be in (0, 1]")
         if self.seed_image not in SEED_IMAGES:
             raise ValueError(f"recipe {self.name!r}: unknown seed_image {self.seed_image!r} "
                              f"(choose from {', '.join(SEED_IMAGES)})")

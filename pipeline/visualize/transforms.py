@@ -95,8 +95,8 @@ def shown(images: torch.Tensor, recipe: Recipe, size: tuple[int, int]) -> torch.
 
 def zoom_each(x: torch.Tensor, step: int, recipe: Recipe) -> torch.Tensor:
     """Plug-In Inversion's Zoom: ``x`` at ``zoom_start`` of its resolution at step 0, growing
-    linearly to full resolution at half the steps (area down, bilinear back up)."""
-    progress = min(1.0, step / max(1.0, recipe.steps / 2))
+    linearly to full resolution at ``zoom_end`` of the steps (area down, bilinear back up)."""
+    progress = min(1.0, step / max(1.0, recipe.steps * recipe.zoom_end))
     fraction = recipe.zoom_start + (1 - recipe.zoom_start) * progress
     size = x.shape[-2:]
     low = tuple(max(1, round(fraction * s)) for s in size)

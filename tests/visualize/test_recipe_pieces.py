@@ -138,6 +138,9 @@ def test_zoom_starts_coarse_and_ends_at_full_resolution():
         x[..., 1:] - x[..., :-1]).abs().mean()
     for step in (10, 15, 19):
         assert torch.equal(zoom_each(x, step, recipe), x)
+    early = replace(recipe, zoom_end=0.25)  # full resolution from step 5 of 20
+    assert not torch.equal(zoom_each(x, 4, early), x)
+    assert torch.equal(zoom_each(x, 5, early), x) and not torch.equal(zoom_each(x, 5, recipe), x)
 
 
 def test_maco_standardizes_its_phase():
@@ -167,6 +170,7 @@ def test_a_prior_resized_for_a_canvas_keeps_its_spectrum():
     ({"canvas": 2.0, "crop": (0.5, 0.6), "canvas_view": "corner"}, "unknown canvas_view"),
     ({"zoom_start": 0.0}, "zoom_start"),
     ({"zoom_start": 1.5}, "zoom_start"),
+    ({"zoom_end": 0.0}, "zoom_end"),
     ({"param": "maco-ish"}, "unknown param"),
 ])
 def test_canvas_and_zoom_options_are_checked(fields, message):
