@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
-from pipeline.site import export, findings, notfound, pages, sitemap, urls
+from pipeline.site import export, findings, notfound, pages, sitemap, theme_files, urls
 from pipeline.site.assets import write_webp
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
@@ -398,6 +398,8 @@ def run_mkdocs(cfg: MkDocsConfig, nav_for: Callable[[list], list] | None = None,
         cfg["nav"] = nav_for(cfg["nav"])
     if extra is not None:
         cfg["extra"]["atlas"] = extra
+    # the theme's files no page loads (source maps, other languages' search) stay out
+    cfg["plugins"][theme_files.PLUGIN_NAME] = theme_files.UnusedThemeFiles()
     if slugs:
         cfg["plugins"][pages.PLUGIN_NAME] = pages.FeaturePageShells(
             pages.feature_page_pattern(slugs), layers, ready or (lambda request, shell: None))

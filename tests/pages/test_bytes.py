@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -187,3 +188,20 @@ def test_demo_shaped_feature_within_30_kib(demo_shaped):
     sizes = [sum(_feature_bytes(site, atlas.feature(layer, unit)).values())
              for layer in atlas.layers for unit in atlas.units(layer)]
     assert max(sizes) <= 30 * 1024
+
+
+def test_site_leaves_out_theme_files_no_page_loads(demo_shaped):
+    """Material's source maps and its search's other languages (some 2.2 MB) are not copied;
+    what a page loads is (``theme_files``)."""
+    from pipeline.site.theme_files import search_files
+
+    _, site = demo_shaped
+    assert not list(site.rglob("*.map"))
+    assert not (site / "assets" / "javascripts" / "lunr").exists()
+    assert list((site / "assets" / "javascripts").glob("bundle.*.min.js"))
+    assert list((site / "assets" / "javascripts" / "workers").glob("search.*.min.js"))
+    page = (site / pipeline.open(site).feature(0, 0)["permalink"] / "index.html").read_text()
+    for ref in re.findall(r'(?:src|href)="((?:\.\./)+assets/[^"]+)"', page):
+        assert (site / pipeline.open(site).feature(0, 0)["permalink"] / ref).resolve().is_file()
+    assert search_files(["de"]) == {"assets/javascripts/lunr/min/lunr.de.min.js",
+                                    "assets/javascripts/lunr/min/lunr.stemmer.support.min.js"}
