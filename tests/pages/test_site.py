@@ -1064,13 +1064,26 @@ def test_feature_page_lean_header(small_site: Path):
 
     page = (small_site / SLUG / "0" / "5" / "index.html").read_text()
     head = page.split("<header", 1)[1].split("</header>", 1)[0]
-    assert "<path" not in head and head.count('<svg class="atlas-i-') == 7
+    assert "<path" not in head and head.count('<svg class="atlas-i-') == 3
     assert '<script src="../../../assets/atlas-palette.js"></script>' in head
-    assert "md-search__input" in head and 'data-md-component="palette"' in head
+    assert 'data-md-component="palette"' in head and "md-search__input" not in head
+    # the search's button and dialog: written by a shared script where its tag stands, its
+    # words (the theme's, in the site's language) from the tag
+    assert ('<script src="../../../assets/atlas-search.js" data-t=\'["Search", "Search", '
+            '"Clear", "Initializing search"]\'></script>') in head
+    search = (small_site / "assets" / "atlas-search.js").read_text()
+    assert "md-search__input" in search and 'data-md-component="search-result"' in search
+    theirs = (Path(material.__file__).parent / "templates/partials/search.html").read_text()
+    theirs = re.sub(r"(?s)\{% if \"search\.(share|suggest)\" in features %\}.*?\{% endif %\}", "",
+                    theirs)  # features this site does not turn on
+    for attr in re.findall(r'(?:class|data-md-component|role|name|type)="[^"{]*"', theirs):
+        assert attr in search, f"update site/assets/atlas-search.js: {attr}"
     assert "md-footer" not in page and "__tabbed_" not in page and "__drawer\"><svg" not in page
-    assert page.count("<svg") == 8 + page.count('role="img"')  # the header's, back to top, hist
+    assert page.count("<svg") == 4 + page.count('role="img"')  # the header's, back to top, hist
     css = (small_site / "assets" / "atlas.css").read_text()
-    for name in re.findall(r'<svg class="atlas-i-([a-z-]+)"', page):
+    names = re.findall(r'<svg class="atlas-i-([a-z-]+)"', page + search)
+    assert {"magnify", "arrow-left", "close", "logo"} <= set(names)
+    for name in names:
         assert f".atlas-i-{name} {{ --atlas-i: url(" in css, name
     home = (small_site / "index.html").read_text()
     assert "atlas-i-" not in home and "md-footer" in home and "<path" in home
