@@ -372,7 +372,7 @@ def _legacy_json(record: dict) -> int:
     significant digits of the largest value): the baseline of feature.json."""
     import math
 
-    from pipeline.site.assets import decode_maps
+    from pipeline.site.assets import decode_maps, expand_record
 
     def rows(cols: dict) -> list[dict]:
         keys = [k for k in cols if k != "maps"]
@@ -385,7 +385,10 @@ def _legacy_json(record: dict) -> int:
                 r["heatmap"] = np.round(m.astype(np.float64), max(0, dec)).tolist()
         return out
 
+    record = expand_record(record)  # format 11's inferred fields, written out
     old = dict(record)
+    old["histogram"] = {k: v for k, v in (record["histogram"] or {}).items() if k != "range"} \
+        if record["histogram"] else None
     for key in ("top", "labels", "similar", "top_classes"):
         old[key] = rows(record[key])
     ex = rows(record["quantiles"]["examples"])

@@ -112,13 +112,16 @@ def decode_maps(enc: dict) -> np.ndarray:
 
 def decode_record(obj: object) -> object:
     """``obj`` (a ``feature.json`` record, or any part of one) with every ``encode_maps``
-    object replaced by its maps as nested lists of floats (``decode_maps``): what
+    object replaced by its maps as nested lists of floats (``decode_maps``), and a whole
+    record's compact fields written out (``expand_record``): what
     ``pipeline.open(...).feature(...)`` returns. Everything else is left as it is.
 
     >>> decode_record({"maps": {"encoding": "uint8-base64", "shape": [1, 2], "scale": 0.5,
     ...                         "data": "AAI="}, "n": 3})
     {'maps': [[0.0, 1.0]], 'n': 3}
     """
+    if isinstance(obj, dict) and "format_version" in obj and "similar" in obj:
+        obj = expand_record(obj)
     if isinstance(obj, dict):
         if "encoding" in obj and "data" in obj and "shape" in obj:
             return decode_maps(obj).tolist()
@@ -126,6 +129,34 @@ def decode_record(obj: object) -> object:
     if isinstance(obj, list):
         return [decode_record(v) for v in obj]
     return obj
+
+
+def expand_record(record: dict) -> dict:
+    """A ``feature.json`` record (format 11) with what it leaves to be inferred written out,
+    as format 10 wrote it: ``similar``'s ``model`` (null: the feature's own model) and
+    ``slug`` (absent: null for every unit), ``histogram``'s ``edges`` (from its ``range``:
+    bins of equal width). Other records and fields are returned as they are.
+
+    >>> r = expand_record({"format_version": 11, "model": "m", "similar": {
+    ...     "model": [None, "o"], "layer": [0, 1], "unit": [2, 3], "score": [0.5, 0.4]},
+    ...     "histogram": {"counts": [3, 0, 1], "range": [-0.5, 1.0]}})
+    >>> r["similar"]["model"], r["similar"]["slug"], r["histogram"]["edges"]
+    (['m', 'o'], [None, None], [-0.5, 0.0, 0.5, 1.0])
+    """
+    out = dict(record)
+    sim = out.get("similar")
+    if isinstance(sim, dict) and "model" in sim:
+        sim = dict(sim)
+        sim["model"] = [record.get("model") if m is None else m for m in sim["model"]]
+        sim.setdefault("slug", [None] * len(sim["model"]))
+        out["similar"] = sim
+    hist = out.get("histogram")
+    if isinstance(hist, dict) and "edges" not in hist and "range" in hist:
+        lo, hi = hist["range"]
+        n = len(hist["counts"])
+        edges = [float(f"{lo + (hi - lo) * i / n:.6g}") for i in range(n + 1)] if n else [lo, hi]
+        out["histogram"] = {**hist, "edges": edges}
+    return out
 
 
 def significant_decimals(values: np.ndarray, digits: int = 4) -> int:

@@ -85,8 +85,8 @@ def feature_row(record: dict[str, Any]) -> dict[str, Any]:
         "labels": labels,
         "top_ids": [str(i) for i in (record.get("top") or {}).get("id", [])],
         "top_scores": list((record.get("top") or {}).get("score", [])),
-        "similar": [dict(zip(keys, row, strict=True))
-                    for row in _rows(record.get("similar"), keys)],
+        "similar": [dict(zip(keys, (row[0] or record["model"], *row[1:]), strict=True))
+                    for row in _rows(record.get("similar"), keys)],  # null: its own model
         "permalink": record.get("permalink"),
     }
 

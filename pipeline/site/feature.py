@@ -133,6 +133,25 @@ def columns(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, list
 QUANTILE_SHOWN = 3  # examples shown per quantile interval (the index keeps 4 by default)
 
 
+def histogram_record(counts: np.ndarray, edges: np.ndarray) -> dict[str, list]:
+    """``feature.json``'s ``histogram``: ``counts``, and the bins' ``range`` ``[lo, hi]``
+    (the index's bins are of equal width: ``pipeline.index.histogram``, so the edges are
+    ``lo + (hi - lo) * i / len(counts)``); ``edges`` as well, should they not be.
+
+    >>> histogram_record(np.array([3, 0, 1]), np.array([-0.5, 0.0, 0.5, 1.0], np.float32))
+    {'counts': [3, 0, 1], 'range': [-0.5, 1.0]}
+    >>> histogram_record(np.array([3, 1]), np.array([0.0, 1.0, 3.0]))["edges"]
+    [0.0, 1.0, 3.0]
+    """
+    edges = np.asarray(edges, np.float64)
+    out: dict[str, list] = {"counts": [int(c) for c in counts],
+                            "range": [_round(edges[0]), _round(edges[-1])]}
+    width = np.diff(edges)
+    if width.size and not np.allclose(width, width.mean(), rtol=1e-4, atol=0):
+        out["edges"] = [_round(e) for e in edges]
+    return out
+
+
 def similar_group(model: str, layer: int, entry: dict[str, Any]) -> int:
     """0: ``entry`` is in the unit's own layer, 1: another layer of its model, 2: another
     model."""
@@ -408,6 +427,17 @@ class FeatureWriter:
             out["slug"] = self.info.site_models[model]
         return out
 
+    def _similar_columns(self, unit: int) -> dict[str, list]:
+        """``feature.json``'s ``similar``: columns of ``SIMILAR_COLUMNS``, ``model`` null
+        for a unit of the feature's own model (most are: its name is not repeated), ``slug``
+        only when some unit has one (another model's with pages in this site)."""
+        rows = [self._similar_entry(e) for e in self.view.similar_to(unit)]
+        cols = columns(rows, SIMILAR_COLUMNS)
+        cols["model"] = [None if m == self.info.model else m for m in cols["model"]]
+        if not any(s is not None for s in cols["slug"]):
+            del cols["slug"]
+        return cols
+
     def _pages(self, layer: int, model: str | None = None) -> set[int]:
         """Units of ``layer`` with a page, of this model or of ``model`` (another one built
         with it)."""
@@ -609,8 +639,7 @@ class FeatureWriter:
             "max": None,
             "labels": columns(view.concepts(unit), ("concept", "score")),
             "labeler": info.labeler,
-            "similar": columns([self._similar_entry(e) for e in view.similar_to(unit)],
-                               SIMILAR_COLUMNS),
+            "similar": self._similar_columns(unit),
             "quantiles": None,
             "atlas_version": info.atlas_version,
             "site_version": info.version,
@@ -632,10 +661,7 @@ class FeatureWriter:
             qmaps.append(idx.quantile_maps[unit, j, q["slots"]])
         examples = self._examples(found, np.concatenate(qmaps) if qmaps else np.zeros(0))
         rec["quantiles"] = {"intervals": intervals, "examples": {"interval": which, **examples}}
-        rec["histogram"] = {
-            "counts": [int(c) for c in idx.hist_counts[unit]],
-            "edges": [_round(e) for e in idx.hist_edges[unit]],
-        }
+        rec["histogram"] = histogram_record(idx.hist_counts[unit], idx.hist_edges[unit])
         rec["top_classes"] = columns([
             {"label": names[c], "label_index": int(c), "mean": _round(m)}
             for c, m in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)

@@ -59,7 +59,11 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    labels, top classes) are columns, patch maps are one {"encoding": "uint8-base64",
 #    "shape", "scale", "offset", "data"} object per list (assets.encode_maps, as the page's
 #    own), figures to 6 significant digits; images in the site are WebP.
-SITE_FORMAT_VERSION = 10
+# 11: feature.json names no model twice: similar's model is null for a unit of the feature's
+#    own model and its slug column is there only when some unit has one; histogram gives its
+#    bins' range [lo, hi] (bins of equal width), not every edge (assets.expand_record writes
+#    them out as before: what pipeline.open returns).
+SITE_FORMAT_VERSION = 11
 
 IMAGE_SUFFIX = ".webp"  # every image the site writes (assets.write_webp)
 VISUALIZATION = "visualization.webp"

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import yaml
 
+import pipeline
 from pipeline.errors import AtlasError
+from pipeline.index.results import load_layer_index
 from pipeline.resources import mkdocs_yml
-from pipeline.site import build, fidelity, markup, recognisability
-from pipeline.site.assets import decode_maps
+from pipeline.site import build, fidelity, markup, recognisability, urls
+from pipeline.site.assets import decode_maps, expand_record
 from pipeline.site.feature import EXAMPLE_COLUMNS, QUANTILE_SHOWN, SIMILAR_SHOWN
 from pipeline.site.search import CLASS_TOP, WordIndex
 from pipeline.site.urls import atlas_slug, model_slug, relative
@@ -118,7 +120,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == 10
+    assert feature["format_version"] == urls.SITE_FORMAT_VERSION == 11
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -129,7 +131,14 @@ def test_layout_and_feature_json(small_site: Path):
     assert set(feature["top"]) == {*EXAMPLE_COLUMNS, "maps"}
     top = feature["top"]["image"][0]
     assert (small_site / SLUG / "0" / "0" / top).resolve().is_file()
-    assert len(feature["histogram"]["edges"]) == len(feature["histogram"]["counts"]) + 1
+    hist = feature["histogram"]  # format 11: the bins' range (of equal width), not the edges
+    assert set(hist) == {"counts", "range"} and len(hist["range"]) == 2
+    index = load_layer_index(AtlasStore(small_site.parent), 0)
+    edges = index.hist_edges[0].astype(np.float64)
+    assert hist["counts"] == index.hist_counts[0].tolist()
+    assert np.allclose(hist["range"], [edges[0], edges[-1]], rtol=1e-5)
+    assert np.allclose(pipeline.open(small_site).feature(0, 0)["histogram"]["edges"], edges,
+                       rtol=1e-5, atol=1e-6)  # written out by the reader (expand_record)
     for name in ("feature.json", "visualization.webp", "attribution.webp", *SECOND,
                  "index.html"):  # publishable as is
         assert (small_site / SLUG / "0" / "0" / name).stat().st_mode & 0o444 == 0o444
@@ -270,7 +279,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
     grid = _grid(small_site, 0)
-    assert grid["format_version"] == 10 and (grid["layer"], grid["kind"], grid["of"]) == (
+    assert grid["format_version"] == 11 and (grid["layer"], grid["kind"], grid["of"]) == (
         0, "ffn", 192)
     assert grid["units"] == list(range(192))
     assert (grid["vs_best"][0], grid["z_rank"][0], grid["trusted"][0]) == (2.1, 1, 1)
@@ -517,7 +526,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 10
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 11
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -621,7 +630,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 10 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 11 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -707,7 +716,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
     assert f["labels"] == {"concept": [], "score": []} and f["labeler"] is None
-    assert f["format_version"] == 10
+    assert f["format_version"] == 11
     assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -753,8 +762,11 @@ def test_feature_json_similar_units(small_site: Path):
     for unit in (0, 3, 5, 170):
         f = _feature(small_site, 0, unit)
         expected = _expected_similar(unit)
-        assert _rows(f["similar"], ("model", "layer", "unit", "score")) == expected, unit
-        assert set(f["similar"]["slug"]) <= {None}
+        # format 11: the feature's own model is null, no slug column when no unit has one
+        assert "slug" not in f["similar"]
+        assert set(f["similar"]["model"]) <= {None, TRICKY_MODEL}
+        assert _rows(expand_record(f)["similar"], ("model", "layer", "unit", "score")) == \
+            expected, unit
         groups = [(e["model"], e["layer"]) for e in expected]
         assert list(dict.fromkeys(groups)) == [(f["model"], 0), (f["model"], 1),
                                                (TRICKY_MODEL, 0), (TRICKY_MODEL, 1)]
@@ -883,7 +895,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 10 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 11 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
@@ -938,7 +950,9 @@ def test_other_model_in_the_same_site_is_linked(small_site: Path):
     hrefs = [row[1] for row in writer.meta(0)["similar"][2]]
     assert hrefs.count("") == len(hrefs) - 1
     assert f"deit-other/{first['layer']}/{first['unit']}/" in "".join(hrefs)
-    linked = [e for e in _rows(writer.record(0)["similar"]) if e["slug"]]
+    sim = writer.record(0)["similar"]
+    assert len(sim["slug"]) == len(sim["model"])  # a column again: one unit has a slug
+    linked = [e for e in _rows(sim) if e["slug"]]
     assert [(e["layer"], e["unit"]) for e in linked] == [(first["layer"], first["unit"])]
 
 
