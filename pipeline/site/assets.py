@@ -135,15 +135,24 @@ def expand_record(record: dict) -> dict:
     """A ``feature.json`` record (format 11) with what it leaves to be inferred written out,
     as format 10 wrote it: ``similar``'s ``model`` (null: the feature's own model) and
     ``slug`` (absent: null for every unit), ``histogram``'s ``edges`` (from its ``range``:
-    bins of equal width). Other records and fields are returned as they are.
+    bins of equal width), the examples' ``image`` column (from ``images``, their URL with
+    ``{example}`` for the number), in ``top`` and ``quantiles``. Other records and fields
+    are returned as they are.
 
     >>> r = expand_record({"format_version": 11, "model": "m", "similar": {
     ...     "model": [None, "o"], "layer": [0, 1], "unit": [2, 3], "score": [0.5, 0.4]},
     ...     "histogram": {"counts": [3, 0, 1], "range": [-0.5, 1.0]}})
     >>> r["similar"]["model"], r["similar"]["slug"], r["histogram"]["edges"]
     (['m', 'o'], [None, None], [-0.5, 0.0, 0.5, 1.0])
+    >>> expand_record({"top": {"example": [7, 3], "images": "../x/e{example}.webp"}})["top"]
+    {'example': [7, 3], 'image': ['../x/e7.webp', '../x/e3.webp']}
     """
     out = dict(record)
+    if "top" in out:
+        out["top"] = _expand_images(out["top"])
+    quantiles = out.get("quantiles")
+    if isinstance(quantiles, dict) and "examples" in quantiles:
+        out["quantiles"] = {**quantiles, "examples": _expand_images(quantiles["examples"])}
     sim = out.get("similar")
     if isinstance(sim, dict) and "model" in sim:
         sim = dict(sim)
@@ -156,6 +165,14 @@ def expand_record(record: dict) -> dict:
         n = len(hist["counts"])
         edges = [float(f"{lo + (hi - lo) * i / n:.6g}") for i in range(n + 1)] if n else [lo, hi]
         out["histogram"] = {**hist, "edges": edges}
+    return out
+
+
+def _expand_images(cols: object) -> object:
+    if not isinstance(cols, dict) or "images" not in cols:
+        return cols
+    out = {k: v for k, v in cols.items() if k != "images"}
+    out["image"] = [cols["images"].replace("{example}", str(n)) for n in cols["example"]]
     return out
 
 

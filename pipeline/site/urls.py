@@ -62,7 +62,8 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 # 11: feature.json names no model twice: similar's model is null for a unit of the feature's
 #    own model and its slug column is there only when some unit has one; histogram gives its
 #    bins' range [lo, hi] (bins of equal width), not every edge (assets.expand_record writes
-#    them out as before: what pipeline.open returns).
+#    them out as before: what pipeline.open returns); the examples' thumbnails are one URL
+#    template, images ("../../examples/e{example}.webp"), where every example has one.
 SITE_FORMAT_VERSION = 11
 
 IMAGE_SUFFIX = ".webp"  # every image the site writes (assets.write_webp)

@@ -128,8 +128,12 @@ def test_layout_and_feature_json(small_site: Path):
     assert feature["top"]["id"][0] == TRICKY_ID and feature["top"]["label"][0] == TRICKY_CLASS
     maps = feature["top"]["maps"]
     assert maps["encoding"] == "uint8-base64" and maps["shape"] == [len(feature["top"]["id"]), 4, 4]
-    assert set(feature["top"]) == {*EXAMPLE_COLUMNS, "maps"}
-    top = feature["top"]["image"][0]
+    # format 11: every example has its thumbnail, so one URL template in place of a column
+    assert set(feature["top"]) == {*EXAMPLE_COLUMNS, "maps", "images"} - {"image"}
+    assert feature["top"]["images"] == "../../examples/e{example}.webp"
+    assert set(expand_record(feature)["top"]) == {*EXAMPLE_COLUMNS, "maps"}
+    top = expand_record(feature)["top"]["image"][0]
+    assert top == f"../../examples/e{feature['top']['example'][0]}.webp"
     assert (small_site / SLUG / "0" / "0" / top).resolve().is_file()
     hist = feature["histogram"]  # format 11: the bins' range (of equal width), not the edges
     assert set(hist) == {"counts", "range"} and len(hist["range"]) == 2
@@ -783,7 +787,7 @@ def test_feature_json_similar_units(small_site: Path):
 def _intervals(f: dict) -> list[dict]:
     """feature.json's quantiles as they were before format 10: ``[{"interval", "examples":
     [example rows, with "maps" decoded]}]``."""
-    q = f["quantiles"]
+    q = expand_record(f)["quantiles"]  # format 11: images, a URL template, as a column
     maps = decode_maps(q["examples"]["maps"])
     rows = _rows(q["examples"])
     for row, m in zip(rows, maps, strict=True):
@@ -927,6 +931,30 @@ def test_model_page_progression(small_site: Path):
     for (u, title, _, src), t in zip(cells, typical, strict=True):
         assert f"typical of {t['size']} units" in title
         assert src == (f"0/{u}/visualization.webp" if int(u) < VIS_UNITS else "")
+
+
+def test_feature_json_image_column_where_a_thumbnail_is_missing(small_site: Path):
+    """Format 11 gives the thumbnails as one URL template (``images``) when every example has
+    one; where one has none, the ``image`` column again, null for it."""
+    from pipeline.site.data import AtlasView
+    from pipeline.site.feature import FeatureWriter, SiteInfo
+
+    atlas = AtlasView(AtlasStore(small_site.parent))
+    info = SiteInfo.of(atlas, {0: list(range(192)), 1: list(range(VIS_UNITS))}, 2024, None)
+    writer = FeatureWriter(info, atlas.layer(0), atlas.examples, atlas.thumbnails)
+    whole = writer.record(0)
+    missing = whole["top"]["example"][1]
+    writer.thumbs = [None if n == missing else t for n, t in enumerate(writer.thumbs)]
+    writer._images.clear()
+    rec = writer.record(0)
+    assert "images" not in rec["top"] and rec["top"]["image"][1] is None
+    assert rec["top"]["image"][0] == f"../../examples/e{rec['top']['example'][0]}.webp"
+    schema = json.loads((small_site / "schema" / "feature.schema.json").read_text())
+    _check(schema, json.loads(json.dumps(rec)))
+    _check(schema, json.loads(json.dumps(whole)))
+    with pytest.raises(AssertionError):  # one of the two forms
+        _check(schema, {**whole, "top": {k: v for k, v in whole["top"].items() if k != "images"}})
+    assert expand_record(whole)["top"]["image"][1] == f"../../examples/e{missing}.webp"
 
 
 def test_other_model_in_the_same_site_is_linked(small_site: Path):
