@@ -19,9 +19,11 @@ no source for them.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -224,6 +226,13 @@ class FeaturePageShells(BasePlugin):
 
     def on_env(self, env, config, files):
         assert self.nav is not None, "on_nav runs before on_env"
+        if self.layers:  # the feature pages' shared settings file (feature.html's config)
+            from pipeline.store import atomic_write_bytes
+
+            page = _page(config, files, CONFIG_SOURCE, CONFIG_MARKDOWN)
+            home = _render(env, config, files, self.nav, page)[0]
+            atomic_write_bytes(Path(config.site_dir, CONFIG_SCRIPT),
+                               config_script(home).encode("utf-8"))
         for request in self.layers:
             shell = layer_shell(env, config, files, self.nav, request.samples[0])
             renderer = PageRenderer(shell)
@@ -240,6 +249,48 @@ class FeaturePageShells(BasePlugin):
             self.ready(request, shell)
         self.layers = []
         return env
+
+
+CONFIG_SCRIPT = "assets/atlas-config.js"  # feature.html's config block loads it
+CONFIG_SOURCE = "atlas-config.md"  # a page rendered (not written, not searched) for it
+CONFIG_MARKDOWN = "---\nsearch:\n  exclude: true\n---\n"
+_CONFIG = re.compile(r'<script id="__config" type="application/json">(.*?)</script>', re.S)
+
+
+def config_script(page: str) -> str:
+    """``CONFIG_SCRIPT``: Material's settings for its script (the JSON of its ``config``
+    block, ``#__config``), as ``page``, a page at the site root rendered by mkdocs, holds
+    them, written by a shared file where its tag stands, with ``base`` (and the search
+    worker's URL under it) made relative to the page that loads it, as Material makes them:
+    some 0.7 KiB less on every feature page. Material's bundle, whose tag follows, reads
+    them.
+
+    >>> js = config_script('<script id="__config" type="application/json">{"base": "..", '
+    ...                    '"search": "../assets/w.js"}</script>')
+    >>> '(function(s){var c={"base":".","search":"assets/w.js"},r=new URL(' in js
+    True
+    """
+    found = _CONFIG.search(page)
+    if found is None:
+        raise AtlasError("site: Material's page holds no #__config: the feature pages' "
+                         "settings cannot be written (a new mkdocs-material?)")
+    settings = json.loads(found.group(1))
+    base = settings["base"]
+    if base != "." and str(settings.get("search", "")).startswith(base + "/"):
+        settings["search"] = settings["search"][len(base) + 1:]  # from the site root
+    settings["base"] = "."
+    text = json.dumps(settings, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    return (
+        "/* Material for MkDocs' settings for its script (base.html's config block, #__config) "
+        "for the feature pages (site/overrides/feature.html), written by the site stage "
+        "(pipeline/site/pages.py, config_script) from a page of this site: the same on every "
+        "page but base, the path to the site root (this file's folder's parent), and the "
+        "search worker's URL under it. */\n"
+        "(function(s){var c=" + text + ",r=new URL(\"..\",s.src).pathname,"
+        "d=location.pathname.slice(r.length).split(\"/\").length-1,"
+        "b=d>0?Array(d).fill(\"..\").join(\"/\"):\".\",e=document.createElement(\"script\");"
+        "c.base=b;c.search=b+\"/\"+c.search;e.id=\"__config\";e.type=\"application/json\";"
+        "e.textContent=JSON.stringify(c);s.after(e)})(document.currentScript);\n")
 
 
 def _page(config, files, source: str, markdown: str):

@@ -606,9 +606,14 @@ def test_pages_work_from_file_urls(browser, tmp_path_factory):
     context.close()
 
 
+CONFIG = 'JSON.parse(document.getElementById("__config").textContent)'  # Material's settings
+
+
 def test_material_pages_and_header_search_jumps_to_a_unit(page, served):
     base = f"{served}/sub/site"
     page.goto(f"{base}/")
+    home = page.evaluate(CONFIG)  # inline, as Material writes them
+    assert home["base"] == "." and home["search"].startswith("assets/javascripts/workers/")
     count, broken = _images_loaded(page)
     assert count >= 2 and broken == []
     page.click(f"a[href='{SLUG}/']")
@@ -620,6 +625,11 @@ def test_material_pages_and_header_search_jumps_to_a_unit(page, served):
     page.wait_for_url(f"{base}/{SLUG}/0/12/")
     # the feature page has the same header: its search takes "layer/unit" too
     assert page.locator("header.md-header .md-search__input").count() == 1
+    # Material's settings, written by the shared assets/atlas-config.js: as a page of this
+    # depth has them inline (its base the site root, relative; the search worker under it)
+    settings = page.evaluate(CONFIG)
+    assert settings == {**home, "base": "../../..", "search": "../../../" + home["search"]}
+    assert "search.highlight" in settings["features"] and settings["translations"]
     page.fill(".md-search__input", "1/3")
     page.press(".md-search__input", "Enter")
     page.wait_for_url(f"{base}/{SLUG}/1/3/")

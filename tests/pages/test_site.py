@@ -1114,6 +1114,15 @@ def test_feature_page_lean_header(small_site: Path):
     assert ('<script src="../../../assets/atlas-search.js" data-t=\'["Search", "Search", '
             '"Clear", "Initializing search"]\'></script>') in head
     search = (small_site / "assets" / "atlas-search.js").read_text()
+    # Material's settings: a shared file, written by the build from Material's own block
+    assert '<script src="../../../assets/atlas-config.js"></script>\n<script src="../../../' \
+        'assets/javascripts/bundle.' in page and "__config" not in page
+    home_settings = json.loads(re.search(r'<script id="__config" type="application/json">'
+                                         r"(.*?)</script>", home_page := (
+                                             small_site / "index.html").read_text()).group(1))
+    config_js = (small_site / "assets" / "atlas-config.js").read_text()
+    assert "{var c=" + json.dumps(home_settings, separators=(",", ":"), sort_keys=True) + "," \
+        in config_js and home_page.count("atlas-config") == 0
     assert "md-search__input" in search and 'data-md-component="search-result"' in search
     theirs = (Path(material.__file__).parent / "templates/partials/search.html").read_text()
     theirs = re.sub(r"(?s)\{% if \"search\.(share|suggest)\" in features %\}.*?\{% endif %\}", "",
