@@ -1106,9 +1106,20 @@ def test_feature_page_lean_header(small_site: Path):
 
     page = (small_site / SLUG / "0" / "5" / "index.html").read_text()
     head = page.split("<header", 1)[1].split("</header>", 1)[0]
-    assert "<path" not in head and head.count('<svg class="atlas-i-') == 3
-    assert '<script src="../../../assets/atlas-palette.js"></script>' in head
-    assert 'data-md-component="palette"' in head and "md-search__input" not in head
+    assert "<path" not in head and head.count('<svg class="atlas-i-') == 1  # the logo
+    # the palette's form: written by its shared script from the tag's options
+    assert ('<script src="../../../assets/atlas-palette.js" data-p=\'[["(prefers-color-scheme: '
+            'light)", "default", "indigo", "indigo", "Dark mode", "weather-night"], '
+            '["(prefers-color-scheme: dark)", "slate", "indigo", "indigo", "Light mode", '
+            '"weather-sunny"]]\'></script>') in head
+    palette = (small_site / "assets" / "atlas-palette.js").read_text()
+    theirs = (Path(material.__file__).parent / "templates/partials/palette.html").read_text()
+    for attr in ('class="md-header__option"', 'data-md-component="palette"', 'class="md-option"',
+                 'class="md-header__button md-icon"', 'type="radio"', 'name="__palette"',
+                 "data-md-color-media", "data-md-color-scheme", "data-md-color-primary",
+                 "data-md-color-accent", 'aria-hidden="true"', "hidden>"):
+        assert attr in theirs and attr in palette, attr
+    assert "md-search__input" not in head and 'data-md-component="palette"' not in head
     # the search's button and dialog: written by a shared script where its tag stands, its
     # words (the theme's, in the site's language) from the tag
     assert ('<script src="../../../assets/atlas-search.js" data-t=\'["Search", "Search", '
@@ -1130,9 +1141,10 @@ def test_feature_page_lean_header(small_site: Path):
     for attr in re.findall(r'(?:class|data-md-component|role|name|type)="[^"{]*"', theirs):
         assert attr in search, f"update site/assets/atlas-search.js: {attr}"
     assert "md-footer" not in page and "__tabbed_" not in page and "__drawer\"><svg" not in page
-    assert page.count("<svg") == 4 + page.count('role="img"')  # the header's, back to top, hist
+    assert page.count("<svg") == 2 + page.count('role="img"')  # the logo, back to top, hist
     css = (small_site / "assets" / "atlas.css").read_text()
-    names = re.findall(r'<svg class="atlas-i-([a-z-]+)"', page + search)
+    names = re.findall(r'<svg class="atlas-i-([a-z-]+)"', page + search) + ["weather-night",
+                                                                            "weather-sunny"]
     assert {"magnify", "arrow-left", "close", "logo"} <= set(names)
     for name in names:
         assert f".atlas-i-{name} {{ --atlas-i: url(" in css, name
