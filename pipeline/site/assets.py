@@ -136,18 +136,33 @@ def expand_record(record: dict) -> dict:
     as format 10 wrote it: ``similar``'s ``model`` (null: the feature's own model) and
     ``slug`` (absent: null for every unit), ``histogram``'s ``edges`` (from its ``range``:
     bins of equal width), the examples' ``image`` column (from ``images``, their URL with
-    ``{example}`` for the number), in ``top`` and ``quantiles``. Other records and fields
-    are returned as they are.
+    ``{example}`` for the number), in ``top`` and ``quantiles``, and the primary recipe's
+    entry of ``recipes`` (its ``recipe``, ``visualization``, ``activation``, ``fidelity``
+    and ``attribution``: the record's own). Other records and fields are returned as they
+    are.
 
     >>> r = expand_record({"format_version": 11, "model": "m", "similar": {
     ...     "model": [None, "o"], "layer": [0, 1], "unit": [2, 3], "score": [0.5, 0.4]},
     ...     "histogram": {"counts": [3, 0, 1], "range": [-0.5, 1.0]}})
     >>> r["similar"]["model"], r["similar"]["slug"], r["histogram"]["edges"]
     (['m', 'o'], [None, None], [-0.5, 0.0, 0.5, 1.0])
+    >>> expand_record({"recipe": {"steps": 2}, "visualization": "v.webp", "activation": 1.5,
+    ...                "recipes": [{"name": "a"}, {"name": "b", "visualization": "b.webp"}]}
+    ...               )["recipes"][0]  # doctest: +NORMALIZE_WHITESPACE
+    {'name': 'a', 'recipe': {'steps': 2}, 'visualization': 'v.webp', 'activation': 1.5,
+     'fidelity': None}
     >>> expand_record({"top": {"example": [7, 3], "images": "../x/e{example}.webp"}})["top"]
     {'example': [7, 3], 'image': ['../x/e7.webp', '../x/e3.webp']}
     """
     out = dict(record)
+    recipes = out.get("recipes")
+    if recipes and "visualization" not in recipes[0] and out.get("visualization") is not None:
+        first = {"name": recipes[0]["name"], "recipe": out.get("recipe"),
+                 "visualization": out["visualization"], "activation": out.get("activation"),
+                 "fidelity": out.get("fidelity")}
+        if "attribution" in out:
+            first["attribution"] = out["attribution"]
+        out["recipes"] = [{**first, **recipes[0]}, *recipes[1:]]
     if "top" in out:
         out["top"] = _expand_images(out["top"])
     quantiles = out.get("quantiles")

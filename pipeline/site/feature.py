@@ -117,6 +117,9 @@ def site_extra(info: SiteInfo) -> dict[str, Any]:
 
 
 SIMILAR_SHOWN = 8  # similar units shown per group on a page (feature.json has all)
+# the primary recipe's fields that feature.json gives at its top level, not again in its
+# entry of "recipes" (format 11; assets.expand_record puts them back)
+PRIMARY_FIELDS = ("recipe", "visualization", "activation", "fidelity", "attribution")
 # feature.json's columns of dataset examples (and their "maps"), of similar units
 EXAMPLE_COLUMNS = ("example", "id", "score", "image", "label", "label_index")
 SIMILAR_COLUMNS = ("model", "layer", "unit", "score", "slug")
@@ -635,6 +638,8 @@ class FeatureWriter:
             rec["fidelity"] = primary["fidelity"]
         if primary and "attribution" in primary:
             rec["attribution"] = primary["attribution"]
+        if primary is not None:  # the record holds its fields already (format 11)
+            recipes[0] = {k: v for k, v in primary.items() if k not in PRIMARY_FIELDS}
         rec.update({
             "recipes": recipes,
             "dataset": info.dataset,

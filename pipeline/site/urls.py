@@ -63,7 +63,8 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    own model and its slug column is there only when some unit has one; histogram gives its
 #    bins' range [lo, hi] (bins of equal width), not every edge (assets.expand_record writes
 #    them out as before: what pipeline.open returns); the examples' thumbnails are one URL
-#    template, images ("../../examples/e{example}.webp"), where every example has one.
+#    template, images ("../../examples/e{example}.webp"), where every example has one; the
+#    primary recipe's entry of recipes is its name alone (its fields: the record's own).
 SITE_FORMAT_VERSION = 11
 
 IMAGE_SUFFIX = ".webp"  # every image the site writes (assets.write_webp)

@@ -220,10 +220,12 @@ def test_feature_json_fidelity_and_recipes(small_site: Path):
     assert f["fidelity"] == {**FAKE_FIDELITY[0], "of": 192}
     assert f["attribution"] == "attribution.webp" and f["visualization"] == "visualization.webp"
     assert [r["name"] for r in f["recipes"]] == ["fake", TRICKY_RECIPE, "accent"]
-    primary, second, _ = f["recipes"]
+    assert f["recipes"][0] == {"name": "fake"}  # format 11: the record's own fields
+    primary, second, _ = expand_record(f)["recipes"]
     assert primary == {"name": "fake", "recipe": f["recipe"], "visualization": f["visualization"],
                        "activation": f["activation"], "fidelity": f["fidelity"],
                        "attribution": f["attribution"]}
+    assert expand_record(f)["recipes"][1:] == f["recipes"][1:]  # the others: whole
     assert (second["visualization"], second["attribution"]) == SECOND
     assert second["recipe"]["note"] == TRICKY_NOTE and second["recipe"]["steps"] == 2
     assert set(second["fidelity"]) == {"vs_best_example", "z", "z_rank", "of", "recognisability"}
@@ -235,7 +237,7 @@ def test_feature_json_fidelity_and_recipes(small_site: Path):
     assert not (small_site / SLUG / "0" / "1" / SECOND[0]).exists()
     for unit in (3, 7):  # not measured; measured but every part unknown
         f = feature(0, unit)
-        assert "fidelity" not in f and f["recipes"][0]["fidelity"] is None
+        assert "fidelity" not in f and expand_record(f)["recipes"][0]["fidelity"] is None
     assert feature(0, 4)["fidelity"]["vs_best_example"] == 0.43
     f = feature(1, 0)  # layer 1: no attribution maps of the primary recipe
     assert "attribution" not in f and "attribution" not in f["recipes"][0]
@@ -353,7 +355,7 @@ def test_feature_json_recognisability_and_accent(small_site: Path):
     assert [r["name"] for r in f["recipes"]] == list(RECIPES)
     for layer, units in ((0, range(0, VIS_UNITS, 7)), (1, range(0, VIS_UNITS, 11))):
         for u in units:
-            got = {r["name"]: r for r in feature(layer, u)["recipes"]}
+            got = {r["name"]: r for r in expand_record(feature(layer, u))["recipes"]}
             for number, name in enumerate(RECIPES):
                 if name not in got:
                     assert (number == 1 and u % 2) or (number == 2 and not accented(u))
