@@ -1071,6 +1071,9 @@ def test_dataset_strings_are_escaped_everywhere(small_site: Path):
         assert needle not in content
     assert TRICKY_RECIPE in feature.strings
     assert any(TRICKY_NOTE.replace('"', '\\"') in s for s in feature.strings)
+    pres = re.findall(r"<pre>(.*?)</pre>", content, re.S)  # the recipes' JSON, escaped as text
+    assert any('&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; \\"q\\"' in p for p in pres)
+    assert pres and not any("&#34;" in p for p in pres)  # a quote in text is a quote
 
 
 def test_feature_pages_out_of_nav_and_search(small_site: Path):
