@@ -161,9 +161,11 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
            seeds: torch.Tensor | np.ndarray | None = None,
            input_size: tuple[int, int, int] | None = None,
            mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-           prefix_tokens: int | None = None,
+           prefix_tokens: int | None = None, diversity: int = 1,
            device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimize one image per unit of the FFN activation ``layer`` of ``model``.
+    """Optimize one image per unit of the FFN activation ``layer`` of ``model`` (``diversity``
+    N > 1: N images per unit, optimized together with the recipe's diversity term, each
+    unit's N consecutive in what is returned).
 
     Returns ``(images (N, 3, H, W) in [0, 1], activations (N,))``: the stored (8-bit)
     images and each unit's mean-over-patch activation on its image. Deterministic per
@@ -189,6 +191,9 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
     >>> imgs, acts = render(m, "blocks.1.mlp.act", [0, 5], recipe="accent", steps=2, seeds=seeds)
     >>> bool((imgs - seeds.permute(0, 3, 1, 2) / 255).abs().mean() < 0.1)
     True
+    >>> imgs, acts = render(m, "blocks.1.mlp.act", [0, 5], recipe="fast", steps=2, diversity=3)
+    >>> tuple(imgs.shape), tuple(acts.shape)
+    ((6, 3, 32, 32), (6,))
     """
     units = [units] if isinstance(units, int) else [int(u) for u in units]
     if isinstance(recipe, str):
@@ -215,7 +220,8 @@ def render(model: nn.Module, layer: str | nn.Module, units: Sequence[int] | int,
         if prior is None and images is not None and recipe.param != "pixels":
             prior = ImagePrior.of_images(images.float())
         out = render_features(model, spec, ffn, units, recipe, seed, device, stats=stats,
-                              objective=objective, seeds=seeds, prior=prior)
+                              objective=objective, seeds=seeds, prior=prior,
+                              diversity=diversity)
     return from_uint8(out.images), out.activations
 
 

@@ -56,6 +56,9 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
                    "atlas's labeler; none: not measured)")
     g.add_argument("--judge-trials", type=int, default=S,
                    help="2-AFC trials per unit (default 20)")
+    g.add_argument("--diversity", type=int, default=S, metavar="N",
+                   help="images per unit, optimized together with a diversity term (Olah et "
+                   "al. 2017: the recipe's diversity_weight); default 1")
     g.add_argument("--topk", type=int, default=S, help="dataset examples kept per unit")
     g.add_argument("--masks", default=S, metavar="DIR|CSV",
                    help="object masks: a PNG per image at the image's relative path under DIR "

@@ -340,13 +340,18 @@ class VisualizeConfig(_Part):
     ``cnn:demo`` / ``cnn:PATH``; None: the atlas's labeler, if any; ``none``: not measured),
     over ``judge_trials`` 2-AFC trials per unit.
 
+    ``diversity``: images per unit, optimized together with each recipe's diversity term
+    (``Recipe.diversity_weight``; Olah et al. 2017); 1: one image per unit.
+
     >>> VisualizeConfig(recipe="default,paper", steps=32).steps
     32
     >>> VisualizeConfig(judge="cnn:demo").judge_spec(labeler=None)
     'cnn:demo'
+    >>> VisualizeConfig(diversity=3).diversity
+    3
     """
 
-    at_least_one = ("steps", "judge_trials")
+    at_least_one = ("steps", "judge_trials", "diversity")
     non_negative = ("batch_size",)
 
     recipe: str = "default"
@@ -354,6 +359,7 @@ class VisualizeConfig(_Part):
     batch_size: int = 0
     judge: str | None = None
     judge_trials: int = 20
+    diversity: int = 1
 
     def judge_spec(self, labeler: str | None) -> str | None:
         """The judge this config asks for (None: none)."""

@@ -7,6 +7,8 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/visualize/<recipe>/L{layer:03d}/chunk-{start:05d}.json   a finished chunk of units
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.png          the unit's visualization
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.attr.png     its attribution map, if any
+    DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.d{k}.png     its image k = 1 … N-1 of
+                                           N (``--diversity N``; image 0 is u{unit:05d}.png)
                                            (each PNG with its WebP display copy beside it,
                                            ``.webp``: what the site shows, ``write_image``)
     DIR/index/examples.json                the dataset's examples and the index run; written
@@ -405,40 +407,66 @@ class AtlasStore:
         return self.vis_dir(layer, recipe) / f"chunk-{start:05d}.json"
 
     @staticmethod
-    def vis_image_name(unit: int) -> str:
-        return f"u{unit:05d}.png"
+    def vis_image_name(unit: int, image: int = 0) -> str:
+        """A unit's visualization file; ``image`` k > 0: its k-th further image (``diversity``).
+
+        >>> AtlasStore.vis_image_name(12), AtlasStore.vis_image_name(12, 1)
+        ('u00012.png', 'u00012.d1.png')
+        """
+        return f"u{unit:05d}.png" if image == 0 else f"u{unit:05d}.d{image}.png"
 
     @staticmethod
     def vis_attribution_name(unit: int) -> str:
         return f"u{unit:05d}.attr.png"
 
     def vis_chunk_units(self, layer: int, start: int, recipe: dict[str, Any],
-                        index_id: str | None = None) -> set[int]:
+                        index_id: str | None = None, diversity: int = 1) -> set[int]:
         """The units a finished chunk holds, if it was made with ``recipe`` against the index
-        ``index_id``; else none (a changed recipe or index redoes the chunk)."""
+        ``index_id`` with ``diversity`` images per unit; else none (a changed recipe, index
+        or number of images redoes the chunk)."""
         path = self.vis_chunk_path(layer, start, recipe["name"])
         try:
             chunk = read_json(path) if path.is_file() else {}
         except (OSError, ValueError):
             return set()
-        if chunk.get("recipe") != recipe or chunk.get("index") != index_id:
+        if (chunk.get("recipe") != recipe or chunk.get("index") != index_id
+                or chunk.get("diversity", 1) != diversity):
             return set()
         return {r["unit"] for r in chunk.get("units", [])}
 
     def vis_chunk_done(self, layer: int, start: int, recipe: dict[str, Any],
-                       units: Sequence[int] = (), index_id: str | None = None) -> bool:
-        """Whether a chunk made with ``recipe`` against ``index_id`` holds every unit of
-        ``units`` (a rerun with other ``--channels`` redoes a chunk that lacks some)."""
-        have = self.vis_chunk_units(layer, start, recipe, index_id)
+                       units: Sequence[int] = (), index_id: str | None = None,
+                       diversity: int = 1) -> bool:
+        """Whether a chunk made with ``recipe`` against ``index_id`` (``diversity`` images
+        per unit) holds every unit of ``units`` (a rerun with other ``--channels`` redoes a
+        chunk that lacks some)."""
+        have = self.vis_chunk_units(layer, start, recipe, index_id, diversity)
         return bool(have) and set(units) <= have
 
     def write_vis_chunk(self, layer: int, start: int, recipe: dict[str, Any],
                         results: list[dict[str, Any]], images: list[np.ndarray],
                         attributions: list[np.ndarray] | None = None,
-                        index_id: str | None = None) -> None:
+                        index_id: str | None = None,
+                        more_images: list[list[np.ndarray]] | None = None) -> None:
         """Images (uint8 ``(H, W, 3)``) and attribution maps (uint8 ``(H, W)``, optional)
         first, then the chunk JSON that marks them finished. ``recipe`` is the recipe's dict
-        (``Recipe.to_dict()``, with its ``name``): it is saved with every chunk."""
+        (``Recipe.to_dict()``, with its ``name``): it is saved with every chunk.
+
+        ``more_images``: per result, the unit's further images 1 … N-1 (``diversity``
+        N > 1), written as ``vis_image_name(unit, k)``; their names go to the result's
+        ``diversity["images"]`` and N to the chunk's ``diversity``.
+
+        >>> import tempfile
+        >>> store = AtlasStore(tempfile.mkdtemp())
+        >>> im = np.zeros((4, 4, 3), np.uint8)
+        >>> results = [{"unit": 3, "activation": 1.0, "diversity": {"activations": [0.5]}}]
+        >>> store.write_vis_chunk(0, 0, {"name": "r"}, results, [im], more_images=[[im]])
+        >>> store.vis_results(0, "r")[3]["diversity"]["images"]
+        ['u00003.d1.png']
+        >>> store.vis_chunk_done(0, 0, {"name": "r"}, [3]), store.vis_chunk_done(
+        ...     0, 0, {"name": "r"}, [3], diversity=2)
+        (False, True)
+        """
         directory = self.vis_dir(layer, recipe["name"])
         for i, (result, image) in enumerate(zip(results, images, strict=True)):
             name = self.vis_image_name(result["unit"])
@@ -448,10 +476,17 @@ class AtlasStore:
                 name = self.vis_attribution_name(result["unit"])
                 write_image(directory / name, attributions[i])
                 result["attribution"] = name
-        atomic_write_json(self.vis_chunk_path(layer, start, recipe["name"]), {
-            "layer": layer, "start": start, "recipe": recipe, "index": index_id,
-            "units": results,
-        })
+            if more_images is not None:
+                names = [self.vis_image_name(result["unit"], k + 1)
+                         for k in range(len(more_images[i]))]
+                for name, extra in zip(names, more_images[i], strict=True):
+                    write_image(directory / name, extra)
+                result["diversity"] = {"images": names, **result.get("diversity", {})}
+        chunk = {"layer": layer, "start": start, "recipe": recipe, "index": index_id}
+        if more_images is not None:
+            chunk["diversity"] = 1 + max((len(m) for m in more_images), default=0)
+        atomic_write_json(self.vis_chunk_path(layer, start, recipe["name"]),
+                          {**chunk, "units": results})
 
     def vis_results(self, layer: int, recipe: str | None = None) -> dict[int, dict[str, Any]]:
         """{unit: {"unit", "activation", "image", "fidelity", "attribution"?, "recipe"}} of

@@ -43,6 +43,9 @@ class Views:
     stats: UnitStats | None = None
     image: torch.Tensor | None = None  # (B, 3, H, W) the bare images (before augmentation)
     seeds: torch.Tensor | None = None  # (B, 3, H, W) each feature's seed image (accentuation)
+    # images optimized together per unit (``diversity``): the B rows are units × this many
+    # consecutive images (unit-major); 1: one image per unit, every row its own problem
+    images_per_unit: int = 1
 
     @property
     def scores(self) -> torch.Tensor:
@@ -121,6 +124,57 @@ def selectivity(temperature: float = 1.0) -> Objective:
         return v.per_feature(lead)
 
     return Objective(fn, f"selectivity(T={temperature:g})")
+
+
+def diversity() -> Objective:
+    """Olah et al.'s (2017) diversity term, to subtract: per image, its share of the mean
+    pairwise cosine similarity between the Gram matrices of its unit's images' patch-token
+    activations at the target layer (``gram_similarity``), so that the unit's images' terms
+    sum to that mean (``images_per_unit`` images per unit; 0 for a lone image). With several
+    augmented copies per image, copy c of one image is compared with copy c of another.
+
+    >>> acts = torch.rand(4, 3, 2)  # 2 units x 2 images, 1 copy, 3 patches, 2 channels
+    >>> views = Views(torch.zeros(4, 3, 1, 1), acts, torch.tensor([0, 0, 1, 1]), 1,
+    ...               images_per_unit=2)
+    >>> d = diversity()(views)
+    >>> d.shape, bool(torch.allclose(d[0] + d[1], gram_similarity(acts[:2])[0, 1]))
+    (torch.Size([4]), True)
+    """
+    def fn(v: Views) -> torch.Tensor:
+        n = v.images_per_unit
+        rows = v.acts.shape[0] // v.copies  # units × images
+        if n == 1:
+            return v.acts.new_zeros(rows, dtype=torch.float32)
+        acts = v.acts.view(rows // n, n, v.copies, *v.acts.shape[1:]).transpose(1, 2)
+        sim = gram_similarity(acts)  # (units, copies, n, n)
+        others = (sim.sum(-1) - sim.diagonal(dim1=-2, dim2=-1)) / (n - 1)  # (units, copies, n)
+        return (others / n).mean(1).reshape(rows)
+
+    return Objective(fn, "diversity")
+
+
+def gram_similarity(acts: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of the (uncentred) Gram matrices ``G = Aᵀ A`` (channels × channels)
+    of activations ``A`` (patches × channels), between every two of ``n`` images:
+    ``(..., n, P, C)`` → ``(..., n, n)``, in float32. ``<G_i, G_j> = ||A_i A_jᵀ||²`` (the
+    Frobenius norm), so the smaller of the two sides (P × P or C × C) is what is formed.
+
+    >>> a = torch.rand(3, 5, 4)
+    >>> g = (a.transpose(1, 2) @ a).flatten(1)
+    >>> hand = torch.nn.functional.cosine_similarity(g[:, None], g[None], dim=2)
+    >>> bool(torch.allclose(gram_similarity(a), hand, atol=1e-6))
+    True
+    """
+    a = acts.float()
+    patches, channels = a.shape[-2:]
+    if patches <= channels:
+        cross = torch.einsum("...ipc,...jqc->...ijpq", a, a)  # (..., n, n, P, P)
+        inner = cross.square().sum((-2, -1))
+    else:
+        gram = (a.transpose(-2, -1) @ a).flatten(-2)  # (..., n, C * C)
+        inner = gram @ gram.transpose(-2, -1)
+    norm = inner.diagonal(dim1=-2, dim2=-1).clamp(min=1e-24).sqrt()
+    return inner / (norm[..., :, None] * norm[..., None, :])
 
 
 def total_variation_of(x: torch.Tensor) -> torch.Tensor:

@@ -19,16 +19,22 @@ from pipeline.index.pooled import patch_mean
 from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.precision import autocast
 from pipeline.visualize.accent import check_seeds, start_from
-from pipeline.visualize.objectives import Objective, UnitStats, Views
+from pipeline.visualize.objectives import Objective, UnitStats, Views, gram_similarity
 from pipeline.visualize.param import PARAMETERIZATIONS, from_uint8, to_uint8
 from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.recipe import Recipe
 from pipeline.visualize.transforms import augment, plan, shown
 
 
-def feature_seed(seed: int, model: str, layer: int, unit: int) -> int:
-    """A 63-bit seed that depends only on (seed, model, layer, unit)."""
-    digest = hashlib.sha256(f"{seed}/{model}/{layer}/{unit}".encode()).digest()
+def feature_seed(seed: int, model: str, layer: int, unit: int, image: int = 0) -> int:
+    """A 63-bit seed that depends only on (seed, model, layer, unit) and, for a unit's
+    further images (``diversity``), the image's index (image 0: the unit's one image).
+
+    >>> feature_seed(0, "m", 1, 2) == feature_seed(0, "m", 1, 2, 0) != feature_seed(0, "m", 1, 2, 1)
+    True
+    """
+    key = f"{seed}/{model}/{layer}/{unit}" + (f"/{image}" if image else "")
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
@@ -46,10 +52,16 @@ class Normalize(nn.Module):
 def layer_scores(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
                  images: torch.Tensor) -> torch.Tensor:
     """Mean-over-patch-tokens activation of every unit of ``layer``: (B, 3, H, W) → (B, C)."""
+    return patch_mean(layer_acts(model, spec, layer, images))
+
+
+@torch.no_grad()
+def layer_acts(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
+               images: torch.Tensor) -> torch.Tensor:
+    """The patch-token activations of ``layer``: (B, 3, H, W) in [0, 1] → (B, patches, C)."""
     device = images.device
     with LayerCapture(model, [layer]) as capture, autocast(device):
-        acts = capture(Normalize(spec, device)(images))[layer.index]
-    return patch_mean(acts)
+        return capture(Normalize(spec, device)(images))[layer.index]
 
 
 def measure_unit_stats(model: nn.Module, spec: ModelSpec, layer: FFNLayer,
@@ -87,10 +99,16 @@ def contrast_stretch(images: torch.Tensor, quantile: float) -> torch.Tensor:
 
 @dataclass
 class Rendering:
+    """What ``render_features`` made: with ``diversity`` N > 1, B = units × N rows, each
+    unit's N images consecutive (image 0 first)."""
+
     images: torch.Tensor  # (B, H, W, 3) uint8, what is stored
     activations: torch.Tensor  # (B,) each unit's score on its stored image
     scores: torch.Tensor  # (B, C) every unit of the layer on each stored image
     attributions: torch.Tensor  # (B, H, W) uint8 accumulated |input gradient|, max = 255
+    # (units, N, N) cosine similarity of the Gram matrices of the stored images' patch-token
+    # activations (``objectives.gram_similarity``), None with one image per unit
+    similarity: torch.Tensor | None = None
 
 
 def _optimizer(recipe: Recipe, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -110,25 +128,47 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
                     recipe: Recipe, seed: int, device: torch.device, *,
                     prior: ImagePrior | None = None, stats: UnitStats | None = None,
                     objective: Objective | None = None,
-                    seeds: torch.Tensor | None = None) -> Rendering:
+                    seeds: torch.Tensor | None = None, diversity: int = 1) -> Rendering:
     """Optimize one image per unit of ``layer`` with ``recipe`` (``objective`` overrides the
     recipe's). ``prior``: the dataset's spectrum and colours (Fourier/phase parameterizations;
     a 1/f prior without it). ``stats``: the layer's dataset statistics (selectivity term).
     ``seeds``: each unit's seed image ``(B, 3, H, W)`` in [0, 1], for a recipe that starts
-    from one (``Recipe.needs_seeds``: feature accentuation, see ``accent``)."""
+    from one (``Recipe.needs_seeds``: feature accentuation, see ``accent``).
+
+    ``diversity`` N > 1: N images per unit, optimized together with the recipe's diversity
+    term (``Recipe.objective``); image k of unit u draws its random numbers from its own
+    generator, seeded by (seed, model, layer, u, k), so a unit's images are the same whatever
+    else is in the batch. Image 0's seed is the unit's one image's seed.
+
+    >>> from pipeline.config import demo_config
+    >>> from pipeline.models import create_model, spec_for
+    >>> from pipeline.visualize.recipe import Recipe
+    >>> m = demo_config().model
+    >>> model = create_model(m.name, m.weights, m.kwargs)
+    >>> spec = spec_for(model, m.name, m.kwargs)
+    >>> out = render_features(model, spec, spec.layers[0], [3, 7], Recipe("r", steps=2),
+    ...                       0, torch.device("cpu"), diversity=2)
+    >>> tuple(out.images.shape), tuple(out.similarity.shape)
+    ((4, 64, 64, 3), (2, 2, 2))
+    """
+    if diversity < 1:
+        raise ValueError(f"diversity must be at least 1, not {diversity}")
     size = tuple(spec.input_size[1:])
     if recipe.needs_unit_stats and stats is None and objective is None:
         raise ValueError(f"recipe {recipe.name!r} needs the index's per-unit statistics")
     seeds = check_seeds(recipe, seeds, len(units), size)
-    generators = [torch.Generator().manual_seed(feature_seed(seed, spec.name, layer.index, u))
-                  for u in units]
+    if diversity > 1:  # every unit's N images, consecutive
+        seeds = None if seeds is None else seeds.repeat_interleave(diversity, 0)
+    generators = [torch.Generator().manual_seed(feature_seed(seed, spec.name, layer.index, u, k))
+                  for u in units for k in range(diversity)]
+    units = [u for u in units for _ in range(diversity)]
     canvas = recipe.canvas_size(size)  # the optimized image's size (MACO's canvas)
     param = PARAMETERIZATIONS[recipe.param](generators, canvas, device, prior)
     if seeds is not None:
         seeds = seeds.to(device)
         start_from(param, seeds)
     aug = plan(generators, recipe, canvas).to(device)
-    objective = objective or recipe.objective()
+    objective = objective or recipe.objective(diversity)
     if stats is not None:
         stats = UnitStats(stats.mean.to(device), stats.std.to(device))
     normalize = Normalize(spec, device)
@@ -145,7 +185,7 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
             x = augment(image, aug, step, recipe, size)
             with autocast(device):
                 acts = capture(normalize(x))[layer.index]
-            views = Views(x, acts, unit_index, recipe.copies, stats, image, seeds)
+            views = Views(x, acts, unit_index, recipe.copies, stats, image, seeds, diversity)
             # A sum of per-feature losses: each image's gradient is its own feature's alone.
             loss = -objective(views).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -158,10 +198,16 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
         stored = to_uint8(contrast_stretch(shown(param.image(), recipe, size),
                                            recipe.stretch)).cpu()
         attribution = shown(attribution[:, None], recipe, size)[:, 0]
-    scores = layer_scores(model, spec, layer, from_uint8(stored).to(device))
+    similarity = None
+    if diversity == 1:
+        scores = layer_scores(model, spec, layer, from_uint8(stored).to(device))
+    else:
+        acts = layer_acts(model, spec, layer, from_uint8(stored).to(device))
+        scores = patch_mean(acts)
+        similarity = gram_similarity(acts.view(-1, diversity, *acts.shape[1:])).cpu()
     activation = scores.gather(1, unit_index[:, None])[:, 0]
     return Rendering(stored, activation.cpu(), scores.cpu(),
-                     _attribution_uint8(attribution).cpu())
+                     _attribution_uint8(attribution).cpu(), similarity)
 
 
 def render(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: Sequence[int],

@@ -14,11 +14,18 @@ from typing import Any
 
 from pipeline.errors import AtlasError
 from pipeline.visualize.accent import SEED_IMAGES, distance_to_seed
-from pipeline.visualize.objectives import Objective, selectivity, total_variation, unit_mean
+from pipeline.visualize.objectives import (
+    Objective,
+    diversity,
+    selectivity,
+    total_variation,
+    unit_mean,
+)
 
 PARAM_NAMES = ("pixels", "fourier", "phase", "maco")
 CANVAS_VIEWS = ("whole", "centre")
 OPTIMIZERS = ("adam", "nadam")
+DIVERSITY_WEIGHT = 1.0  # chosen on the demo model (the Method page's "Several images per unit")
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,11 @@ class Recipe:
     # subtract seed_distance * the mean squared pixel difference to it (pixels param only).
     seed_image: str = "noise"  # noise | best_example (the unit's top-1 dataset example)
     seed_distance: float = 0.0  # weight of the distance-to-seed term
+    # Several images per unit (the stage's ``diversity`` option, N > 1; Olah et al. 2017): the
+    # unit's N images are optimized together, their objectives summed minus this weight times
+    # the mean pairwise cosine similarity of their Gram matrices (``objectives.diversity``).
+    # Without it (N = 1) the weight decides nothing, and ``to_dict`` leaves it out.
+    diversity_weight: float = DIVERSITY_WEIGHT
 
     def __post_init__(self) -> None:
         if self.param not in PARAM_NAMES:
@@ -85,6 +97,8 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: stretch must be in [0, 0.5)")
         if not 0 <= self.polish < 1:
             raise ValueError(f"recipe {self.name!r}: polish must be in [0, 1)")
+        if self.diversity_weight < 0:
+            raise ValueError(f"recipe {self.name!r}: diversity_weight must be >= 0")
         if self.selectivity < 0 or self.tv < 0 or self.noise < 0 or self.temperature <= 0:
             raise ValueError(f"recipe {self.name!r}: weights must be >= 0, temperature > 0")
         if self.canvas < 1:
@@ -127,8 +141,13 @@ class Recipe:
         """
         return tuple(round(self.canvas * s) for s in size)
 
-    def objective(self) -> Objective:
-        """The quantity each step maximizes, built from the recipe's weights."""
+    def objective(self, images_per_unit: int = 1) -> Objective:
+        """The quantity each step maximizes, built from the recipe's weights; with several
+        images per unit, less ``diversity_weight`` times their diversity term.
+
+        >>> Recipe("mine", tv=0.0, diversity_weight=0.5).objective(2).description
+        'unit_mean - 0.5 * diversity'
+        """
         objective = unit_mean()
         if self.tv:
             objective = objective - self.tv * total_variation()
@@ -136,13 +155,24 @@ class Recipe:
             objective = objective + self.selectivity * selectivity(self.temperature)
         if self.seed_distance:
             objective = objective - self.seed_distance * distance_to_seed()
+        if images_per_unit > 1 and self.diversity_weight:
+            objective = objective - self.diversity_weight * diversity()
         return objective
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, images_per_unit: int = 1) -> dict[str, Any]:
+        """The recipe's fields and objective, as saved with its images; ``diversity_weight``
+        only where it counts (``images_per_unit`` > 1), so one image per unit saves what it
+        saved before the field existed.
+
+        >>> "diversity_weight" in Recipe("m").to_dict(), Recipe("m").to_dict(2)["objective"]
+        (False, 'unit_mean - 0.0005 * total_variation - 1 * diversity')
+        """
         d = asdict(self)
         d["betas"] = list(self.betas)
         d["crop"] = None if self.crop is None else list(self.crop)
-        d["objective"] = self.objective().description
+        if images_per_unit <= 1:
+            del d["diversity_weight"]
+        d["objective"] = self.objective(images_per_unit).description
         return d
 
     @classmethod

@@ -154,6 +154,31 @@ def plan_chunks(run: Run) -> list[Chunk]:
     return chunks
 
 
+def diversity_results(images: torch.Tensor, activations: torch.Tensor,
+                      similarity: torch.Tensor) -> list[tuple[list[np.ndarray], dict]]:
+    """Per unit of a render with N > 1 images per unit (rows: each unit's N images in turn;
+    ``similarity`` ``(units, N, N)``, ``Rendering.similarity``): its images 1 … N-1 and what
+    its result's ``diversity`` says of them: their activations and the mean pairwise
+    similarity of all N (``objectives.gram_similarity``).
+
+    >>> sim = torch.tensor([[[1.0, 0.5], [0.5, 1.0]]])
+    >>> out = diversity_results(torch.zeros(2, 1, 1, 3, dtype=torch.uint8),
+    ...                         torch.tensor([2.0, 1.5]), sim)
+    >>> len(out[0][0]), out[0][1]
+    (1, {'activations': [1.5], 'similarity': 0.5})
+    """
+    n = similarity.shape[1]
+    pairs = ~torch.eye(n, dtype=torch.bool)
+    out = []
+    for u in range(similarity.shape[0]):
+        rows = range(u * n + 1, (u + 1) * n)
+        out.append(([images[r].numpy() for r in rows], {
+            "activations": [float(activations[r]) for r in rows],
+            "similarity": float(similarity[u][pairs].mean()),
+        }))
+    return out
+
+
 def _available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
@@ -248,17 +273,19 @@ def _judging(run: Run) -> _Judging | None:
                                                   cfg.judge_trials)
 
 
-def _keeping_done_units(store, chunk: Chunk, recipe: dict, index_id: str) -> Chunk:
+def _keeping_done_units(store, chunk: Chunk, recipe: dict, index_id: str,
+                        diversity: int = 1) -> Chunk:
     """A chunk redone for units it lacks (other ``channels``) also redoes the units its file
     already holds, so that none drops out (their images come out the same: per-unit seeds)."""
-    kept = store.vis_chunk_units(chunk.layer, chunk.start, recipe, index_id)
+    kept = store.vis_chunk_units(chunk.layer, chunk.start, recipe, index_id, diversity)
     units = tuple(sorted(set(chunk.units) | kept))
     return chunk if units == chunk.units else Chunk(chunk.layer, chunk.start, units)
 
 
 def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                 prior: ImagePrior | None, judging: _Judging | None = None) -> None:
-    recipe_dict = recipe.to_dict()
+    n_images = run.config.visualize.diversity  # images per unit
+    recipe_dict = recipe.to_dict(n_images)
     store = run.store
     planned = plan_chunks(run)
     # Rank 0 lists the unfinished chunks and every rank takes its share of those, so a rerun
@@ -267,11 +294,13 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                for li, index in indexes.items()}
     digests.update({li: None for li in run.layers if li not in indexes})  # no index
     unfinished = distributed.broadcast(
-        [_keeping_done_units(store, c, recipe_dict, digests[c.layer]) for c in planned
-         if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units, digests[c.layer])]
+        [_keeping_done_units(store, c, recipe_dict, digests[c.layer], n_images) for c in planned
+         if not store.vis_chunk_done(c.layer, c.start, recipe_dict, c.units, digests[c.layer],
+                                     n_images)]
         if distributed.is_main() else None)
     todo = distributed.shard(unfinished)
-    batch_size = auto_batch_size(run, recipe)
+    # a unit's images are always optimized together, in one render (their diversity term)
+    batch_size = max(1, auto_batch_size(run, recipe) // n_images)
     total = sum(len(c.units) for c in todo)
     done_before = sum(len(c.units) for c in planned) - sum(len(c.units) for c in unfinished)
     bar = tqdm(total=total, unit="feat", desc=f"visualize [{recipe.name}, {recipe.steps} steps]",
@@ -291,7 +320,8 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                 if recipe.needs_seeds else None
             parts.append(render_features(run.model, run.spec, layer, part, recipe,
                                          run.config.seed, run.device, prior=prior, stats=stats,
-                                         seeds=None if found is None else found.images))
+                                         seeds=None if found is None else found.images,
+                                         diversity=n_images))
             if found is not None:
                 seeds += seed_records(run.model, run.spec, layer, part, found, run.device)
             bar.update(len(part))
@@ -299,6 +329,11 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
         attributions = torch.cat([p.attributions for p in parts])
         activation = torch.cat([p.activations for p in parts])
         scores = torch.cat([p.scores for p in parts])
+        more: list | None = None  # per unit: its further images and their figures
+        if n_images > 1:  # rows: each unit's images in turn; image 0 is the unit's own
+            more = diversity_results(images, activation, torch.cat([p.similarity for p in parts]))
+            images, attributions, activation, scores = (
+                t[::n_images] for t in (images, attributions, activation, scores))
         fidelities = [None] * len(units) if index is None else \
             fidelity(index, units, activation, scores)
         if judging is not None and index is not None:
@@ -312,10 +347,13 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                                           strict=True)]
             for r, seed in zip(results, seeds[sl], strict=False):  # none: unseeded recipe
                 r["seed"] = seed  # {"example", "number", "activation"}
+            for r, (_, figures) in zip(results, more[sl] if more else [], strict=False):
+                r["diversity"] = figures
             store.write_vis_chunk(chunk.layer, chunk.start, recipe_dict, results,
                                   [im.numpy() for im in images[sl]],
                                   [a.numpy() for a in attributions[sl]],
-                                  digests[chunk.layer])
+                                  digests[chunk.layer],
+                                  None if more is None else [m[0] for m in more[sl]])
             offset += n
     bar.close()
     if total and distributed.is_main():
