@@ -137,9 +137,9 @@ def expand_record(record: dict) -> dict:
     ``slug`` (absent: null for every unit), ``histogram``'s ``edges`` (from its ``range``:
     bins of equal width), the examples' ``image`` column (from ``images``, their URL with
     ``{example}`` for the number), in ``top`` and ``quantiles``, and the primary recipe's
-    entry of ``recipes`` (its ``recipe``, ``visualization``, ``activation``, ``fidelity``
-    and ``attribution``: the record's own). Other records and fields are returned as they
-    are.
+    entry of ``recipes`` (its ``recipe``, ``visualization``, ``activation``, ``fidelity``,
+    ``attribution`` and, from format 12, ``diversity``: the record's own). Other records and
+    fields are returned as they are.
 
     >>> r = expand_record({"format_version": 11, "model": "m", "similar": {
     ...     "model": [None, "o"], "layer": [0, 1], "unit": [2, 3], "score": [0.5, 0.4]},
@@ -162,6 +162,8 @@ def expand_record(record: dict) -> dict:
                  "fidelity": out.get("fidelity")}
         if "attribution" in out:
             first["attribution"] = out["attribution"]
+        if "diversity" in out:  # format 12: several images per unit
+            first["diversity"] = out["diversity"]
         out["recipes"] = [{**first, **recipes[0]}, *recipes[1:]]
     if "top" in out:
         out["top"] = _expand_images(out["top"])

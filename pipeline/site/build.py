@@ -172,6 +172,8 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
             attribution = view.attribution_path(unit, recipe)
             if attribution is not None:
                 write_webp(attribution, out / attr_file)
+            for src, name in view.diversity_files(unit, recipe):  # --diversity N: images 1..N-1
+                write_webp(src, out / name)
     part = Path(parts, f"{info.slug}-{layer}.pickle")
     atomic_write_bytes(part, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
     return str(part)

@@ -20,7 +20,7 @@ from pipeline.models.spec import FFNLayer, ModelSpec
 from pipeline.site import labels as labelling
 from pipeline.site.card import ModelCard, read_card
 from pipeline.site.fidelity import clean
-from pipeline.site.urls import atlas_slug, recipe_files
+from pipeline.site.urls import atlas_slug, diversity_file, recipe_files
 from pipeline.store import AtlasStore
 
 ACCENT = "accent"  # the feature-accentuation recipe: a second view, from a dataset seed
@@ -184,6 +184,16 @@ class LayerView:
         if result is None:
             return None
         return self.store.vis_dir(self.layer, recipe or self.primary) / result["image"]
+
+    def diversity_files(self, unit: int, recipe: str | None = None) -> list[tuple[Path, str]]:
+        """``unit``'s further images of ``recipe`` (``--diversity N``): (the atlas's file, its
+        name beside the feature page), images 1 … N-1; empty for one image per unit."""
+        recipe = recipe or self.primary
+        result = self.result(unit, recipe)
+        images = ((result or {}).get("diversity") or {}).get("images") or []
+        folder = self.store.vis_dir(self.layer, recipe)
+        return [(folder / name, diversity_file(self.files[recipe][0], k))
+                for k, name in enumerate(images, 1)]
 
     def attribution_path(self, unit: int, recipe: str | None = None) -> Path | None:
         result = self.result(unit, recipe)

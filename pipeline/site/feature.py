@@ -120,10 +120,32 @@ def site_extra(info: SiteInfo) -> dict[str, Any]:
 SIMILAR_SHOWN = 8  # similar units shown per group on a page (feature.json has all)
 # the primary recipe's fields that feature.json gives at its top level, not again in its
 # entry of "recipes" (format 11; assets.expand_record puts them back)
-PRIMARY_FIELDS = ("recipe", "visualization", "activation", "fidelity", "attribution")
+PRIMARY_FIELDS = ("recipe", "visualization", "activation", "fidelity", "attribution",
+                  "diversity")
 # feature.json's columns of dataset examples (and their "maps"), of similar units
 EXAMPLE_COLUMNS = ("example", "id", "score", "image", "label", "label_index")
 SIMILAR_COLUMNS = ("model", "layer", "unit", "score", "slug")
+
+
+def diversity_record(result: dict[str, Any], visualization: str) -> dict[str, Any] | None:
+    """``feature.json``'s ``diversity`` of a visualization made with N > 1 images per unit
+    (``--diversity N``): its further images' URLs beside the page (``urls.diversity_file`` of
+    the recipe's ``visualization`` file), their activations, and the mean pairwise cosine
+    similarity of the N images' Gram matrices; None for one image per unit.
+
+    >>> diversity_record({"diversity": {"images": ["u00001.d1.png"], "activations": [1.25],
+    ...                   "similarity": 0.5}}, "visualization.webp")
+    {'images': ['visualization.d1.webp'], 'activations': [1.25], 'similarity': 0.5}
+    >>> diversity_record({"activation": 2.0}, "visualization.webp") is None
+    True
+    """
+    found = result.get("diversity")
+    if not found or not found.get("images"):
+        return None
+    return {"images": [urls.diversity_file(visualization, k)
+                       for k in range(1, len(found["images"]) + 1)],
+            "activations": [_round(a) for a in found.get("activations", [])],
+            "similarity": _round(found["similarity"]) if "similarity" in found else None}
 
 
 def columns(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, list]:
@@ -387,6 +409,24 @@ class FeatureWriter:
                         *fidelity.cautions(fid)])
         return out
 
+    def _diversity(self, unit: int) -> list[list]:
+        """Per row of ``_visualizations``: with several images per unit (``--diversity``),
+        the mean pairwise similarity in words and each image's (file, activation), image 0
+        (the row's own) first; else empty."""
+        out: list[list] = []
+        for name, result in self.view.results(unit):
+            vis_file = self.view.files[name][0]
+            more = diversity_record(result, vis_file)
+            if more is None:
+                out.append([])
+                continue
+            sim = more["similarity"]
+            images = [[vis_file, num(float(result["activation"]))]] + [
+                [f, num(float(a))] for f, a in zip(more["images"], more["activations"],
+                                                    strict=True)]
+            out.append(["" if sim is None else num(sim), images])
+        return out
+
     def _other_thumb(self, layer: int, unit: int) -> str | None:
         if layer == self.layer:
             return self.view.thumbnail(unit)
@@ -509,6 +549,9 @@ class FeatureWriter:
             "vis": self._visualizations(unit),
             "links": neighbours(info, layer, unit),
         }
+        div = self._diversity(unit)
+        if any(div):
+            meta["div"] = div
         similar = self._similar(unit)
         if any(similar):
             meta["similar"] = similar
@@ -613,6 +656,9 @@ class FeatureWriter:
                     "fidelity": fidelity.clean(result.get("fidelity"))}
             if result.get("attribution"):
                 item["attribution"] = attr_file
+            more = diversity_record(result, vis_file)
+            if more is not None:
+                item["diversity"] = more
             seed = clean_seed(result.get("seed"))
             if seed is not None:
                 item["seed"] = seed
@@ -642,6 +688,8 @@ class FeatureWriter:
             rec["fidelity"] = primary["fidelity"]
         if primary and "attribution" in primary:
             rec["attribution"] = primary["attribution"]
+        if primary and "diversity" in primary:
+            rec["diversity"] = primary["diversity"]
         if primary is not None:  # the record holds its fields already (format 11)
             recipes[0] = {k: v for k, v in primary.items() if k not in PRIMARY_FIELDS}
         rec.update({

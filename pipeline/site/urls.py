@@ -65,7 +65,10 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    them out as before: what pipeline.open returns); the examples' thumbnails are one URL
 #    template, images ("../../examples/e{example}.webp"), where every example has one; the
 #    primary recipe's entry of recipes is its name alone (its fields: the record's own).
-SITE_FORMAT_VERSION = 11
+# 12: a visualization made with several images per unit (``--diversity N``) has a
+#    ``diversity`` field: the further images' URLs (``diversity_file``), their activations and
+#    the mean pairwise similarity of all N; the page shows the N images side by side.
+SITE_FORMAT_VERSION = 12
 
 IMAGE_SUFFIX = ".webp"  # every image the site writes (assets.write_webp)
 VISUALIZATION = "visualization.webp"
@@ -144,6 +147,17 @@ def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
         used.add(slug)
         files[name] = (f"visualization-{slug}{IMAGE_SUFFIX}", f"attribution-{slug}{IMAGE_SUFFIX}")
     return files
+
+
+def diversity_file(visualization: str, image: int) -> str:
+    """A unit's further image ``image`` (1 … N-1, ``--diversity N``) beside its page, named
+    after the recipe's visualization file.
+
+    >>> diversity_file(VISUALIZATION, 1), diversity_file("visualization-paper.webp", 2)
+    ('visualization.d1.webp', 'visualization-paper.d2.webp')
+    """
+    stem, dot, suffix = visualization.rpartition(".")
+    return f"{stem}.d{image}{dot}{suffix}"
 
 
 class Layer(Protocol):
