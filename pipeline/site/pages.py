@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
 
+import jinja2
 from markupsafe import escape
 from mkdocs.plugins import BasePlugin
 
@@ -85,12 +86,12 @@ _ENVS: dict[tuple[str, ...], Any] = {}
 def _template(dirs: tuple[str, ...]):
     """The compiled partial, once per process: the theme's Jinja environment as mkdocs makes
     it (``Theme.get_env``: no autoescape, its filters), minus the translations (the partial
-    has no text to translate), and ``|e`` as ``_escape``."""
+    has no text to translate), ``|e`` as ``_escape``, and a dict's keys found as its
+    attributes at once (``_Environment``)."""
     if dirs not in _ENVS:
-        import jinja2
         from mkdocs.utils import templates
 
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(list(dirs)), auto_reload=False)
+        env = _Environment(loader=jinja2.FileSystemLoader(list(dirs)), auto_reload=False)
         env.filters["url"] = templates.url_filter
         env.filters["script_tag"] = templates.script_tag_filter
         env.filters["e"] = env.filters["escape"] = _escape
@@ -117,30 +118,28 @@ def _escape(value: Any) -> str:
     return escape(value)
 
 
-class _Fields(dict):
-    """A dict whose keys Jinja finds as attributes (``m.top``) at once: as a dict, it would
-    look for the attribute first and fail (an exception) before the key, 100 times a page."""
+_DICT_NAMES = frozenset(dir(dict))  # what jinja2 finds as a dict's attribute before its keys
 
-    __slots__ = ()
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+class _Environment(jinja2.Environment):
+    """jinja2's environment, but ``m.top`` on a dict finds the key at once: jinja2 tries the
+    attribute first (``getattr``: an ``AttributeError`` raised and caught, some 130 times a
+    page) and then the key; for a dict whose key is not one of a dict's attributes that is
+    the key (or, without it, undefined), as here.
 
-    @classmethod
-    def of(cls, value: Any) -> Any:
-        """``value`` with every dict in it (lists and dicts walked) a ``_Fields``.
+    >>> env = _Environment()
+    >>> env.from_string("{{ m.top }} {{ m.items is defined }} {{ m.nope is defined }}").render(
+    ...     m={"top": 1, "items": 2})
+    '1 True False'
+    """
 
-        >>> _Fields.of({"a": [{"b": 1}]})["a"][0].b
-        1
-        """
-        if isinstance(value, dict):
-            return cls((k, cls.of(v)) for k, v in value.items())
-        if isinstance(value, list):
-            return [cls.of(v) for v in value]
-        return value
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_NAMES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
 
 class _Page:
@@ -159,7 +158,7 @@ class PageRenderer:
     def __init__(self, shell: Shell):
         self.shell = shell
         self.template = _template(shell.dirs)
-        self.config = _Fields.of({"extra": shell.extra})
+        self.config = {"extra": shell.extra}
         base = shell.site_url
         self.base = base if not base or base.endswith("/") else base + "/"
 
@@ -167,7 +166,7 @@ class PageRenderer:
         """The page of Markdown source path ``source`` (``page_source``) from its data."""
         url = quote(source[: -len("index.md")])  # mkdocs' File.url (use_directory_urls)
         canonical = urljoin(self.base, url) if self.base else None
-        module = self.template.make_module({"page": _Page(_Fields(meta), url, canonical),
+        module = self.template.make_module({"page": _Page(meta, url, canonical),
                                             "config": self.config,
                                             "base_url": self.shell.base_url})
         parts = {TITLE: str(escape(meta["title"])), CANONICAL: str(escape(canonical or "")),
