@@ -532,7 +532,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 11
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 12
 
 
 # -- labels and the word index --------------------------------------------------------------
