@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
 from pipeline.site import export, findings, notfound, pages, sitemap, theme_files, urls
-from pipeline.site.assets import write_webp
+from pipeline.site.assets import link_webp, write_new, write_webp
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
 from pipeline.site.feature import (
@@ -161,19 +161,21 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
         atomic_write_bytes(Path(site, urls.layer_map(info.slug, view.spec)),
                            _json(map_record(atlas, view)))
     rows = []
+    # each recipe's folder of images (view.vis_path, view.attribution_path), as text
+    folders = {recipe: f"{view.store.vis_dir(layer, recipe)}/" for recipe in view.vis}
     for unit in view.units:
-        out = Path(site, urls.feature_dir(info.slug, view.spec, unit))
+        out = f"{site}/{urls.feature_dir(info.slug, view.spec, unit)}/"
         record = writer.record(unit)
         rows.append(export.feature_row(record))
-        atomic_write_bytes(out / urls.FEATURE_JSON, _json(record))
-        for recipe, _ in view.results(unit):
+        write_new(out + urls.FEATURE_JSON, _json(record))
+        for recipe, result in view.results(unit):
             vis_file, attr_file = view.files[recipe]
-            write_webp(view.vis_path(unit, recipe), out / vis_file)  # the atlas keeps its PNG
-            attribution = view.attribution_path(unit, recipe)
-            if attribution is not None:
-                write_webp(attribution, out / attr_file)
+            # the atlas keeps its PNG; the site links its WebP display copy
+            link_webp(folders[recipe] + result["image"], out + vis_file)
+            if result.get("attribution"):
+                link_webp(folders[recipe] + result["attribution"], out + attr_file)
             for src, name in view.diversity_files(unit, recipe):  # --diversity N: images 1..N-1
-                write_webp(src, out / name)
+                write_webp(src, Path(out, name))
     part = Path(parts, f"{info.slug}-{layer}.pickle")
     atomic_write_bytes(part, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
     return str(part)
@@ -210,7 +212,7 @@ def _feature_pages(root: str, site: str, layer: int, units: list[int], info: Sit
     for unit in units:
         where = urls.feature_dir(info.slug, view.spec, unit)
         html = renderer.render(pages.page_source(where), writer.meta(unit))
-        atomic_write_bytes(Path(site, where, "index.html"), pages.encode(html))
+        write_new(f"{site}/{where}/index.html", pages.encode(html))
     return len(units)
 
 
@@ -632,6 +634,10 @@ class _Phases:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.laps)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _json(obj: object) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
-                      allow_nan=False).encode("utf-8")
+    """``json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` in
+    UTF-8, by one encoder (``json.dumps`` makes one a call when given settings)."""
+    return _ENCODER.encode(obj).encode("utf-8")
