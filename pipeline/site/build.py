@@ -541,6 +541,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
             m.info.site_layers = {o.view.model: {layer.index: layer for layer in o.view.spec.layers}
                                   for o in others}
         clock = _Phases()
+        pages.prepare(cfg)  # before the workers are forked: they inherit it
         with ProcessPoolExecutor(cpus) as pool:
             # 1. the layer pages' Markdown; feature.json and images begin meanwhile
             jobs, files = {}, {}  # files: per model, its layers' export rows
