@@ -17,6 +17,8 @@ CASES = {
                             "--recipes", "default,scripts/recipes/polish50.json",
                             "--judges", "cnn:demo"],
                            ["best dataset examples", "polish50", "vs paper", "% peak"]),
+    "bench_diversity.py": (["--steps", "2", "--units-per-layer", "1", "--weights", "0,1"],
+                           ["activation vs N=1", "Gram similarity", "| 1 |"]),
     "bench_fast_paths.py": (["--steps", "2", "--features", "4", "--layers", "0",
                              "--variants", "eager", "channels-last"],
                             ["channels-last", "x eager"]),
