@@ -22,6 +22,8 @@ that directory under the workers' feet); the previous site is replaced only when
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -448,6 +450,23 @@ def _feature_sources(models: list[_Model]) -> Iterator[str]:
                 yield pages.page_source(urls.feature_dir(m.view.slug, ref, unit))
 
 
+@contextlib.contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """This process's objects out of the garbage collector's sight in the block (``gc.freeze``)
+    and back after: the worker processes forked in it inherit them, and their collections no
+    longer walk them all (each walk touches, so copies, the pages they lie in). On the demo's
+    shape, the build's processes spent 0.53 s of CPU collecting garbage, 0.22 s so. Objects
+    frozen already (by whoever called) are left so."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _swap(tmp: Path, site_dir: Path) -> None:
     """Replace ``site_dir`` by ``tmp``; the old site is deleted only after the swap."""
     old = None
@@ -542,7 +561,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
                                   for o in others}
         clock = _Phases()
         pages.prepare(cfg)  # before the workers are forked: they inherit it
-        with ProcessPoolExecutor(cpus) as pool:
+        with _gc_frozen(), ProcessPoolExecutor(cpus) as pool:
             # 1. the layer pages' Markdown; feature.json and images begin meanwhile
             jobs, files = {}, {}  # files: per model, its layers' export rows
             for m in models:  # first, as the main process needs them first of all
