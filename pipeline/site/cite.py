@@ -14,8 +14,16 @@ _BIBTEX_SPECIAL = {
 }
 
 
+_BIBTEX_TABLE = str.maketrans(_BIBTEX_SPECIAL)
+
+
 def bibtex_escape(value: str) -> str:
-    return "".join(_BIBTEX_SPECIAL.get(ch, ch) for ch in value)
+    r"""``value`` with BibTeX's special characters escaped, in one pass (``str.translate``).
+
+    >>> print(bibtex_escape("a_b {c} 50% ~x^"))
+    a\_b \{c\} 50\% \textasciitilde{}x\textasciicircum{}
+    """
+    return value.translate(_BIBTEX_TABLE)
 
 
 def cite_key(slug: str, layer: urls.Layer | int, unit: int) -> str:
