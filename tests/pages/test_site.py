@@ -285,7 +285,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
     grid = _grid(small_site, 0)
-    assert grid["format_version"] == 11 and (grid["layer"], grid["kind"], grid["of"]) == (
+    assert grid["format_version"] == 12 and (grid["layer"], grid["kind"], grid["of"]) == (
         0, "ffn", 192)
     assert grid["units"] == list(range(192))
     assert (grid["vs_best"][0], grid["z_rank"][0], grid["trusted"][0]) == (2.1, 1, 1)
@@ -636,7 +636,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 11 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 12 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -722,7 +722,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
     assert f["labels"] == {"concept": [], "score": []} and f["labeler"] is None
-    assert f["format_version"] == 11
+    assert f["format_version"] == 12
     assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -901,7 +901,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 11 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 12 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
