@@ -119,12 +119,18 @@ class QuietHandler(SimpleHTTPRequestHandler):
         return f
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
-        if self._span is None:
-            return super().copyfile(source, outputfile)
-        left = self._span
-        while left > 0 and (chunk := source.read(min(left, 64 * 1024))):
-            outputfile.write(chunk)
-            left -= len(chunk)
+        """Send the file, or its range; a client that went away meanwhile (a browser
+        cancelling a lazy image, a reader closing the tab) ends the answer quietly, not with
+        a traceback on the server's terminal."""
+        try:
+            if self._span is None:
+                return super().copyfile(source, outputfile)
+            left = self._span
+            while left > 0 and (chunk := source.read(min(left, 64 * 1024))):
+                outputfile.write(chunk)
+                left -= len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
         return None
 
 
