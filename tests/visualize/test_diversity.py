@@ -21,6 +21,7 @@ from pipeline.visualize.optimize import feature_seed, render_features
 from pipeline.visualize.recipe import DEFAULT, PAPER, Recipe
 from pipeline.visualize.stage import run_visualize
 from tests.conftest import TINY_KWARGS, TINY_MODEL
+from tests.visualize.conftest import interrupted_visualize
 from tests.visualize.test_visualize import _visualized
 
 CPU = torch.device("cpu")
@@ -161,19 +162,7 @@ def test_stage_stores_every_image_and_resumes(tiny_config, tmp_path, monkeypatch
                                 out=str(tmp_path / "interrupted"))
     run2 = prepare(other)
     run_index(run2)
-    real = AtlasStore.write_vis_chunk
-    calls = {"n": 0}
-
-    def dying(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(AtlasStore, "write_vis_chunk", dying)
-    with pytest.raises(KeyboardInterrupt):
-        run_visualize(run2)
-    monkeypatch.setattr(AtlasStore, "write_vis_chunk", real)
+    interrupted_visualize(monkeypatch, run2, at_write=2)
     run_visualize(prepare(other.replace(batch_size=8)))
     for li in (0, 1):
         got = _files(run2.store, li)

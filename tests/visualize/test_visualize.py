@@ -24,6 +24,7 @@ from pipeline.visualize.param import from_uint8, pixel_init
 from pipeline.visualize.recipe import DEFAULT, PAPER
 from pipeline.visualize.stage import run_visualize
 from tests.conftest import TINY_KWARGS, TINY_MODEL, synthetic_unit_stats
+from tests.visualize.conftest import interrupted_visualize
 
 CPU = torch.device("cpu")
 
@@ -147,19 +148,7 @@ def test_interrupted_stage_resumes_to_the_same_result(tiny_config, tmp_path, mon
     tiny_config = tiny_config.replace(out=str(tmp_path / "interrupted"), batch_size=48)
     run = prepare(tiny_config)
     run_index(run)
-    calls = {"n": 0}
-    real = AtlasStore.write_vis_chunk
-
-    def dying(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(AtlasStore, "write_vis_chunk", dying)
-    with pytest.raises(KeyboardInterrupt):
-        run_visualize(run)
-    monkeypatch.setattr(AtlasStore, "write_vis_chunk", real)
+    interrupted_visualize(monkeypatch, run, at_write=3)
     assert len(list((run.store.root / "visualize").rglob("chunk-*.json"))) == 2
     run_visualize(prepare(tiny_config.replace(batch_size=32)))
     got = _stage_results(run.store, [0, 1])
