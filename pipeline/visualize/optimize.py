@@ -163,7 +163,8 @@ def render_features(model: nn.Module, spec: ModelSpec, layer: FFNLayer, units: S
                   for u in units for k in range(diversity)]
     units = [u for u in units for _ in range(diversity)]
     canvas = recipe.canvas_size(size)  # the optimized image's size (MACO's canvas)
-    param = PARAMETERIZATIONS[recipe.param](generators, canvas, device, prior)
+    param = PARAMETERIZATIONS[recipe.param](generators, canvas, device, prior,
+                                            **recipe.param_options())
     if seeds is not None:
         seeds = seeds.to(device)
         start_from(param, seeds)

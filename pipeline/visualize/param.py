@@ -13,7 +13,8 @@ that feature's own generator, and maps its parameters to RGB images in [0, 1].
   uses ImageNet's per-channel spectrum of decorrelated colours and its colour matrix, and a
   sigmoid around the dataset's mean colour where Horama's spans the model's whole input range.
 
-``PARAMETERIZATIONS[name](generators, size, device, prior)`` builds one.
+``PARAMETERIZATIONS[name](generators, size, device, prior, **options)`` builds one, with the
+recipe's ``param_options()``.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class PixelParam:
 class _SpectralParam:
     """Shared by the Fourier and phase parameterizations: decorrelated → RGB → sigmoid."""
 
-    def __init__(self, size: tuple[int, int], device: torch.device, prior: ImagePrior | None):
+    def __init__(self, size: tuple[int, int], device: torch.device, prior: ImagePrior | None,
+                 dc: float = 0.0):
         prior = ImagePrior.natural(size) if prior is None else prior.at_size(size)
         self.size = tuple(size)
-        self.amplitude = prior.amplitude().to(device)  # (H, W//2+1)
+        self.amplitude = prior.amplitude(dc).to(device)  # (H, W//2+1)
         self.colour = prior.colour_sqrt().to(device)  # (3, 3)
         mean = prior.colour_mean.clamp(0.05, 0.95)
         self.centre = torch.logit(mean).to(device).view(1, 3, 1, 1)
@@ -65,11 +67,13 @@ class _SpectralParam:
 
 
 class FourierParam(_SpectralParam):
-    """lucent's Fourier basis, with the dataset's spectrum in place of 1/f."""
+    """lucent's Fourier basis, with the dataset's spectrum in place of 1/f; ``dc`` > 0 lets
+    the image's mean colour move (``ImagePrior.amplitude``)."""
 
     def __init__(self, generators: list[torch.Generator], size: tuple[int, int],
-                 device: torch.device, prior: ImagePrior | None = None, init_std: float = 0.01):
-        super().__init__(size, device, prior)
+                 device: torch.device, prior: ImagePrior | None = None, init_std: float = 0.01,
+                 dc: float = 0.0):
+        super().__init__(size, device, prior, dc)
         shape = (3, size[0], size[1] // 2 + 1, 2)
         init = torch.stack([torch.randn(*shape, generator=g) * init_std for g in generators])
         self.coefficients = init.to(device).requires_grad_(True)
@@ -139,7 +143,7 @@ PARAMETERIZATIONS: dict[str, Callable[..., Parameterization]] = {
 
 
 def initial_images(name: str, generators: list[torch.Generator], size: tuple[int, int],
-                   prior: ImagePrior | None = None) -> torch.Tensor:
+                   prior: ImagePrior | None = None, **options: float) -> torch.Tensor:
     """A parameterization's initial images (CPU), for reports and tests.
 
     >>> gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
@@ -147,7 +151,8 @@ def initial_images(name: str, generators: list[torch.Generator], size: tuple[int
     torch.Size([2, 3, 32, 32])
     """
     with torch.no_grad():
-        return PARAMETERIZATIONS[name](generators, size, torch.device("cpu"), prior).image()
+        return PARAMETERIZATIONS[name](generators, size, torch.device("cpu"), prior,
+                                       **options).image()
 
 
 def pixel_init(generators: list[torch.Generator], size: tuple[int, int]) -> torch.Tensor:

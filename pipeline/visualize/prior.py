@@ -113,9 +113,20 @@ class ImagePrior:
         sqrt = vectors @ torch.diag(values.clamp(min=1e-8).sqrt()) @ vectors.T
         return (sqrt / sqrt.norm(dim=0).max()).float()
 
-    def amplitude(self) -> torch.Tensor:
-        """``(H, W//2+1)`` channel-mean amplitude without the DC term, scaled so that unit
-        complex coefficients give an image of unit standard deviation."""
+    def amplitude(self, dc: float = 0.0) -> torch.Tensor:
+        """``(H, W//2+1)`` channel-mean amplitude, scaled so that unit complex coefficients
+        give an image of unit standard deviation. The DC term (the image's mean) is ``dc``
+        times the mean amplitude of the lowest frequency (one cycle per image), after that
+        scaling: 0 leaves no DC term, so the image's mean colour cannot move.
+
+        >>> prior = ImagePrior.natural((16, 16))
+        >>> float(prior.amplitude()[0, 0]), bool(prior.amplitude(1.0)[0, 0] > 0)
+        (0.0, True)
+        """
         amp = self.spectrum.mean(0).clone()
         amp[0, 0] = 0.0
-        return amp / amp.pow(2).mean().sqrt().clamp(min=1e-12)
+        amp = amp / amp.pow(2).mean().sqrt().clamp(min=1e-12)
+        if dc:
+            lowest = frequency_radius(self.size) == 1.0 / max(self.size)
+            amp[0, 0] = dc * amp[lowest].mean()
+        return amp

@@ -57,6 +57,11 @@ class Recipe:
     # resized to the input. The stored image is the canvas as ``canvas_view`` shows it:
     # "whole" (the authors' display: the whole canvas, resized down) or "centre" (its central
     # 1 / canvas, at the scale the crops show the model). Polish steps see the stored view.
+    # Fourier: the DC coefficient's amplitude, in multiples of the lowest frequency's (one
+    # cycle per image). 0 (lucent's practice with a spectrum prior that has no DC) fixes every
+    # image's mean colour at the dataset's, so a unit that responds to a colour over an area
+    # cannot be shown its colour; > 1 lets the mean move more freely than the 1/f fall-off.
+    dc: float = 0.0
     canvas: float = 1.0
     canvas_view: str = "whole"
     # Plug-In Inversion's Zoom (Ghiasi et al. 2022): < 1 shows the model the image at this
@@ -104,6 +109,9 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: diversity_weight must be >= 0")
         if self.selectivity < 0 or self.tv < 0 or self.noise < 0 or self.temperature <= 0:
             raise ValueError(f"recipe {self.name!r}: weights must be >= 0, temperature > 0")
+        if self.dc < 0 or (self.dc and self.param != "fourier"):
+            raise ValueError(f"recipe {self.name!r}: dc must be >= 0, and > 0 only with "
+                             "param 'fourier'")
         if self.canvas < 1:
             raise ValueError(f"recipe {self.name!r}: canvas must be >= 1 (times the input side)")
         if self.canvas > 1 and self.crop is None:
@@ -135,6 +143,14 @@ class Recipe:
     def needs_seeds(self) -> bool:
         """Whether each unit's image starts from a seed image (``seeds=``, or the index's)."""
         return self.seed_image != "noise"
+
+    def param_options(self) -> dict[str, float]:
+        """The parameterization's own options from the recipe (``PARAMETERIZATIONS``).
+
+        >>> Recipe("m", param="fourier", dc=2.0).param_options(), Recipe("m").param_options()
+        ({'dc': 2.0}, {})
+        """
+        return {"dc": self.dc} if self.param == "fourier" else {}
 
     def canvas_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The optimized image's size for a model input of ``size``.
@@ -175,6 +191,8 @@ class Recipe:
         d["crop"] = None if self.crop is None else list(self.crop)
         if images_per_unit <= 1:
             del d["diversity_weight"]
+        if not self.dc:  # saved only where set: a recipe without it saves what it saved before
+            del d["dc"]
         d["objective"] = self.objective(images_per_unit).description
         return d
 
@@ -205,11 +223,13 @@ FAST = Recipe(name="fast", steps=256, copies=1, lr=0.1, anneal_jitter=2.0)
 # Chosen for recognisability (issue 21; the Method page has the measured trade-off), judged by
 # the demo labeler (a CLIP ViT) and a CNN trained on the demo's generator, tuned on the demo and
 # checked on the second bundled model: FAST's single annealed view per step on lucent's Fourier
-# basis shaped by the dataset's own spectrum and colours (the index's image prior), a light TV
-# term, and the last 10% of the steps on the bare image. The 0.2 default (pixels, TV 0.06, half
-# the steps polished) won the objective with pale fields on the patch grid that both judges and
-# a person read worse; no selectivity term (it rewarded idiosyncratic patterns).
-DEFAULT = Recipe(name="default", steps=256, copies=1, lr=0.02, param="fourier",
+# basis shaped by the dataset's own spectrum and colours (the index's image prior), with a DC
+# term 4x the lowest frequency's so that the image's mean colour moves (without it, colour-field
+# and gradient units got grey fields: ``scripts/recipes/no-dc.json``, the default before), a
+# light TV term, and the last 10% of the steps on the bare image. The 0.2 default (pixels, TV
+# 0.06, half the steps polished) won the objective with pale fields on the patch grid that both
+# judges and a person read worse; no selectivity term (it rewarded idiosyncratic patterns).
+DEFAULT = Recipe(name="default", steps=256, copies=1, lr=0.02, param="fourier", dc=4.0,
                  anneal_jitter=2.0, tv=0.002, polish=0.1)
 
 RECIPES = {r.name: r for r in (DEFAULT, PAPER, FAST)}
