@@ -142,10 +142,14 @@ def diversity_record(result: dict[str, Any], visualization: str) -> dict[str, An
     found = result.get("diversity")
     if not found or not found.get("images"):
         return None
-    return {"images": [urls.diversity_file(visualization, k)
-                       for k in range(1, len(found["images"]) + 1)],
-            "activations": [_round(a) for a in found.get("activations", [])],
-            "similarity": _round(found["similarity"]) if "similarity" in found else None}
+    out = {"images": [urls.diversity_file(visualization, k)
+                      for k in range(1, len(found["images"]) + 1)],
+           "activations": [_round(a) for a in found.get("activations", [])],
+           "similarity": _round(found["similarity"]) if "similarity" in found else None}
+    if found.get("recognisability"):  # format 13: judged like image 0, on its trials
+        out["recognisability"] = [recognisability.further(r)
+                                  for r in found["recognisability"]]
+    return out
 
 
 def columns(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, list]:
@@ -411,8 +415,8 @@ class FeatureWriter:
 
     def _diversity(self, unit: int) -> list[list]:
         """Per row of ``_visualizations``: with several images per unit (``--diversity``),
-        the mean pairwise similarity in words and each image's (file, activation), image 0
-        (the row's own) first; else empty."""
+        the mean pairwise similarity in words and each image's (file, activation, 2-AFC as
+        "17 in 20" or ""), image 0 (the row's own) first; else empty."""
         out: list[list] = []
         for name, result in self.view.results(unit):
             vis_file = self.view.files[name][0]
@@ -421,9 +425,14 @@ class FeatureWriter:
                 out.append([])
                 continue
             sim = more["similarity"]
+            fid = fidelity.clean(result.get("fidelity")) or {}
+            judged = [fid.get("recognisability")] + (
+                more.get("recognisability") or [None] * len(more["images"]))
             images = [[vis_file, num(float(result["activation"]))]] + [
                 [f, num(float(a))] for f, a in zip(more["images"], more["activations"],
                                                     strict=True)]
+            for row, rec in zip(images, judged, strict=True):  # "17 in 20", or ""
+                row.append(recognisability.count(rec))
             out.append(["" if sim is None else num(sim), images])
         return out
 

@@ -82,6 +82,27 @@ def clean(rec: Any) -> dict[str, Any] | None:
     return out
 
 
+def further(rec: Any) -> dict[str, Any] | None:
+    """A further image's recognisability (``--diversity N``: images 1 … N-1), checked and
+    rounded: ``trials``, ``right``, ``afc`` and ``transfer`` (its judge and best example are
+    image 0's); None when missing or malformed.
+
+    >>> further({"trials": 20, "right": 13, "afc": 0.65, "transfer": None})
+    {'trials': 20, 'right': 13, 'afc': 0.65, 'transfer': None}
+    """
+    out = clean({**rec, "judge": ""}) if isinstance(rec, dict) else None
+    return None if out is None else {k: out[k] for k in ("trials", "right", "afc", "transfer")}
+
+
+def count(rec: dict[str, Any] | None) -> str:
+    """The 2-AFC as a page states it beside an image: "17 in 20"; empty when not measured.
+
+    >>> count({"trials": 20, "right": 17}), count(None)
+    ('17 in 20', '')
+    """
+    return "" if rec is None else f"{rec['right']} in {rec['trials']}"
+
+
 def _quoted(s: str) -> str:
     return f"‘{s}’"
 

@@ -68,7 +68,9 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 # 12: a visualization made with several images per unit (``--diversity N``) has a
 #    ``diversity`` field: the further images' URLs (``diversity_file``), their activations and
 #    the mean pairwise similarity of all N; the page shows the N images side by side.
-SITE_FORMAT_VERSION = 12
+# 13: with a judge, ``diversity`` has ``recognisability``: each further image's 2-AFC and
+#    transferability on image 0's trials; the page states each image's 2-AFC under it.
+SITE_FORMAT_VERSION = 13
 
 IMAGE_SUFFIX = ".webp"  # every image the site writes (assets.write_webp)
 VISUALIZATION = "visualization.webp"

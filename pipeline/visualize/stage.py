@@ -238,6 +238,10 @@ def run_visualize(run: Run) -> None:
     distributed.barrier()
 
 
+# what a further image's recognisability keeps (its judge and best example are image 0's)
+FURTHER_FIGURES = ("trials", "right", "afc", "transfer")
+
+
 @dataclass
 class _Judging:
     """The judge of this run and its embeddings of the index's examples (kept across
@@ -250,13 +254,30 @@ class _Judging:
     def id(self) -> str:
         return f"{self.embeddings.judge.id}/{self.trials}"
 
+    def rate(self, run: Run, index: LayerIndex, layer: int, units: list[int],
+             images: torch.Tensor) -> list[dict | None]:
+        """Per unit, the recognisability of ``images[i]`` as its reference (or None)."""
+        return measure_layer(self.embeddings.judge, self.embeddings, index, units,
+                             images.numpy(), f"{run.spec.name}/{layer}", self.trials)
+
     def measure(self, run: Run, index: LayerIndex, layer: int, units: list[int],
                 images: torch.Tensor, fidelities: list[dict]) -> None:
-        measured = measure_layer(self.embeddings.judge, self.embeddings, index, units,
-                                 images.numpy(), f"{run.spec.name}/{layer}", self.trials)
-        for f, r in zip(fidelities, measured, strict=True):
+        for f, r in zip(fidelities, self.rate(run, index, layer, units, images), strict=True):
             if r is not None:
                 f["recognisability"] = r
+
+    def measure_further(self, run: Run, index: LayerIndex, layer: int, units: list[int],
+                        images: torch.Tensor, more: list[tuple[list, dict]]) -> None:
+        """With N images per unit (rows: each unit's N in turn), each further image's 2-AFC
+        and transferability, on the same trials as image 0's, into its unit's ``diversity``
+        (``recognisability``: one entry per image 1 … N-1; judge and best example are image
+        0's)."""
+        n = len(images) // len(units)
+        rated = [self.rate(run, index, layer, units, images[k::n]) for k in range(1, n)]
+        for u, (_, figures) in enumerate(more):
+            figures["recognisability"] = [
+                None if r[u] is None else {key: r[u][key] for key in FURTHER_FIGURES}
+                for r in rated]
 
 
 def _judging(run: Run) -> _Judging | None:
@@ -332,6 +353,8 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
         more: list | None = None  # per unit: its further images and their figures
         if n_images > 1:  # rows: each unit's images in turn; image 0 is the unit's own
             more = diversity_results(images, activation, torch.cat([p.similarity for p in parts]))
+            if judging is not None and index is not None:
+                judging.measure_further(run, index, layer.index, units, images, more)
             images, attributions, activation, scores = (
                 t[::n_images] for t in (images, attributions, activation, scores))
         fidelities = [None] * len(units) if index is None else \

@@ -1,5 +1,6 @@
-"""Several images per unit on the site: feature.json's ``diversity`` (format 12) and the
-feature page's row of images, from a small demo build with ``--diversity 2``."""
+"""Several images per unit on the site: feature.json's ``diversity`` (format 12; its
+``recognisability``, format 13) and the feature page's row of images, from small demo builds
+with ``--diversity 2``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import pipeline
+from pipeline.index.results import load_examples, load_layer_index
+from pipeline.judge import ExampleEmbeddings, load_judge, measure_layer
 from pipeline.site.assets import expand_record
+from pipeline.store import AtlasStore
 from tests.conftest import demo_build
 from tests.pages.test_site import _check
 
@@ -40,11 +46,11 @@ class _Diversity(HTMLParser):
             self.lists[-1][-1]["text"] += data
 
 
-def _build(out: Path, *args: str) -> None:
+def _build(out: Path, *args: str, judge: str = "none") -> None:
     concepts = out.parent / "concepts.txt"  # a short list: the 20,000 default words take ~30 s
     concepts.write_text("circle\nstripes\nring\ncheckerboard\ndots\nred\nblue\nedge\n")
     demo_build(out, "--layers", "1", "--channels", "0:2", "--dataset", "synthetic:48",
-               "--topk", "4", "--judge", "none", "--concepts", str(concepts), *args)
+               "--topk", "4", "--judge", judge, "--concepts", str(concepts), *args)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +69,7 @@ def test_feature_json_has_the_further_images(built: Path):
     for unit in (0, 1):
         page = _feature_dir(built, unit)
         record = json.loads((page / "feature.json").read_text())
-        assert record["format_version"] == 12
+        assert record["format_version"] == 13
         _check(schema, record, str(page))
         div = record["diversity"]
         assert div["images"] == ["visualization.d1.webp"]
@@ -104,3 +110,36 @@ def test_one_image_per_unit_has_no_diversity(tmp_path: Path):
     assert "diversity" not in record and "diversity_weight" not in record["recipe"]
     assert "atlas-diversity" not in (page / "index.html").read_text()
     assert not list(page.glob("*.d1.webp"))
+
+
+def test_further_images_are_judged_on_the_first_ones_trials(tmp_path: Path):
+    """With a judge, each further image has its own 2-AFC, measured on the image stored (the
+    judge run again on it here), on the same trials as image 0's; the page states both."""
+    out = tmp_path / "atlas"
+    _build(out, "--steps", "4", "--diversity", "2", "--judge-trials", "6", judge="demo")
+    schema = json.loads((out / "site" / "schema" / "feature.schema.json").read_text())
+    store = AtlasStore(out)
+    judge = load_judge("demo", "vit_tiny_patch16_224")
+    embeddings = ExampleEmbeddings(judge, load_examples(store))
+    index = load_layer_index(store, 1)
+    for unit in (0, 1):
+        page = _feature_dir(out, unit)
+        record = json.loads((page / "feature.json").read_text())
+        _check(schema, record, str(page))
+        first = record["fidelity"]["recognisability"]
+        [further] = record["diversity"]["recognisability"]
+        assert further["trials"] == first["trials"] == 6
+        assert further["afc"] == pytest.approx(further["right"] / 6)
+        with Image.open(store.vis_dir(1) / store.vis_image_name(unit, 1)) as im:
+            image = np.asarray(im.convert("RGB"))
+        [again] = measure_layer(judge, embeddings, index, [unit], image[None],
+                                f"{record['model']}/1", 6)
+        assert again["right"] == further["right"]
+        parser = _Diversity()
+        parser.feed((page / "index.html").read_text())
+        texts = [item["text"].strip() for item in parser.lists[0]]
+        assert texts[0].endswith(f"judge {first['right']} in 6")
+        assert texts[1].endswith(f"judge {further['right']} in 6")
+    with pytest.raises(AssertionError):
+        _check(schema, {**record, "diversity": {**record["diversity"],
+                                                "recognisability": [{"trials": 6}]}})

@@ -120,7 +120,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == urls.SITE_FORMAT_VERSION == 12
+    assert feature["format_version"] == urls.SITE_FORMAT_VERSION == 13
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -285,7 +285,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
     grid = _grid(small_site, 0)
-    assert grid["format_version"] == 12 and (grid["layer"], grid["kind"], grid["of"]) == (
+    assert grid["format_version"] == 13 and (grid["layer"], grid["kind"], grid["of"]) == (
         0, "ffn", 192)
     assert grid["units"] == list(range(192))
     assert (grid["vs_best"][0], grid["z_rank"][0], grid["trusted"][0]) == (2.1, 1, 1)
@@ -532,7 +532,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 12
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 13
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -636,7 +636,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 12 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 13 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -722,7 +722,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
     assert f["labels"] == {"concept": [], "score": []} and f["labeler"] is None
-    assert f["format_version"] == 12
+    assert f["format_version"] == 13
     assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -901,7 +901,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 12 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 13 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
