@@ -27,4 +27,4 @@ def test_visualizations_beat_the_best_dataset_example(tmp_path):
     fraction = float(np.mean(wins))
     print(f"visualization beats the best of 1000 dataset images for {fraction:.0%} of "
           f"{len(wins)} units (200 steps)")
-    assert fraction > 0.6  # "most units"; measured 70% of 64 units at 200 steps
+    assert fraction > 0.75  # "most units"; measured 92% of 64 units at 200 steps (DC default)
