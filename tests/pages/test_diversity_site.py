@@ -15,9 +15,11 @@ from PIL import Image
 import pipeline
 from pipeline.index.results import load_examples, load_layer_index
 from pipeline.judge import ExampleEmbeddings, load_judge, measure_layer
+from pipeline.site import serving
 from pipeline.site.assets import expand_record
 from pipeline.store import AtlasStore
 from tests.conftest import demo_build
+from tests.pages.test_browser import browser, recording_page  # noqa: F401 (the fixture)
 from tests.pages.test_site import _check
 
 
@@ -143,3 +145,19 @@ def test_further_images_are_judged_on_the_first_ones_trials(tmp_path: Path):
     with pytest.raises(AssertionError):
         _check(schema, {**record, "diversity": {**record["diversity"],
                                                 "recognisability": [{"trials": 6}]}})
+
+
+def test_the_images_are_small_tiles_in_one_row_in_chromium(built: Path, browser):  # noqa: F811
+    """The page lays the N images out as tiles under the visualization (Material's own list
+    style once overrode the grid and drew each at the column's full width)."""
+    page_dir = _feature_dir(built, 0)
+    path = page_dir.relative_to(built / "site").as_posix()
+    with serving(built / "site") as base, recording_page(browser, base) as pg:
+        pg.goto(f"{base}/{path}/")
+        boxes = pg.evaluate("""() => [...document.querySelectorAll('.atlas-diversity li')]
+            .map(li => { const r = li.querySelector('img').getBoundingClientRect();
+                         return [r.top, r.width]; })""")
+        main = pg.evaluate("document.querySelector('.atlas-vis-img img').getBoundingClientRect()"
+                           ".width")
+    assert len(boxes) == 2 and boxes[0][0] == boxes[1][0]  # one row
+    assert all(40 <= width <= main / 2 for _, width in boxes), (boxes, main)
