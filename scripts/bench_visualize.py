@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchlib import matmul_peak, peak_dtype, sync, timing_stats
+from benchlib import busy_warning, matmul_peak, peak_dtype, sync, timing_stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.config import PRESETS
@@ -138,6 +138,8 @@ def main() -> None:
     print(f"{args.preset}: {run.spec.name}, {n_layers} layers, units {units[0]}..{units[-1]} "
           f"step {stride} of every layer, device {run.device}, threads "
           f"{torch.get_num_threads()}, atlas {out}")
+    if warning := busy_warning():
+        print(warning)
 
     seconds = cli("index", *base)
     print(f"index of {args.images} images: {seconds:.1f} s")
@@ -187,6 +189,8 @@ def main() -> None:
         print("\ntargets for the default recipe (issue 21):")
         for text, ok in targets:
             print(f"  [{'x' if ok else ' '}] {text}")
+    if warning := busy_warning("at the end", own=torch.get_num_threads()):
+        print("\n" + warning)
     folder = write_report(AtlasStore(out), evaluation)
     if args.sheet:
         shutil.copyfile(folder / "contact_sheet.png", args.sheet)

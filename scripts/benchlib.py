@@ -4,6 +4,7 @@ options, process memory. torch is imported where needed (bench_site runs without
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 from pathlib import Path
@@ -19,6 +20,21 @@ def proc_status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def busy_warning(when: str = "at the start", own: int = 0) -> str:
+    """A warning line when other work loads the CPUs (1-minute load average above the core
+    count plus ``own``, this run's own busy threads), so that speeds measured now are not
+    compared with an idle run's; else "".
+
+    >>> isinstance(busy_warning(), str)
+    True
+    """
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cores + own:
+        return ""
+    return (f"WARNING: load average {load:.1f} on {cores} CPUs {when}: other work shares the "
+            "machine, so this run's speeds (and ratios between runs) are not comparable")
 
 
 def sync(device: torch.device) -> None:
