@@ -171,8 +171,8 @@ def main() -> None:
         print("\n" + other.table().split("\n\n", 1)[-1])
     print(f"\n{'recipe':<22} {'feat/s':>8} {'vs paper':>8} {'% peak':>7}  beats best by layer")
     for figures in evaluation.recipes:
-        if figures.recipe not in rates:  # made by an earlier run into the same --out: untimed
-            continue
+        if figures.recipe not in rates or figures.image:  # made by an earlier run into the
+            continue  # same --out (untimed), or a further image (timed with its recipe)
         rate, recipe = rates[figures.recipe]
         flops = sum(step_flops(run, layer, recipe, len(units)) for layer in run.spec.layers)
         achieved = flops * recipe.steps / (n_layers * len(units) / rate)

@@ -148,6 +148,20 @@ class RecipeFigures:
     flat: float  # fraction with TV/px < FLAT × the dataset images' own
     images: ImageFigures
     recognisability: Recognisability | None = None
+    # 0: the recipe's visualization; k > 0: its k-th further image (``--diversity N``), whose
+    # z figures are not measured (the stage keeps only their own unit's activation)
+    image: int = 0
+
+    @property
+    def label(self) -> str:
+        """The row's name in tables and contact sheets: the recipe's, and "#k" for its image k
+        of N (k > 1, the page's numbering).
+
+        >>> RecipeFigures("default", 256, 8, 1.0, {}, 1.0, 0.0,
+        ...               ImageFigures(8, None, None, 0.0, 0.0, 0.0), image=1).label
+        'default #2'
+        """
+        return self.recipe if self.image == 0 else f"{self.recipe} #{self.image + 1}"
 
 
 @dataclass
@@ -176,7 +190,7 @@ class Evaluation:
                     f"{'':>5} {d.spectral_distance:>8.3f} {d.patch_grid:>5.3f}")
         for r in self.recipes:
             worst = min(r.beats_best.values()) if r.beats_best else float("nan")
-            rows.append(f"{r.recipe:<22} {r.steps:>5} {r.units:>5} {_f(r.objective, 9)} "
+            rows.append(f"{r.label:<22} {r.steps:>5} {r.units:>5} {_f(r.objective, 9)} "
                         f"{r.beats_best_all:>10.2f} {worst:>11.2f} {_f(r.images.z_top1, 7)} "
                         f"{_f(r.images.z_rank_median, 6, 1)} {r.images.tv_px:>6.3f} "
                         f"{r.flat:>5.2f} {r.images.spectral_distance:>8.3f} "
@@ -186,7 +200,7 @@ class Evaluation:
                      f"{'images':<22} {'2-AFC':>6} {'worst layer':>11} {'transfer':>8} "
                      f"{'by layer':>8}"]
             named = [("best dataset examples", self.best_examples), ("uniform noise", self.noise)]
-            named += [(r.recipe, r.recognisability) for r in self.recipes]
+            named += [(r.label, r.recognisability) for r in self.recipes]
             for name, g in named:
                 if g is None:
                     continue
@@ -312,10 +326,11 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
         evaluation.noise = Recognisability.of(_measure(judge, embeddings, index, spec, units,
                                                        noise, trials))
 
-    for name in names:
+    for name, image in [(n, k) for n in names for k in range(1 + _further(results[n]))]:
         acts, beats, ranks, images, steps, by_layer = [], {}, [], [], 0, {}
         for li in layers:
-            rows = [results[name][li][u] for u in units[li]]
+            rows = [_as_image(results[name][li][u], image, index.layers[li], u)
+                    for u in units[li]]
             steps = int(rows[0]["recipe"].get("steps", 0)) if rows else steps
             fid = [r.get("fidelity") or {} for r in rows]
             vs = [f.get("vs_best_example") for f in fid]
@@ -347,8 +362,31 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
             images=ImageFigures(total, z_top1, z_median, float(tv.median()),
                                 float(spectral_distance(x, reference_spectrum).median()),
                                 float(patch_grid_share(x, patch).median())),
-            recognisability=judged))
+            recognisability=judged, image=image))
     return evaluation
+
+
+def _further(results: dict[int, dict[int, dict]]) -> int:
+    """How many further images (``--diversity N``: N - 1) every unit of a recipe has."""
+    counts = [len((r.get("diversity") or {}).get("images") or [])
+              for by_unit in results.values() for r in by_unit.values()]
+    return min(counts, default=0)
+
+
+def _as_image(result: dict[str, Any], image: int, index: LayerIndex, unit: int) -> dict:
+    """A unit's result as image ``image`` sees it: the result itself for 0; for a further
+    image, its file, its activation and its strength against the unit's best dataset example
+    (as the stage's ``fidelity`` computes it; no z figures)."""
+    if image == 0:
+        return result
+    div = result["diversity"]
+    activation = float(div["activations"][image - 1])
+    row = index.unit_row(unit)
+    best = float(index.top_scores[row, 0]) if row is not None else float("nan")
+    return {"recipe": result["recipe"], "image": div["images"][image - 1],
+            "activation": activation,
+            "fidelity": {"vs_best_example": activation / best
+                         if np.isfinite(best) and best > 0 else None}}
 
 
 def _best_number(index: LayerIndex, unit: int, examples) -> int | None:
@@ -368,7 +406,7 @@ def contact_sheet(store: AtlasStore, evaluation: Evaluation, path: Path,
     if tile is None:
         side = int(store.manifest()["model"]["input_size"][-1]) if store.exists() else 64
         tile = min(side, 128) + 2
-    names = [r.recipe for r in evaluation.recipes]
+    names = [r.label for r in evaluation.recipes]
     rows = []
     for li in evaluation.layers:
         units = evaluation.units[li]
@@ -379,8 +417,9 @@ def contact_sheet(store: AtlasStore, evaluation: Evaluation, path: Path,
             row = index.unit_row(u)
             top = index.top(row) if row is not None else []
             best = examples.thumb_path(top[0][0]) if top and examples else None
-            tiles = [best] + [store.vis_dir(li, n) / store.vis_results(li, n)[u]["image"]
-                              for n in names]
+            tiles = [best] + [store.vis_dir(li, r.recipe) / _as_image(
+                store.vis_results(li, r.recipe)[u], r.image, index, u)["image"]
+                for r in evaluation.recipes]
             rows.append((f"L{li} u{u}", tiles))
     label_w, head_h = 80, 18
     sheet = Image.new("RGB", (label_w + tile * (len(names) + 1), head_h + tile * len(rows)),

@@ -104,3 +104,30 @@ def test_spectral_figures():
     tiled = x[:, :, :8, :8].repeat(1, 1, 4, 4)
     assert patch_grid_share(tiled, (8, 8)).min() > 0.99
     assert patch_grid_share(x, (8, 8)).max() < 0.1  # noise: about 1/64 of its power
+
+
+def test_further_images_are_rows_of_their_own(tiny_config):
+    """With --diversity 2, each recipe's second images are evaluated as a row of their own
+    ("fast #2"): their objective and beats-best follow from their stored activations and the
+    index's best examples, and the contact sheet shows them."""
+    run = prepare(tiny_config.replace(channels="0:4", recipe="fast", steps=4, diversity=2))
+    run_index(run)
+    run_visualize(run)
+    store = run.store
+    evaluation = evaluate_atlas(store, run.model, run.spec, run.device, reference="fast")
+    assert [r.label for r in evaluation.recipes] == ["fast", "fast #2"]
+    first, second = evaluation.recipes
+    results = {li: store.vis_results(li, "fast") for li in (0, 1)}
+    further = [results[li][u]["diversity"]["activations"][0] for li in (0, 1) for u in range(4)]
+    own = [results[li][u]["activation"] for li in (0, 1) for u in range(4)]
+    assert second.objective == pytest.approx(np.mean(further) / np.mean(own), rel=1e-6)
+    for li in (0, 1):
+        index = load_layer_index(store, li)
+        best = [float(index.top_scores[index.unit_row(u), 0]) for u in range(4)]
+        acts = [results[li][u]["diversity"]["activations"][0] for u in range(4)]
+        assert second.beats_best[li] == pytest.approx(np.mean(
+            [b > 0 and a / b >= 1 for a, b in zip(acts, best, strict=True)]))
+    assert second.images.z_top1 is None and first.image == 0 and second.image == 1
+    assert "fast #2" in evaluation.table()
+    sheet = Image.open(write_report(store, evaluation) / "contact_sheet.png")
+    assert sheet.size == (80 + 34 * 3, 18 + 34 * 8)  # 4 units x 2 layers; best + 2 images
