@@ -120,6 +120,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--judges", default="demo,cnn:demo",
                    help="judges of recognisability, comma-separated (labeler specs, cnn:demo)")
+    p.add_argument("--diversity", type=int, default=1,
+                   help="images per unit of every recipe but the paper's (--diversity N); "
+                        "images 2..N are evaluated as rows of their own ('default #2')")
     p.add_argument("--steps", type=int, default=None,
                    help="every recipe's steps, the paper's included (smoke runs only: the "
                         "reference is the paper recipe at its published 400)")
@@ -150,8 +153,9 @@ def main() -> None:
         spec = recipe.name if recipe.name in RECIPES else None
         if spec is None:  # a .json recipe: pass the file it came from
             spec = next(r for r in args.recipes.split(",") if Path(r).stem == recipe.name)
+        more = ["--diversity", str(args.diversity)] if recipe is not paper else []
         seconds = cli("visualize", *base, "--channels", channels, "--recipe", spec,
-                      "--steps", str(recipe.steps))
+                      "--steps", str(recipe.steps), *more)
         rates[recipe.name] = (n_layers * len(units) / seconds, recipe)
         print(f"visualize [{recipe.name}, {recipe.steps} steps]: {seconds:.1f} s")
 
