@@ -18,8 +18,9 @@ every figure).
   patch, so an image can exploit the grid); the dataset images' share is the baseline.
 
 - ``afc`` (per layer, and ``afc_all``): the mean 2-AFC of the images, measured by a judge
-  (``pipeline.judge``), beside the same trials with each unit's best dataset example and
-  with uniform noise as the reference; ``transfer``: the share of units, among those whose
+  (``pipeline.judge``), beside the same trials with each unit's best dataset example, that
+  example flattened to its mean colour (what colour alone tells the judge) and uniform noise
+  as the reference; ``transfer``: the share of units, among those whose
   top examples one class dominates, that the judge classifies as that class (baselines: the
   best examples', noise's).
 
@@ -174,6 +175,8 @@ class Evaluation:
     judge: str | None = None  # the judge of the recognisability figures
     best_examples: Recognisability | None = None  # baselines, on the same trials
     noise: Recognisability | None = None
+    # each unit's best example flattened to its mean colour: what colour alone tells the judge
+    colour: Recognisability | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,7 +202,8 @@ class Evaluation:
             rows += ["", f"recognisability, judged by {self.judge}",
                      f"{'images':<22} {'2-AFC':>6} {'worst layer':>11} {'transfer':>8} "
                      f"{'by layer':>8}"]
-            named = [("best dataset examples", self.best_examples), ("uniform noise", self.noise)]
+            named = [("best dataset examples", self.best_examples),
+                     ("their mean colours", self.colour), ("uniform noise", self.noise)]
             named += [(r.label, r.recognisability) for r in self.recipes]
             for name, g in named:
                 if g is None:
@@ -320,6 +324,10 @@ def evaluate_atlas(store: AtlasStore, model: torch.nn.Module, spec: ModelSpec,
             judge, embeddings, index, spec, with_best,
             {li: np.stack(best_pixels[li]) if best_pixels[li] else None for li in layers},
             trials))
+        evaluation.colour = Recognisability.of(_measure(
+            judge, embeddings, index, spec, with_best,
+            {li: flat_colour(np.stack(best_pixels[li])) if best_pixels[li] else None
+             for li in layers}, trials))
         rng = np.random.default_rng(0)
         noise = {li: rng.integers(0, 256, (len(units[li]), *size, 3), dtype=np.uint8)
                  for li in layers}
@@ -387,6 +395,17 @@ def _as_image(result: dict[str, Any], image: int, index: LayerIndex, unit: int) 
             "activation": activation,
             "fidelity": {"vs_best_example": activation / best
                          if np.isfinite(best) and best > 0 else None}}
+
+
+def flat_colour(images: np.ndarray) -> np.ndarray:
+    """Each uint8 ``(N, H, W, 3)`` image replaced by a field of its own mean colour.
+
+    >>> flat_colour(np.array([[[[0, 10, 255]], [[255, 10, 0]]]], np.uint8))[0, 1, 0].tolist()
+    [128, 10, 128]
+    """
+    mean = images.reshape(len(images), -1, 3).astype(np.float64).mean(1)
+    return np.broadcast_to(np.round(mean).astype(np.uint8)[:, None, None, :],
+                           images.shape).copy()
 
 
 def _best_number(index: LayerIndex, unit: int, examples) -> int | None:

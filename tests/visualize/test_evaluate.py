@@ -131,3 +131,26 @@ def test_further_images_are_rows_of_their_own(tiny_config):
     assert "fast #2" in evaluation.table()
     sheet = Image.open(write_report(store, evaluation) / "contact_sheet.png")
     assert sheet.size == (80 + 34 * 3, 18 + 34 * 8)  # 4 units x 2 layers; best + 2 images
+
+
+def test_the_colour_baseline_is_the_best_examples_flattened(atlas):
+    """With a judge, the baselines include each unit's best example flattened to its mean
+    colour (what colour alone tells the judge), on the same trials as the others."""
+    from pipeline.index.results import load_examples
+    from pipeline.judge import ExampleEmbeddings, load_judge, measure_layer
+    from pipeline.visualize.evaluate import flat_colour
+
+    judge = load_judge("cnn:demo")
+    evaluation = evaluate_atlas(atlas.store, atlas.model, atlas.spec, atlas.device,
+                                judge=judge, trials=6)
+    assert evaluation.colour is not None and "their mean colours" in evaluation.table()
+    index = require_index(atlas.store, [0, 1])
+    _, pixels = best_example_fidelity(atlas.model, atlas.spec, index, atlas.store, 0,
+                                      list(range(8)), atlas.device)
+    flat = flat_colour(np.stack(pixels))
+    assert (flat == flat[:, :1, :1]).all()  # one colour per image
+    assert np.abs(flat[:, 0, 0].astype(int) - np.stack(pixels).mean((1, 2))).max() <= 0.5
+    measured = measure_layer(judge, ExampleEmbeddings(judge, load_examples(atlas.store)),
+                             index.layers[0], list(range(8)), flat,
+                             f"{atlas.spec.name}/0", 6)
+    assert evaluation.colour.afc[0] == pytest.approx(np.mean([m["afc"] for m in measured if m]))
