@@ -9,8 +9,8 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.attr.png     its attribution map, if any
     DIR/visualize/<recipe>/L{layer:03d}/u{unit:05d}.d{k}.png     its image k = 1 … N-1 of
                                            N (``--diversity N``; image 0 is u{unit:05d}.png)
-                                           (each PNG with its WebP display copy beside it,
-                                           ``.webp``: what the site shows, ``write_image``)
+                                           (each PNG with its AVIF display copy beside it,
+                                           ``.avif``: what the site shows, ``write_image``)
     DIR/index/examples.json                the dataset's examples and the index run; written
                                            last: its presence means the index is complete
     DIR/index/L{layer:03d}.npz             one layer's top-k, bottom-k, histograms, patch maps
@@ -18,7 +18,7 @@ Layout of an atlas directory (``--out DIR``)::
     DIR/index/image_stats.npz              the dataset's spectrum and colour statistics
     DIR/index/probe/L{layer:03d}.npz       the layer's profiles over the probe images
     DIR/index/probe/embeddings.npz         a labeler's embeddings of the probe images
-    DIR/index/thumbs/{number:07d}.png      a thumbnail per selected example (and its .webp)
+    DIR/index/thumbs/{number:07d}.png      a thumbnail per selected example (and its .avif)
     DIR/index/work/r{rank}of{world}/...    checkpoints of an unfinished index run
     DIR/index/experiments.json             the model-output experiments (masked accuracy, CLS
                                            replaced by its mean: ``index.experiments``)
@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 from pipeline.errors import AtlasError
 from pipeline.version import ATLAS_VERSION
@@ -136,53 +136,85 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-WEBP_QUALITY = 90  # lossy WebP's quality setting (libwebp, 0-100)
-WEBP_MIN_PSNR = 38.0  # dB: a lossy encoding below this against the original stays lossless
+# The site's display copies: AVIF, 4:4:4 (no colour subsampling: lossy WebP's 4:2:0 loses
+# too much of the saturated colour detail of visualizations and shapes), at the first quality
+# of DISPLAY_QUALITIES that keeps a PSNR of at least DISPLAY_MIN_PSNR dB against the image;
+# where the first keeps DISPLAY_HEADROOM dB more than that (a smooth image: an attribution
+# map), at DISPLAY_SMOOTH_QUALITY if that still keeps it. Measured on the demo's 64-px images
+# (``scripts/bench_site.py --codecs``): 0.37-0.38x the bytes of format 13's WebP (lossy at
+# quality 90 where that kept 38 dB, else lossless) for visualizations and thumbnails.
+DISPLAY_SUFFIX = ".avif"
+DISPLAY_QUALITIES = (93, 97, 100)  # libavif's quality (0-100); 100 is its best, near-lossless
+DISPLAY_SMOOTH_QUALITY = 80
+DISPLAY_MIN_PSNR = 38.0  # dB against the original
+DISPLAY_HEADROOM = 6.0  # dB
+DISPLAY_SPEED = 8  # libavif's encoder speed (0 slowest - 10): 8 is ~2x faster than 6, as small
+_AVIF_MISSING = ("this Pillow cannot write AVIF (the site's image format): "
+                 "pip install 'pillow>=11.3'")
 
 
-def webp_bytes(image: Image.Image) -> tuple[bytes, float]:
-    """``image`` as the site's WebP: lossy at ``WEBP_QUALITY`` when that keeps a PSNR of at
-    least ``WEBP_MIN_PSNR`` dB against it, else lossless (smaller than PNG at equal quality);
-    and the PSNR kept (inf: lossless). Deterministic: the same pixels give the same bytes.
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images, in dB (inf: identical).
 
-    Measured on the demo's 64-px images (``scripts/bench_site.py``): visualizations lossy
-    (~0.5 KiB, 40 dB, against 4.9 KiB as PNG); thumbnails of procedural shapes mostly
-    lossless (sharp coloured edges lose too much in lossy WebP's 4:2:0 colour).
-
-    >>> data, psnr = webp_bytes(Image.new("RGB", (8, 8), (200, 30, 30)))
-    >>> data[:4], data[8:12], psnr >= WEBP_MIN_PSNR
-    (b'RIFF', b'WEBP', True)
+    >>> psnr(np.zeros((2, 2), np.uint8), np.full((2, 2), 255, np.uint8))
+    0.0
     """
-    if image.mode not in ("RGB", "L"):
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")
+
+
+def avif_bytes(image: Image.Image, quality: int) -> tuple[bytes, float]:
+    """``image`` (RGB or RGBA) as 4:4:4 AVIF at ``quality``, and the PSNR it keeps. One
+    encoder thread: the same bytes on every machine of the same libavif.
+
+    >>> data, db = avif_bytes(Image.new("RGB", (8, 8), (200, 30, 30)), 93)
+    >>> data[4:12], db > 38
+    (b'ftypavif', True)
+    """
+    buf = io.BytesIO()
+    image.save(buf, format="AVIF", quality=quality, subsampling="4:4:4", speed=DISPLAY_SPEED,
+               max_threads=1)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as back:
+        return data, psnr(np.asarray(back.convert(image.mode)), np.asarray(image))
+
+
+def display_bytes(image: Image.Image) -> tuple[bytes, float]:
+    """``image`` as the site shows it (``DISPLAY_SUFFIX``; the rule above), and the PSNR it
+    keeps. Deterministic: the same pixels give the same bytes.
+
+    >>> data, db = display_bytes(Image.new("RGB", (8, 8), (200, 30, 30)))
+    >>> data[4:12], db >= DISPLAY_MIN_PSNR
+    (b'ftypavif', True)
+    """
+    if not features.check("avif"):
+        raise AtlasError(_AVIF_MISSING)
+    if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    lossy = io.BytesIO()
-    image.save(lossy, format="WEBP", quality=WEBP_QUALITY, method=4)
-    psnr = float("inf")
-    if image.mode in ("RGB", "L"):
-        back = np.asarray(Image.open(io.BytesIO(lossy.getvalue())).convert(image.mode),
-                          dtype=np.float64)
-        mse = float(np.mean((back - np.asarray(image, dtype=np.float64)) ** 2))
-        psnr = 10 * math.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")
-        if psnr >= WEBP_MIN_PSNR:
-            return lossy.getvalue(), psnr
-    lossless = io.BytesIO()
-    image.save(lossless, format="WEBP", lossless=True, method=2)  # as small as 4-6, faster
-    return lossless.getvalue(), float("inf")
+    for quality in DISPLAY_QUALITIES:
+        data, kept = avif_bytes(image, quality)
+        if kept >= DISPLAY_MIN_PSNR:
+            break
+    if quality == DISPLAY_QUALITIES[0] and kept >= DISPLAY_MIN_PSNR + DISPLAY_HEADROOM:
+        smooth = avif_bytes(image, DISPLAY_SMOOTH_QUALITY)
+        if smooth[1] >= DISPLAY_MIN_PSNR:
+            return smooth
+    return data, kept
 
 
 def display_copy_path(path: Path) -> Path:
-    """The WebP display copy beside an atlas image (the site shows it; the PNG is the record).
+    """The display copy beside an atlas image (the site shows it; the PNG is the record).
 
     >>> display_copy_path(Path("visualize/default/L000/u00005.png")).name
-    'u00005.webp'
+    'u00005.avif'
     """
-    return Path(path).with_suffix(".webp")
+    return Path(path).with_suffix(DISPLAY_SUFFIX)
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    """An atlas image (uint8 ``(H, W, 3)`` or ``(H, W)``): its WebP display copy
-    (``webp_bytes``), then the lossless PNG at ``path``, whose presence marks both written."""
-    atomic_write_bytes(display_copy_path(path), webp_bytes(Image.fromarray(image))[0])
+    """An atlas image (uint8 ``(H, W, 3)`` or ``(H, W)``): its display copy
+    (``display_bytes``), then the lossless PNG at ``path``, whose presence marks both written."""
+    atomic_write_bytes(display_copy_path(path), display_bytes(Image.fromarray(image))[0])
     atomic_write_bytes(path, encode_png(image))
 
 

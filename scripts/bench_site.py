@@ -21,6 +21,7 @@ and with 20,000 Zipf-distributed concepts (closer to CLIP-Dissect over a word li
     .venv/bin/python scripts/bench_site.py                 # 9,216 and 2,304 features
     .venv/bin/python scripts/bench_site.py --units 64 --small-units 16   # quick
     .venv/bin/python scripts/bench_site.py --large     # 102,400 features, 4,096-unit layers
+    .venv/bin/python scripts/bench_site.py --codecs atlas-demo   # the site's image encoding
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def page_sizes(site: Path, slug: str) -> tuple[int, float, int, float]:
 
 
 def _kib(n: float) -> str:
-    return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024:.2f} KiB" if n < 10 * 1024 else f"{n / 1024:.1f} KiB"
 
 
 def shard_stats(blobs: list[bytes], models_json: bytes, entries: list[int]) -> dict:
@@ -359,7 +360,7 @@ def _part(rel: Path, slug: str) -> str:
         return "search index"
     if rel.name == "feature.json":
         return "feature.json"
-    if rel.suffix in (".webp", ".png") and len(parts) >= 4:
+    if rel.suffix in (".avif", ".webp", ".png") and len(parts) >= 4:
         return "visualization images"
     if rel.name == "index.html" and len(parts) >= 4 and parts[-2].isdigit() and (
             parts[-3].isdigit() or len(parts) >= 5):
@@ -401,6 +402,7 @@ def site_parts(site: Path, slug: str, root: Path) -> dict:
     """Bytes of each part of a built site (``PARTS``), and the baseline of the parts whose
     former form can be measured here: feature.json in format 9's layout (``_legacy_json``),
     the images as the atlas's PNGs (what the site linked before)."""
+    from pipeline.site.urls import IMAGE_SUFFIX
     from pipeline.store import AtlasStore
 
     after = dict.fromkeys(PARTS, 0)
@@ -413,7 +415,7 @@ def site_parts(site: Path, slug: str, root: Path) -> dict:
                                           (Path(root) / "visualize").rglob("*.png")),
               "thumbnails": sum(AtlasStore(root).index_dir.joinpath("thumbs").joinpath(
                   f"{int(p.stem[1:]):05d}.png").stat().st_size
-                  for p in (site / slug / "examples").glob("e*.webp"))}
+                  for p in (site / slug / "examples").glob(f"e*{IMAGE_SUFFIX}"))}
     return {"after": after, "before": before}
 
 
@@ -492,6 +494,68 @@ def bytes_bench(units: int, vitb_units: int, examples: int, vitb_examples: int) 
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _webp_as_format_13(image) -> bytes:
+    """The baseline: the site's WebP before format 14 (lossy at quality 90 where that kept
+    38 dB, else lossless)."""
+    from PIL import Image
+
+    from pipeline.store import DISPLAY_MIN_PSNR, psnr
+
+    lossy = io.BytesIO()
+    image.save(lossy, format="WEBP", quality=90, method=4)
+    with Image.open(io.BytesIO(lossy.getvalue())) as back:
+        if psnr(np.asarray(back.convert("RGB")), np.asarray(image)) >= DISPLAY_MIN_PSNR:
+            return lossy.getvalue()
+    lossless = io.BytesIO()
+    image.save(lossless, format="WEBP", lossless=True, method=2)
+    return lossless.getvalue()
+
+
+def codecs_bench(root: Path, sample: int) -> None:
+    """The site's image encoding against the alternatives, on an atlas's own images (a
+    random sample per kind): PNG (the atlas's record), the WebP of format 13, and AVIF as
+    the site writes it now (``store.display_bytes``): mean bytes, PSNR, encode time."""
+    import random
+
+    from PIL import Image
+
+    from pipeline.store import DISPLAY_MIN_PSNR, display_bytes
+
+    kinds = {"visualizations": [p for p in (root / "visualize").rglob("u*.png")
+                                if p.name.count(".") == 1],
+             "attribution maps": list((root / "visualize").rglob("u*.attr.png")),
+             "thumbnails": list((root / "index" / "thumbs").glob("*.png"))}
+    print(f"{'images':<18} {'n':>5} {'PNG':>9} {'WebP (fmt 13)':>14} {'AVIF (now)':>11} "
+          f"{'AVIF/WebP':>10} {'min PSNR':>9} {'WebP ms':>8} {'AVIF ms':>8}")
+    for kind, paths in kinds.items():
+        paths = sorted(paths)
+        random.Random(0).shuffle(paths)
+        paths = paths[:sample]
+        if not paths:
+            continue
+        png = webp = avif = 0
+        t_webp = t_avif = 0.0
+        worst = float("inf")
+        for path in paths:
+            png += path.stat().st_size
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+            t0 = time.perf_counter()
+            webp += len(_webp_as_format_13(image))
+            t1 = time.perf_counter()
+            data, kept = display_bytes(image)
+            t_avif += time.perf_counter() - t1
+            t_webp += t1 - t0
+            avif += len(data)
+            worst = min(worst, kept)
+        n = len(paths)
+        print(f"{kind:<18} {n:>5} {_kib(png / n):>9} {_kib(webp / n):>14} {_kib(avif / n):>11} "
+              f"{avif / webp:>9.2f}x {worst:>8.1f} {t_webp / n * 1e3:>8.1f} "
+              f"{t_avif / n * 1e3:>8.1f}")
+    print(f"(PSNR of the AVIF against the atlas's image; every one >= {DISPLAY_MIN_PSNR:.0f} dB "
+          "by construction where the last quality keeps it)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--units", type=int, default=768, help="units per layer (12 layers)")
@@ -517,8 +581,15 @@ def main() -> None:
                    help="units per layer of the demo-shaped fake (--bytes)")
     p.add_argument("--vitb-units", type=int, default=8,
                    help="units per layer of the ViT-B/16-shaped sample (--bytes; 0: skip it)")
+    p.add_argument("--codecs", metavar="ATLAS",
+                   help="instead: the site's image encoding against PNG and format 13's WebP, "
+                        "on the images of the atlas directory ATLAS (e.g. atlas-demo)")
+    p.add_argument("--codecs-sample", type=int, default=300, help="images per kind")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.codecs:
+        codecs_bench(Path(args.codecs), args.codecs_sample)
+        return
     if args.child:
         build_child(args.child)
         return

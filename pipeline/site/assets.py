@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.store import (  # noqa: F401 - WEBP_*: the site's image encoding, from the store
-    WEBP_MIN_PSNR,
-    WEBP_QUALITY,
+from pipeline.store import (  # noqa: F401 - DISPLAY_*: the site's image encoding, from the store
+    DISPLAY_MIN_PSNR,
+    DISPLAY_SUFFIX,
     atomic_write_bytes,
+    display_bytes,
     display_copy_path,
-    webp_bytes,
 )
 
 HIST_W, HIST_H = 300, 80
@@ -147,13 +147,13 @@ def expand_record(record: dict) -> dict:
     ...     "histogram": {"counts": [3, 0, 1], "range": [-0.5, 1.0]}})
     >>> r["similar"]["model"], r["similar"]["slug"], r["histogram"]["edges"]
     (['m', 'o'], [None, None], [-0.5, 0.0, 0.5, 1.0])
-    >>> expand_record({"recipe": {"steps": 2}, "visualization": "v.webp", "activation": 1.5,
-    ...                "recipes": [{"name": "a"}, {"name": "b", "visualization": "b.webp"}]}
+    >>> expand_record({"recipe": {"steps": 2}, "visualization": "v.avif", "activation": 1.5,
+    ...                "recipes": [{"name": "a"}, {"name": "b", "visualization": "b.avif"}]}
     ...               )["recipes"][0]  # doctest: +NORMALIZE_WHITESPACE
-    {'name': 'a', 'recipe': {'steps': 2}, 'visualization': 'v.webp', 'activation': 1.5,
+    {'name': 'a', 'recipe': {'steps': 2}, 'visualization': 'v.avif', 'activation': 1.5,
      'fidelity': None}
-    >>> expand_record({"top": {"example": [7, 3], "images": "../x/e{example}.webp"}})["top"]
-    {'example': [7, 3], 'image': ['../x/e7.webp', '../x/e3.webp']}
+    >>> expand_record({"top": {"example": [7, 3], "images": "../x/e{example}.avif"}})["top"]
+    {'example': [7, 3], 'image': ['../x/e7.avif', '../x/e3.avif']}
     """
     out = dict(record)
     recipes = out.get("recipes")
@@ -265,11 +265,12 @@ def histogram_x(value: float, edges: np.ndarray) -> float | None:
     return round(min(max((value - lo) / (hi - lo), 0.0), 1.0) * HIST_W, 1)
 
 
-def write_webp(src: Path, dst: Path) -> int:
-    """Put the WebP of the atlas image ``src`` (a PNG: it stays as it is, lossless) at ``dst``,
-    atomically and world-readable; its size in bytes. The display copy the stage that made
-    ``src`` wrote beside it (``store.display_copy_path``) is linked; an atlas made before
-    those copies has its image encoded here (``webp_bytes``: the same bytes)."""
+def write_display(src: Path, dst: Path) -> int:
+    """Put the display copy of the atlas image ``src`` (a PNG: it stays as it is, lossless) at
+    ``dst``, atomically and world-readable; its size in bytes. The display copy the stage that
+    made ``src`` wrote beside it (``store.display_copy_path``) is linked; an atlas made before
+    those copies (or with WebP ones, before site format 14) has its image encoded here
+    (``display_bytes``: the same bytes)."""
     copy = display_copy_path(Path(src))
     try:
         link_or_copy(copy, dst)
@@ -277,7 +278,7 @@ def write_webp(src: Path, dst: Path) -> int:
     except FileNotFoundError:  # no display copy: an atlas made before them
         pass
     with Image.open(src) as image:
-        data, _ = webp_bytes(image)
+        data, _ = display_bytes(image)
     dst.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(dst, data)
     if os.stat(dst).st_mode & 0o444 != 0o444:
@@ -295,19 +296,19 @@ def display_copy(path: str) -> str:
     """
     head, sep, name = path.rpartition("/")
     i = name.rfind(".")  # Path.suffix: a dot neither first nor last in the name
-    return f"{head}{sep}{name[:i] if 0 < i < len(name) - 1 else name}.webp"
+    return f"{head}{sep}{name[:i] if 0 < i < len(name) - 1 else name}{DISPLAY_SUFFIX}"
 
 
-def link_webp(src: str, dst: str) -> None:
-    """``write_webp(src, dst)`` in fewer system calls where, as in the site stage's fresh
+def link_display(src: str, dst: str) -> None:
+    """``write_display(src, dst)`` in fewer system calls where, as in the site stage's fresh
     folder, the display copy of ``src`` is there to link and ``dst`` is not: one hard link
     and one ``stat`` of the file linked (to make it world-readable, as ``link_or_copy``
     does), against two ``stat`` calls and ``Path`` objects; anything else (no display copy,
-    no folder, another file system, ``dst`` there already) goes to ``write_webp``."""
+    no folder, another file system, ``dst`` there already) goes to ``write_display``."""
     try:
         os.link(display_copy(src), dst)
     except OSError:
-        write_webp(Path(src), Path(dst))
+        write_display(Path(src), Path(dst))
         return
     mode = os.stat(dst).st_mode
     if mode & 0o444 != 0o444:

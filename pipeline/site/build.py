@@ -8,7 +8,7 @@ mkdocs is single-threaded, so it gets only the pages that are not feature pages;
 renders the rest, in worker processes:
 
 1. the workers write each layer's page as Markdown, and meanwhile begin on each feature's
-   ``feature.json``, its visualizations and the dataset thumbnails (WebP, straight into the
+   ``feature.json``, its visualizations and the dataset thumbnails (AVIF, straight into the
    output);
 2. this process writes the model and home pages and runs mkdocs; once mkdocs' environment is
    ready, it renders each layer's feature-page shell (``pages``), and the workers render the
@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
 from pipeline.site import export, findings, notfound, pages, sitemap, theme_files, urls
-from pipeline.site.assets import link_webp, write_new, write_webp
+from pipeline.site.assets import link_display, write_display, write_new
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
 from pipeline.site.feature import (
@@ -172,12 +172,12 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
         write_new(out + urls.FEATURE_JSON, _json(record))
         for recipe, result in view.results(unit):
             vis_file, attr_file = view.files[recipe]
-            # the atlas keeps its PNG; the site links its WebP display copy
-            link_webp(folders[recipe] + result["image"], out + vis_file)
+            # the atlas keeps its PNG; the site links its AVIF display copy
+            link_display(folders[recipe] + result["image"], out + vis_file)
             if result.get("attribution"):
-                link_webp(folders[recipe] + result["attribution"], out + attr_file)
+                link_display(folders[recipe] + result["attribution"], out + attr_file)
             for src, name in view.diversity_files(unit, recipe):  # --diversity N: images 1..N-1
-                write_webp(src, Path(out, name))
+                write_display(src, Path(out, name))
     part = Path(parts, f"{info.slug}-{layer}.pickle")
     atomic_write_bytes(part, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
     return str(part)
@@ -192,14 +192,14 @@ def _findings(root: str) -> dict[str, Any]:
 
 def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
     """Write the thumbnails of the dataset examples that some page shows, once per model and
-    example (every page that shows one links to the same file), as WebP."""
+    example (every page that shows one links to the same file), as AVIF."""
     examples = _atlas(root).examples
     if examples is None:
         return 0
     for n in numbers:
         src, dst = examples.thumb_path(n), example_path(slug, examples.thumbs, n)
         if src is not None and dst is not None and src.is_file():
-            write_webp(src, Path(site, dst))
+            write_display(src, Path(site, dst))
     return len(numbers)
 
 

@@ -134,9 +134,9 @@ def diversity_record(result: dict[str, Any], visualization: str) -> dict[str, An
     similarity of the N images' Gram matrices; None for one image per unit.
 
     >>> diversity_record({"diversity": {"images": ["u00001.d1.png"], "activations": [1.25],
-    ...                   "similarity": 0.5}}, "visualization.webp")
-    {'images': ['visualization.d1.webp'], 'activations': [1.25], 'similarity': 0.5}
-    >>> diversity_record({"activation": 2.0}, "visualization.webp") is None
+    ...                   "similarity": 0.5}}, "visualization.avif")
+    {'images': ['visualization.d1.avif'], 'activations': [1.25], 'similarity': 0.5}
+    >>> diversity_record({"activation": 2.0}, "visualization.avif") is None
     True
     """
     found = result.get("diversity")
@@ -306,7 +306,7 @@ def rank_counts(view: LayerView) -> dict[str, Counter]:
 
 def example_path(slug: str, thumbs: list[str | None], n: int) -> str | None:
     """Site path of example ``n``'s thumbnail (named by number: ids may hold any character;
-    WebP, whatever the atlas's file: ``assets.write_webp``)."""
+    AVIF, whatever the atlas's file: ``assets.write_display``)."""
     rel = thumbs[n] if n < len(thumbs) else None
     return None if rel is None else urls.example_file(slug, n)
 
@@ -629,7 +629,7 @@ class FeatureWriter:
         ``quantiles`` alike) as columns, their patch maps ``(n, rows, cols)`` as one
         ``encode_maps`` object. When every example has its thumbnail (as the index makes
         them), the ``image`` column gives way to ``images``, their URL with ``{example}`` for
-        the number (``../../examples/e{example}.webp``): the same 26 characters a row less."""
+        the number (``../../examples/e{example}.avif``): the same 26 characters a row less."""
         cols: dict[str, list] = {k: [] for k in EXAMPLE_COLUMNS}
         for n, score in found:
             ex_id, label, name = self._example(n)

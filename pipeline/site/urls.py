@@ -3,10 +3,10 @@
 ``<slug>/`` model page, ``<slug>/<layer>/`` layer page, ``<slug>/<layer>/<unit>/`` feature page
 of an FFN layer; the key, query or value channels of a block have theirs at
 ``<slug>/<kind>/<depth>/`` and ``<slug>/<kind>/<depth>/<unit>/`` (``layer_path``: stable
-whichever kinds a build runs). Beside a feature page: ``feature.json``, ``visualization.webp``
-(the primary recipe's) and ``attribution.webp`` (its attribution map, if any), and
-``visualization-<recipe>.webp`` / ``attribution-<recipe>.webp`` for every other recipe (the
-site's images are WebP: ``assets.write_webp``);
+whichever kinds a build runs). Beside a feature page: ``feature.json``, ``visualization.avif``
+(the primary recipe's) and ``attribution.avif`` (its attribution map, if any), and
+``visualization-<recipe>.avif`` / ``attribution-<recipe>.avif`` for every other recipe (the
+site's images are AVIF: ``assets.write_display``);
 ``<slug>/examples/e<n><ext>`` dataset thumbnails, ``<slug>/classes.json`` the whole class index
 (for scripts), ``<slug>/classes/`` the header search's class index (``index.json``: names,
 counts, each class's best units; shards ``c<n>.json``: every class's units), ``<slug>/words/``
@@ -32,6 +32,7 @@ from typing import NamedTuple, Protocol
 
 from pipeline.errors import AtlasError
 from pipeline.ids import fingerprint, slug
+from pipeline.store import DISPLAY_SUFFIX
 
 # Top-level names the hand-written pages and theme use: a model slug must not shadow them.
 RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "data-format",
@@ -70,11 +71,13 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    the mean pairwise similarity of all N; the page shows the N images side by side.
 # 13: with a judge, ``diversity`` has ``recognisability``: each further image's 2-AFC and
 #    transferability on image 0's trials; the page states each image's 2-AFC under it.
-SITE_FORMAT_VERSION = 13
+# 14: the site's images are AVIF (``store.display_bytes``: 4:4:4, >= 38 dB), not WebP: the
+#    same images at 36-64% fewer bytes; their files end in ``.avif``.
+SITE_FORMAT_VERSION = 14
 
-IMAGE_SUFFIX = ".webp"  # every image the site writes (assets.write_webp)
-VISUALIZATION = "visualization.webp"
-ATTRIBUTION = "attribution.webp"
+IMAGE_SUFFIX = DISPLAY_SUFFIX  # every image the site writes (assets.write_display)
+VISUALIZATION = f"visualization{IMAGE_SUFFIX}"
+ATTRIBUTION = f"attribution{IMAGE_SUFFIX}"
 FEATURE_JSON = "feature.json"
 MODELS_JSON = "models.json"
 CLASSES_JSON = "classes.json"
@@ -136,7 +139,7 @@ def atlas_slug(name: str, weights_id: str, model_kwargs: dict | None = None,
 def recipe_files(names: list[str]) -> dict[str, tuple[str, str]]:
     """``{recipe: (visualization file, attribution file)}`` beside a feature page: the first
     (primary) recipe gets the plain names, every other one its name made URL-safe (as
-    ``model_slug``) and unique: ``visualization-paper.webp``."""
+    ``model_slug``) and unique: ``visualization-paper.avif``."""
     files: dict[str, tuple[str, str]] = {}
     used: set[str] = set()
     for i, name in enumerate(names):
@@ -155,8 +158,8 @@ def diversity_file(visualization: str, image: int) -> str:
     """A unit's further image ``image`` (1 … N-1, ``--diversity N``) beside its page, named
     after the recipe's visualization file.
 
-    >>> diversity_file(VISUALIZATION, 1), diversity_file("visualization-paper.webp", 2)
-    ('visualization.d1.webp', 'visualization-paper.d2.webp')
+    >>> diversity_file(VISUALIZATION, 1), diversity_file("visualization-paper.avif", 2)
+    ('visualization.d1.avif', 'visualization-paper.d2.avif')
     """
     stem, dot, suffix = visualization.rpartition(".")
     return f"{stem}.d{image}{dot}{suffix}"
@@ -338,7 +341,7 @@ def example_file(slug: str, number: int, suffix: str = IMAGE_SUFFIX) -> str:
     that shows it.
 
     >>> example_file("m", 7)
-    'm/examples/e7.webp'
+    'm/examples/e7.avif'
     """
     return f"{slug}/examples/e{number}{suffix}"
 

@@ -293,7 +293,7 @@ def test_layer_map_zooms_and_clicks_through(page, served):
     assert "UMAP" in legend and "57%" in legend
     state = _map_state(page)
     assert state == {"thumbs": 0, "dots": 192, "zoom": 1}  # the whole layer, as dots
-    requested = len([u for u in page.requests if u.endswith("visualization.webp")])
+    requested = len([u for u in page.requests if u.endswith("visualization.avif")])
     assert "192 units" in page.locator(".atlas-map-msg").inner_text()
     for _ in range(6):  # zoom in until thumbnails are drawn
         page.click(".atlas-map-tools button[data-zoom=in]")
@@ -308,7 +308,7 @@ def test_layer_map_zooms_and_clicks_through(page, served):
             break
     assert state["thumbs"] > 0 and state["zoom"] > 1
     assert state["thumbs"] + state["dots"] < 192  # only the units in view are drawn
-    fetched = [u for u in page.requests if u.endswith("visualization.webp")][requested:]
+    fetched = [u for u in page.requests if u.endswith("visualization.avif")][requested:]
     assert 0 < len(fetched) < VIS_UNITS  # thumbnails fetched lazily, for the view only
     # reset, then a click on a unit opens its page
     page.click(".atlas-map-tools button[data-zoom=reset]")
@@ -387,7 +387,7 @@ def test_recipe_tabs_and_attribution_toggle(page, served):
     page.goto(f"{served}/site/{SLUG}/0/0/")
     tabs = page.locator(".atlas-tab-label")
     assert tabs.count() == 3 and tabs.nth(1).text_content().startswith(TRICKY_RECIPE)
-    assert _shown_vis(page) == ["visualization.webp"]
+    assert _shown_vis(page) == ["visualization.avif"]
     fid = page.locator(".atlas-fidelity:visible")
     assert fid.count() == 1 and fid.inner_text().startswith("2.1× the best of 400 dataset images")
     assert page.locator(".atlas-caution:visible").count() == 0
@@ -403,7 +403,7 @@ def test_recipe_tabs_and_attribution_toggle(page, served):
     # and by keyboard: the tabs are one radio group
     page.focus("#atlas-recipe-1")
     page.keyboard.press("ArrowLeft")
-    assert _shown_vis(page) == ["visualization.webp"] and page.is_checked("#atlas-recipe-0")
+    assert _shown_vis(page) == ["visualization.avif"] and page.is_checked("#atlas-recipe-0")
 
     # attribution map: off, on by button (the visible tab's), off by key, kept across tabs
     attr = page.locator(".atlas-tab-panel:visible img.atlas-attr")
@@ -423,7 +423,7 @@ def test_recipe_tabs_and_attribution_toggle(page, served):
     # one recipe, no fidelity: no tabs, no fidelity line, no caution
     page.goto(f"{served}/site/{SLUG}/0/3/")
     assert page.locator(".atlas-tab-label").count() == 0
-    assert _shown_vis(page) == ["visualization.webp"]
+    assert _shown_vis(page) == ["visualization.avif"]
     assert page.locator(".atlas-fidelity, .atlas-caution").count() == 0
 
 
@@ -499,7 +499,7 @@ def test_feature_page_says_recognisability(page, served):
     assert page.locator(".atlas-caution:visible").count() == 0
     # the accentuation's tab: its seed and its own words
     page.locator(".atlas-tab-label").nth(2).click()
-    assert _shown_vis(page) == ["visualization-accent.webp"]
+    assert _shown_vis(page) == ["visualization-accent.avif"]
     seed = page.locator(".atlas-seed:visible")
     assert seed.inner_text().startswith("Raises the unit from ")
     assert f"(its seed, example {TRICKY_ID}) to " in seed.inner_text()
@@ -548,12 +548,12 @@ def test_layer_page_recognisability_and_tile_switch(page, served):
 
     # the tile switch: visualization, accentuation, best example; remembered across reloads
     units = [0, 1, 2, 4, 170]
-    vis = ["0/visualization.webp", "1/visualization.webp", "2/visualization.webp",
-           "4/visualization.webp", None]
+    vis = ["0/visualization.avif", "1/visualization.avif", "2/visualization.avif",
+           "4/visualization.avif", None]
     assert page.is_checked("input[name=atlas-tile][value=vis]")
     assert _tile_srcs(page, units) == vis
     page.check("input[name=atlas-tile][value=acc]")
-    acc = ["0/visualization-accent.webp", None, None, "4/visualization-accent.webp", None]
+    acc = ["0/visualization-accent.avif", None, None, "4/visualization-accent.avif", None]
     assert _tile_srcs(page, units) == acc
     assert page.locator('.atlas-grid a[data-u="1"] .atlas-novis').inner_text() == \
         "no accentuation"
@@ -563,7 +563,7 @@ def test_layer_page_recognisability_and_tile_switch(page, served):
     assert _tile_srcs(page, units) == acc
     page.check("input[name=atlas-tile][value=ex]")
     shown = _tile_srcs(page, units)
-    assert shown[0] == "../examples/e0.webp" and all(
+    assert shown[0] == "../examples/e0.avif" and all(
         s is not None and s.startswith("../examples/e") for s in shown)
     page.reload()
     page.wait_for_selector(".atlas-grid.atlas-grid-ready", state="attached")
@@ -573,7 +573,7 @@ def test_layer_page_recognisability_and_tile_switch(page, served):
     _open_layer(page, f"{served}/sub/site/{SLUG}/1/")
     assert page.locator("input[name=atlas-tile][value=ex]").count() == 0
     assert page.is_checked("input[name=atlas-tile][value=vis]")
-    assert _tile_srcs(page, [0, 1]) == ["0/visualization.webp", "1/visualization.webp"]
+    assert _tile_srcs(page, [0, 1]) == ["0/visualization.avif", "1/visualization.avif"]
     _open_layer(page, url)
     page.check("input[name=atlas-tile][value=vis]")
     page.reload()

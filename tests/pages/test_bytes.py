@@ -1,5 +1,5 @@
 """Bytes of the site (issue 23, item 1): feature.json's patch maps as bytes with their scale
-(``assets.encode_maps``), read back by ``pipeline.open``; WebP images; what a feature costs."""
+(``assets.encode_maps``), read back by ``pipeline.open``; AVIF images; what a feature costs."""
 
 from __future__ import annotations
 
@@ -17,14 +17,20 @@ import pipeline
 from pipeline.index.results import load_layer_index
 from pipeline.site import build_site
 from pipeline.site.assets import (
-    WEBP_MIN_PSNR,
+    DISPLAY_MIN_PSNR,
     decode_maps,
     decode_record,
+    display_bytes,
     encode_maps,
     heatmap_scale,
-    webp_bytes,
 )
-from pipeline.store import AtlasStore, display_copy_path
+from pipeline.store import (
+    DISPLAY_QUALITIES,
+    DISPLAY_SMOOTH_QUALITY,
+    AtlasStore,
+    display_copy_path,
+    psnr,
+)
 from pipeline.testing.fake import make_fake_atlas, pattern, tiny_spec
 
 
@@ -106,35 +112,75 @@ def test_reader_maps_match_the_atlas(demo_shaped):
                 assert q.shape == (len(record["quantiles"]["examples"]["id"]), 8, 8)
 
 
-def test_site_images_are_webp(demo_shaped):
+def test_site_images_are_avif(demo_shaped):
     store, site = demo_shaped
     record = pipeline.open(site).feature(0, 0)
     folder = site / record["permalink"]
     for name in (record["visualization"], record["attribution"], record["top"]["image"][0]):
         data = (folder / name).read_bytes()
-        assert name.endswith(".webp") and data[:4] == b"RIFF" and data[8:12] == b"WEBP", name
+        assert name.endswith(".avif") and data[4:12] == b"ftypavif", name
+        with Image.open(folder / name) as shown:
+            assert shown.format == "AVIF" and shown.size == (64, 64)
     assert not list(site.rglob("*.png"))[:1] or all(  # PNGs only of the theme and handbook
         "assets" in p.parts for p in site.rglob("*.png"))
+    assert all("assets" in p.parts for p in site.rglob("*.webp"))  # the handbook's sheets
     assert list((store.root / "visualize").rglob("*.png"))  # the atlas keeps its PNGs
-    # the site's copy is lossless, or lossy at >= WEBP_MIN_PSNR dB
-    img = Image.fromarray(pattern(3, 64))
-    data, psnr = webp_bytes(img)
-    back = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float64)
-    mse = np.mean((back - np.asarray(img, np.float64)) ** 2)
-    assert (psnr == float("inf") and mse == 0) or psnr >= WEBP_MIN_PSNR
-    coarse = np.random.default_rng(1).integers(64, 192, (4, 4, 3), dtype=np.uint8)
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def test_display_copy_keeps_38_db_at_the_quality_the_rule_picks():
+    """The display copy's PSNR, recomputed here by hand, is at least 38 dB, and its quality
+    is the one the rule picks from every candidate's PSNR, brute force: the first of the
+    ladder that keeps 38 dB, or the lower smooth quality where the ladder's first keeps 6 dB
+    more and it keeps 38; for a smooth, a busy and a noise image."""
+    rng = np.random.default_rng(1)
+    coarse = rng.integers(64, 192, (4, 4, 3), dtype=np.uint8)
     smooth = Image.fromarray(coarse).resize((64, 64), Image.BILINEAR).filter(
         ImageFilter.GaussianBlur(3))
-    data, psnr = webp_bytes(smooth)  # a smooth image: lossy, and much smaller than its PNG
-    png = io.BytesIO()
-    smooth.save(png, format="PNG")
-    assert WEBP_MIN_PSNR <= psnr < float("inf") and len(data) < len(png.getvalue()) / 2
-    assert webp_bytes(smooth) == (data, psnr)  # deterministic
+    busy = Image.fromarray(pattern(3, 64))
+    noise = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    picked = []
+    for img in (smooth, busy, noise):
+        data, db = display_bytes(img)
+        pixels = np.asarray(img)
+        mse = np.mean((_decoded(data).astype(np.float64) - pixels) ** 2)
+        assert db == pytest.approx(10 * np.log10(255.0 ** 2 / mse)) and db >= DISPLAY_MIN_PSNR
+        encoded = {}
+        for q in (DISPLAY_SMOOTH_QUALITY, *DISPLAY_QUALITIES):
+            buf = io.BytesIO()
+            img.save(buf, format="AVIF", quality=q, subsampling="4:4:4", speed=8, max_threads=1)
+            encoded[q] = (buf.getvalue(), psnr(_decoded(buf.getvalue()), pixels))
+        first = next((q for q in DISPLAY_QUALITIES if encoded[q][1] >= DISPLAY_MIN_PSNR),
+                     DISPLAY_QUALITIES[-1])
+        if (first == DISPLAY_QUALITIES[0] and encoded[first][1] >= DISPLAY_MIN_PSNR + 6
+                and encoded[DISPLAY_SMOOTH_QUALITY][1] >= DISPLAY_MIN_PSNR):
+            first = DISPLAY_SMOOTH_QUALITY
+        assert data == encoded[first][0], (first, {q: e[1] for q, e in encoded.items()})
+        picked.append(first)
+        png = io.BytesIO()
+        img.save(png, format="PNG")
+        assert len(data) < len(png.getvalue()) or first == DISPLAY_QUALITIES[-1]
+        assert display_bytes(img) == (data, db)  # deterministic
+    assert picked[0] == DISPLAY_SMOOTH_QUALITY and picked[1] != DISPLAY_SMOOTH_QUALITY
+
+
+def test_display_copy_of_an_odd_mode_image():
+    """Greyscale and palette images come out as RGB AVIF of the same pixels (38 dB)."""
+    grey = Image.fromarray(pattern(5, 32)[..., 0])
+    for img in (grey, grey.convert("P")):
+        data, db = display_bytes(img)
+        assert db >= DISPLAY_MIN_PSNR and data[4:12] == b"ftypavif"
+        assert psnr(_decoded(data), np.asarray(img.convert("RGB"))) >= DISPLAY_MIN_PSNR
 
 
 def test_site_links_the_display_copies_the_stages_wrote(demo_shaped, tmp_path):
-    """The visualize and index stages write each image's WebP beside its PNG; the site links
-    it. An atlas from before those copies gets the very same bytes, encoded by the site."""
+    """The visualize and index stages write each image's AVIF beside its PNG; the site links
+    it. An atlas from before those copies (or with the WebP ones of format 13) gets the very
+    same bytes, encoded by the site."""
     import hashlib
 
     store, site = demo_shaped
@@ -143,7 +189,7 @@ def test_site_links_the_display_copies_the_stages_wrote(demo_shaped, tmp_path):
     png = store.vis_dir(2) / store.vis_image_name(3)
     copy = display_copy_path(png)
     with Image.open(png) as image:
-        assert copy.read_bytes() == webp_bytes(image)[0]
+        assert copy.read_bytes() == display_bytes(image)[0]
     shown = folder / record["visualization"]
     assert shown.read_bytes() == copy.read_bytes() and shown.stat().st_ino == copy.stat().st_ino
     thumbs = list((store.index_dir / "thumbs").glob("*.png"))
@@ -154,8 +200,11 @@ def test_site_links_the_display_copies_the_stages_wrote(demo_shaped, tmp_path):
                 for p in root.rglob("*") if p.is_file()}
 
     older = tmp_path / "older"
-    shutil.copytree(store.root, older, ignore=shutil.ignore_patterns("site", "*.webp"))
-    assert not list(older.rglob("*.webp"))
+    shutil.copytree(store.root, older, ignore=shutil.ignore_patterns("site", "*.avif"))
+    assert not list(older.rglob("*.avif"))
+    for png in sorted((older / "index" / "thumbs").glob("*.png"))[:3]:  # format 13's WebP copies
+        with Image.open(png) as image:
+            image.save(png.with_suffix(".webp"), lossless=True)
     assert digests(build_site(AtlasStore(older), workers=1)) == digests(site)
 
 
@@ -166,7 +215,7 @@ def _feature_bytes(site, record) -> dict[str, int]:
 
 def test_demo_shaped_feature_bytes(demo_shaped):
     """What one feature's own files take at the demo's shape (the fake's images: smooth
-    sinusoids that lossy WebP cannot keep at 38 dB, so lossless). Bytes, not time."""
+    sinusoids, AVIF at 38 dB). Bytes, not time."""
     _, site = demo_shaped
     atlas = pipeline.open(site)
     sizes = [_feature_bytes(site, atlas.feature(layer, unit))

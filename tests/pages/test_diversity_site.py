@@ -71,20 +71,20 @@ def test_feature_json_has_the_further_images(built: Path):
     for unit in (0, 1):
         page = _feature_dir(built, unit)
         record = json.loads((page / "feature.json").read_text())
-        assert record["format_version"] == 13
+        assert record["format_version"] == 14
         _check(schema, record, str(page))
         div = record["diversity"]
-        assert div["images"] == ["visualization.d1.webp"]
-        assert (page / div["images"][0]).read_bytes()[8:12] == b"WEBP"
+        assert div["images"] == ["visualization.d1.avif"]
+        assert (page / div["images"][0]).read_bytes()[4:12] == b"ftypavif"
         assert len(div["activations"]) == 1 and -1 <= div["similarity"] <= 1
         assert "diversity" not in record["recipes"][0]  # the record's own (format 11)
         assert expand_record(record)["recipes"][0]["diversity"] == div
         assert "diversity" in record["recipe"]["objective"]
         assert record["recipe"]["diversity_weight"] > 0
     with pytest.raises(AssertionError):
-        _check(schema, {**record, "diversity": {"images": "visualization.d1.webp"}})
+        _check(schema, {**record, "diversity": {"images": "visualization.d1.avif"}})
     opened = pipeline.open(built / "site").feature(1, 0)
-    assert opened["recipes"][0]["diversity"]["images"] == ["visualization.d1.webp"]
+    assert opened["recipes"][0]["diversity"]["images"] == ["visualization.d1.avif"]
 
 
 def test_feature_page_shows_both_images_with_their_activations(built: Path):
@@ -94,7 +94,7 @@ def test_feature_page_shows_both_images_with_their_activations(built: Path):
     parser.feed((page / "index.html").read_text())
     assert len(parser.lists) == 1
     shown = parser.lists[0]
-    assert [s["src"] for s in shown] == ["visualization.webp", "visualization.d1.webp"]
+    assert [s["src"] for s in shown] == ["visualization.avif", "visualization.d1.avif"]
     assert [s["alt"] for s in shown] == ["Image 1 of 2, recipe default",
                                          "Image 2 of 2, recipe default"]
     for item, act in zip(shown, [record["activation"], *record["diversity"]["activations"]],
@@ -111,7 +111,7 @@ def test_one_image_per_unit_has_no_diversity(tmp_path: Path):
     record = json.loads((page / "feature.json").read_text())
     assert "diversity" not in record and "diversity_weight" not in record["recipe"]
     assert "atlas-diversity" not in (page / "index.html").read_text()
-    assert not list(page.glob("*.d1.webp"))
+    assert not list(page.glob("*.d1.avif"))
 
 
 def test_further_images_are_judged_on_the_first_ones_trials(tmp_path: Path):

@@ -52,7 +52,7 @@ VIS_UNITS = 150  # units 150..191 have no visualization
 SLUG = atlas_slug("vit_tiny_patch16_224", "random(seed=0)")  # the fake atlas's pages
 N_EXAMPLES = 40
 IMAGES_SEEN = N_EXAMPLES * IMAGES_SEEN_PER_EXAMPLE
-SECOND = ("visualization-paper-tv.webp", "attribution-paper-tv.webp")  # TRICKY_RECIPE's files
+SECOND = ("visualization-paper-tv.avif", "attribution-paper-tv.avif")  # TRICKY_RECIPE's files
 SHARD_ENTRIES = 200  # word-index shards of the small site: several, some concepts split
 _BUILT: dict[str, Path] = {}
 
@@ -120,20 +120,20 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == urls.SITE_FORMAT_VERSION == 13
+    assert feature["format_version"] == urls.SITE_FORMAT_VERSION == 14
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
-    assert feature["visualization"] == "visualization.webp" and feature["recipe"]["steps"] == 1
+    assert feature["visualization"] == "visualization.avif" and feature["recipe"]["steps"] == 1
     assert feature["top"]["id"][0] == TRICKY_ID and feature["top"]["label"][0] == TRICKY_CLASS
     maps = feature["top"]["maps"]
     assert maps["encoding"] == "uint8-base64" and maps["shape"] == [len(feature["top"]["id"]), 4, 4]
     # format 11: every example has its thumbnail, so one URL template in place of a column
     assert set(feature["top"]) == {*EXAMPLE_COLUMNS, "maps", "images"} - {"image"}
-    assert feature["top"]["images"] == "../../examples/e{example}.webp"
+    assert feature["top"]["images"] == "../../examples/e{example}.avif"
     assert set(expand_record(feature)["top"]) == {*EXAMPLE_COLUMNS, "maps"}
     top = expand_record(feature)["top"]["image"][0]
-    assert top == f"../../examples/e{feature['top']['example'][0]}.webp"
+    assert top == f"../../examples/e{feature['top']['example'][0]}.avif"
     assert (small_site / SLUG / "0" / "0" / top).resolve().is_file()
     hist = feature["histogram"]  # format 11: the bins' range (of equal width), not the edges
     assert set(hist) == {"counts", "range"} and len(hist["range"]) == 2
@@ -143,7 +143,7 @@ def test_layout_and_feature_json(small_site: Path):
     assert np.allclose(hist["range"], [edges[0], edges[-1]], rtol=1e-5)
     assert np.allclose(pipeline.open(small_site).feature(0, 0)["histogram"]["edges"], edges,
                        rtol=1e-5, atol=1e-6)  # written out by the reader (expand_record)
-    for name in ("feature.json", "visualization.webp", "attribution.webp", *SECOND,
+    for name in ("feature.json", "visualization.avif", "attribution.avif", *SECOND,
                  "index.html"):  # publishable as is
         assert (small_site / SLUG / "0" / "0" / name).stat().st_mode & 0o444 == 0o444
     empty = json.loads((small_site / SLUG / "0" / "1" / "feature.json").read_text())
@@ -218,7 +218,7 @@ def test_feature_json_fidelity_and_recipes(small_site: Path):
 
     f = feature(0, 0)
     assert f["fidelity"] == {**FAKE_FIDELITY[0], "of": 192}
-    assert f["attribution"] == "attribution.webp" and f["visualization"] == "visualization.webp"
+    assert f["attribution"] == "attribution.avif" and f["visualization"] == "visualization.avif"
     assert [r["name"] for r in f["recipes"]] == ["fake", TRICKY_RECIPE, "accent"]
     assert f["recipes"][0] == {"name": "fake"}  # format 11: the record's own fields
     primary, second, _ = expand_record(f)["recipes"]
@@ -242,7 +242,7 @@ def test_feature_json_fidelity_and_recipes(small_site: Path):
     f = feature(1, 0)  # layer 1: no attribution maps of the primary recipe
     assert "attribution" not in f and "attribution" not in f["recipes"][0]
     assert f["recipes"][1]["attribution"] == SECOND[1]
-    assert not (small_site / SLUG / "1" / "0" / "attribution.webp").exists()
+    assert not (small_site / SLUG / "1" / "0" / "attribution.avif").exists()
 
 
 def _visible_text(page: Path) -> str:
@@ -285,7 +285,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
     grid = _grid(small_site, 0)
-    assert grid["format_version"] == 13 and (grid["layer"], grid["kind"], grid["of"]) == (
+    assert grid["format_version"] == 14 and (grid["layer"], grid["kind"], grid["of"]) == (
         0, "ffn", 192)
     assert grid["units"] == list(range(192))
     assert (grid["vs_best"][0], grid["z_rank"][0], grid["trusted"][0]) == (2.1, 1, 1)
@@ -293,7 +293,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     for unit in (3, 7, 170):  # not measured, or not visualized
         assert (grid["vs_best"][unit], grid["z_rank"][unit], grid["trusted"][unit]) == (
             None, None, 0)
-    assert grid["thumbs"] == ["visualization.webp", SECOND[0], "visualization-accent.webp"]
+    assert grid["thumbs"] == ["visualization.avif", SECOND[0], "visualization-accent.avif"]
     assert grid["thumb"] == {u: 0 if u < VIS_UNITS else -1 for u in range(192)}
 
 
@@ -367,12 +367,12 @@ def test_feature_json_recognisability_and_accent(small_site: Path):
             if "accent" in got:  # the seed: copied through, in full
                 assert got["accent"]["seed"] == fake_seed(u, N_EXAMPLES, got["accent"][
                     "activation"])
-                assert got["accent"]["visualization"] == "visualization-accent.webp"
+                assert got["accent"]["visualization"] == "visualization-accent.avif"
             assert all("seed" not in r for n, r in got.items() if n != "accent")
     assert feature(0, 0)["recipes"][2]["seed"]["example"] == TRICKY_ID
     assert "recognisability" not in feature(0, 1)["fidelity"]  # not measured: not said
-    assert (small_site / SLUG / "0" / "0" / "visualization-accent.webp").is_file()
-    assert not (small_site / SLUG / "0" / "2" / "visualization-accent.webp").exists()
+    assert (small_site / SLUG / "0" / "0" / "visualization-accent.avif").is_file()
+    assert not (small_site / SLUG / "0" / "2" / "visualization-accent.avif").exists()
 
 
 def test_feature_page_says_recognisability_in_words(small_site: Path):
@@ -424,7 +424,7 @@ def test_accent_tab_says_its_seed(small_site: Path):
         f"Raises the unit from {markup.num(accent['seed']['activation'])} (its seed, example "
         f"{TRICKY_ID}) to {markup.num(accent['activation'])}."]
     assert TRICKY_ID not in panel  # escaped
-    assert 'src="visualization-accent.webp"' in panel
+    assert 'src="visualization-accent.avif"' in panel
     for name in ("fake", TRICKY_RECIPE):
         other = _panels((small_site / SLUG / "0" / "0" / "index.html").read_text())[name]
         assert _para(other, "atlas-seed") == [] and "Visualization (" in other
@@ -436,9 +436,9 @@ def test_layer_page_sorts_filters_and_switches_tiles(small_site: Path):
     radios = re.findall(r'name="atlas-tile" value="(\w+)"', page)
     assert radios == ["vis", "acc", "ex"]
     grid = _grid(small_site, 0)
-    assert grid["accent"] == "visualization-accent.webp" and grid["examples"] == "../examples/"
+    assert grid["accent"] == "visualization-accent.avif" and grid["examples"] == "../examples/"
     assert (grid["afc"][0], grid["afc_best"][0], grid["accented"][0], grid["example"][0]) == (
-        0.85, 0.75, 1, "e0.webp")
+        0.85, 0.75, 1, "e0.avif")
     assert grid["afc"][1] is None and grid["accented"][1] == 0  # not measured
     assert grid["accented"][2] == 0 and grid["example"][2] is not None
     assert grid["afc"][170] is None and grid["example"][170] is not None  # not visualized
@@ -532,7 +532,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 13
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 14
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -629,14 +629,14 @@ def _merged(shards: list[dict]) -> dict[str, list[list]]:
 def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
     words, shards = _word_index(small_site)
     assert words["page"] == f"{SLUG}/words/" and words["labeler"] == "demo"
-    assert words["thumbs"] == ["visualization.webp", SECOND[0], "visualization-accent.webp"]
+    assert words["thumbs"] == ["visualization.avif", SECOND[0], "visualization-accent.avif"]
     # the shards are what models.json says, and nothing else lies beside them
     files = sorted(p.name for p in (small_site / SLUG / "words").iterdir())
     assert files == sorted(["index.html", *(url.rsplit("/", 1)[1] for url, *_ in
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 13 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 14 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -671,7 +671,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
 
 
 def test_word_shards_split_in_javascript_order():
-    index = WordIndex(["visualization.webp"], shard_entries=2)
+    index = WordIndex(["visualization.avif"], shard_entries=2)
     index.extend([("b", 0, u, float(u), 1, 0) for u in range(5)])
     index.extend([("\uffe0", 0, 9, 1.0, 1, -1), ("\U0001f600", 1, 3, None, 2, 0),
                   ("B", 0, 7, 0.5, 3, 0), ("a", 1, 1, 2.0, 1, 0)])
@@ -722,7 +722,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
     assert f["labels"] == {"concept": [], "score": []} and f["labeler"] is None
-    assert f["format_version"] == 13
+    assert f["format_version"] == 14
     assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -820,7 +820,7 @@ def test_feature_json_quantiles(small_site: Path):
             for e, s in zip(q["examples"], slots, strict=True):
                 assert e["score"] == float(f"{index.quantile_scores[unit, j, s]:.6g}")
                 assert lo <= e["score"] < hi
-                assert e["image"] == f"../../examples/e{e['example']}.webp"
+                assert e["image"] == f"../../examples/e{e['example']}.avif"
                 assert (small_site / SLUG / "0" / str(unit) / e["image"]).resolve().is_file()
                 # quantized to a byte: within half a step of the index's map
                 assert np.abs(e["maps"] - index.quantile_maps[unit, j, s]).max() <= step / 2 + 1e-6
@@ -865,7 +865,7 @@ def test_feature_page_similar_units(small_site: Path):
                 assert href == link == (f"../{e['unit']}/" if g == 0 else
                                         f"../../{e['layer']}/{e['unit']}/")
             visualized = has_page and e["unit"] < VIS_UNITS
-            assert src == (f"{link}visualization.webp" if visualized else "")
+            assert src == (f"{link}visualization.avif" if visualized else "")
             assert unescape(where) == (f"unit {e['unit']}" if g == 0 else
                                        f"L{e['layer']} · unit {e['unit']}" if g == 1 else
                                        f"{TRICKY_MODEL} · L{e['layer']} · unit {e['unit']}")
@@ -901,13 +901,13 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 13 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 14 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
     assert data["y"] == [p["y"] for p in expected["units"]]
     assert min(data["x"] + data["y"]) >= 0 and max(data["x"] + data["y"]) <= 1
-    assert data["thumbs"] == ["visualization.webp", SECOND[0], "visualization-accent.webp"]
+    assert data["thumbs"] == ["visualization.avif", SECOND[0], "visualization-accent.avif"]
     assert data["thumb"] == [0 if u < VIS_UNITS else -1 for u in data["units"]]
     assert data["typical"] == [[t["unit"], t["size"]] for t in expected["typical"]]
     assert len(data["typical"]) == 8 and sum(n for _, n in data["typical"]) == 192
@@ -932,7 +932,7 @@ def test_model_page_progression(small_site: Path):
     assert [int(u) for u, *_ in cells] == [t["unit"] for t in typical]
     for (u, title, _, src), t in zip(cells, typical, strict=True):
         assert f"typical of {t['size']} units" in title
-        assert src == (f"0/{u}/visualization.webp" if int(u) < VIS_UNITS else "")
+        assert src == (f"0/{u}/visualization.avif" if int(u) < VIS_UNITS else "")
 
 
 def test_feature_json_image_column_where_a_thumbnail_is_missing(small_site: Path):
@@ -950,13 +950,13 @@ def test_feature_json_image_column_where_a_thumbnail_is_missing(small_site: Path
     writer._images.clear()
     rec = writer.record(0)
     assert "images" not in rec["top"] and rec["top"]["image"][1] is None
-    assert rec["top"]["image"][0] == f"../../examples/e{rec['top']['example'][0]}.webp"
+    assert rec["top"]["image"][0] == f"../../examples/e{rec['top']['example'][0]}.avif"
     schema = json.loads((small_site / "schema" / "feature.schema.json").read_text())
     _check(schema, json.loads(json.dumps(rec)))
     _check(schema, json.loads(json.dumps(whole)))
     with pytest.raises(AssertionError):  # one of the two forms
         _check(schema, {**whole, "top": {k: v for k, v in whole["top"].items() if k != "images"}})
-    assert expand_record(whole)["top"]["image"][1] == f"../../examples/e{missing}.webp"
+    assert expand_record(whole)["top"]["image"][1] == f"../../examples/e{missing}.avif"
 
 
 def test_other_model_in_the_same_site_is_linked(small_site: Path):

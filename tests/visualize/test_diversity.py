@@ -133,7 +133,7 @@ def test_the_term_makes_a_units_images_less_alike(demo):
 
 def _files(store: AtlasStore, layer: int) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(store.vis_dir(layer).iterdir())
-            if p.suffix in (".png", ".webp")}
+            if p.suffix in (".png", ".avif")}
 
 
 def test_stage_stores_every_image_and_resumes(tiny_config, tmp_path, monkeypatch):
@@ -142,7 +142,7 @@ def test_stage_stores_every_image_and_resumes(tiny_config, tmp_path, monkeypatch
     names = set(_files(store, 0))
     for unit in range(3):
         for stem in (f"u{unit:05d}", f"u{unit:05d}.d1"):
-            assert {f"{stem}.png", f"{stem}.webp"} <= names
+            assert {f"{stem}.png", f"{stem}.avif"} <= names
     assert "u00000.d2.png" not in names and not list(store.root.rglob("*.tmp"))
     chunk = json.loads((store.vis_dir(0) / "chunk-00000.json").read_text())
     assert chunk["diversity"] == 2 and "diversity_weight" in chunk["recipe"]
