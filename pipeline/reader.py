@@ -61,9 +61,10 @@ class Atlas:
         """The model's Parquet export as a ``pyarrow.Table`` (``.to_pandas()`` for a
         DataFrame): a row per feature page, the columns of ``pipeline.site.export.SCHEMA``.
         ``columns``: only these; ``filters``: pyarrow's (``[("layer", "==", 3)]``, or an
-        expression). Over HTTP only the byte ranges of the columns and row groups (one per
-        layer) that these ask for are fetched, and the footer. On an atlas directory the rows
-        are made from its records, as the site build makes them.
+        expression). Over HTTP only the byte ranges of the columns and row groups (consecutive
+        units of a layer, ``export.ROW_GROUP`` at most) that these ask for are fetched, and
+        the footer. On an atlas directory the rows are made from its records, as the site
+        build makes them.
 
         >>> from pipeline.testing.fake import make_fake_atlas, tiny_spec
         >>> import tempfile

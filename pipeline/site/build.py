@@ -148,12 +148,14 @@ def _atlas(root: str) -> AtlasView:
     return _ATLAS[root]
 
 
-def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -> str:
+def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -> list[str]:
     """Write the layer grid's ``units.json``, its map's ``map.json`` and, for every unit of
     ``layer``, ``feature.json`` and a link to each recipe's visualization and attribution map;
-    the units' rows of the bulk export go to a file in the folder ``parts`` (its path is
-    returned; ``_drain`` reads it back), not back to the main process, where every layer's
-    rows would wait for the export at once (some 10 KB a feature)."""
+    the units' rows of the bulk export go to files in the folder ``parts``, one per
+    ``export.ROW_GROUP`` rows (their paths are returned; ``_drain`` reads them back), not back
+    to the main process, where every layer's rows would wait for the export at once (some
+    10 KB a feature); the main process holds one file's rows at a time, whatever the size of
+    a layer."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
@@ -162,13 +164,23 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
     if view.map is not None:
         atomic_write_bytes(Path(site, urls.layer_map(info.slug, view.spec)),
                            _json(map_record(atlas, view)))
-    rows = []
+    rows: list[dict] = []
+    written: list[str] = []
+
+    def flush() -> None:
+        part = Path(parts, f"{info.slug}-{layer}-{len(written)}.pickle")
+        atomic_write_bytes(part, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+        written.append(str(part))
+        rows.clear()
+
     # each recipe's folder of images (view.vis_path, view.attribution_path), as text
     folders = {recipe: f"{view.store.vis_dir(layer, recipe)}/" for recipe in view.vis}
     for unit in view.units:
         out = f"{site}/{urls.feature_dir(info.slug, view.spec, unit)}/"
         record = writer.record(unit)
         rows.append(export.feature_row(record))
+        if len(rows) == export.ROW_GROUP:
+            flush()
         write_new(out + urls.FEATURE_JSON, _json(record))
         for recipe, result in view.results(unit):
             vis_file, attr_file = view.files[recipe]
@@ -178,9 +190,9 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
                 link_display(folders[recipe] + result["attribution"], out + attr_file)
             for src, name in view.diversity_files(unit, recipe):  # --diversity N: images 1..N-1
                 write_display(src, Path(out, name))
-    part = Path(parts, f"{info.slug}-{layer}.pickle")
-    atomic_write_bytes(part, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
-    return str(part)
+    if rows:
+        flush()
+    return written
 
 
 def _findings(root: str) -> dict[str, Any]:
@@ -629,13 +641,14 @@ def saved_site_url(store: AtlasStore) -> str | None:
 
 
 def _drain(jobs: list[Future]) -> Iterator[Any]:
-    """The export rows of each ``_layer_files`` job in turn, in order, read from the file it
-    wrote (then removed); a job and its rows are let go once taken."""
+    """The export rows of each ``_layer_files`` job in turn, in order, read from the files it
+    wrote, one at a time (each removed once read); a job and its rows are let go once taken."""
     while jobs:
-        part = Path(jobs.pop(0).result())
-        rows = pickle.loads(part.read_bytes())  # written by this build's own workers
-        part.unlink()
-        yield rows
+        for name in jobs.pop(0).result():
+            part = Path(name)
+            rows = pickle.loads(part.read_bytes())  # written by this build's own workers
+            part.unlink()
+            yield rows
 
 
 class _Phases:

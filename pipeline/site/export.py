@@ -29,6 +29,8 @@ import pyarrow.parquet as pq
 from pipeline.site.urls import SITE_FORMAT_VERSION
 from pipeline.store import atomic_file
 
+ROW_GROUP = 1024  # rows per row group at most: what the site stage holds of the export at once
+
 _CONCEPT = pa.struct([("concept", pa.string()), ("score", pa.float64())])
 _SIMILAR = pa.struct([("model", pa.string()), ("layer", pa.int32()), ("unit", pa.int32()),
                       ("score", pa.float64())])
@@ -99,9 +101,10 @@ def _rows(cols: dict[str, list] | None, keys: tuple[str, ...]) -> list[tuple]:
 
 
 def write_parquet(batches: Iterable[list[dict[str, Any]]], path: Path) -> int:
-    """Write ``batches`` of rows (``feature_row``), one row group each (a layer), in the order
-    given and each sorted by layer and unit, to ``path`` atomically (zstd-compressed); each
-    batch is let go once written. Returns the number of rows."""
+    """Write ``batches`` of rows (``feature_row``), one row group each (the site stage's are
+    consecutive units of a layer, ``ROW_GROUP`` at most), in the order given and each sorted
+    by layer and unit, to ``path`` atomically (zstd-compressed); each batch is let go once
+    written. Returns the number of rows."""
     n = 0
     with atomic_file(Path(path)) as f, pq.ParquetWriter(f, SCHEMA, compression="zstd") as out:
         for rows in batches:

@@ -126,3 +126,46 @@ def test_lean_html_is_its_regular_expression():
     for _ in range(20_000):
         html = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
         assert pages.lean_html(html) == defined(html), repr(html)
+
+
+def test_export_rows_leave_the_workers_a_row_group_at_a_time(atlas, tmp_path, monkeypatch):
+    """A layer's rows of the Parquet export come back in files of ``export.ROW_GROUP`` rows
+    at most, each its own row group, so that the main process holds one at a time whatever
+    the size of a layer; the export is the same table as with one row group per layer."""
+    from concurrent.futures import Future
+
+    import pyarrow.parquet as pq
+
+    from pipeline.site import build, export
+    from pipeline.site.data import AtlasView
+    from pipeline.site.feature import SiteInfo
+
+    view = AtlasView(atlas)
+    units = {layer.index: u for layer in view.spec.layers
+             if (u := build.page_units(atlas, layer))}
+    info = SiteInfo.of(view, units, build.build_year(), None, None)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+
+    def files(name: str) -> list[Future]:  # each layer's files, as the build's jobs give them
+        jobs = []
+        for layer in sorted(units):
+            job: Future = Future()
+            job.set_result(build._layer_files(str(atlas.root), str(tmp_path / name), layer,
+                                              info, str(parts)))
+            jobs.append(job)
+        return jobs
+
+    whole = tmp_path / "whole.parquet"  # one row group per layer, as before
+    export.write_parquet(build._drain(files("one")), whole)
+    monkeypatch.setattr(export, "ROW_GROUP", 7)
+    jobs = files("chunked")
+    assert [len(j.result()) for j in jobs] == [-(-len(units[n]) // 7) for n in sorted(units)]
+    chunked = tmp_path / "chunked.parquet"
+    assert export.write_parquet(build._drain(jobs), chunked) == sum(map(len, units.values()))
+    assert not list(parts.iterdir())  # each file removed once read
+    meta = pq.ParquetFile(chunked).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert max(sizes) == 7 and meta.num_row_groups == sum(-(-len(u) // 7)
+                                                          for u in units.values())
+    assert pq.read_table(chunked).equals(pq.read_table(whole))
