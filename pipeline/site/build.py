@@ -32,12 +32,14 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from pipeline.errors import AtlasError
 from pipeline.resources import handbook_dir, mkdocs_yml
@@ -64,8 +66,8 @@ from pipeline.site.overview import (
 )
 from pipeline.site.search import (
     ClassIndex,
-    WordEntry,
     WordIndex,
+    WordRows,
     models_index,
     search_hint,
 )
@@ -236,10 +238,10 @@ class LayerPages:
 
     summary: LayerSummary
     extra: dict  # the layer's part of config.extra.atlas
-    classes: list[tuple[int, float, int, int]]  # class search entries
-    examples: set[int]  # example numbers the pages show
+    classes: np.ndarray | None  # class search entries (ClassIndex.entries; None once indexed)
+    examples: np.ndarray  # example numbers the pages show, sorted, each once
     written: set[str]  # Markdown files written (relative to the docs dir)
-    words: list[WordEntry]  # word index entries
+    words: WordRows | None  # word index entries (WordIndex.entries; None once indexed)
     # some feature pages as (source, Markdown, data): their layer's shell is rendered from
     # the first, and the others are checked against mkdocs (``pages.LayerRequest``)
     samples: list[tuple[str, str, dict]]
@@ -259,15 +261,22 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
                 writer.markdown(u), writer.meta(u)) for u in chosen]
     docs.write(f"{urls.layer_dir(info.slug, view.spec)}/index.md",
                layer_page(atlas, view, prev, nxt))
-    used = set()
+    used: set[int] = set()
     if view.index is not None:
         used = {int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0}
         for unit in view.units:  # the quantile examples a page shows
             for q in view.quantiles(unit):
                 used.update(n for n, _ in q["examples"][:QUANTILE_SHOWN])
     return LayerPages(LayerSummary.of(view), writer.layer_extra(),
-                      ClassIndex(info.class_names).entries(view), used, docs.written,
+                      ClassIndex(info.class_names).entries(view),
+                      np.array(sorted(used), dtype=np.int64), docs.written,
                       WordIndex.entries(view, _thumbs(atlas)), samples)
+
+
+def _shown(layers: Iterable[LayerPages]) -> list[int]:
+    """The example numbers that some page of ``layers`` shows, sorted, each once."""
+    return np.unique(np.concatenate([np.zeros(0, np.int64), *(p.examples for p in layers)])
+                     ).tolist()
 
 
 def _thumbs(atlas: AtlasView) -> list[str]:
@@ -287,6 +296,7 @@ class _Model:
     units_by_layer: dict[int, list[int]]
     pages: dict[int, LayerPages] = field(default_factory=dict)
     findings: Future | None = None  # findings.measure's, from a worker (``_findings``)
+    hint: str = ""  # the header search's placeholder (``_search_hint``)
 
     @property
     def layers(self) -> list[int]:
@@ -310,6 +320,8 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
         docs.written |= p.written
         classes.extend(p.classes)
         words.extend(p.words)
+        p.classes = p.words = None  # held once, in the indexes
+    m.hint = _search_hint(m, words, classes)
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, m.summaries))
     found = (m.findings.result() if m.findings is not None  # the paper's findings
              else findings.measure(m.store, atlas.spec, atlas.slug))
@@ -353,18 +365,16 @@ def _site_level(models: list[_Model], docs: DocsWriter, site: Path,
     docs.prune()
     atomic_write_bytes(site / urls.MODELS_JSON, _json(models_index(index)))
     return {"models": extras, "version": None if version is None else version.name,
-            "search_hint": _search_hint(models[0])}
+            "search_hint": models[0].hint}
 
 
-def _search_hint(m: _Model) -> str:
-    """The header search's placeholder from what the (first) model's pages hold (a layer/unit
-    of an FFN layer where it has any: the number is the one in its URL)."""
-    words = [w for p in m.pages.values() for w in p.words]
-    classes = [c for p in m.pages.values() for c in p.classes]
+def _search_hint(m: _Model, words: WordIndex, classes: ClassIndex) -> str:
+    """The header search's placeholder from what the model's pages hold (a layer/unit of an
+    FFN layer where it has any: the number is the one in its URL)."""
     layers = [i for i in m.layers if m.view.spec.layers[i].kind == urls.FFN] or m.layers
     layer = layers[len(layers) // 2] if layers else None
     units = m.units_by_layer.get(layer, []) if layer is not None else []
-    return search_hint(words, classes, m.info.class_names, layer,
+    return search_hint(words.label_counts(), classes.class_counts(), m.info.class_names, layer,
                        units[min(17, len(units) - 1)] if units else None)
 
 
@@ -590,8 +600,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
             for m in models:
                 m.pages = {layer: jobs[m.view.slug, layer].result() for layer in m.layers}
             copies = [pool.submit(_example_files, str(m.store.root), str(tmp), m.view.slug,
-                                  sorted(set().union(*(p.examples for p in m.pages.values()))))
-                      for m in models]
+                                  _shown(m.pages.values())) for m in models]
             clock.lap("layer pages")
             # 2. mkdocs here; the workers render the feature pages as each layer's shell is
             # ready (pages)

@@ -16,9 +16,12 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from pipeline.site import urls
 from pipeline.site.data import AtlasView, LayerView
@@ -60,23 +63,29 @@ def models_index(atlases: Models) -> dict[str, Any]:
     return {"format_version": SITE_FORMAT_VERSION, "models": models}
 
 
-def search_hint(words: Iterable[WordEntry], classes: Iterable[tuple[int, float, int, int]],
-                class_names: list[str] | None, layer: int | None, unit: int | None) -> str:
-    """The header search's placeholder, naming what this atlas holds: its most common label,
-    the class most units rank among their top classes, and a layer/unit with a page.
+def search_hint(labels: Counter[str], classes: Counter[int], class_names: list[str] | None,
+                layer: int | None, unit: int | None) -> str:
+    """The header search's placeholder, naming what this atlas holds: its most common label
+    (``labels``: units per label, ``WordIndex.label_counts``), the class most units rank among
+    their top classes (``ClassIndex.class_counts``), and a layer/unit with a page.
 
-    >>> search_hint([("stripes", 0, 1, 2.0, 1, 0), ("dots", 0, 2, 1.0, 1, 0),
-    ...              ("stripes", 1, 3, 1.5, 1, 0)], [(0, 1.0, 0, 1)], ["tabby cat"], 1, 3)
+    >>> search_hint(Counter({"stripes": 2, "dots": 1}), Counter({0: 1}), ["tabby cat"], 1, 3)
     'Search: stripes, tabby cat, 1/3 or the docs'
     """
-    labels = Counter(w[0] for w in words if w[4] == 1)
-    counts = Counter(c[0] for c in classes if class_names and 0 <= c[0] < len(class_names))
+    counts = Counter({c: n for c, n in classes.items()
+                      if class_names and 0 <= c < len(class_names)})
     parts = [max(labels, key=lambda c: (labels[c], -len(c)))] if labels else []
     if counts:
         parts.append(class_names[max(counts, key=lambda c: (counts[c], -c))])  # type: ignore[index]
     if layer is not None and unit is not None:
         parts.append(f"{layer}/{unit}")
     return "Search: " + ", ".join(parts) + " or the docs" if parts else "Search the docs"
+
+
+# The indexes hold their entries as typed columns (some 24-28 bytes an entry), not as Python
+# tuples (~150 bytes with their floats and ints), and the workers hand them over so: the site
+# stage's main process holds every entry of a model at once.
+CLASS_ROW = np.dtype([("c", "<i4"), ("mean", "<f8"), ("layer", "<i4"), ("unit", "<i4")])
 
 
 class ClassIndex:
@@ -97,25 +106,52 @@ class ClassIndex:
     def __init__(self, class_names: list[str] | None, top: int = CLASS_TOP):
         self.names = class_names or []
         self.top = top
-        self.units: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
+        self._parts: list[np.ndarray] = []
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # rows by class, best first
 
-    def entries(self, view: LayerView) -> list[tuple[int, float, int, int]]:
-        """``(class, mean, layer, unit)`` for every top class of every unit of ``view``."""
+    def entries(self, view: LayerView) -> np.ndarray:
+        """``(class, mean, layer, unit)`` for every top class of every unit of ``view``, as
+        rows of ``CLASS_ROW``."""
         idx = view.index
-        if idx is None or not self.names:
-            return []
-        return [(int(c), float(mean), view.layer, unit) for unit in view.units
-                for c, mean in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)
-                if 0 <= c < len(self.names)]
+        if idx is None or not self.names or not view.units:
+            return np.zeros(0, CLASS_ROW)
+        units = np.asarray(view.units, dtype=np.int64)
+        classes, means = idx.top_classes[units], idx.top_class_means[units]
+        keep = (classes >= 0) & (classes < len(self.names))
+        out = np.zeros(int(keep.sum()), CLASS_ROW)
+        out["c"], out["mean"] = classes[keep], means[keep]
+        out["layer"], out["unit"] = view.layer, np.broadcast_to(units[:, None], keep.shape)[keep]
+        return out
 
-    def extend(self, entries: list[tuple[int, float, int, int]]) -> None:
-        for c, mean, layer, unit in entries:
-            self.units[c].append((mean, layer, unit))
+    def extend(self, entries: np.ndarray | Iterable[tuple[int, float, int, int]]) -> None:
+        rows = entries if isinstance(entries, np.ndarray) else \
+            np.array([tuple(e) for e in entries], dtype=CLASS_ROW)
+        if len(rows):
+            self._parts.append(rows)
+            self._sorted = None
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every entry, by class and best mean first (ties by layer and unit), and where each
+        class's entries begin."""
+        if self._sorted is None:
+            rows = np.concatenate(self._parts) if self._parts else np.zeros(0, CLASS_ROW)
+            rows = rows[np.lexsort((rows["unit"], rows["layer"], -rows["mean"], rows["c"]))]
+            self._parts = [rows]
+            self._sorted = rows, np.searchsorted(rows["c"], np.arange(len(self.names) + 1))
+        return self._sorted
+
+    def class_counts(self) -> Counter[int]:
+        """Units per class."""
+        _, starts = self._table()
+        return Counter({c: int(n) for c, n in enumerate(np.diff(starts)) if n})
 
     def ranked(self, c: int) -> list[tuple[int, int]]:
         """Class ``c``'s ``(layer, unit)``, best mean first (ties by layer and unit)."""
-        return [(layer, unit) for _, layer, unit
-                in sorted(self.units.get(c, []), key=lambda t: (-t[0], t[1], t[2]))]
+        rows, starts = self._table()
+        if not 0 <= c < len(self.names):
+            return []
+        found = rows[starts[c]:starts[c + 1]]
+        return list(zip(found["layer"].tolist(), found["unit"].tolist(), strict=True))
 
     def to_json(self) -> dict[str, Any]:
         """``{"classes": [name], "units": [[layer, unit, ...] per class, best first]}``."""
@@ -158,7 +194,7 @@ class ClassIndex:
         return {
             "format_version": SITE_FORMAT_VERSION,
             "classes": self.names,
-            "counts": [len(self.units.get(c, [])) for c in range(len(self.names))],
+            "counts": np.diff(self._table()[1]).tolist(),
             "top": [[v for pair in self.ranked(c)[:self.top] for v in pair]
                     for c in range(len(self.names))],
             "shards": [[urls.class_shard(slug, i), s["first"], s["last"],
@@ -183,6 +219,11 @@ def _round(score: float | None) -> float | None:
 
 
 WordEntry = tuple[str, int, int, float | None, int, int]  # concept, layer, unit, score, rank, thumb
+# the word index's entries as the workers hand them over: the concepts, and rows whose
+# "concept" is a position in that list ("score" NaN: none)
+WORD_ROW = np.dtype([("concept", "<i4"), ("layer", "<i4"), ("unit", "<i4"), ("score", "<f8"),
+                     ("rank", "<i4"), ("thumb", "<i4")])
+WordRows = tuple[list[str], np.ndarray]
 
 
 class WordIndex:
@@ -200,42 +241,97 @@ class WordIndex:
     def __init__(self, thumbs: list[str], shard_entries: int | None = None):
         self.thumbs = thumbs
         self.shard_entries = max(1, shard_entries or SHARD_ENTRIES)
-        self.units: dict[str, list[tuple[float | None, int, int, int, int]]] = defaultdict(list)
-        self.labelled: set[tuple[int, int]] = set()
+        self.concepts: dict[str, int] = {}  # concept -> its number in the rows
+        self._parts: list[np.ndarray] = []
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # rows by concept, best first
 
     @staticmethod
-    def entries(view: LayerView, thumbs: list[str]) -> list[WordEntry]:
+    def entries(view: LayerView, thumbs: list[str]) -> WordRows:
         """Every concept of every labelled unit of ``view`` that has a page."""
-        out = []
+        names: dict[str, int] = {}
+        rows = array("d")  # layer, unit, score, rank, thumb, concept: 6 numbers an entry
         for unit in view.labelled:
             thumb = view.thumbnail(unit)
             t = thumbs.index(thumb) if thumb in thumbs else -1
             for rank, c in enumerate(view.concepts(unit), 1):
-                out.append((c["concept"], view.layer, unit, c["score"], rank, t))
-        return out
+                score = np.nan if c["score"] is None else c["score"]
+                rows.extend((view.layer, unit, score, rank, t,
+                             names.setdefault(c["concept"], len(names))))
+        table = np.frombuffer(rows, dtype=np.float64).reshape(-1, 6)
+        out = np.zeros(len(table), WORD_ROW)
+        for i, key in enumerate(("layer", "unit", "score", "rank", "thumb", "concept")):
+            out[key] = table[:, i]
+        return list(names), out
 
-    def extend(self, entries: list[WordEntry]) -> None:
-        for concept, layer, unit, score, rank, thumb in entries:
-            self.units[concept].append((score, layer, unit, rank, thumb))
-            self.labelled.add((layer, unit))
+    def extend(self, entries: WordRows | Iterable[WordEntry]) -> None:
+        if isinstance(entries, tuple) and len(entries) == 2 and \
+                isinstance(entries[1], np.ndarray):
+            names, rows = entries
+        else:  # WordEntry tuples
+            listed = list(entries)
+            names = list(dict.fromkeys(e[0] for e in listed))
+            where = {n: i for i, n in enumerate(names)}
+            rows = np.array([(where[c], layer, unit, np.nan if score is None else score, rank,
+                              thumb) for c, layer, unit, score, rank, thumb in listed],
+                            dtype=WORD_ROW)
+        if not len(rows):
+            return
+        ids = np.array([self.concepts.setdefault(n, len(self.concepts)) for n in names],
+                       dtype=np.int32)
+        rows = rows.copy()
+        rows["concept"] = ids[rows["concept"]]
+        self._parts.append(rows)
+        self._sorted = None
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every entry, by concept number and highest score first (ties by layer and unit;
+        entries without a score last), and where each concept's entries begin."""
+        if self._sorted is None:
+            rows = np.concatenate(self._parts) if self._parts else np.zeros(0, WORD_ROW)
+            none = np.isnan(rows["score"])
+            order = np.lexsort((rows["unit"], rows["layer"],
+                                -np.where(none, 0.0, rows["score"]), none, rows["concept"]))
+            rows = rows[order]
+            self._parts = [rows]
+            self._sorted = rows, np.searchsorted(rows["concept"],
+                                                 np.arange(len(self.concepts) + 1))
+        return self._sorted
 
     def __len__(self) -> int:
-        return sum(map(len, self.units.values()))
+        return int(sum(len(p) for p in self._parts))
+
+    @property
+    def units(self) -> int:
+        """Labelled units with an entry."""
+        rows = self._table()[0]
+        return len(np.unique(rows["layer"].astype(np.int64) << 32 | rows["unit"]))
+
+    def label_counts(self) -> Counter[str]:
+        """Units per label (their best concept)."""
+        rows = self._table()[0]
+        names = list(self.concepts)
+        found = Counter(rows["concept"][rows["rank"] == 1].tolist())
+        return Counter({names[c]: n for c, n in found.items()})
 
     def ranked(self, concept: str) -> list[list]:
         """``[[layer, unit, score, rank, thumb], ...]`` of ``concept``, highest score first
         (ties by layer and unit; units without a score last)."""
-        found = sorted(self.units.get(concept, []),
-                       key=lambda e: (e[0] is None, -(e[0] or 0.0), e[1], e[2]))
-        return [[layer, unit, _round(score), rank, thumb]
-                for score, layer, unit, rank, thumb in found]
+        if concept not in self.concepts:
+            return []
+        rows, starts = self._table()
+        c = self.concepts[concept]
+        found = rows[starts[c]:starts[c + 1]]
+        return [[layer, unit, None if score != score else _round(score), rank, thumb]
+                for layer, unit, score, rank, thumb in zip(
+                    found["layer"].tolist(), found["unit"].tolist(), found["score"].tolist(),
+                    found["rank"].tolist(), found["thumb"].tolist(), strict=True)]
 
     def shards(self) -> list[dict[str, Any]]:
         """The shards: ``{"format_version", "first", "last", "words": {concept: ranked
         entries}, "split": {concept: [offset, total]}}`` (``split``: the concepts continued
         from or into another shard, with the rank of their first entry here and their count)."""
         by_key: dict[str, list[str]] = defaultdict(list)
-        for concept in self.units:
+        for concept in self.concepts:
             by_key[word_key(concept)].append(concept)
         out: list[dict[str, Any]] = []
         current: dict[str, Any] | None = None
@@ -265,8 +361,8 @@ class WordIndex:
         return {
             "page": urls.words_dir(slug) + "/",
             "labeler": labeler,
-            "concepts": len(self.units),
-            "units": len(self.labelled),
+            "concepts": len(self.concepts),
+            "units": self.units,
             "entries": len(self),
             "thumbs": self.thumbs,
             "shards": [[urls.word_shard(slug, i), s["first"], s["last"],
