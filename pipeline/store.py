@@ -55,7 +55,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -261,6 +261,43 @@ def layer_file(directory: Path, layer: int, suffix: str) -> Path:
     'L003.json'
     """
     return Path(directory) / f"L{layer:03d}{suffix}"
+
+
+class SimilarUnits(Mapping[int, list[dict[str, Any]]]):
+    """``AtlasStore.similar``'s mapping of a layer: each unit's list is made from the
+    relations' arrays when asked for, not all at once (a layer of 4,096 units related to 25
+    layers would make some 800,000 dicts up front, in every process that reads it).
+
+    >>> parts = [{"model": "m", "units": np.array([3, 5]), "similar_layers": np.array([0]),
+    ...           "similar_units": np.array([[[5, -1]], [[3, 4]]]),
+    ...           "similar_scores": np.array([[[0.5, 0.0]], [[0.5, 0.25]]])}]
+    >>> rows = SimilarUnits(parts)
+    >>> list(rows), rows[3], len(rows[5])
+    ([3, 5], [{'model': 'm', 'layer': 0, 'unit': 5, 'score': 0.5}], 2)
+    """
+
+    def __init__(self, parts: list[Any]):
+        self._parts = [(str(p["model"]), p["similar_layers"].tolist(), p["similar_units"],
+                        p["similar_scores"]) for p in parts]
+        self._rows = {int(u): r for r, u in enumerate(parts[0]["units"].tolist())} \
+            if parts else {}
+
+    def __getitem__(self, unit: int) -> list[dict[str, Any]]:
+        r = self._rows[unit]
+        out = []
+        for model, layers, ids, scores in self._parts:
+            for g, other_layer in enumerate(layers):
+                for u, s in zip(ids[r, g].tolist(), scores[r, g].tolist(), strict=True):
+                    if u >= 0:
+                        out.append({"model": model, "layer": int(other_layer), "unit": int(u),
+                                    "score": round(float(s), 4)})
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 class AtlasStore:
@@ -628,14 +665,14 @@ class AtlasStore:
             return None
         return self._relations_arrays(self.relations_path(layer), info.get("fingerprint"))
 
-    def similar(self, layer: int) -> dict[int, list[dict[str, Any]]]:
+    def similar(self, layer: int) -> SimilarUnits:
         """``{unit: [{"model", "layer", "unit", "score"}, ...]}``: the unit's most correlated
         units in its own layer, then in each other layer of its model, then in each layer of
         every other atlas related to this one; best first within each (model, layer) group.
         Empty before the ``relations`` stage (or when its results are stale)."""
         found = self._current_relations(layer)
         if found is None:
-            return {}
+            return SimilarUnits([])
         parts = [found]
         across = self.relations_dir / "across"
         if across.is_dir():
@@ -643,18 +680,7 @@ class AtlasStore:
                 other = self._relations_arrays(layer_file(d, layer, ".npz"), None)
                 if other is not None and np.array_equal(other["units"], found["units"]):
                     parts.append(other)
-        out: dict[int, list[dict[str, Any]]] = {int(u): [] for u in found["units"].tolist()}
-        for part in parts:
-            model, layers = str(part["model"]), part["similar_layers"].tolist()
-            ids, scores = part["similar_units"], part["similar_scores"]
-            for r, unit in enumerate(part["units"].tolist()):
-                row = out[int(unit)]
-                for g, other_layer in enumerate(layers):
-                    for u, s in zip(ids[r, g].tolist(), scores[r, g].tolist(), strict=True):
-                        if u >= 0:
-                            row.append({"model": model, "layer": int(other_layer),
-                                        "unit": int(u), "score": round(float(s), 4)})
-        return out
+        return SimilarUnits(parts)
 
     def layer_map(self, layer: int) -> dict[str, Any] | None:
         """``{"method": "umap" | "pca", "preservation": float, "units": [{"unit", "x", "y"}],

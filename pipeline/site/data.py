@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -114,7 +115,7 @@ class LayerView:
     index: LayerIndex | None
     files: dict[str, tuple[str, str]] = field(default_factory=dict)
     labels: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    similar: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    similar: Mapping[int, list[dict[str, Any]]] = field(default_factory=dict)
     map: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
