@@ -22,6 +22,7 @@ and with 20,000 Zipf-distributed concepts (closer to CLIP-Dissect over a word li
     .venv/bin/python scripts/bench_site.py --units 64 --small-units 16   # quick
     .venv/bin/python scripts/bench_site.py --large     # 102,400 features, 4,096-unit layers
     .venv/bin/python scripts/bench_site.py --codecs atlas-demo   # the site's image encoding
+    .venv/bin/python scripts/bench_site.py --memory    # memory at 9,216 and 36,864 features
 """
 
 from __future__ import annotations
@@ -263,9 +264,11 @@ def disk_usage(path: Path) -> dict:
 
 
 def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
-             browser: bool = True, model_kwargs: dict | None = None) -> dict:
+             browser: bool = True, model_kwargs: dict | None = None,
+             image_size: int = 64) -> dict:
     """Every layer of ``tiny_spec(**model_kwargs)`` restricted to its first ``units``
-    channels: write the fake atlas, build its site in a fresh process, measure."""
+    channels: write the fake atlas (``image_size``-pixel images), build its site in a fresh
+    process, measure."""
     from pipeline.index.results import load_layer_index
     from pipeline.site.data import AtlasView
     from pipeline.store import AtlasStore
@@ -276,8 +279,8 @@ def run_size(units: int, topk: int, examples: int, workers: int, keep: bool,
         object.__setattr__(layer, "units", min(units, layer.units))
     root = Path(tempfile.mkdtemp(prefix=f"bench-site-{spec.total_units}-"))
     t = time.perf_counter()
-    make_fake_atlas(root, spec, topk=topk, n_examples=examples, n_classes=1000, vis_size=64,
-                    thumb_size=64, workers=workers)
+    make_fake_atlas(root, spec, topk=topk, n_examples=examples, n_classes=1000,
+                    vis_size=image_size, thumb_size=image_size, workers=workers)
     gen = time.perf_counter() - t
     proc = subprocess.run([sys.executable, __file__, "--child", str(root)], check=True,
                           capture_output=True, text=True)
@@ -343,6 +346,36 @@ def report(r: dict) -> None:
               f"paint {pt['fcp_s'] * 1e3:.0f} ms, map drawn {pt['map_drawn_s'] * 1e3:.0f} ms "
               "after navigation start (median of 3 cold loads, local server; a "
               f"{r['layer_units']:,}-unit layer)")
+
+
+def memory_bench(depths: list[int], topk: int, examples: int, workers: int,
+                 keep: bool) -> None:
+    """The site stage's peak memory at several page counts (ViT-B/16's layers of 3,072
+    units, ``depths`` of them): the main process's peak above its imports, the largest
+    worker's, and what each further feature page adds to the main process's, from the
+    smallest size (the baseline) to each larger one."""
+    print(f"site memory: ViT-B/16-shaped fakes (3,072-unit layers, top-{topk}, 2 recipes, "
+          f"16-px images), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    results = []
+    for depth in sorted(depths):
+        r = run_size(3072, topk, examples, workers, keep, False,
+                     {"embed_dim": 768, "num_heads": 12, "depth": depth}, image_size=16)
+        results.append(r)
+        own = (r["maxrss_main_kb"] - r["maxrss_main_before_kb"]) / 1024
+        print(f"  {r['features']:>7,} features: {r['wall_s']:.1f} s, {r['pages_per_s']:.0f} "
+              f"pages/s; peak main {r['maxrss_main_kb'] / 1024:.0f} MiB ({own:.0f} MiB above "
+              f"its imports), largest worker {r['maxrss_workers_kb'] / 1024:.0f} MiB")
+    base = results[0]
+    for r in results[1:]:
+        pages = r["features"] / base["features"]
+        grown = (r["maxrss_main_kb"] - r["maxrss_main_before_kb"]) - (
+            base["maxrss_main_kb"] - base["maxrss_main_before_kb"])
+        per = grown * 1024 / (r["features"] - base["features"])
+        left = (2**30 - r["maxrss_main_kb"] * 1024) / max(per, 1.0)
+        print(f"  {pages:.1f}x the pages of {base['features']:,}: the main process's peak "
+              f"grows {grown / 1024:.0f} MiB, {per / 1024:.2f} KiB per feature page; at that "
+              f"rate it reaches 1 GiB near {r['features'] + left:,.0f} features; largest "
+              f"worker {r['maxrss_workers_kb'] / max(1, base['maxrss_workers_kb']):.2f}x")
 
 
 PARTS = ("page HTML", "feature.json", "visualization images", "thumbnails", "layer data",
@@ -581,6 +614,10 @@ def main() -> None:
                    help="units per layer of the demo-shaped fake (--bytes)")
     p.add_argument("--vitb-units", type=int, default=8,
                    help="units per layer of the ViT-B/16-shaped sample (--bytes; 0: skip it)")
+    p.add_argument("--memory", metavar="DEPTHS", nargs="?", const="3,12",
+                   help="instead: the site stage's memory against its page count, on fakes of "
+                        "ViT-B/16's shape (layers of 3,072 units) at these depths (default "
+                        "3,12: 9,216 and 36,864 features), 16-px images")
     p.add_argument("--codecs", metavar="ATLAS",
                    help="instead: the site's image encoding against PNG and format 13's WebP, "
                         "on the images of the atlas directory ATLAS (e.g. atlas-demo)")
@@ -596,6 +633,10 @@ def main() -> None:
     if args.bytes:
         print(f"site bytes: {os.cpu_count()} CPUs")
         bytes_bench(args.bytes_units, args.vitb_units, 2000, 2000)
+        return
+    if args.memory:
+        memory_bench([int(d) for d in args.memory.split(",")], args.topk, args.examples,
+                     args.workers, args.keep)
         return
     if args.large:
         kwargs = {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 16, "depth": 25}
