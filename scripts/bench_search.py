@@ -62,13 +62,13 @@ def report_words(name: str, index: WordIndex) -> dict:
     shards = index.shards()
     blobs = [_json(s) for s in shards]
     gz = [len(gzip.compress(b, 6)) for b in blobs]
-    meta = index.meta("m", shards, "demo")
+    meta = index.meta("m", [index.shard_row(s) for s in shards], "demo")
     meta_bytes = _json(meta)
     queries = ["w00000", "w0001", "w1", "w19999", "zzz"]
     reads = {q: shards_read(meta["shards"], q) for q in queries}
     fetched = {q: sum(gz[i] for i in r) for q, r in reads.items()}
     out = {
-        "name": name, "units": len(index.labelled), "concepts": len(index.units),
+        "name": name, "units": index.units, "concepts": len(index.concepts),
         "entries": len(index), "shards": len(shards),
         "shard_kib_max": max(map(len, blobs)) / 1024,
         "shard_kib_median": statistics.median(map(len, blobs)) / 1024,
@@ -98,8 +98,8 @@ def report_classes(units: int, classes: int = 1000, top: int = 5, seed: int = 0)
     shards = index.shards()
     blobs = [_json(s) for s in shards]
     gz = [len(gzip.compress(b, 6)) for b in blobs]
-    head = _json(index.head("m", shards))
-    counts = [len(index.units.get(c, [])) for c in range(classes)]
+    head = _json(index.head("m", [index.shard_row(s) for s in shards]))
+    counts = [index.class_counts()[c] for c in range(classes)]
     biggest = int(np.argmax(counts))
     holding = [i for i, s in enumerate(shards) if s["first"] <= biggest <= s["last"]]
     out = {"classes_json_kib": len(blob) / 1024,

@@ -139,7 +139,7 @@ def word_index_at_scale(units: int, vocabulary: int | None, layers: int = 12) ->
     shards = index.shards()
     blobs = [json.dumps(s, ensure_ascii=False, separators=(",", ":")).encode() for s in shards]
     seconds = time.perf_counter() - t
-    meta = index.meta("vit_model", shards, "demo")
+    meta = index.meta("vit_model", [index.shard_row(s) for s in shards], "demo")
     models_json = json.dumps({"format_version": SITE_FORMAT_VERSION, "models": [
         {"words": meta}]}, ensure_ascii=False, separators=(",", ":")).encode()
     return {**shard_stats(blobs, models_json, [n for *_, n in meta["shards"]]),

@@ -330,17 +330,19 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
     words_meta = None
     if atlas.label_info is not None:
         docs.write(f"{urls.words_dir(atlas.slug)}/index.md", words_page(atlas, m.summaries))
-        shards = words.shards()
-        for i, shard in enumerate(shards):
+        rows = []  # each shard written and let go as soon as it is made
+        for i, shard in enumerate(words.iter_shards()):
             atomic_write_bytes(site / urls.word_shard(atlas.slug, i), _json(shard))
-        words_meta = words.meta(atlas.slug, shards, atlas.labeler)
+            rows.append(words.shard_row(shard))
+        words_meta = words.meta(atlas.slug, rows, atlas.labeler)
     if classes.names:
         atomic_write_bytes(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
-        class_shards = classes.shards(shard_entries)
-        for i, shard in enumerate(class_shards):
+        rows = []
+        for i, shard in enumerate(classes.iter_shards(shard_entries)):
             atomic_write_bytes(site / urls.class_shard(atlas.slug, i), _json(shard))
+            rows.append(classes.shard_row(shard))
         atomic_write_bytes(site / urls.class_index(atlas.slug),
-                           _json(classes.head(atlas.slug, class_shards)))
+                           _json(classes.head(atlas.slug, rows)))
     extra = site_extra(info)
     extra["layers"] = {layer: p.extra for layer, p in m.pages.items()}
     return extra, words_meta

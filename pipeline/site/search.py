@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -98,7 +98,7 @@ class ClassIndex:
     >>> [(s["first"], s["last"], s["units"], s["split"]) for s in ci.shards(2)]
     [(0, 0, {'0': [2, 3, 1, 7]}, {}), (1, 1, {'1': [1, 7]}, {})]
     >>> ci.top = 1
-    >>> head = ci.head("m", ci.shards(2))
+    >>> head = ci.head("m", [ci.shard_row(s) for s in ci.shards(2)])
     >>> head["counts"], head["top"], head["shards"][1]
     ([2, 1], [[2, 3], [1, 7]], ['m/classes/c1.json', 1, 1, 1])
     """
@@ -165,16 +165,20 @@ class ClassIndex:
         a class continued from or into another shard, the rank of its first unit here and its
         unit count). A class with more units than fit continues in the next shards, best
         first, so no shard grows with the atlas."""
+        return list(self.iter_shards(shard_entries))
+
+    def iter_shards(self, shard_entries: int | None = None) -> Iterator[dict[str, Any]]:
+        """``shards``, each made when the previous one is taken."""
         size = max(1, shard_entries or SHARD_ENTRIES)
-        out: list[dict[str, Any]] = []
         current: dict[str, Any] | None = None
         for c in range(len(self.names)):
             ranked, offset = self.ranked(c), 0
             while offset < len(ranked):
                 if current is None or current["n"] >= size:
+                    if current is not None:
+                        yield _complete(current)
                     current = {"format_version": SITE_FORMAT_VERSION, "first": c, "last": c,
                                "units": {}, "split": {}, "n": 0}
-                    out.append(current)
                 take = ranked[offset:offset + size - current["n"]]
                 current["units"][str(c)] = [v for pair in take for v in pair]
                 if offset > 0 or len(take) < len(ranked):
@@ -182,25 +186,33 @@ class ClassIndex:
                 current["last"] = c
                 current["n"] += len(take)
                 offset += len(take)
-        for shard in out:
-            del shard["n"]
-        return out
+        if current is not None:
+            yield _complete(current)
 
-    def head(self, slug: str, shards: list[dict[str, Any]]) -> dict[str, Any]:
+    @staticmethod
+    def shard_row(shard: dict[str, Any]) -> list[int]:
+        """What ``head`` lists of a shard: ``[first class, last class, units]``."""
+        return [shard["first"], shard["last"], sum(len(u) // 2 for u in shard["units"].values())]
+
+    def head(self, slug: str, rows: list[list[int]]) -> dict[str, Any]:
         """What the header search fetches first (``classes/index.json``): the names, each
-        class's unit count and best ``top`` units (``[layer, unit, ...]``), and the shards as
-        ``[url, first class, last class, units]``. Its size grows with the classes, not with
-        the units."""
+        class's unit count and best ``top`` units (``[layer, unit, ...]``), and the shards
+        (``rows``: ``shard_row`` of each) as ``[url, first class, last class, units]``. Its
+        size grows with the classes, not with the units."""
         return {
             "format_version": SITE_FORMAT_VERSION,
             "classes": self.names,
             "counts": np.diff(self._table()[1]).tolist(),
             "top": [[v for pair in self.ranked(c)[:self.top] for v in pair]
                     for c in range(len(self.names))],
-            "shards": [[urls.class_shard(slug, i), s["first"], s["last"],
-                        sum(len(u) // 2 for u in s["units"].values())]
-                       for i, s in enumerate(shards)],
+            "shards": [[urls.class_shard(slug, i), *row] for i, row in enumerate(rows)],
         }
+
+
+def _complete(shard: dict[str, Any]) -> dict[str, Any]:
+    """A shard as written: without the entry count kept while it was filled."""
+    del shard["n"]
+    return shard
 
 
 def word_key(concept: str) -> str:
@@ -330,19 +342,23 @@ class WordIndex:
         """The shards: ``{"format_version", "first", "last", "words": {concept: ranked
         entries}, "split": {concept: [offset, total]}}`` (``split``: the concepts continued
         from or into another shard, with the rank of their first entry here and their count)."""
+        return list(self.iter_shards())
+
+    def iter_shards(self) -> Iterator[dict[str, Any]]:
+        """``shards``, each made when the previous one is taken."""
         by_key: dict[str, list[str]] = defaultdict(list)
         for concept in self.concepts:
             by_key[word_key(concept)].append(concept)
-        out: list[dict[str, Any]] = []
         current: dict[str, Any] | None = None
         for key in sorted(by_key, key=_js_order):
             for concept in sorted(by_key[key], key=_js_order):
                 ranked, offset = self.ranked(concept), 0
                 while offset < len(ranked):
                     if current is None or current["n"] >= self.shard_entries:
+                        if current is not None:
+                            yield _complete(current)
                         current = {"format_version": SITE_FORMAT_VERSION, "first": key,
                                    "last": key, "words": {}, "split": {}, "n": 0}
-                        out.append(current)
                     take = ranked[offset:offset + self.shard_entries - current["n"]]
                     current["words"][concept] = take
                     if offset > 0 or len(take) < len(ranked):
@@ -350,14 +366,18 @@ class WordIndex:
                     current["last"] = key
                     current["n"] += len(take)
                     offset += len(take)
-        for shard in out:
-            del shard["n"]
-        return out
+        if current is not None:
+            yield _complete(current)
 
-    def meta(self, slug: str, shards: list[dict[str, Any]], labeler: str | None
-             ) -> dict[str, Any]:
+    @staticmethod
+    def shard_row(shard: dict[str, Any]) -> list[Any]:
+        """What ``meta`` lists of a shard: ``[first key, last key, entries]``."""
+        return [shard["first"], shard["last"], sum(map(len, shard["words"].values()))]
+
+    def meta(self, slug: str, rows: list[list[Any]], labeler: str | None) -> dict[str, Any]:
         """``models.json``'s ``words`` of the model: the search page, the labeler, counts, the
-        thumbnails' file names and the shards as ``[url, first key, last key, entries]``."""
+        thumbnails' file names and the shards (``rows``: ``shard_row`` of each) as ``[url,
+        first key, last key, entries]``."""
         return {
             "page": urls.words_dir(slug) + "/",
             "labeler": labeler,
@@ -365,6 +385,5 @@ class WordIndex:
             "units": self.units,
             "entries": len(self),
             "thumbs": self.thumbs,
-            "shards": [[urls.word_shard(slug, i), s["first"], s["last"],
-                        sum(map(len, s["words"].values()))] for i, s in enumerate(shards)],
+            "shards": [[urls.word_shard(slug, i), *row] for i, row in enumerate(rows)],
         }

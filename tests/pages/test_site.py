@@ -684,7 +684,7 @@ def test_word_shards_split_in_javascript_order():
     assert shards[1]["words"]["b"] == [[0, 4, 4.0, 1, 0], [0, 3, 3.0, 1, 0]]
     assert _merged(shards)["b"] == [[0, u, float(u), 1, 0] for u in (4, 3, 2, 1, 0)]
     assert shards[3]["words"]["\U0001f600"] == [[1, 3, None, 2, 0]]
-    meta = index.meta("m", shards, "demo")
+    meta = index.meta("m", [index.shard_row(s) for s in shards], "demo")
     assert meta["shards"][1] == ["m/words/w1.json", "b", "b", 2]
     assert (meta["concepts"], meta["entries"], meta["units"]) == (5, 9, 9)
 
