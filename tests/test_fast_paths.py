@@ -111,7 +111,12 @@ def test_bf16_visualization_reaches_the_fp32_objective(monkeypatch):
             _, bf16 = render(model, spec, layer, units, DEFAULT.with_steps(40), 0, CPU,
                              stats=stats)
         assert not torch.equal(bf16, fp32)  # bf16 did run
-        assert bf16.mean() > 0.95 * fp32.mean()  # measured: 0.99 (layer 0), 0.98 (layer 3)
+        # the typical unit reaches fp32's objective: the median change, against the mean
+        # objective, measured -0.0001 (layer 0) and -0.018 (layer 3) on an AMD EPYC without
+        # AVX512-BF16; the mean alone moves with the one or two units that take another path
+        # (0.99 and 0.98 of fp32's on an Intel Xeon, 0.995 and 0.944 on that AMD EPYC)
+        assert (bf16 - fp32).median() > -0.05 * fp32.abs().mean()
+        assert bf16.mean() > 0.9 * fp32.mean()
         # per unit, bf16 may send a few optimizations down another path, a better one as
         # often as not: on a CPU with native bf16 (AVX512-BF16) 9 of 16 layer-3 units ended
         # 8-30% above fp32, none more than the band below (the test's two-sided band, which 14
