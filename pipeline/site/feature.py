@@ -15,8 +15,9 @@ from two sources:
 
 Relations (when the atlas was related): the page shows at most ``SIMILAR_SHOWN`` similar units
 per group (same layer, other layers, other models), linked where the other unit has a page in
-this site, and at most ``QUANTILE_SHOWN`` examples per quantile interval, their heatmaps on the
-top examples' colour scale; ``feature.json`` holds them all.
+this site. Its script draws at most ``QUANTILE_SHOWN`` examples per quantile interval from
+``feature.json`` (the page holds only the section's heading: a fifth of its bytes at the demo's
+shape), their heatmaps on the top examples' colour scale; ``feature.json`` holds them all.
 
 Every string reaches HTML through the template's ``|e``.
 """
@@ -509,21 +510,6 @@ class FeatureWriter:
             return False
         return model not in self.info.site_pages or unit in self._pages(layer, model)
 
-    def _quantiles(self, unit: int) -> tuple[list[list[str]], list[list[list[str]]]]:
-        """Intervals ``[lo, hi, examples kept]``; per interval, its shown examples ``[score,
-        thumbnail or "", class name or "", id]`` (the first ``QUANTILE_SHOWN``, in
-        feature.json's order: the page's script finds their maps there)."""
-        intervals, shown = [], []
-        for q in self.view.quantiles(unit):
-            lo, hi = q["interval"]
-            intervals.append([num(lo), num(hi), str(len(q["examples"]))])
-            rows = []
-            for n, score in q["examples"][:QUANTILE_SHOWN]:
-                ex_id, _, name = self._example(n)
-                rows.append([num(score), self._image(n) or "", name or "", ex_id])
-            shown.append(rows)
-        return intervals, shown
-
     def permalink(self, unit: int) -> str:
         """The page's citable URL: absolute when the site's URL is known (with the version in
         it when published), else its path from the site root (``<version>/…`` when
@@ -590,10 +576,11 @@ class FeatureWriter:
             thr = float(idx.top_scores[unit, slots[-1]]) if slots else float("nan")
             meta["stats"] = [num(float(idx.mean[unit])), num(float(idx.max[unit]))]
             meta["hist"] = self._histogram(unit, thr)
-            # the heatmaps are not in the page: its script draws them from feature.json
-            intervals, shown = self._quantiles(unit)
+            # neither the quantile examples nor any heatmap is in the page: its script draws
+            # them from feature.json
+            intervals = len(view.quantiles(unit))
             if intervals:
-                meta["quant"], meta["qx"] = intervals, shown
+                meta["quant"] = [intervals, QUANTILE_SHOWN]
         if self.foreground is not None and foreground_words(self.foreground[unit]):
             meta["fg"] = foreground_words(self.foreground[unit])
         url = self.permalink(unit)

@@ -5,7 +5,8 @@
  *   the units a word labels (word index, with thumbnails) and units by class name, above
  *   Material's results from the handbook
  * - search-by-word page (<model>/words/): every unit a word labels, ranked by score
- * - feature pages: heatmap overlays painted from feature.json's quantized maps, legend, toggle,
+ * - feature pages: the examples across the activation range and the heatmap overlays, drawn
+ *   from feature.json (its examples and quantized maps), legend, toggle,
  *   attribution-map toggle, keyboard shortcuts, the Copy BibTeX button (the recipe tabs need
  *   no script: radio inputs and labels)
  * - layer pages: the grid of every unit (units.json; only the tiles in view are in the
@@ -589,6 +590,56 @@
   // in the order shown). Top and quantile overlays share one colour scale, lo = min(0, min)
   // and hi = max of the maps shown (as assets.heatmap_scale), so that they compare.
   var heatFigs = null, heatLoad = null;
+
+  // A short number as the site writes it (pipeline.site.markup.num, Python's "{:.4g}").
+  function num(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "\u2013";
+    var sci = v.toExponential(3), e = +sci.slice(sci.indexOf("e") + 1);
+    if (e < -4 || e >= 4) {
+      return sci.replace(/\.?0+e/, "e").replace(/e([+-])(\d)$/, "e$10$2");
+    }
+    var s = v.toPrecision(4);
+    return s.indexOf(".") >= 0 ? s.replace(/\.?0+$/, "") : s;
+  }
+  window.atlasNum = num;
+
+  // The examples across the activation range (.atlas-quantiles): one row per interval of
+  // feature.json's quantiles, the highest first, each with the interval's first N examples
+  // (data-shown; feature.json lists an interval's examples together, best first): image (or
+  // an empty box where the example has no thumbnail), id as its alt text, score below.
+  function drawQuantiles(section, rec) {
+    var q = rec.quantiles, ex = q && q.examples, shown = +section.getAttribute("data-shown");
+    if (!ex || !q.intervals.length) return;
+    var note = section.querySelector(".atlas-q-note");
+    for (var j = q.intervals.length - 1; j >= 0; j--) {
+      var row = el("div", "atlas-q-row"), figs = el("div"), kept = 0;
+      var label = el("span", null, num(q.intervals[j][0]) + " \u2013 " + num(q.intervals[j][1]));
+      for (var n = 0; n < ex.interval.length; n++) {
+        if (ex.interval[n] !== j) continue;
+        if (kept++ >= shown) continue;
+        var fig = el("figure"), src = ex.images ? ex.images.replace("{example}", ex.example[n])
+          : (ex.image && ex.image[n]);
+        if (src) {
+          var img = el("img");
+          img.src = src;
+          img.loading = "lazy";
+          img.alt = ex.id[n];
+          fig.appendChild(img);
+        } else {
+          var box = fig.appendChild(el("div", "atlas-ex-img"));
+          box.title = ex.id[n];
+        }
+        fig.appendChild(el("figcaption", null, num(ex.score[n])));
+        figs.appendChild(fig);
+      }
+      label.title = kept + " kept";
+      row.appendChild(label);
+      row.appendChild(figs);
+      section.appendChild(row);
+    }
+    if (note) note.hidden = true;
+  }
+
   function setupHeatmaps() {
     var controls = document.querySelector(".atlas-heat-controls");
     var figs = [], rows = document.querySelectorAll(".atlas-q-row");
@@ -1171,7 +1222,16 @@
     document.querySelectorAll(".atlas-version[data-version]").forEach(setupVersion);
     setupHeaderSearch();
     if (document.querySelector(".atlas-feature")) {
-      setupHeatmaps();
+      // the quantile rows come from feature.json: the heatmaps wait for them (one colour
+      // scale for every example shown); a page read from disk keeps the section's note
+      var quant = document.querySelector(".atlas-quantiles[data-shown]");
+      if (quant) {
+        getJSON("feature.json").then(function (rec) { drawQuantiles(quant, rec); })
+          .catch(function () { quant.setAttribute("data-failed", ""); })
+          .then(setupHeatmaps);
+      } else {
+        setupHeatmaps();
+      }
       // an example's id is cut to the figure's width: the whole id on hover
       document.querySelectorAll(".atlas-id").forEach(function (e) { e.title = e.textContent; });
       setupAttribution();

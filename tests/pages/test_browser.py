@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.site import fidelity, recognisability, serving
 from pipeline.site.feature import QUANTILE_SHOWN, SIMILAR_SHOWN
+from pipeline.site.markup import num
 from pipeline.store import AtlasStore
 from pipeline.testing.fake import (
     JUDGE,
@@ -101,6 +102,7 @@ def _images_loaded(pg) -> tuple[int, list[str]]:
 def test_feature_page_in_browser(page, served, prefix):
     base = f"{served}{prefix}"
     page.goto(f"{base}/{SLUG}/0/0/")
+    page.wait_for_selector(".atlas-heat-controls:not([hidden])")  # the quantile rows drawn
     count, broken = _images_loaded(page)
     # 3 recipes x (image + map) + top-6 thumbnails + quantile examples + similar units' images
     quantile = _quantiles_shown(0)
@@ -112,16 +114,18 @@ def test_feature_page_in_browser(page, served, prefix):
     assert page.locator(".atlas-label *, .atlas-id *, .atlas-classes span *").count() == 0
     assert page.locator(".atlas-classes li span").first.text_content() == TRICKY_CLASS
 
-    # heatmaps: off by default (the images as they are, nothing fetched); button and key;
-    # turned on, they are drawn from feature.json, a canvas over each example
+    # heatmaps: off by default (the images as they are); button and key; turned on, they
+    # are drawn from feature.json (fetched once, for the quantile rows), a canvas over each
+    # example
     heat = page.locator("canvas.atlas-heat").first
     assert not heat.is_visible() and not page.locator(".atlas-legend").is_visible()
-    assert not [u for u in page.requests if u.endswith("feature.json")]
+    assert len([u for u in page.requests if u.endswith("feature.json")]) == 1
     assert page.get_attribute(".atlas-heat-toggle", "aria-pressed") == "false"
     page.click(".atlas-heat-toggle")
     assert heat.is_visible()
     assert page.get_attribute(".atlas-heat-toggle", "aria-pressed") == "true"
     page.wait_for_selector(".atlas-heat-controls[data-heat=ready]")
+    assert len([u for u in page.requests if u.endswith("feature.json")]) == 1  # not again
     painted = page.evaluate("""() => Array.from(document.querySelectorAll('canvas.atlas-heat'))
         .filter(c => c.width === 4 && c.height === 4).length""")
     assert painted == 6 + quantile
@@ -267,9 +271,30 @@ def test_feature_page_similar_and_quantiles(page, served):
     page.locator(".atlas-sim-list[data-group='0'] > a").first.click()
     page.wait_for_url(f"{base}/{SLUG}/0/{best['unit']}/")
     assert page.locator("h1 small").inner_text() == f"layer 0 · unit {best['unit']}"
-    # quantile examples: one row per interval, highest first, heatmaps follow the toggle
+    # quantile examples: drawn from feature.json, one row per interval, highest first, each
+    # with the interval's first QUANTILE_SHOWN examples; heatmaps follow the toggle
     page.goto(f"{base}/{SLUG}/0/0/")
+    page.wait_for_selector(".atlas-heat-controls:not([hidden])")
     assert page.locator(".atlas-q-row").count() == 8
+    assert not page.locator(".atlas-q-note").is_visible()
+    values = [0.0, 1.0, -2.5, 0.0625, 0.0703125, 1e-05, 0.00012345, 123.456, 9999.7,
+              12345.6, -0.000123456, 3.14159e-09, 2.5e+17]
+    assert page.evaluate("v => v.map(window.atlasNum)", values) == [num(v) for v in values]
+    record = page.evaluate("() => fetch('feature.json').then(r => r.json())")
+    q, ex = record["quantiles"], record["quantiles"]["examples"]
+    rows = page.evaluate("""() => Array.from(document.querySelectorAll('.atlas-q-row')).map(
+        r => [r.querySelector('span').textContent, r.querySelector('span').title,
+              Array.from(r.querySelectorAll('figure')).map(f => [
+                  f.querySelector('img') ? f.querySelector('img').getAttribute('src') : '',
+                  f.querySelector('img') ? f.querySelector('img').alt
+                                         : f.querySelector('.atlas-ex-img').title,
+                  f.querySelector('figcaption').textContent])])""")
+    for (span, kept, figs), j in zip(rows, reversed(range(len(q["intervals"]))), strict=True):
+        assert span == f"{num(q['intervals'][j][0])} – {num(q['intervals'][j][1])}"
+        mine = [n for n, i in enumerate(ex["interval"]) if i == j]
+        assert kept == f"{len(mine)} kept"
+        assert figs == [[ex["images"].replace("{example}", str(ex["example"][n])), ex["id"][n],
+                         num(ex["score"][n])] for n in mine[:QUANTILE_SHOWN]]
     assert page.locator(".atlas-q-row").first.locator("figure").count() == 1  # the odd id
     assert page.locator(".atlas-q-row").first.locator("img").get_attribute("alt") == TRICKY_ID
     heat = page.locator(".atlas-q-row canvas.atlas-heat").first
@@ -591,6 +616,9 @@ def test_pages_work_from_file_urls(browser, tmp_path_factory):
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("request", lambda r: requests.append(r.url))
     pg.goto((site / SLUG / "0" / "0" / "index.html").as_uri())
+    # the examples across the activation range need feature.json: the section says where
+    pg.wait_for_selector(".atlas-quantiles[data-failed]", state="attached")
+    assert pg.locator(".atlas-q-note").is_visible() and pg.locator(".atlas-q-row").count() == 0
     pg.locator(".atlas-tab-label").nth(1).click()
     assert _shown_vis(pg) == [SECOND[0]]
     pg.keyboard.press("a")
@@ -601,7 +629,8 @@ def test_pages_work_from_file_urls(browser, tmp_path_factory):
     assert "web server" in pg.locator(".atlas-grid-links").inner_text()
     # Material's own search worker cannot start from file:// (a browser rule, not ours), nor
     # can the layer page fetch its units.json (the page says so and lists the units)
-    assert [e for e in errors if "/search/" not in e and "units.json" not in e] == []
+    assert [e for e in errors if "/search/" not in e and "units.json" not in e
+            and "feature.json" not in e] == []
     assert [u for u in requests if not u.startswith("file://")] == []
     context.close()
 
@@ -841,7 +870,7 @@ def test_feature_page_header_icons_and_colour_scheme(page, served):
 
 def test_small_images_drawn_pixelated_and_search_named(page, served):
     page.goto(f"{served}/sub/site/{SLUG}/0/0/")
-    page.wait_for_load_state("load")
+    page.wait_for_selector(".atlas-heat-controls:not([hidden])")
     rendering = page.evaluate("""() => ['.atlas-vis img', '.atlas-ex-img img',
         '.atlas-sim-list img'].map(s => getComputedStyle(document.querySelector(s))
         .imageRendering)""")
