@@ -37,6 +37,36 @@ if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 
+# The test files that take longest (seconds on the 2-CPU CI machine, roughly, all their tests
+# and fixtures together). pytest-xdist hands out a file at a time (--dist loadfile) in
+# collection order (--no-loadscope-reorder, else it puts files with few tests last): these go
+# first, longest first, so that the run does not end on one worker busy with a long file while
+# the other has nothing left to do.
+SLOW_FILES = {
+    "tests/test_benchmarks.py": 250,
+    "tests/test_distributed.py": 205,
+    "tests/test_demo_atlas.py": 80,
+    "tests/pages/test_foreground_site.py": 80,
+    "tests/test_fast_paths.py": 85,
+    "tests/visualize/test_visualize.py": 85,
+    "tests/test_demo_visualizations.py": 75,
+    "tests/pages/test_grid_browser.py": 70,
+    "tests/relations/test_relations.py": 60,
+    "tests/pages/test_bytes.py": 40,
+    "tests/pages/test_diversity_site.py": 30,
+    "tests/pages/test_findings.py": 25,
+    "tests/index/test_index.py": 25,
+    "tests/pages/test_kinds_site.py": 25,
+    "tests/index/test_index_distributed.py": 20,
+}
+
+
+def pytest_collection_modifyitems(items):
+    """The slow files' tests first, longest file first; the rest in collection order."""
+    order = {item: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-SLOW_FILES.get(item.nodeid.split("::")[0], 0), order[item]))
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(THREADS)
