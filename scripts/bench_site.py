@@ -23,6 +23,7 @@ and with 20,000 Zipf-distributed concepts (closer to CLIP-Dissect over a word li
     .venv/bin/python scripts/bench_site.py --large     # 102,400 features, 4,096-unit layers
     .venv/bin/python scripts/bench_site.py --codecs atlas-demo   # the site's image encoding
     .venv/bin/python scripts/bench_site.py --memory    # memory at 9,216 and 36,864 features
+    .venv/bin/python scripts/bench_site.py --bytes --bytes-atlas atlas-demo  # the size targets
 """
 
 from __future__ import annotations
@@ -527,6 +528,30 @@ def bytes_bench(units: int, vitb_units: int, examples: int, vitb_examples: int) 
         shutil.rmtree(root, ignore_errors=True)
 
 
+def atlas_bytes(root: Path) -> dict:
+    """What each part of a real atlas's site costs per feature (``--bytes-atlas``, e.g. the
+    demo atlas of ``vit-atlas build``): its site is built afresh (``vit-atlas site``), so the
+    figures are this code's."""
+    from pipeline.site.build import build_site
+    from pipeline.site.data import AtlasView
+    from pipeline.store import AtlasStore
+
+    store = AtlasStore(root)
+    site = build_site(store, workers=2)
+    slug = AtlasView(store).slug
+    features = sum(1 for _ in (site / slug).glob("*/*/feature.json")) + sum(
+        1 for _ in (site / slug).glob("*/*/*/feature.json"))
+    after = dict.fromkeys(PARTS, 0)
+    for path in site.rglob("*"):
+        if path.is_file():
+            after[_part(path.relative_to(site), slug)] += path.stat().st_size
+    print(f"  real atlas {root} (its site rebuilt with this code):")
+    out = report_parts(slug, {"after": after, "before": {}}, features)
+    met = "met" if out["per_feature"] <= 30 * 1024 else "NOT met"
+    print(f"    target <= 30 KiB per feature: {met}")
+    return out
+
+
 def _webp_as_format_13(image) -> bytes:
     """The baseline: the site's WebP before format 14 (lossy at quality 90 where that kept
     38 dB, else lossless)."""
@@ -612,6 +637,9 @@ def main() -> None:
                         "ViT-B/16's")
     p.add_argument("--bytes-units", type=int, default=384,
                    help="units per layer of the demo-shaped fake (--bytes)")
+    p.add_argument("--bytes-atlas", metavar="DIR",
+                   help="with --bytes: also a real atlas's site, rebuilt (e.g. the demo atlas "
+                        "of `vit-atlas build`)")
     p.add_argument("--vitb-units", type=int, default=8,
                    help="units per layer of the ViT-B/16-shaped sample (--bytes; 0: skip it)")
     p.add_argument("--memory", metavar="DEPTHS", nargs="?", const="3,12",
@@ -632,6 +660,8 @@ def main() -> None:
         return
     if args.bytes:
         print(f"site bytes: {os.cpu_count()} CPUs")
+        if args.bytes_atlas:
+            atlas_bytes(Path(args.bytes_atlas))
         bytes_bench(args.bytes_units, args.vitb_units, 2000, 2000)
         return
     if args.memory:

@@ -25,7 +25,6 @@ Every string reaches HTML through the template's ``|e``.
 from __future__ import annotations
 
 import bisect
-import html
 import json
 import math
 from collections import Counter
@@ -361,11 +360,9 @@ class FeatureWriter:
             "module": s.module + (f" (call {s.call})" if s.call else ""),
             "stage": s.stage, "grid": f"{s.grid[0]}×{s.grid[1]}", "units": s.units,
             "prefix": s.prefix_tokens,
-            # the recipe's parameters as JSON, escaped for the text of a <pre> (& < >: its
-            # quotes stay quotes, not &#34;: some 0.25 KiB a page with the default recipe)
-            "recipes": [[_recipe_summary(r, name),
-                         html.escape(json.dumps(r, sort_keys=True), quote=False), name]
-                        for name, r in self.recipes],
+            # a recipe's summary and name (its fields: feature.json, which the page's script
+            # reads when the reader opens them)
+            "recipes": [[_recipe_summary(r, name), name] for name, r in self.recipes],
         }
 
     def _image(self, n: int) -> str | None:

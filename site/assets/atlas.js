@@ -7,7 +7,8 @@
  * - search-by-word page (<model>/words/): every unit a word labels, ranked by score
  * - feature pages: the examples across the activation range and the heatmap overlays, drawn
  *   from feature.json (its examples and quantized maps), legend, toggle,
- *   attribution-map toggle, keyboard shortcuts, the Copy BibTeX button (the recipe tabs need
+ *   attribution-map toggle, the recipe's fields (from feature.json, when opened), keyboard
+ *   shortcuts, the Copy BibTeX button (the recipe tabs need
  *   no script: radio inputs and labels)
  * - layer pages: the grid of every unit (units.json; only the tiles in view are in the
  *   document); filter it by unit number, label, top class, "only trusted" or recognisability;
@@ -713,6 +714,33 @@
     if (!off) loadHeatmaps();
   }
 
+  /* ---- recipe fields -------------------------------------------------------------------- */
+  // A recipe's fields are feature.json's (the primary recipe's: its "recipe"; another's: its
+  // entry of "recipes"), written into the <pre> as text when the reader first opens them; a
+  // page read from disk keeps the sentence that points to feature.json.
+  function sortedJSON(value) {
+    if (Array.isArray(value)) return value.map(sortedJSON);
+    if (value === null || typeof value !== "object") return value;
+    var out = {};
+    Object.keys(value).sort().forEach(function (k) { out[k] = sortedJSON(value[k]); });
+    return out;
+  }
+  function setupRecipes() {
+    document.querySelectorAll("details.atlas-recipe[data-name]").forEach(function (d) {
+      d.addEventListener("toggle", function () {
+        if (!d.open || d.hasAttribute("data-filled")) return;
+        d.setAttribute("data-filled", "");
+        getJSON("feature.json").then(function (rec) {
+          var name = d.getAttribute("data-name"), found = null;
+          (rec.recipes || []).forEach(function (r) {
+            if (r.name === name && found === null) found = "recipe" in r ? r.recipe : rec.recipe;
+          });
+          if (found) d.querySelector("pre").textContent = JSON.stringify(sortedJSON(found), null, 1);
+        }, function () { /* file://: the sentence stays */ });
+      });
+    });
+  }
+
   /* ---- attribution map ----------------------------------------------------------------- */
   function toggleAttribution() {
     var buttons = document.querySelectorAll(".atlas-attr-toggle");
@@ -1235,6 +1263,7 @@
       // an example's id is cut to the figure's width: the whole id on hover
       document.querySelectorAll(".atlas-id").forEach(function (e) { e.title = e.textContent; });
       setupAttribution();
+      setupRecipes();
       setupKeys();
       setupCite();
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pipeline.testing.fake import (
     TRICKY_CONCEPT,
     TRICKY_ID,
     TRICKY_MODEL,
+    TRICKY_NOTE,
     TRICKY_RECIPE,
 )
 from pipeline.testing.fake import fidelity as fake_fidelity
@@ -425,10 +427,28 @@ def test_recipe_tabs_and_attribution_toggle(page, served):
     assert page.locator(".atlas-fidelity:visible").inner_text() == fidelity.line(
         fidelity.clean(second), 400)
     assert page.locator(".atlas-caution:visible").count() == len(fidelity.cautions(second))
+    # its fields, opened: feature.json's, written in as text (a note that ends the <pre> and
+    # opens a script stays text); the primary recipe's are the record's own "recipe"
+    record = page.evaluate("() => fetch('feature.json').then(r => r.json())")
+    recipe = page.locator(".atlas-tab-panel:visible details.atlas-recipe")
+    recipe.locator("summary").click()
+    page.wait_for_selector(".atlas-tab-panel:visible details.atlas-recipe[data-filled]")
+    page.wait_for_function("document.querySelector('.atlas-tab-panel:not([hidden])') && "
+                           "[...document.querySelectorAll('details.atlas-recipe pre')]"
+                           ".some(p => p.textContent.startsWith('{'))")
+    shown = json.loads(recipe.locator("pre").text_content())
+    assert shown == record["recipes"][1]["recipe"] and shown["note"] == TRICKY_NOTE
+    assert page.locator("details.atlas-recipe script, "
+                        "details.atlas-recipe[data-filled] pre *").count() == 0
     # and by keyboard: the tabs are one radio group
     page.focus("#atlas-recipe-1")
     page.keyboard.press("ArrowLeft")
     assert _shown_vis(page) == ["visualization.avif"] and page.is_checked("#atlas-recipe-0")
+    first = page.locator(".atlas-tab-panel:visible details.atlas-recipe")
+    first.locator("summary").click()
+    page.wait_for_function("[...document.querySelectorAll('details.atlas-recipe pre')]"
+                           ".filter(p => p.textContent.startsWith('{')).length === 2")
+    assert json.loads(first.locator("pre").text_content()) == record["recipe"]
 
     # attribution map: off, on by button (the visible tab's), off by key, kept across tabs
     attr = page.locator(".atlas-tab-panel:visible img.atlas-attr")

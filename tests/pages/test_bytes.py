@@ -232,10 +232,11 @@ def test_demo_shaped_feature_bytes(demo_shaped):
     assert total <= 46 * 1024  # 56 KiB before, with format 13's WebP
 
 
-@pytest.mark.xfail(strict=True, reason="issue 23's target, not reached: ~45 KiB at the demo's "
-                   "shape (bench_site --bytes), of which the page's HTML ~21 KiB (24 similar "
-                   "units, 24 quantile examples, 12 top examples), feature.json ~9 KiB, the "
-                   "fake's AVIF images ~14 KiB (~25 KiB as format 13's WebP)")
+@pytest.mark.xfail(strict=True, reason="issue 23's target, not reached: ~42 KiB at the demo's "
+                   "shape (bench_site --bytes), of which the page's HTML ~17.5 KiB (24 similar "
+                   "units, 12 top examples; the quantile examples and recipe fields are drawn "
+                   "from feature.json), feature.json ~9 KiB, the fake's AVIF images and "
+                   "thumbnails ~13.5 KiB; the real demo atlas 33.7 KiB")
 def test_demo_shaped_feature_within_30_kib(demo_shaped):
     _, site = demo_shaped
     atlas = pipeline.open(site)
