@@ -17,9 +17,11 @@ from tests.conftest import demo_build
 
 def _build(tmp_path, name, batch):
     out = tmp_path / name
+    concepts = tmp_path / "concepts.txt"  # a short list: the 20,000 default words take ~30 s
+    concepts.write_text("circle\nstripes\nring\ncheckerboard\nred\nblue\n")
     demo_build(out, "--layers", "2", "--channels", "0:3", "--steps", "2",
                "--dataset", f"imagefolder:{tmp_path / 'img'}", "--masks", str(tmp_path / "masks"),
-               "--topk", "5", "--index-batch-size", str(batch))
+               "--topk", "5", "--index-batch-size", str(batch), "--concepts", str(concepts))
     pages = sorted(out.glob("site/*/2/*/feature.json"), key=lambda p: int(p.parent.name))
     return out, [json.loads(p.read_text())["foreground"] for p in pages]
 
