@@ -656,10 +656,16 @@ def _drain(jobs: list[Future]) -> Iterator[Any]:
     wrote, one at a time (each removed once read); a job and its rows are let go once taken."""
     while jobs:
         for name in jobs.pop(0).result():
-            part = Path(name)
-            rows = pickle.loads(part.read_bytes())  # written by this build's own workers
-            part.unlink()
-            yield rows
+            # written by this build's own workers; nothing here holds the rows once yielded,
+            # so the next file is read after the caller lets the last one go
+            yield pickle.loads(_taken(Path(name)))
+
+
+def _taken(part: Path) -> bytes:
+    """The bytes of ``part``, which is removed."""
+    blob = part.read_bytes()
+    part.unlink()
+    return blob
 
 
 class _Phases:

@@ -109,7 +109,10 @@ def write_parquet(batches: Iterable[list[dict[str, Any]]], path: Path) -> int:
     with atomic_file(Path(path)) as f, pq.ParquetWriter(f, SCHEMA, compression="zstd") as out:
         for rows in batches:
             if rows:
-                rows = sorted(rows, key=lambda r: (r["layer"], r["unit"]))
-                out.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
                 n += len(rows)
+                table = pa.Table.from_pylist(sorted(rows, key=lambda r: (r["layer"], r["unit"])),
+                                             schema=SCHEMA)
+                rows = None  # let go before the next batch is read: one batch at a time
+                out.write_table(table)
+                del table
     return n

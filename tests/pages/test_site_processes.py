@@ -169,3 +169,41 @@ def test_export_rows_leave_the_workers_a_row_group_at_a_time(atlas, tmp_path, mo
     assert max(sizes) == 7 and meta.num_row_groups == sum(-(-len(u) // 7)
                                                           for u in units.values())
     assert pq.read_table(chunked).equals(pq.read_table(whole))
+
+
+def test_the_export_holds_one_batch_of_rows_at_a_time(tmp_path):
+    """``write_parquet`` lets go of a batch before it reads the next (the site stage's main
+    process then holds one file's rows, ``_drain``), and writes them all, in order."""
+    import gc
+    import weakref
+
+    import pyarrow.parquet as pq
+
+    from pipeline.site.export import feature_row, write_parquet
+
+    class Probe:  # held by a row, followed by a weak reference: is the row alive?
+        pass
+
+    alive: list[weakref.ref] = []
+
+    def batch(first: int) -> list[dict]:
+        gc.collect()
+        assert [r for r in alive if r() is not None] == []  # the last batch's rows are gone
+        rows = [feature_row({"model": "m", "weights": "w", "layer": 0, "unit": u,
+                             "module": "blocks.0.mlp.act", "top": None, "labels": None,
+                             "similar": None}) for u in (first + 1, first)]
+        for row in rows:
+            row["probe"] = Probe()  # not a column: the export leaves it out
+            alive.append(weakref.ref(row["probe"]))
+        return rows
+
+    def batches():
+        for first in (0, 2, 4):
+            yield batch(first)  # nothing here keeps it
+
+    assert write_parquet(batches(), tmp_path / "f.parquet") == 6
+    assert len(alive) == 6
+    table = pq.read_table(tmp_path / "f.parquet")
+    assert table.column("unit").to_pylist() == [0, 1, 2, 3, 4, 5]  # each batch sorted
+    assert pq.ParquetFile(tmp_path / "f.parquet").metadata.num_row_groups == 3
+    assert "probe" not in table.column_names
