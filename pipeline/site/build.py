@@ -48,7 +48,6 @@ from pipeline.site.assets import link_display, write_display, write_new
 from pipeline.site.cite import build_year
 from pipeline.site.data import AtlasView, page_units
 from pipeline.site.feature import (
-    QUANTILE_SHOWN,
     FeatureWriter,
     SiteInfo,
     example_path,
@@ -205,8 +204,8 @@ def _findings(root: str) -> dict[str, Any]:
 
 
 def _example_files(root: str, site: str, slug: str, numbers: list[int]) -> int:
-    """Write the thumbnails of the dataset examples that some page shows, once per model and
-    example (every page that shows one links to the same file), as AVIF."""
+    """Write the thumbnails of the dataset examples that some page or ``feature.json`` names,
+    once per model and example (every page that shows one links to the same file), as AVIF."""
     examples = _atlas(root).examples
     if examples is None:
         return 0
@@ -264,9 +263,9 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
     used: set[int] = set()
     if view.index is not None:
         used = {int(n) for n in view.index.top_ids[view.units].ravel() if n >= 0}
-        for unit in view.units:  # the quantile examples a page shows
-            for q in view.quantiles(unit):
-                used.update(n for n, _ in q["examples"][:QUANTILE_SHOWN])
+        for unit in view.units:  # every quantile example feature.json names (its script
+            for q in view.quantiles(unit):  # shows the first QUANTILE_SHOWN of each)
+                used.update(n for n, _ in q["examples"])
     return LayerPages(LayerSummary.of(view), writer.layer_extra(),
                       ClassIndex(info.class_names).entries(view),
                       np.array(sorted(used), dtype=np.int64), docs.written,

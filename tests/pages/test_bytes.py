@@ -22,6 +22,7 @@ from pipeline.site.assets import (
     decode_record,
     display_bytes,
     encode_maps,
+    expand_record,
     heatmap_scale,
 )
 from pipeline.store import (
@@ -90,6 +91,19 @@ def demo_shaped(tmp_path_factory):
     store = make_fake_atlas(tmp_path_factory.mktemp("demo") / "atlas", spec, topk=12,
                             n_examples=2000, n_classes=12, vis_size=64, thumb_size=64)
     return store, build_site(store, workers=1)
+
+
+def test_every_image_feature_json_names_is_written(demo_shaped):
+    """Each example's thumbnail that a ``feature.json`` names exists, the quantile examples
+    the page's script does not show among them (2,000 examples: most are named by one unit)."""
+    _, site = demo_shaped
+    named = set()
+    for path in site.rglob("feature.json"):
+        rec = expand_record(json.loads(path.read_text()))
+        for url in rec["top"]["image"] + rec["quantiles"]["examples"]["image"]:
+            named.add((path.parent / url).resolve())
+    missing = [p for p in named if not p.is_file()]
+    assert len(named) > 300 and missing == []
 
 
 def test_reader_maps_match_the_atlas(demo_shaped):

@@ -998,15 +998,15 @@ def test_atlas_without_relations_builds_as_before(tmp_path: Path):
 
 
 def _script_refs(page: Path) -> list[tuple[str, str, str]]:
-    """The images a feature page's script shows from its ``feature.json``: the first
-    ``QUANTILE_SHOWN`` examples of each quantile interval (as ``_refs`` gives them)."""
+    """The images a feature page's ``feature.json`` names (as ``_refs`` gives them): its top
+    and quantile examples' thumbnails, of which the page's script shows the first
+    ``QUANTILE_SHOWN`` of each interval."""
     record = page.parent / "feature.json"
     if not record.is_file():
         return []
-    ex = expand_record(json.loads(record.read_text()))["quantiles"]["examples"]
-    which = ex.get("interval", [])  # none without an index
-    return [("img", "src", url) for n, (j, url) in enumerate(zip(which, ex["image"], strict=True))
-            if url and which[:n].count(j) < QUANTILE_SHOWN]
+    rec = expand_record(json.loads(record.read_text()))
+    urls = rec["top"]["image"] + rec["quantiles"]["examples"]["image"]
+    return [("img", "src", url) for url in urls if url]
 
 
 def crawl(site: Path, site_url: str | None = None) -> tuple[int, int]:
