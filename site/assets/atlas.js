@@ -595,6 +595,10 @@
   // A short number as the site writes it (pipeline.site.markup.num, Python's "{:.4g}").
   function num(v) {
     if (v === null || v === undefined || !isFinite(v)) return "\u2013";
+    // a value exactly halfway between two 4-digit numbers rounds to the even one, as in
+    // Python (JavaScript rounds it up): 0.015625 is 0.01562
+    var tie = /^-?\d\.\d{2}([02468])50*e/.exec(v.toExponential(20));
+    if (tie) v = Number(v.toExponential(20).replace(/^(-?\d\.\d{3})50*e/, "$1e"));
     var sci = v.toExponential(3), e = +sci.slice(sci.indexOf("e") + 1);
     if (e < -4 || e >= 4) {
       return sci.replace(/\.?0+e/, "e").replace(/e([+-])(\d)$/, "e$10$2");

@@ -280,7 +280,8 @@ def test_feature_page_similar_and_quantiles(page, served):
     assert page.locator(".atlas-q-row").count() == 8
     assert not page.locator(".atlas-q-note").is_visible()
     values = [0.0, 1.0, -2.5, 0.0625, 0.0703125, 1e-05, 0.00012345, 123.456, 9999.7,
-              12345.6, -0.000123456, 3.14159e-09, 2.5e+17]
+              12345.6, -0.000123456, 3.14159e-09, 2.5e+17, 0.015625, -0.015625, 1.0625,
+              1.0635, 0.00015625, 2.5e-05, 99995.0, 12.345]
     assert page.evaluate("v => v.map(window.atlasNum)", values) == [num(v) for v in values]
     record = page.evaluate("() => fetch('feature.json').then(r => r.json())")
     q, ex = record["quantiles"], record["quantiles"]["examples"]
