@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 CASES = {
     "bench_visualize.py": (["--steps", "2", "--units-per-layer", "2", "--images", "64",
-                            "--recipes", "default,scripts/recipes/polish50.json",
+                            "--recipes", "scripts/recipes/polish50.json",
                             "--judges", "cnn:demo", "--diversity", "2"],
                            ["best dataset examples", "polish50", "vs paper", "% peak",
-                            "default #2"]),
+                            "polish50 #2"]),
     "bench_diversity.py": (["--steps", "2", "--units-per-layer", "1", "--weights", "0,1"],
                            ["activation vs N=1", "Gram similarity", "| 1 |"]),
     "bench_fast_paths.py": (["--steps", "2", "--features", "4", "--layers", "0",

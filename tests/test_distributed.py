@@ -111,7 +111,7 @@ def test_rerun_after_a_rank_dies_resumes_every_ranks_chunks(tmp_path):
     and ends with the single-process atlas."""
     single, multi = tmp_path / "single", tmp_path / "multi"
     # 2 layers x 192 units = 6 chunks of 64: rank 0 gets the even ones, rank 1 the odd ones
-    args = [*_args(multi, "0:192"), "--steps", "100", "--batch-size", "64"][1:]
+    args = [*_args(multi, "0:192"), "--steps", "40", "--batch-size", "64"][1:]
     _run([sys.executable, "-m", "pipeline", "index",
           *[str(single) if a == str(multi) else a for a in args]])
     shutil.copytree(single, multi)  # the same index, made once
