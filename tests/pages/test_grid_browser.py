@@ -18,17 +18,20 @@ from pipeline.testing.fake import make_fake_atlas, tiny_spec
 from tests.pages.test_browser import browser  # noqa: F401, F811 (the fixture)
 
 UNITS = 3072  # ViT-B's FFN width: 64 dims x mlp_ratio 48
+VISUALIZED = 64  # units with a visualization: the first tiles, the tile switch's
 
 
 @pytest.fixture(scope="module")
 def big_layer(tmp_path_factory) -> tuple[Path, str]:
-    """A one-layer fake atlas of ``UNITS`` units, every one with a page (indexed, labelled,
-    visualized; no map), built; returns the site and the layer page's path."""
+    """A one-layer fake atlas of ``UNITS`` units, every one with a page (indexed and labelled;
+    the first ``VISUALIZED`` visualized: a tile's image is the same code for every unit, and
+    each costs two AVIF encodings; no map), built; returns the site and the layer page's
+    path."""
     root = tmp_path_factory.mktemp("grid")
     spec = tiny_spec(img_size=16, patch_size=8, depth=1, embed_dim=64, num_heads=1,
                      mlp_ratio=UNITS / 64)
     store = make_fake_atlas(root / "atlas", spec, topk=1, n_examples=8, thumb_size=8,
-                            relations=False, workers=2)
+                            vis_units=VISUALIZED, relations=False, workers=2)
     site = build.build_site(store, workers=2)
     return site, f"{AtlasView(store).slug}/0/"
 
