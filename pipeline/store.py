@@ -56,6 +56,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -516,10 +517,12 @@ class AtlasStore:
                         results: list[dict[str, Any]], images: list[np.ndarray],
                         attributions: list[np.ndarray] | None = None,
                         index_id: str | None = None,
-                        more_images: list[list[np.ndarray]] | None = None) -> None:
+                        more_images: list[list[np.ndarray]] | None = None,
+                        pool: Executor | None = None) -> None:
         """Images (uint8 ``(H, W, 3)``) and attribution maps (uint8 ``(H, W)``, optional)
         first, then the chunk JSON that marks them finished. ``recipe`` is the recipe's dict
-        (``Recipe.to_dict()``, with its ``name``): it is saved with every chunk.
+        (``Recipe.to_dict()``, with its ``name``): it is saved with every chunk. ``pool``:
+        threads that encode and write the images (each its own files; the same bytes).
 
         ``more_images``: per result, the unit's further images 1 … N-1 (``diversity``
         N > 1), written as ``vis_image_name(unit, k)``; their names go to the result's
@@ -537,20 +540,24 @@ class AtlasStore:
         (False, True)
         """
         directory = self.vis_dir(layer, recipe["name"])
+        files: list[tuple[Path, np.ndarray]] = []
         for i, (result, image) in enumerate(zip(results, images, strict=True)):
             name = self.vis_image_name(result["unit"])
-            write_image(directory / name, image)
+            files.append((directory / name, image))
             result["image"] = name
             if attributions is not None:
                 name = self.vis_attribution_name(result["unit"])
-                write_image(directory / name, attributions[i])
+                files.append((directory / name, attributions[i]))
                 result["attribution"] = name
             if more_images is not None:
                 names = [self.vis_image_name(result["unit"], k + 1)
                          for k in range(len(more_images[i]))]
-                for name, extra in zip(names, more_images[i], strict=True):
-                    write_image(directory / name, extra)
+                files += [(directory / name, extra)
+                          for name, extra in zip(names, more_images[i], strict=True)]
                 result["diversity"] = {"images": names, **result.get("diversity", {})}
+        paths, arrays = zip(*files, strict=True) if files else ((), ())
+        for _ in (pool.map if pool is not None else map)(write_image, paths, arrays):
+            pass  # a failed write raises here, before the chunk JSON
         chunk = {"layer": layer, "start": start, "recipe": recipe, "index": index_id}
         if more_images is not None:
             chunk["diversity"] = 1 + max((len(m) for m in more_images), default=0)

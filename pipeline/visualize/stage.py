@@ -28,6 +28,7 @@ from pipeline.visualize.objectives import UnitStats
 from pipeline.visualize.optimize import render_features
 from pipeline.visualize.prior import ImagePrior
 from pipeline.visualize.recipe import Recipe, get_recipes
+from pipeline.visualize.writes import BackgroundWrites
 
 CHUNK = 64  # units per chunk file: the unit of resume and of sharding
 
@@ -329,55 +330,60 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
     if done_before and distributed.is_main():
         tqdm.write(f"visualize [{recipe.name}]: resuming, {done_before} features already done")
     started = time.perf_counter()
-    for group in _batches(todo, batch_size):
-        layer = run.spec.layers[group[0].layer]
-        index = indexes.get(layer.index)
-        stats = None if index is None else unit_stats(index, layer.units)
-        units = [u for c in group for u in c.units]
-        parts, seeds = [], []  # seeds: what each unit's seed image was (seeded recipes)
-        for i in range(0, len(units), batch_size):  # a chunk larger than a batch: several renders
-            part = units[i:i + batch_size]
-            found = index_seeds(store, index, layer.index, part, tuple(run.spec.input_size[1:])) \
-                if recipe.needs_seeds else None
-            parts.append(render_features(run.model, run.spec, layer, part, recipe,
-                                         run.config.seed, run.device, prior=prior, stats=stats,
-                                         seeds=None if found is None else found.images,
-                                         diversity=n_images))
-            if found is not None:
-                seeds += seed_records(run.model, run.spec, layer, part, found, run.device)
-            bar.update(len(part))
-        images = torch.cat([p.images for p in parts])
-        attributions = torch.cat([p.attributions for p in parts])
-        activation = torch.cat([p.activations for p in parts])
-        scores = torch.cat([p.scores for p in parts])
-        more: list | None = None  # per unit: its further images and their figures
-        if n_images > 1:  # rows: each unit's images in turn; image 0 is the unit's own
-            more = diversity_results(images, activation, torch.cat([p.similarity for p in parts]))
+    # each batch's chunks are encoded and written while the next one is optimized
+    with BackgroundWrites() as writes:
+        for group in _batches(todo, batch_size):
+            layer = run.spec.layers[group[0].layer]
+            index = indexes.get(layer.index)
+            stats = None if index is None else unit_stats(index, layer.units)
+            units = [u for c in group for u in c.units]
+            parts, seeds = [], []  # seeds: what each unit's seed image was (seeded recipes)
+            # a chunk larger than a batch: several renders
+            for i in range(0, len(units), batch_size):
+                part = units[i:i + batch_size]
+                found = index_seeds(store, index, layer.index, part,
+                                    tuple(run.spec.input_size[1:])) \
+                    if recipe.needs_seeds else None
+                parts.append(render_features(run.model, run.spec, layer, part, recipe,
+                                             run.config.seed, run.device, prior=prior,
+                                             stats=stats,
+                                             seeds=None if found is None else found.images,
+                                             diversity=n_images))
+                if found is not None:
+                    seeds += seed_records(run.model, run.spec, layer, part, found, run.device)
+                bar.update(len(part))
+            images = torch.cat([p.images for p in parts])
+            attributions = torch.cat([p.attributions for p in parts])
+            activation = torch.cat([p.activations for p in parts])
+            scores = torch.cat([p.scores for p in parts])
+            more: list | None = None  # per unit: its further images and their figures
+            if n_images > 1:  # rows: each unit's images in turn; image 0 is the unit's own
+                more = diversity_results(images, activation,
+                                         torch.cat([p.similarity for p in parts]))
+                if judging is not None and index is not None:
+                    judging.measure_further(run, index, layer.index, units, images, more)
+                images, attributions, activation, scores = (
+                    t[::n_images] for t in (images, attributions, activation, scores))
+            fidelities = [None] * len(units) if index is None else \
+                fidelity(index, units, activation, scores)
             if judging is not None and index is not None:
-                judging.measure_further(run, index, layer.index, units, images, more)
-            images, attributions, activation, scores = (
-                t[::n_images] for t in (images, attributions, activation, scores))
-        fidelities = [None] * len(units) if index is None else \
-            fidelity(index, units, activation, scores)
-        if judging is not None and index is not None:
-            judging.measure(run, index, layer.index, units, images, fidelities)
-        offset = 0
-        for chunk in group:
-            n = len(chunk.units)
-            sl = slice(offset, offset + n)
-            results = [{"unit": u, "activation": float(a), "fidelity": f}
-                       for u, a, f in zip(chunk.units, activation[sl].tolist(), fidelities[sl],
-                                          strict=True)]
-            for r, seed in zip(results, seeds[sl], strict=False):  # none: unseeded recipe
-                r["seed"] = seed  # {"example", "number", "activation"}
-            for r, (_, figures) in zip(results, more[sl] if more else [], strict=False):
-                r["diversity"] = figures
-            store.write_vis_chunk(chunk.layer, chunk.start, recipe_dict, results,
-                                  [im.numpy() for im in images[sl]],
-                                  [a.numpy() for a in attributions[sl]],
-                                  digests[chunk.layer],
-                                  None if more is None else [m[0] for m in more[sl]])
-            offset += n
+                judging.measure(run, index, layer.index, units, images, fidelities)
+            offset = 0
+            for chunk in group:
+                n = len(chunk.units)
+                sl = slice(offset, offset + n)
+                results = [{"unit": u, "activation": float(a), "fidelity": f}
+                           for u, a, f in zip(chunk.units, activation[sl].tolist(),
+                                              fidelities[sl], strict=True)]
+                for r, seed in zip(results, seeds[sl], strict=False):  # none: unseeded recipe
+                    r["seed"] = seed  # {"example", "number", "activation"}
+                for r, (_, figures) in zip(results, more[sl] if more else [], strict=False):
+                    r["diversity"] = figures
+                writes.submit(store.write_vis_chunk, chunk.layer, chunk.start, recipe_dict,
+                              results, [im.numpy() for im in images[sl]],
+                              [a.numpy() for a in attributions[sl]], digests[chunk.layer],
+                              None if more is None else [m[0] for m in more[sl]])
+                offset += n
     bar.close()
     if total and distributed.is_main():
         rate = total / max(time.perf_counter() - started, 1e-9)
