@@ -49,10 +49,10 @@ class _SpectralParam:
     """Shared by the Fourier and phase parameterizations: decorrelated → RGB → sigmoid."""
 
     def __init__(self, size: tuple[int, int], device: torch.device, prior: ImagePrior | None,
-                 dc: float = 0.0):
+                 dc: float = 0.0, spectrum_power: float = 1.0):
         prior = ImagePrior.natural(size) if prior is None else prior.at_size(size)
         self.size = tuple(size)
-        self.amplitude = prior.amplitude(dc).to(device)  # (H, W//2+1)
+        self.amplitude = prior.amplitude(dc, spectrum_power).to(device)  # (H, W//2+1)
         self.colour = prior.colour_sqrt().to(device)  # (3, 3)
         mean = prior.colour_mean.clamp(0.05, 0.95)
         self.centre = torch.logit(mean).to(device).view(1, 3, 1, 1)
@@ -68,12 +68,13 @@ class _SpectralParam:
 
 class FourierParam(_SpectralParam):
     """lucent's Fourier basis, with the dataset's spectrum in place of 1/f; ``dc`` > 0 lets
-    the image's mean colour move (``ImagePrior.amplitude``)."""
+    the image's mean colour move and ``spectrum_power`` < 1 flattens the spectrum's scale
+    (``ImagePrior.amplitude``)."""
 
     def __init__(self, generators: list[torch.Generator], size: tuple[int, int],
                  device: torch.device, prior: ImagePrior | None = None, init_std: float = 0.01,
-                 dc: float = 0.0):
-        super().__init__(size, device, prior, dc)
+                 dc: float = 0.0, spectrum_power: float = 1.0):
+        super().__init__(size, device, prior, dc, spectrum_power)
         shape = (3, size[0], size[1] // 2 + 1, 2)
         init = torch.stack([torch.randn(*shape, generator=g) * init_std for g in generators])
         self.coefficients = init.to(device).requires_grad_(True)

@@ -113,17 +113,21 @@ class ImagePrior:
         sqrt = vectors @ torch.diag(values.clamp(min=1e-8).sqrt()) @ vectors.T
         return (sqrt / sqrt.norm(dim=0).max()).float()
 
-    def amplitude(self, dc: float = 0.0) -> torch.Tensor:
-        """``(H, W//2+1)`` channel-mean amplitude, scaled so that unit complex coefficients
-        give an image of unit standard deviation. The DC term (the image's mean) is ``dc``
-        times the mean amplitude of the lowest frequency (one cycle per image), after that
-        scaling: 0 leaves no DC term, so the image's mean colour cannot move.
+    def amplitude(self, dc: float = 0.0, power: float = 1.0) -> torch.Tensor:
+        """``(H, W//2+1)`` channel-mean amplitude to the ``power`` (< 1: flatter), scaled so
+        that unit complex coefficients give an image of unit standard deviation. The DC term
+        (the image's mean) is ``dc`` times the mean amplitude of the lowest frequency (one
+        cycle per image), after that scaling: 0 leaves no DC term, so the image's mean colour
+        cannot move.
 
         >>> prior = ImagePrior.natural((16, 16))
         >>> float(prior.amplitude()[0, 0]), bool(prior.amplitude(1.0)[0, 0] > 0)
         (0.0, True)
+        >>> a, flat = prior.amplitude(), prior.amplitude(power=0.5)
+        >>> bool(flat.max() / flat[flat > 0].min() < a.max() / a[a > 0].min())
+        True
         """
-        amp = self.spectrum.mean(0).clone()
+        amp = self.spectrum.mean(0).clone().pow(power)
         amp[0, 0] = 0.0
         amp = amp / amp.pow(2).mean().sqrt().clamp(min=1e-12)
         if dc:

@@ -62,6 +62,11 @@ class Recipe:
     # image's mean colour at the dataset's, so a unit that responds to a colour over an area
     # cannot be shown its colour; > 1 lets the mean move more freely than the 1/f fall-off.
     dc: float = 0.0
+    # Fourier: the coefficients' scale is the dataset's amplitude spectrum to this power
+    # (lucent's ``decay_power`` for its 1/f): 1 is the spectrum itself; below 1 flattens it,
+    # so that with Adam's step size per coefficient the higher frequencies (stripes, edges)
+    # move faster relative to the lowest ones.
+    spectrum_power: float = 1.0
     canvas: float = 1.0
     canvas_view: str = "whole"
     # Plug-In Inversion's Zoom (Ghiasi et al. 2022): < 1 shows the model the image at this
@@ -103,6 +108,10 @@ class Recipe:
                 raise ValueError(f"recipe {self.name!r}: crop must satisfy 0 < lo <= hi <= 1")
         if not 0 <= self.stretch < 0.5:
             raise ValueError(f"recipe {self.name!r}: stretch must be in [0, 0.5)")
+        if not 0 < self.spectrum_power <= 2 or (self.spectrum_power != 1.0
+                                                 and self.param != "fourier"):
+            raise ValueError(f"recipe {self.name!r}: spectrum_power must be in (0, 2], and "
+                             "other than 1 only with param 'fourier'")
         if not 0 <= self.polish < 1:
             raise ValueError(f"recipe {self.name!r}: polish must be in [0, 1)")
         if self.diversity_weight < 0:
@@ -149,8 +158,13 @@ class Recipe:
 
         >>> Recipe("m", param="fourier", dc=2.0).param_options(), Recipe("m").param_options()
         ({'dc': 2.0}, {})
+        >>> Recipe("m", param="fourier", spectrum_power=0.5).param_options()
+        {'dc': 0.0, 'spectrum_power': 0.5}
         """
-        return {"dc": self.dc} if self.param == "fourier" else {}
+        if self.param != "fourier":
+            return {}
+        power = {} if self.spectrum_power == 1.0 else {"spectrum_power": self.spectrum_power}
+        return {"dc": self.dc, **power}
 
     def canvas_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The optimized image's size for a model input of ``size``.
@@ -193,6 +207,8 @@ class Recipe:
             del d["diversity_weight"]
         if not self.dc:  # saved only where set: a recipe without it saves what it saved before
             del d["dc"]
+        if self.spectrum_power == 1.0:  # the same
+            del d["spectrum_power"]
         d["objective"] = self.objective(images_per_unit).description
         return d
 

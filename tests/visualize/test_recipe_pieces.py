@@ -44,6 +44,7 @@ PIECES = {
                                     canvas_view="centre", polish=0.25),
     "zoom": replace(BASE, param="fourier", lr=0.05, zoom_start=0.25),
     "fourier-dc": replace(BASE, param="fourier", lr=0.05, dc=1.0),
+    "fourier-flat": replace(BASE, param="fourier", lr=0.05, dc=4.0, spectrum_power=0.5),
 }
 
 
@@ -129,6 +130,37 @@ def test_dc_lets_the_fourier_image_take_a_colour():
     assert get_recipe(str(recipes / "dc1.json")).param_options() == {"dc": 1.0}
     with pytest.raises(ValueError, match="dc"):
         Recipe("d", param="pixels", dc=1.0)
+
+
+def test_spectrum_power_below_one_gives_the_higher_frequencies_more_room():
+    """The same coefficients and the same optimization, a flatter scale: the image ends with
+    more of its power at the higher frequencies (stripes), where an objective wants them."""
+    prior = ImagePrior.natural((32, 32))
+    y = torch.arange(32.0).view(1, 1, 32, 1)
+    stripes = torch.cos(2 * torch.pi * y / 4)  # 8 cycles an image: a mid-high frequency
+
+    def stripe_share(power: float) -> float:
+        param = FourierParam([torch.Generator().manual_seed(0)], (32, 32), CPU, prior,
+                             dc=4.0, spectrum_power=power)
+        optimizer = torch.optim.Adam(param.parameters(), lr=0.02)
+        for _ in range(60):
+            loss = -(param.image() * stripes).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        image = param.image().detach()[0].mean(0)
+        power_2d = torch.fft.rfft2(image - image.mean()).abs().pow(2)
+        return float(power_2d[8, 0] + power_2d[24, 0]) / float(power_2d.sum())
+
+    assert stripe_share(0.5) > stripe_share(1.0)
+    assert "spectrum_power" not in Recipe("d").to_dict()  # saved only where set
+    flat = Recipe("d", param="fourier", spectrum_power=0.5)
+    assert Recipe.from_dict(flat.to_dict()).spectrum_power == 0.5
+    recipes = Path(__file__).resolve().parents[2] / "scripts" / "recipes"
+    assert get_recipe(str(recipes / "dc4-spec05.json")).param_options() == {
+        "dc": 4.0, "spectrum_power": 0.5}
+    with pytest.raises(ValueError, match="spectrum_power"):
+        Recipe("d", param="pixels", spectrum_power=0.5)
 
 
 def test_polish_steps_see_the_bare_image():
