@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -304,6 +305,13 @@ def _keeping_done_units(store, chunk: Chunk, recipe: dict, index_id: str,
     return chunk if units == chunk.units else Chunk(chunk.layer, chunk.start, units)
 
 
+def _write_chunks(store: AtlasStore, chunks: list[tuple], pool: Executor) -> None:
+    """``store.write_vis_chunk`` of each of a batch's chunks in turn, images encoded by
+    ``pool``; a failure leaves the chunks after it unwritten, as in line."""
+    for args in chunks:
+        store.write_vis_chunk(*args, pool=pool)
+
+
 def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                 prior: ImagePrior | None, judging: _Judging | None = None) -> None:
     n_images = run.config.visualize.diversity  # images per unit
@@ -368,7 +376,7 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                 fidelity(index, units, activation, scores)
             if judging is not None and index is not None:
                 judging.measure(run, index, layer.index, units, images, fidelities)
-            offset = 0
+            offset, written = 0, []
             for chunk in group:
                 n = len(chunk.units)
                 sl = slice(offset, offset + n)
@@ -379,11 +387,12 @@ def _run_recipe(run: Run, recipe: Recipe, indexes: dict[int, LayerIndex],
                     r["seed"] = seed  # {"example", "number", "activation"}
                 for r, (_, figures) in zip(results, more[sl] if more else [], strict=False):
                     r["diversity"] = figures
-                writes.submit(store.write_vis_chunk, chunk.layer, chunk.start, recipe_dict,
-                              results, [im.numpy() for im in images[sl]],
-                              [a.numpy() for a in attributions[sl]], digests[chunk.layer],
-                              None if more is None else [m[0] for m in more[sl]])
+                written.append((chunk.layer, chunk.start, recipe_dict, results,
+                                [im.numpy() for im in images[sl]],
+                                [a.numpy() for a in attributions[sl]], digests[chunk.layer],
+                                None if more is None else [m[0] for m in more[sl]]))
                 offset += n
+            writes.submit(_write_chunks, store, written)  # the batch's chunks, in order
     bar.close()
     if total and distributed.is_main():
         rate = total / max(time.perf_counter() - started, 1e-9)

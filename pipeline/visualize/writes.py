@@ -4,11 +4,11 @@ Encoding a chunk's images for the site (AVIF, ``store.display_bytes``) takes som
 image at 64 pixels and 50 ms at 224 on one core, two or three times per feature (its image,
 its attribution map, a second quality tried): on a GPU that is more than the optimization
 itself, with the CPU's other cores idle. So the visualize stage hands each finished batch's
-chunks to ``BackgroundWrites``: one thread writes them in order, its images encoded by a pool
-of threads (libavif and zlib release the GIL), while the next batch is optimized. At most
-``pending`` batches wait, so memory stays bounded; a failed write fails the stage at the next
-hand-over or at the end, and its chunk, never marked finished, is redone by a rerun. The
-files are the same bytes as written in line.
+chunks to ``BackgroundWrites`` as one write: one thread writes them in order, their images
+encoded by a pool of threads (libavif and zlib release the GIL), while the next batch is
+optimized. At most ``pending`` batches wait, so memory stays bounded; a failed write fails
+the stage at the next hand-over or at the end, and its chunk, never marked finished, is
+redone by a rerun. The files are the same bytes as written in line.
 """
 
 from __future__ import annotations
