@@ -91,8 +91,12 @@ def page(browser, served):
 
 
 def _images_loaded(pg) -> tuple[int, list[str]]:
-    """(number of images, those that failed), once every image (lazy ones too) settled."""
+    """(number of images, those that failed), once every image (lazy ones too) settled,
+    the quantile rows' too (the page's script adds them after fetching feature.json)."""
     pg.wait_for_load_state("load")
+    pg.wait_for_function("""() => { const q = document.querySelector('.atlas-quantiles');
+        const note = q && q.querySelector('.atlas-q-note');
+        return !q || q.hasAttribute('data-failed') || !note || note.hidden; }""")
     pg.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     pg.wait_for_function("Array.from(document.images).every(i => i.complete)")
     broken = pg.evaluate("""() => Array.from(document.images)
