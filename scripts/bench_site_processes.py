@@ -79,6 +79,8 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=4, help="layers")
     p.add_argument("--width", type=int, default=96, help="embedding width (FFN: 4x units)")
     p.add_argument("--topk", type=int, default=16)
+    p.add_argument("--examples", type=int, default=2000,
+                   help="dataset examples of the fake (each a thumbnail written first)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     spec = tiny_spec(img_size=64, patch_size=8, depth=args.depth, embed_dim=args.width,
                      num_heads=max(1, args.width // 32))
-    store = make_fake_atlas(tmp / "atlas", spec, topk=args.topk, n_examples=2000,
+    store = make_fake_atlas(tmp / "atlas", spec, topk=args.topk, n_examples=args.examples,
                             vis_size=64, thumb_size=64, workers=2)
     pages = sum(layer.units for layer in spec.layers)
     print(f"fake atlas: {len(spec.layers)} layers x {spec.layers[0].units} units = {pages} "
