@@ -27,7 +27,8 @@ def _args(out: Path, channels: str) -> list[str]:
     return ["build", "--model", TINY_MODEL, "--weights", "random", "--model-kwargs",
             *[f"{k}={v}" for k, v in TINY_KWARGS.items()], "--out", str(out),
             "--dataset", "synthetic:40", "--steps", "6", "--topk", "3", "--channels", channels,
-            "--workers", "0", "--index-batch-size", "8"]
+            "--workers", "0", "--index-batch-size", "8",
+            "--layer-map", "pca"]  # UMAP's JIT would cost each build ~10 s; test_relations has it
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
