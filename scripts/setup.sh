@@ -8,16 +8,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# --no-compile: no bytecode for every file of every package at install (torch alone has
-# thousands); Python compiles what is imported, on first import. Half the install's time.
 if [ "${1:-}" = "--test" ]; then
-  .venv/bin/python -m pip install --quiet --no-compile -e ".[test]"
+  .venv/bin/python -m pip install --quiet -e ".[test]"
   if [ ! -x /usr/bin/chromium ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
 else
-  .venv/bin/python -m pip install --quiet --no-compile -e .
+  .venv/bin/python -m pip install --quiet -e .
 fi
 echo "setup done: .venv ($(.venv/bin/python -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'))"
