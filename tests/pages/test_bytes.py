@@ -83,19 +83,19 @@ def test_maps_edge_cases():
 
 @pytest.fixture(scope="module")
 def demo_shaped(tmp_path_factory):
-    """A fake atlas of the demo's shape (64-px images, 8 x 8 patches, top-12, 2,000 examples,
+    """A fake atlas of the demo's shape (64-px images, 8 x 8 patches, top-12, 640 examples,
     quantiles and relations), 12 units in each of its 4 layers, and its site."""
     spec = tiny_spec(img_size=64, patch_size=8, embed_dim=96, depth=4, num_heads=3)
     for layer in spec.layers:
         object.__setattr__(layer, "units", 12)
     store = make_fake_atlas(tmp_path_factory.mktemp("demo") / "atlas", spec, topk=12,
-                            n_examples=2000, n_classes=12, vis_size=64, thumb_size=64)
+                            n_examples=640, n_classes=12, vis_size=64, thumb_size=64)
     return store, build_site(store, workers=1)
 
 
 def test_every_image_feature_json_names_is_written(demo_shaped):
     """Each example's thumbnail that a ``feature.json`` names exists, the quantile examples
-    the page's script does not show among them (2,000 examples: most are named by one unit)."""
+    the page's script does not show among them (640 examples, each named by a few units)."""
     _, site = demo_shaped
     named = set()
     for path in site.rglob("feature.json"):
