@@ -52,8 +52,9 @@ def _add_atlas_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=S, help="optimization steps (overrides recipe)")
     g.add_argument("--judge", default=S,
                    help="model that measures each image's recognisability (2-AFC, "
-                   "transferability): a labeler SPEC or cnn:demo | cnn:PATH (default: the "
-                   "atlas's labeler; none: not measured)")
+                   "transferability): a labeler SPEC or cnn:demo | cnn:PATH, or grey:SPEC (that "
+                   "judge shown every image in grey; default: the atlas's labeler; none: not "
+                   "measured)")
     g.add_argument("--judge-trials", type=int, default=S,
                    help="2-AFC trials per unit (default 20)")
     g.add_argument("--diversity", type=int, default=S, metavar="N",
@@ -146,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="paper",
                    help="recipe the objective is relative to (default paper)")
     p.add_argument("--judge", default=None,
-                   help="judge SPEC (a labeler SPEC or cnn:demo | cnn:PATH; default: the "
+                   help="judge SPEC (a labeler SPEC or cnn:demo | cnn:PATH, or grey:SPEC: that "
+                   "judge shown every image in grey; default: the "
                    "atlas's judge, else its labeler; none: no recognisability)")
     p.add_argument("--judge-trials", type=int, default=None, help="2-AFC trials per unit")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

@@ -337,7 +337,8 @@ class VisualizeConfig(_Part):
     overriding each recipe's, ``batch_size`` features per batch (0: sized to the device).
 
     ``judge``: the model that measures each image's recognisability (a labeler SPEC, or
-    ``cnn:demo`` / ``cnn:PATH``; None: the atlas's labeler, if any; ``none``: not measured),
+    ``cnn:demo`` / ``cnn:PATH``, or ``grey:SPEC``: that judge shown every image in grey; None:
+    the atlas's labeler, if any; ``none``: not measured),
     over ``judge_trials`` 2-AFC trials per unit.
 
     ``diversity``: images per unit, optimized together with each recipe's diversity term

@@ -7,6 +7,7 @@ A judge SPEC is a labeler SPEC (``demo``, ``open_clip:<model>/<pretrained>``, a 
 folder, ``self``: see ``pipeline.label.labelers``), whose image tower embeds and whose text
 tower names the classes, or ``cnn:demo`` / ``cnn:PATH``: a small CNN classifier (the bundled
 one is trained on the demo's procedural images: a second judge of another architecture).
+``grey:SPEC`` is the judge SPEC shown every image in grey (``pipeline.judge.grey``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 from pipeline.errors import AtlasError
+from pipeline.judge.grey import GREY_PREFIX, GreyJudge
 
 CNN_PREFIX = "cnn:"
 
@@ -67,10 +69,12 @@ def load_judge(spec: str, model: str | None = None, device: torch.device | str =
     """Load a judge by SPEC (see the module docstring; ``model``: the atlas's timm name, for
     the labeler spec ``self``).
 
-    >>> load_judge("cnn:demo").id
-    'demo-cnn'
+    >>> load_judge("cnn:demo").id, load_judge("grey:cnn:demo").id
+    ('demo-cnn', 'grey:demo-cnn')
     """
     spec = spec.strip()
+    if spec.startswith(GREY_PREFIX):
+        return GreyJudge(load_judge(_seen(spec), model, device))
     if spec.startswith(CNN_PREFIX):
         from pipeline.judge.cnn import load_cnn_judge
 
@@ -81,21 +85,33 @@ def load_judge(spec: str, model: str | None = None, device: torch.device | str =
     try:
         parsed = parse_labeler(spec, model)
     except AtlasError as exc:
-        raise AtlasError(f"bad judge {spec!r}: {exc} (or cnn:demo, cnn:PATH)",
+        raise AtlasError(f"bad judge {spec!r}: {exc} (or cnn:demo, cnn:PATH, grey:SPEC)",
                          option="judge") from None
     return LabelerJudge(load_labeler(parsed, device), spec)
+
+
+def _seen(spec: str) -> str:
+    """The judge that ``grey:SPEC`` shows its images to: SPEC (itself no ``grey:`` one)."""
+    inner = spec[len(GREY_PREFIX):].strip()
+    if not inner or inner == "none" or inner.startswith(GREY_PREFIX):
+        raise AtlasError(f"bad judge {spec!r}: grey: takes one judge SPEC, e.g. grey:cnn:demo",
+                         option="judge")
+    return inner
 
 
 def check_judge(spec: str | None, model: str | None = None) -> None:
     """Check a judge SPEC without loading weights (a clear error before long work).
 
-    >>> check_judge("cnn:demo"); check_judge(None)
+    >>> check_judge("cnn:demo"); check_judge("grey:demo"); check_judge(None)
     >>> check_judge("nonsense")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     pipeline.errors.AtlasError: bad judge 'nonsense': ...
     """
     if spec is None or spec == "none":
+        return
+    if spec.startswith(GREY_PREFIX):
+        check_judge(_seen(spec), model)
         return
     if spec.startswith(CNN_PREFIX):  # a few hundred KB: loading it is the check
         load_judge(spec)
@@ -105,5 +121,5 @@ def check_judge(spec: str | None, model: str | None = None) -> None:
     try:
         parse_labeler(spec, model)
     except AtlasError as exc:
-        raise AtlasError(f"bad judge {spec!r}: {exc} (or cnn:demo, cnn:PATH)",
+        raise AtlasError(f"bad judge {spec!r}: {exc} (or cnn:demo, cnn:PATH, grey:SPEC)",
                          option="judge") from None

@@ -86,6 +86,18 @@ def test_cli_evaluate(atlas, capsys):
     assert (atlas.store.root / "evaluate" / "contact_sheet.png").is_file()
 
 
+def test_cli_evaluate_with_a_grey_judge(atlas, capsys):
+    """``--judge grey:SPEC`` measures with that judge shown every image in grey, and says so."""
+    root = atlas.store.root
+    assert main(["evaluate", "--out", str(root), "--device", "cpu", "--judge",
+                 "grey:cnn:demo", "--judge-trials", "4"]) == 0
+    assert "recognisability, judged by grey:demo-cnn" in capsys.readouterr().out
+    report = json.loads((root / "evaluate" / "report.json").read_text())
+    assert report["judge"] == "grey:demo-cnn"
+    assert main(["evaluate", "--out", str(root), "--judge", "grey:"]) == 2
+    assert "grey: takes one judge SPEC" in capsys.readouterr().err
+
+
 def test_cli_evaluate_errors(tmp_path, tiny_config, capsys):
     assert main(["evaluate", "--out", str(tmp_path / "none")]) == 2
     assert "no atlas" in capsys.readouterr().err
