@@ -13,11 +13,12 @@ from two sources:
   reads when the stage checks a page against mkdocs); the heatmaps are not in the page (its
   script reads them from ``feature.json``, where they are anyway).
 
-Relations (when the atlas was related): the page shows at most ``SIMILAR_SHOWN`` similar units
-per group (same layer, other layers, other models), linked where the other unit has a page in
-this site. Its script draws at most ``QUANTILE_SHOWN`` examples per quantile interval from
-``feature.json`` (the page holds only the section's heading: a fifth of its bytes at the demo's
-shape), their heatmaps on the top examples' colour scale; ``feature.json`` holds them all.
+Relations (when the atlas was related): the page's script draws, from ``feature.json``, at
+most ``SIMILAR_SHOWN`` similar units per group (same layer, other layers, other models), linked
+where the other unit has a page in this site, and at most ``QUANTILE_SHOWN`` examples per
+quantile interval, their heatmaps on the top examples' colour scale; the page holds only the
+sections' headings (the two lists were a third of its bytes at the demo's shape), and
+``feature.json`` holds them all.
 
 Every string reaches HTML through the template's ``|e``.
 """
@@ -180,14 +181,6 @@ def histogram_record(counts: np.ndarray, edges: np.ndarray) -> dict[str, list]:
     if width.size and not np.allclose(width, width.mean(), rtol=1e-4, atol=0):
         out["edges"] = [_round(e) for e in edges]
     return out
-
-
-def similar_group(model: str, layer: int, entry: dict[str, Any]) -> int:
-    """0: ``entry`` is in the unit's own layer, 1: another layer of its model, 2: another
-    model."""
-    if entry["model"] != model:
-        return 2
-    return 0 if entry["layer"] == layer else 1
 
 
 def word_query(concept: str) -> str:
@@ -439,39 +432,6 @@ class FeatureWriter:
             return self.view.thumbnail(unit)
         return self.thumbnails(layer).get(unit) if self.thumbnails is not None else None
 
-    def _similar(self, unit: int) -> list[list[list[str]]]:
-        """Per group (``similar_group``), a row per shown similar unit (its best
-        ``SIMILAR_SHOWN``): score, link or "" (no page in this site), thumbnail or "",
-        caption, title."""
-        info = self.info
-        here = info.feature_dir(self.layer, unit)
-        groups: list[list[dict]] = [[], [], []]
-        for e in self.view.similar_to(unit):
-            groups[similar_group(info.model, self.layer, e)].append(e)
-        out: list[list[list[str]]] = [[], [], []]
-        for g, entries in enumerate(groups):
-            best = sorted(entries, key=lambda e: -e["score"])[:SIMILAR_SHOWN]
-            for e in best:
-                other, layer, u = e["model"], e["layer"], e["unit"]
-                href = thumb = ""
-                if g < 2:
-                    if u in self._pages(layer):
-                        href = urls.relative(info.feature_dir(layer, u) + "/", here)
-                        found = self._other_thumb(layer, u)
-                        thumb = href + found if found else ""
-                elif self._in_site(other, layer, u):
-                    href = urls.relative(info.feature_dir(layer, u, other) + "/", here)
-                ref = info.layer(layer, other if g == 2 else None)
-                model = f"{other} · " if g == 2 else ""
-                if isinstance(ref, int) or ref.kind == urls.FFN:
-                    where = f"unit {u}" if g == 0 else f"{model}L{layer} · unit {u}"
-                    title = f"{model}layer {layer} unit {u}"
-                else:  # a key, query or value channel: by kind and block (urls.layer_name)
-                    title = model + urls.layer_name(ref, u)
-                    where = f"channel {u}" if g == 0 else title
-                out[g].append([num(e["score"], 3), href, thumb, where, title])
-        return out
-
     def _similar_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
         """A similar unit of ``feature.json``; one of another model of this site also names
         that model's ``slug`` (its pages' folder)."""
@@ -490,7 +450,24 @@ class FeatureWriter:
         cols["model"] = [None if m == self.info.model else m for m in cols["model"]]
         if not any(s is not None for s in cols["slug"]):
             del cols["slug"]
+        thumbs: list[str] = []
+        cols["thumb"] = [self._similar_thumb(e, thumbs) for e in rows]
+        cols["thumbs"] = thumbs
         return cols
+
+    def _similar_thumb(self, entry: dict[str, Any], thumbs: list[str]) -> int | None:
+        """The number in ``thumbs`` (grown as needed) of the similar unit's visualization file
+        beside its page, which the page's script shows (format 15); None for a unit without
+        one, without a page in this site, or of another model."""
+        layer, unit = entry["layer"], entry["unit"]
+        if entry["model"] != self.info.model or unit not in self._pages(layer):
+            return None
+        found = self._other_thumb(layer, unit)
+        if found is None:
+            return None
+        if found not in thumbs:
+            thumbs.append(found)
+        return thumbs.index(found)
 
     def _pages(self, layer: int, model: str | None = None) -> set[int]:
         """Units of ``layer`` with a page, of this model or of ``model`` (another one built
@@ -544,13 +521,11 @@ class FeatureWriter:
         div = self._diversity(unit)
         if any(div):
             meta["div"] = div
-        similar = self._similar(unit)
-        if any(similar):
-            meta["similar"] = similar
-            counts = [0, 0, 0]
-            for e in view.similar_to(unit):
-                counts[similar_group(info.model, layer, e)] += 1
-            meta["simn"] = [[min(n, SIMILAR_SHOWN), n] for n in counts]  # shown, in all
+        # the similar units are drawn by the page's script from feature.json, which holds
+        # them anyway (format 15): how many, and how many it shows per group
+        similar = len(view.similar_to(unit))
+        if similar:
+            meta["similar"] = [similar, SIMILAR_SHOWN]
         concepts = view.concepts(unit)
         if concepts:  # score, query string of the word page, concept
             meta["words"] = [[num(c["score"]), word_query(c["concept"]), c["concept"]]

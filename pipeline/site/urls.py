@@ -73,7 +73,10 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    transferability on image 0's trials; the page states each image's 2-AFC under it.
 # 14: the site's images are AVIF (``store.display_bytes``: 4:4:4, >= 38 dB), not WebP: the
 #    same images at 36-64% fewer bytes; their files end in ``.avif``.
-SITE_FORMAT_VERSION = 14
+# 15: feature.json's ``similar`` has ``thumb`` (per unit: its number in ``thumbs``, the
+#    visualization files beside the similar units' pages; null: none shown) and ``thumbs``;
+#    the page's script draws the similar units from them (the page holds the heading alone).
+SITE_FORMAT_VERSION = 15
 
 IMAGE_SUFFIX = DISPLAY_SUFFIX  # every image the site writes (assets.write_display)
 VISUALIZATION = f"visualization{IMAGE_SUFFIX}"

@@ -5,8 +5,9 @@
  *   the units a word labels (word index, with thumbnails) and units by class name, above
  *   Material's results from the handbook
  * - search-by-word page (<model>/words/): every unit a word labels, ranked by score
- * - feature pages: the examples across the activation range and the heatmap overlays, drawn
- *   from feature.json (its examples and quantized maps), legend, toggle,
+ * - feature pages: the examples across the activation range, the similar units and the
+ *   heatmap overlays, drawn from feature.json (its examples, similar units and quantized
+ *   maps; models.json says which units have a page), legend, toggle,
  *   attribution-map toggle, the recipe's fields (from feature.json, when opened), keyboard
  *   shortcuts, the Copy BibTeX button (the recipe tabs need
  *   no script: radio inputs and labels)
@@ -645,6 +646,74 @@
     if (note) note.hidden = true;
   }
 
+  // The similar units (.atlas-similar): feature.json's "similar" in three groups (this layer,
+  // the model's other layers, other models), each its best N (data-shown) by score. A unit is
+  // a link where it has a page in this site (models.json's "pages"; another model's: its
+  // "slug"), with its visualization where "thumb" names one; else its name as text.
+  var SIMILAR_GROUPS = ["Same layer", "Other layers", "Other models"];
+  function similarItem(e, g, own, index, base) {
+    var other = null;
+    if (g === 2) {
+      (index.models || []).forEach(function (m) {
+        if (m.slug === e.slug || (!other && !e.slug && m.name === e.model)) other = m;
+      });
+    }
+    var model = g === 2 ? other : own, info = model ? findLayer(model, e.layer) : null;
+    var href = null;
+    if (g < 2 && info) {
+      if (info.pages ? info.pages.indexOf(e.unit) >= 0 : e.unit < info.units) href = join(base, unitPath(own, info, e.unit));
+    } else if (g === 2 && e.slug) {
+      href = join(base, unitPath(other || { slug: e.slug, layers: [] }, info || e.layer, e.unit));
+    }
+    var kqv = info && info.kind && info.kind !== "ffn", prefix = g === 2 ? e.model + " \u00b7 " : "";
+    var where = kqv ? (g === 0 ? "channel " + e.unit : prefix + unitName(info, e.unit))
+      : (g === 0 ? "unit " + e.unit : prefix + "L" + e.layer + " \u00b7 unit " + e.unit);
+    var item = href ? el("a") : el("span", "atlas-off");
+    if (href) item.href = href;
+    else item.title = "no page in this site";
+    if (href && e.thumb !== null && e.thumb !== undefined) {
+      var img = el("img");
+      img.src = href + e.thumb;
+      img.loading = "lazy";
+      img.alt = "";
+      item.appendChild(img);
+    } else {
+      item.appendChild(el("span", "atlas-novis"));
+    }
+    item.appendChild(el("span", null, where));
+    item.appendChild(el("small", null, "r = " + String(Number(e.score.toPrecision(3)))));
+    return item;
+  }
+  function drawSimilar(section, rec, index) {
+    var sim = rec.similar, shown = +section.getAttribute("data-shown");
+    if (!sim || !sim.unit || !sim.unit.length) return;
+    var own = pickModel(index, meta("atlas-model")) || { slug: meta("atlas-model"), layers: [] };
+    var base = siteBase(), groups = [[], [], []];
+    sim.unit.forEach(function (unit, n) {
+      var model = sim.model ? sim.model[n] : null, t = sim.thumb ? sim.thumb[n] : null;
+      var e = { model: model, layer: sim.layer[n], unit: unit, score: sim.score[n],
+                slug: sim.slug ? sim.slug[n] : null,
+                thumb: t === null || t === undefined || !sim.thumbs ? null : sim.thumbs[t] };
+      groups[model !== null && model !== rec.model ? 2 : e.layer === rec.layer ? 0 : 1].push(e);
+    });
+    groups.forEach(function (found, g) {
+      if (!found.length) return;
+      var head = el("h3", null, SIMILAR_GROUPS[g] + " ");
+      head.appendChild(el("small", null, found.length <= shown ? String(found.length)
+        : "best " + shown + " of " + found.length + " (all in feature.json)"));
+      var list = el("div", "atlas-sim-list");
+      list.setAttribute("data-group", String(g));
+      found.sort(function (a, b) { return b.score - a.score; }).slice(0, shown).forEach(function (e) {
+        list.appendChild(similarItem(e, g, own, index, base));
+      });
+      section.appendChild(head);
+      section.appendChild(list);
+    });
+    var note = section.querySelector(".atlas-sim-note");
+    if (note) note.hidden = true;
+    section.setAttribute("data-drawn", "");
+  }
+
   function setupHeatmaps() {
     var controls = document.querySelector(".atlas-heat-controls");
     var figs = [], rows = document.querySelectorAll(".atlas-q-row");
@@ -1263,6 +1332,13 @@
           .then(setupHeatmaps);
       } else {
         setupHeatmaps();
+      }
+      var similar = document.querySelector(".atlas-similar[data-shown]");
+      if (similar) {
+        var models = getJSON(join(siteBase(), "models.json")).catch(function () { return {}; });
+        Promise.all([getJSON("feature.json"), models]).then(function (r) {
+          drawSimilar(similar, r[0], r[1]);
+        }).catch(function () { similar.setAttribute("data-failed", ""); });
       }
       // an example's id is cut to the figure's width: the whole id on hover
       document.querySelectorAll(".atlas-id").forEach(function (e) { e.title = e.textContent; });

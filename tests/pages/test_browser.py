@@ -92,11 +92,13 @@ def page(browser, served):
 
 def _images_loaded(pg) -> tuple[int, list[str]]:
     """(number of images, those that failed), once every image (lazy ones too) settled,
-    the quantile rows' too (the page's script adds them after fetching feature.json)."""
+    the quantile rows' and similar units' too (the page's script adds them after fetching
+    feature.json)."""
     pg.wait_for_load_state("load")
-    pg.wait_for_function("""() => { const q = document.querySelector('.atlas-quantiles');
-        const note = q && q.querySelector('.atlas-q-note');
-        return !q || q.hasAttribute('data-failed') || !note || note.hidden; }""")
+    pg.wait_for_function("""() => [['.atlas-quantiles', '.atlas-q-note'],
+                                   ['.atlas-similar', '.atlas-sim-note']].every(([s, n]) => {
+        const q = document.querySelector(s), note = q && q.querySelector(n);
+        return !q || q.hasAttribute('data-failed') || !note || note.hidden; })""")
     pg.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     pg.wait_for_function("Array.from(document.images).every(i => i.complete)")
     broken = pg.evaluate("""() => Array.from(document.images)
@@ -247,6 +249,8 @@ def test_feature_page_similar_and_quantiles(page, served):
     base = f"{served}/sub/site"
     page.goto(f"{base}/{SLUG}/0/0/")
     groups = _shown_similar(0)
+    page.wait_for_selector(".atlas-similar[data-drawn]")  # drawn from feature.json
+    assert not page.locator(".atlas-sim-note").is_visible()
     lists = page.locator(".atlas-sim-list")
     assert lists.count() == 3
     assert [h.split(" ")[0] for h in page.locator(".atlas-similar h3").all_inner_texts()] == [
@@ -257,7 +261,22 @@ def test_feature_page_similar_and_quantiles(page, served):
         scores = [t.replace("r = ", "") for t in
                   page.locator(f".atlas-sim-list[data-group='{g}'] > * > small")
                   .all_text_contents()]
-        assert [float(x) for x in scores] == [float(f"{e['score']:.3g}") for e in expected]
+        assert scores == [num(e["score"], 3) for e in expected]  # as Python writes it
+        captions = page.locator(f".atlas-sim-list[data-group='{g}'] > * > span:not(.atlas-novis)")
+        assert captions.all_text_contents() == [
+            f"unit {e['unit']}" if g == 0 else f"L{e['layer']} · unit {e['unit']}" if g == 1
+            else f"{TRICKY_MODEL} · L{e['layer']} · unit {e['unit']}" for e in expected]
+        for e, item in zip(expected, items.all(), strict=True):
+            linked = g < 2 and e["unit"] in _pages()[e["layer"]]
+            assert item.evaluate("e => e.tagName") == ("A" if linked else "SPAN")
+            src = item.locator("img").get_attribute("src") if item.locator("img").count() else ""
+            if linked:
+                href = f"../../../{SLUG}/{e['layer']}/{e['unit']}/"  # from the site's root
+                assert item.get_attribute("href") == href
+                assert src == (href + "visualization.avif" if e["unit"] < VIS_UNITS else "")
+            else:
+                assert src == "" and item.get_attribute("title") == "no page in this site"
+    assert page.locator(".atlas-sim-list img").count() == _similar_images(0) > 0
     # another model not in this site: its name as text, no link, no markup made of it
     other = page.locator(".atlas-sim-list[data-group='2'] > *")
     assert other.first.evaluate("e => e.tagName") == "SPAN"
@@ -270,7 +289,7 @@ def test_feature_page_similar_and_quantiles(page, served):
     assert page.locator(".atlas-sim-list[data-group='1'] > span").count() == len(off)
     target = groups[1][0] if groups[1][0]["unit"] in _pages()[1] else next(
         e for e in groups[1] if e["unit"] in _pages()[1])
-    page.locator(f".atlas-sim-list[data-group='1'] a[href='../../1/{target['unit']}/']").click()
+    page.locator(f".atlas-sim-list[data-group='1'] a[href$='/1/{target['unit']}/']").click()
     page.wait_for_url(f"{base}/{SLUG}/1/{target['unit']}/")
     page.go_back()
     best = groups[0][0]
@@ -644,6 +663,8 @@ def test_pages_work_from_file_urls(browser, tmp_path_factory):
     # the examples across the activation range need feature.json: the section says where
     pg.wait_for_selector(".atlas-quantiles[data-failed]", state="attached")
     assert pg.locator(".atlas-q-note").is_visible() and pg.locator(".atlas-q-row").count() == 0
+    pg.wait_for_selector(".atlas-similar[data-failed]", state="attached")  # so do similar units
+    assert pg.locator(".atlas-sim-note").is_visible() and pg.locator(".atlas-sim-list").count() == 0
     pg.locator(".atlas-tab-label").nth(1).click()
     assert _shown_vis(pg) == [SECOND[0]]
     pg.keyboard.press("a")

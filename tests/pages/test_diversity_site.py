@@ -71,7 +71,7 @@ def test_feature_json_has_the_further_images(built: Path):
     for unit in (0, 1):
         page = _feature_dir(built, unit)
         record = json.loads((page / "feature.json").read_text())
-        assert record["format_version"] == 14
+        assert record["format_version"] == 15
         _check(schema, record, str(page))
         div = record["diversity"]
         assert div["images"] == ["visualization.d1.avif"]

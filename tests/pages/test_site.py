@@ -120,7 +120,7 @@ def test_layout_and_feature_json(small_site: Path):
     pages1 = list((small_site / SLUG / "1").glob("*/index.html"))
     assert len(pages0) == 192 and len(pages1) == VIS_UNITS
     feature = json.loads((small_site / SLUG / "0" / "0" / "feature.json").read_text())
-    assert feature["format_version"] == urls.SITE_FORMAT_VERSION == 14
+    assert feature["format_version"] == urls.SITE_FORMAT_VERSION == 15
     assert (feature["model"], feature["layer"], feature["unit"]) == (
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
@@ -285,7 +285,7 @@ def test_layer_page_carries_fidelity_for_sorting(small_site: Path):
     page = (small_site / SLUG / "0" / "index.html").read_text()
     assert 'class="atlas-sort"' in page and 'class="atlas-trusted"' in page
     grid = _grid(small_site, 0)
-    assert grid["format_version"] == 14 and (grid["layer"], grid["kind"], grid["of"]) == (
+    assert grid["format_version"] == 15 and (grid["layer"], grid["kind"], grid["of"]) == (
         0, "ffn", 192)
     assert grid["units"] == list(range(192))
     assert (grid["vs_best"][0], grid["z_rank"][0], grid["trusted"][0]) == (2.1, 1, 1)
@@ -532,7 +532,7 @@ def test_feature_json_matches_published_schema(small_site: Path):
     for key in ("similar", "quantiles"):
         with pytest.raises(AssertionError):
             _check(schema, {k: v for k, v in rich.items() if k != key})
-    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 14
+    assert schema["properties"]["format_version"]["const"] == good["format_version"] == 15
 
 
 # -- labels and the word index --------------------------------------------------------------
@@ -636,7 +636,7 @@ def test_word_index_holds_every_labelled_unit_ranked(small_site: Path):
                                             words["shards"])])
     assert len(shards) > 3
     for (_, first, last, n), shard in zip(words["shards"], shards, strict=True):
-        assert shard["format_version"] == 14 and (shard["first"], shard["last"]) == (first, last)
+        assert shard["format_version"] == 15 and (shard["first"], shard["last"]) == (first, last)
         assert n == sum(map(len, shard["words"].values())) <= SHARD_ENTRIES
         keys = [c.lower() for c in shard["words"]]
         assert keys and keys[0] == first and keys[-1] == last
@@ -722,7 +722,7 @@ def test_atlas_without_labels_builds_as_before(tmp_path: Path):
     site = build.build_site(store, workers=1)
     f = json.loads((site / SLUG / "0" / "1" / "feature.json").read_text())
     assert f["labels"] == {"concept": [], "score": []} and f["labeler"] is None
-    assert f["format_version"] == 14
+    assert f["format_version"] == 15
     assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == []
     schema = json.loads((site / "schema" / "feature.schema.json").read_text())
     _check(schema, f)
@@ -758,8 +758,8 @@ def _feature(site: Path, layer: int, unit: int) -> dict:
 
 def _rows(cols: dict, keys: tuple[str, ...] | None = None) -> list[dict]:
     """feature.json's columns ``cols`` as one dict per entry (``keys``: these; default all
-    but ``maps``)."""
-    keys = keys or tuple(k for k in cols if k != "maps")
+    but ``maps`` and ``similar``'s ``thumbs``, which are not columns)."""
+    keys = keys or tuple(k for k in cols if k not in ("maps", "thumbs"))
     return [dict(zip(keys, row, strict=True))
             for row in zip(*(cols[k] for k in keys), strict=True)]
 
@@ -835,42 +835,24 @@ def _section(page: str, cls: str) -> str:
 
 
 def test_feature_page_similar_units(small_site: Path):
+    """The page holds the section's heading and a note; the units are the script's, drawn from
+    feature.json's ``similar`` (tests/pages/test_browser.py checks them in Chromium), whose
+    ``thumb`` names the visualization of each unit of the model with a page and one."""
     page = (small_site / SLUG / "0" / "0" / "index.html").read_text()
-    similar = _section(page, "atlas-similar")
     expected = _expected_similar(0)
-    heads = re.findall(r"<h3>([^<]*) <small>([^<]*)</small></h3>", similar)
-    mine = [e for e in expected if e["model"] == "vit_tiny_patch16_224"]
-    counts = [sum(e["layer"] == 0 for e in mine), sum(e["layer"] == 1 for e in mine),
-              len(expected) - len(mine)]
-    assert [h for h, _ in heads] == ["Same layer", "Other layers", "Other models"]
-    assert [n for _, n in heads] == [str(n) if n <= SIMILAR_SHOWN else
-                                     f"best {SIMILAR_SHOWN} of {n} (all in feature.json)"
-                                     for n in counts]
-    groups = re.findall(r'(?s)data-group="(\d)">(.*?)</div>', similar)
-    items = {int(g): re.findall(r'<(a|span)(?: href="([^"]*)")?(?: class="atlas-off"[^>]*)?>'
-                                r'(?:<img src="([^"]*)"[^>]*>|<span class="atlas-novis"></span>)'
-                                r"<span>([^<]*)</span><small>r = ([^<]*)</small>", body)
-             for g, body in groups}
-    for g, part in enumerate(([e for e in mine if e["layer"] == 0],
-                              [e for e in mine if e["layer"] == 1],
-                              [e for e in expected if e["model"] != "vit_tiny_patch16_224"])):
-        best = sorted(part, key=lambda e: -e["score"])[:SIMILAR_SHOWN]
-        assert len(items[g]) == len(best), g
-        for (tag, href, src, where, score), e in zip(items[g], best, strict=True):
-            assert score == markup.num(e["score"], 3)
-            has_page = g < 2 and e["unit"] in _pages()[e["layer"]]
-            assert (tag == "a") == has_page and bool(href) == has_page
-            link = relative(f"{SLUG}/{e['layer']}/{e['unit']}/", f"{SLUG}/0/0")
-            if has_page:  # same layer ../<unit>/, other layers ../../<layer>/<unit>/
-                assert href == link == (f"../{e['unit']}/" if g == 0 else
-                                        f"../../{e['layer']}/{e['unit']}/")
-            visualized = has_page and e["unit"] < VIS_UNITS
-            assert src == (f"{link}visualization.avif" if visualized else "")
-            assert unescape(where) == (f"unit {e['unit']}" if g == 0 else
-                                       f"L{e['layer']} · unit {e['unit']}" if g == 1 else
-                                       f"{TRICKY_MODEL} · L{e['layer']} · unit {e['unit']}")
-    assert any(tag == "span" for tag, *_ in items[1])  # layer 1 units without a page
-    assert 'loading="lazy"' in similar and "<img" in similar
+    similar = page.split('<section class="atlas-similar" data-shown="', 1)[1].split("</section>")[0]
+    assert similar.startswith(f'{SIMILAR_SHOWN}">')
+    assert f"{len(expected)} similar units, up to {SIMILAR_SHOWN} per group" in similar
+    assert "atlas-sim-list" not in similar and "<img" not in similar and "r = " not in similar
+    sim = _feature(small_site, 0, 0)["similar"]
+    assert sim["thumbs"] == ["visualization.avif"]
+    rows = _rows(sim)
+    assert [(e["layer"], e["unit"]) for e in rows] == [(e["layer"], e["unit"]) for e in expected]
+    for e, want in zip(rows, expected, strict=True):
+        shown = (want["model"] == "vit_tiny_patch16_224" and e["unit"] in _pages()[e["layer"]]
+                 and e["unit"] < VIS_UNITS)
+        assert e["thumb"] == (0 if shown else None), e
+    assert None in sim["thumb"] and 0 in sim["thumb"]
 
 
 def test_feature_page_quantile_examples(small_site: Path):
@@ -894,7 +876,7 @@ def test_layer_map_json(small_site: Path):
     store = AtlasStore(small_site.parent)
     expected = store.layer_map(0)
     data = json.loads((small_site / SLUG / "0" / "map.json").read_text())
-    assert data["format_version"] == 14 and data["layer"] == 0 and data["method"] == "umap"
+    assert data["format_version"] == 15 and data["layer"] == 0 and data["method"] == "umap"
     assert data["preservation"] == expected["preservation"] == MAP_PRESERVATION
     assert data["units"] == [p["unit"] for p in expected["units"]] == list(range(192))
     assert data["x"] == [p["x"] for p in expected["units"]]
@@ -962,17 +944,14 @@ def test_other_model_in_the_same_site_is_linked(small_site: Path):
     writer = FeatureWriter(info, atlas.layer(0), atlas.examples, atlas.thumbnails)
     meta = yaml.load(writer.markdown(0).split("---")[1], Loader=yaml.CSafeLoader)
     assert meta == writer.meta(0)  # the Markdown source holds the page's data as it is
-    other = meta["similar"][2]  # rows of other models: score, link, thumbnail, ...
-    assert other and all(href.startswith("../../../deit-other/") and img == ""
-                         for _, href, img, *_ in other)
+    sim = writer.record(0)["similar"]
+    other = [e for e in _rows(sim) if e["model"] == TRICKY_MODEL]
+    assert other and all(e["slug"] == "deit-other" and e["thumb"] is None for e in other)
 
-    # when the other model was built in this site, only its units with a page get a link
+    # when the other model was built in this site, only its units with a page get a slug
     first = next(e for e in atlas.layer(0).similar_to(0) if e["model"] == TRICKY_MODEL)
     info.site_pages[TRICKY_MODEL] = {first["layer"]: [first["unit"]]}
     writer = FeatureWriter(info, atlas.layer(0), atlas.examples, atlas.thumbnails)
-    hrefs = [row[1] for row in writer.meta(0)["similar"][2]]
-    assert hrefs.count("") == len(hrefs) - 1
-    assert f"deit-other/{first['layer']}/{first['unit']}/" in "".join(hrefs)
     sim = writer.record(0)["similar"]
     assert len(sim["slug"]) == len(sim["model"])  # a column again: one unit has a slug
     linked = [e for e in _rows(sim) if e["slug"]]
