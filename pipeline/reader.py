@@ -103,7 +103,7 @@ class _DirectoryAtlas(Atlas):
         if layer not in self._writers:
             info = SiteInfo.of(self.view, self._units, build_year(), None)
             self._writers[layer] = FeatureWriter(info, self.view.layer(layer),
-                                                 self.view.examples)
+                                                 self.view.examples, self.view.thumbnails)
         return self._writers[layer].record(unit)
 
     def _table(self, columns: list[str] | None, filters: Any) -> pa.Table:

@@ -134,8 +134,10 @@ def decode_record(obj: object) -> object:
 
 def expand_record(record: dict) -> dict:
     """A ``feature.json`` record (format 11) with what it leaves to be inferred written out,
-    as format 10 wrote it: ``similar``'s ``model`` (null: the feature's own model) and
-    ``slug`` (absent: null for every unit), ``histogram``'s ``edges`` (from its ``range``:
+    as format 10 wrote it: ``similar``'s ``model`` (null or, from format 15, absent: the
+    feature's own model) and ``slug`` (absent: null for every unit), the examples' and
+    ``top_classes``' ``label`` (format 15: the record's ``class_names`` name each class
+    once), ``histogram``'s ``edges`` (from its ``range``:
     bins of equal width), the examples' ``image`` column (from ``images``, their URL with
     ``{example}`` for the number), in ``top`` and ``quantiles``, and the primary recipe's
     entry of ``recipes`` (its ``recipe``, ``visualization``, ``activation``, ``fidelity``,
@@ -154,6 +156,10 @@ def expand_record(record: dict) -> dict:
      'fidelity': None}
     >>> expand_record({"top": {"example": [7, 3], "images": "../x/e{example}.avif"}})["top"]
     {'example': [7, 3], 'image': ['../x/e7.avif', '../x/e3.avif']}
+    >>> expand_record({"model": "m", "similar": {"layer": [0], "unit": [2], "score": [0.5]},
+    ...                "top_classes": {"label_index": [4, 9], "mean": [1.5, 1.0]},
+    ...                "class_names": {"4": "tench"}})["top_classes"]["label"]
+    ['tench', '9']
     """
     out = dict(record)
     recipes = out.get("recipes")
@@ -172,11 +178,15 @@ def expand_record(record: dict) -> dict:
     if isinstance(quantiles, dict) and "examples" in quantiles:
         out["quantiles"] = {**quantiles, "examples": _expand_images(quantiles["examples"])}
     sim = out.get("similar")
-    if isinstance(sim, dict) and "model" in sim:
-        sim = dict(sim)
-        sim["model"] = [record.get("model") if m is None else m for m in sim["model"]]
-        sim.setdefault("slug", [None] * len(sim["model"]))
-        out["similar"] = sim
+    if isinstance(sim, dict) and "unit" in sim:
+        out["similar"] = expand_similar(sim, record.get("model"))
+    names = out.get("class_names")
+    if isinstance(names, dict):  # format 15: each class named once; its rows' label again
+        for key in ("top", "top_classes"):
+            out[key] = _expand_labels(out.get(key), names)
+        if isinstance(out.get("quantiles"), dict):
+            q = out["quantiles"]
+            out["quantiles"] = {**q, "examples": _expand_labels(q.get("examples"), names)}
     hist = out.get("histogram")
     if isinstance(hist, dict) and "edges" not in hist and "range" in hist:
         lo, hi = hist["range"]
@@ -184,6 +194,29 @@ def expand_record(record: dict) -> dict:
         edges = [float(f"{lo + (hi - lo) * i / n:.6g}") for i in range(n + 1)] if n else [lo, hi]
         out["histogram"] = {**hist, "edges": edges}
     return out
+
+
+def expand_similar(similar: dict[str, list], model: str | None) -> dict[str, list]:
+    """``feature.json``'s ``similar`` columns with every unit's ``model`` (null, or from
+    format 15 no column: ``model``, the feature's own) and ``slug`` (no column: null).
+
+    >>> expand_similar({"layer": [0], "unit": [2], "score": [0.5]}, "m")["model"]
+    ['m']
+    """
+    out = dict(similar)
+    models = out.get("model", [None] * len(out["unit"]))
+    out["model"] = [model if m is None else m for m in models]
+    out.setdefault("slug", [None] * len(out["unit"]))
+    return out
+
+
+def _expand_labels(cols: object, names: dict[str, str]) -> object:
+    """Columns with ``label_index`` and no ``label``: the ``label`` column again, each class's
+    name from ``names`` (its number as text where it has none, as format 14 wrote it)."""
+    if not isinstance(cols, dict) or "label_index" not in cols or "label" in cols:
+        return cols
+    labels = [None if c is None else names.get(str(c), str(c)) for c in cols["label_index"]]
+    return {**cols, "label": labels}
 
 
 def _expand_images(cols: object) -> object:

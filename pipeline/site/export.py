@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.site.assets import expand_similar
 from pipeline.site.urls import SITE_FORMAT_VERSION
 from pipeline.store import atomic_file
 
@@ -87,8 +88,9 @@ def feature_row(record: dict[str, Any]) -> dict[str, Any]:
         "labels": labels,
         "top_ids": [str(i) for i in (record.get("top") or {}).get("id", [])],
         "top_scores": list((record.get("top") or {}).get("score", [])),
-        "similar": [dict(zip(keys, (row[0] or record["model"], *row[1:]), strict=True))
-                    for row in _rows(record.get("similar"), keys)],  # null: its own model
+        "similar": [dict(zip(keys, row, strict=True)) for row in _rows(
+            expand_similar(record["similar"], record["model"]) if record.get("similar")
+            else None, keys)],
         "permalink": record.get("permalink"),
     }
 

@@ -124,7 +124,7 @@ SIMILAR_SHOWN = 8  # similar units shown per group on a page (feature.json has a
 PRIMARY_FIELDS = ("recipe", "visualization", "activation", "fidelity", "attribution",
                   "diversity")
 # feature.json's columns of dataset examples (and their "maps"), of similar units
-EXAMPLE_COLUMNS = ("example", "id", "score", "image", "label", "label_index")
+EXAMPLE_COLUMNS = ("example", "id", "score", "image", "label_index")
 SIMILAR_COLUMNS = ("model", "layer", "unit", "score", "slug")
 
 
@@ -448,6 +448,8 @@ class FeatureWriter:
         rows = [self._similar_entry(e) for e in self.view.similar_to(unit)]
         cols = columns(rows, SIMILAR_COLUMNS)
         cols["model"] = [None if m == self.info.model else m for m in cols["model"]]
+        if not any(m is not None for m in cols["model"]):
+            del cols["model"]  # every unit is of the feature's own model (format 15)
         if not any(s is not None for s in cols["slug"]):
             del cols["slug"]
         thumbs: list[str] = []
@@ -596,9 +598,7 @@ class FeatureWriter:
             cols["id"].append(ex_id)
             cols["score"].append(_round(score))
             cols["image"].append(self._image(n))
-            cols["label"].append(None if label is None else
-                                 name if name is not None else str(label))
-            cols["label_index"].append(label)
+            cols["label_index"].append(label)  # its name: the record's class_names
         if maps.size == 0:
             maps = np.zeros((len(found), *self.view.spec.grid), np.float32)
         template = self.up + urls.example_file(self.info.slug, "{example}")[
@@ -666,7 +666,8 @@ class FeatureWriter:
             "images_seen": info.images_seen,
             "top": None,  # (the keys' order is the file's: filled in below)
             "histogram": None,
-            "top_classes": columns([], ("label", "label_index", "mean")),
+            "top_classes": columns([], ("label_index", "mean")),
+            "class_names": {},
             "mean": None,
             "max": None,
             "labels": columns(view.concepts(unit), ("concept", "score")),
@@ -695,10 +696,14 @@ class FeatureWriter:
         rec["quantiles"] = {"intervals": intervals, "examples": {"interval": which, **examples}}
         rec["histogram"] = histogram_record(idx.hist_counts[unit], idx.hist_edges[unit])
         rec["top_classes"] = columns([
-            {"label": names[c], "label_index": int(c), "mean": _round(m)}
+            {"label_index": int(c), "mean": _round(m)}
             for c, m in zip(idx.top_classes[unit], idx.top_class_means[unit], strict=True)
             if 0 <= c < len(names)
-        ], ("label", "label_index", "mean"))
+        ], ("label_index", "mean"))
+        # each class named once (format 15), not in every example's row
+        shown = {*rec["top"]["label_index"], *rec["quantiles"]["examples"]["label_index"],
+                 *rec["top_classes"]["label_index"]} - {None}
+        rec["class_names"] = {str(c): names[c] for c in sorted(shown) if 0 <= c < len(names)}
         rec["mean"] = _round(idx.mean[unit])
         rec["max"] = _round(idx.max[unit])
         return rec

@@ -75,7 +75,10 @@ RESERVED = {"assets", "search", "schema", "how-to-read", "method", "citing", "da
 #    same images at 36-64% fewer bytes; their files end in ``.avif``.
 # 15: feature.json's ``similar`` has ``thumb`` (per unit: its number in ``thumbs``, the
 #    visualization files beside the similar units' pages; null: none shown) and ``thumbs``;
-#    the page's script draws the similar units from them (the page holds the heading alone).
+#    the page's script draws the similar units from them (the page holds the heading alone);
+#    ``similar``'s ``model`` column is left out when every unit is of the feature's own model,
+#    and ``class_names`` names each class once, in place of a ``label`` column beside every
+#    ``label_index`` (assets.expand_record writes both out again).
 SITE_FORMAT_VERSION = 15
 
 IMAGE_SUFFIX = DISPLAY_SUFFIX  # every image the site writes (assets.write_display)

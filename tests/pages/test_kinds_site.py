@@ -146,10 +146,7 @@ def test_links_between_kinds_and_the_model_page(key_site):
     key_page = {url for _, _, url in _refs(model / "key" / "1" / "7" / "index.html")}
     assert "../../../" in key_page  # the breadcrumb: the model page
     assert any(u.startswith("../../../words/?word=") for u in key_page)
-    assert any(re.fullmatch(r"\.\./\.\./\.\./[01]/\d+/", u) for u in key_page)  # FFN units
-    assert any(re.fullmatch(r"\.\./\.\./0/\d+/", u) for u in key_page)  # keys of block 0
     ffn_page = {url for _, _, url in _refs(model / "1" / "7" / "index.html")}
-    assert any(re.fullmatch(r"\.\./\.\./key/[01]/\d+/", u) for u in ffn_page)
     assert "../../key/0/7/" in ffn_page  # next layer: layer 2, the keys of block 0
     layer_page = {url for _, _, url in _refs(model / "key" / "0" / "index.html")}
     assert {"../../1/", "../1/", "../../"} <= layer_page  # prev/next layer, all layers
@@ -211,6 +208,38 @@ def _word_with_keys(site: Path, slug: str) -> tuple[str, list[list]]:
                     and concept not in data["split"] and len(entries) <= 48:
                 return concept, entries
     raise AssertionError("no word labels a key channel")
+
+
+def test_similar_units_link_across_kinds(browser, key_site, served_keys):  # noqa: F811
+    """The similar units, drawn by the page's script: a key channel's page links FFN units and
+    the other block's keys, each named by kind and block, and the links reach their pages."""
+    store, _, slug = key_site
+    base = served_keys
+    sim = json.loads((key_site[1] / slug / "key" / "1" / "7" / "feature.json").read_text())[
+        "similar"]
+    kinds = {0: "ffn", 1: "ffn", 2: "key", 3: "key"}
+    with recording_page(browser, base) as pg:
+        pg.goto(f"{base}/{slug}/key/1/7/")
+        pg.wait_for_selector(".atlas-similar[data-drawn]")
+        shown = pg.eval_on_selector_all(
+            ".atlas-sim-list a", "as => as.map(a => [a.href, a.querySelector('span:not("
+            ".atlas-novis)').textContent, a.parentNode.getAttribute('data-group')])")
+        assert {g for *_, g in shown} == {"0", "1"}
+        assert any(f"/{slug}/0/" in h or f"/{slug}/1/" in h for h, *_ in shown)  # FFN units
+        for href, name, group in shown:
+            layer, unit = next((la, u) for la, u in zip(sim["layer"], sim["unit"], strict=True)
+                               if href.endswith(f"/{u}/") and (
+                                   f"/{slug}/key/{la - 2}/" in href if kinds[la] == "key"
+                                   else f"/{slug}/{la}/" in href))
+            if group == "0":  # this layer: by channel
+                assert (layer, name) == (3, f"channel {unit}")
+            elif kinds[layer] == "key":
+                assert name == f"key channel {unit} of block {layer - 2}"
+            else:
+                assert name == f"L{layer} · unit {unit}"
+        pg.locator(".atlas-sim-list[data-group='1'] a[href*='/key/0/']").first.click()
+        pg.wait_for_url(re.compile(rf"{re.escape(base)}/{slug}/key/0/\d+/$"))
+        assert pg.locator(".atlas-crumbs").inner_text().startswith(slug)
 
 
 def test_header_search_and_word_page_reach_key_pages(browser, key_site,  # noqa: F811

@@ -125,13 +125,19 @@ def test_layout_and_feature_json(small_site: Path):
         "vit_tiny_patch16_224", 0, 0)
     assert feature["module"] == "blocks.0.mlp.act" and feature["weights"] == "random(seed=0)"
     assert feature["visualization"] == "visualization.avif" and feature["recipe"]["steps"] == 1
-    assert feature["top"]["id"][0] == TRICKY_ID and feature["top"]["label"][0] == TRICKY_CLASS
+    assert feature["top"]["id"][0] == TRICKY_ID and "label" not in feature["top"]
+    # format 15: each class named once, by number (any characters)
+    assert feature["class_names"][str(feature["top"]["label_index"][0])] == TRICKY_CLASS
+    assert expand_record(feature)["top"]["label"][0] == TRICKY_CLASS
+    numbered = {*feature["top"]["label_index"], *feature["top_classes"]["label_index"],
+                *feature["quantiles"]["examples"]["label_index"]} - {None}
+    assert sorted(feature["class_names"], key=int) == [str(c) for c in sorted(numbered)]
     maps = feature["top"]["maps"]
     assert maps["encoding"] == "uint8-base64" and maps["shape"] == [len(feature["top"]["id"]), 4, 4]
     # format 11: every example has its thumbnail, so one URL template in place of a column
     assert set(feature["top"]) == {*EXAMPLE_COLUMNS, "maps", "images"} - {"image"}
     assert feature["top"]["images"] == "../../examples/e{example}.avif"
-    assert set(expand_record(feature)["top"]) == {*EXAMPLE_COLUMNS, "maps"}
+    assert set(expand_record(feature)["top"]) == {*EXAMPLE_COLUMNS, "label", "maps"}
     top = expand_record(feature)["top"]["image"][0]
     assert top == f"../../examples/e{feature['top']['example'][0]}.avif"
     assert (small_site / SLUG / "0" / "0" / top).resolve().is_file()
@@ -968,6 +974,7 @@ def test_atlas_without_relations_builds_as_before(tmp_path: Path):
         f = _feature(site, 0, unit)
         _check(schema, f)
         assert f["similar"]["unit"] == [] and f["quantiles"]["intervals"] == [] and f["top"]["id"]
+        assert "model" not in f["similar"] and expand_record(f)["similar"]["model"] == []
         page = (site / SLUG / "0" / str(unit) / "index.html").read_text()
         assert "atlas-similar" not in page and "atlas-quantiles" not in page
         assert '"quant"' not in page and 'class="atlas-heat-controls"' in page
@@ -1042,7 +1049,8 @@ def test_dataset_strings_are_escaped_everywhere(small_site: Path):
     feature = _Strings()
     feature.feed((small_site / SLUG / "0" / "0" / "index.html").read_text())
     assert TRICKY_CLASS in feature.strings and TRICKY_ID in feature.strings
-    assert f"{TRICKY_MODEL} · L0 · unit {_expected_similar(0)[-4]['unit']}" in feature.strings
+    # (the similar units, another model's name among them, are the script's, written as text:
+    # tests/pages/test_browser.py, test_feature_page_similar_and_quantiles)
     page = (small_site / SLUG / "0" / "0" / "index.html").read_text(encoding="utf-8")
     alts = re.findall(r'<div class="atlas-topk">\n<figure><img src="[^"]*" alt="([^"]*)">', page)
     assert [unescape(a) for a in alts] == [TRICKY_ID]  # the first thumbnail's alt: its id
