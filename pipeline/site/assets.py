@@ -11,7 +11,6 @@ no files and no encoder time.
 from __future__ import annotations
 
 import base64
-import functools
 import math
 import os
 from pathlib import Path
@@ -235,43 +234,35 @@ def significant_decimals(values: np.ndarray, digits: int = 4) -> int:
     return max(0, digits - 1 - math.floor(math.log10(top)))
 
 
-def _short(x: float) -> str:
-    """``x`` to one decimal, without a trailing ``.0``: ``8.7``, ``80``, ``0``."""
-    return f"{x:.1f}".removesuffix(".0") if round(x, 1) else "0"
-
-
 def histogram_path(counts: np.ndarray) -> tuple[str, str]:
-    """Bars of ``counts`` (log scale) in a ``HIST_W x HIST_H`` box: one SVG path of vertical
-    lines, a bar each (``M<centre> <bottom>V<top>``), and the stroke width that makes them
-    bars (90% of a bin), about a third of the bytes of the bars as filled rectangles.
+    """Bars of ``counts`` (log scale) in a ``HIST_W x HIST_H`` box, as one filled SVG path in
+    bin units (``M0 <bottom>``, then ``V<top>h<bins>`` for each run of bins of one height, to
+    whole pixels; a bin that holds images at least 1 pixel high), and the x scale of a bin
+    (the path's ``transform``): about 5 bytes a bin, against 12 for a stroked line per bar.
 
-    >>> histogram_path(np.array([0, 9, 99]))
-    ('M145 80V40M245 80V0', '90')
+    >>> histogram_path(np.array([0, 9, 99, 99, 0, 0, 0]))
+    ('M0 80h1V40h1V0h2V80h3z', '42.86')
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.size == 0:
         return "", "1"
     heights = np.log1p(counts)
     top = float(heights.max()) or 1.0
-    starts = _bar_starts(counts.size)
-    parts = []
-    for i, h in enumerate(heights.tolist()):  # Python floats: the same, formatted faster
-        if h <= 0:
-            continue
-        parts.append(f"{starts[i]}{_short(HIST_H - h / top * HIST_H)}")
-    return "".join(parts), _short(HIST_W / counts.size * 0.9)
-
-
-@functools.lru_cache(maxsize=256)
-def _bar_starts(n: int) -> tuple[str, ...]:
-    """Each of ``n`` bars' path up to its top (``M<centre> <bottom>V``): the same for every
-    histogram of ``n`` bins, so made once.
-
-    >>> _bar_starts(3)
-    ('M45 80V', 'M145 80V', 'M245 80V')
-    """
-    width = HIST_W / n
-    return tuple(f"M{_short((i + 0.45) * width)} {HIST_H}V" for i in range(n))
+    tops = np.rint(HIST_H - heights / top * HIST_H).astype(int)
+    tops[(counts > 0) & (tops >= HIST_H)] = HIST_H - 1  # a bin with images shows
+    parts, y, run = [f"M0 {HIST_H}"], HIST_H, 0
+    for t in tops.tolist():
+        if t != y and run:
+            parts.append(f"h{run}")
+            run = 0
+        if t != y:
+            parts.append(f"V{t}")
+            y = t
+        run += 1
+    parts.append(f"h{run}")
+    if y != HIST_H:
+        parts.append(f"V{HIST_H}")
+    return "".join(parts) + "z", f"{HIST_W / counts.size:.4g}"
 
 
 def clip_histogram(counts: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -568,7 +568,7 @@ class FeatureWriter:
     def _histogram(self, unit: int, threshold: float) -> list:
         """The page's histogram: path, axis ends, x of the mean, of the top-k cut and of the
         primary visualization's activation (or None), that activation, and, when it lies
-        beyond the axis, the axis end it is drawn at; last, the bars' stroke width
+        beyond the axis, the axis end it is drawn at; last, the width of a bin (the bars' x scale)
         (``assets.histogram_path``). The axis spans the bins that hold images
         (``assets.clip_histogram``), not the empty range up to the visualization."""
         idx = self.view.index
@@ -580,10 +580,10 @@ class FeatureWriter:
         if vis_x is not None and not float(edges[0]) <= act <= float(edges[-1]):
             end = float(edges[-1]) if act > edges[-1] else float(edges[0])
             beyond = ("› " if act > end else "‹ ") + num(end)
-        path, stroke = histogram_path(counts)
+        path, scale = histogram_path(counts)
         return [path, num(float(edges[0])), num(float(edges[-1])),
                 histogram_x(float(idx.mean[unit]), edges), histogram_x(threshold, edges),
-                vis_x, num(act) if vis_x is not None else "", beyond, stroke]
+                vis_x, num(act) if vis_x is not None else "", beyond, scale]
 
     def _examples(self, found: list[tuple[int, float]], maps: np.ndarray) -> dict[str, Any]:
         """Dataset examples ``(number, score)`` of ``feature.json`` (``top`` and

@@ -714,8 +714,34 @@
     section.setAttribute("data-drawn", "");
   }
 
+  // The heatmaps' toggle and legend, above the top examples (hidden until there are maps).
+  function heatControls() {
+    var top = document.querySelector(".atlas-topk");
+    if (!top) return null;
+    var controls = el("div", "atlas-heat-controls");
+    controls.hidden = true;
+    var button = el("button", "atlas-heat-toggle", "Heatmaps off ");
+    button.type = "button";
+    button.setAttribute("aria-pressed", "false");
+    button.appendChild(el("kbd", null, "m"));
+    var legend = el("span", "atlas-legend"), bar = el("canvas", "atlas-legend-bar");
+    legend.setAttribute("aria-label", "Heatmap colour scale");
+    legend.hidden = true;
+    bar.width = 160;
+    bar.height = 12;
+    legend.appendChild(el("span", "atlas-legend-lo"));
+    legend.appendChild(bar);
+    legend.appendChild(el("span", "atlas-legend-hi"));
+    legend.appendChild(document.createTextNode(" activation per patch"));
+    controls.appendChild(button);
+    controls.appendChild(document.createTextNode(" "));
+    controls.appendChild(legend);
+    top.parentNode.insertBefore(controls, top);
+    return controls;
+  }
+
   function setupHeatmaps() {
-    var controls = document.querySelector(".atlas-heat-controls");
+    var controls = document.querySelector(".atlas-heat-controls") || heatControls();
     var figs = [], rows = document.querySelectorAll(".atlas-q-row");
     document.querySelectorAll(".atlas-topk > figure").forEach(function (f, i) {
       figs.push({ fig: f, set: "top", i: i });
@@ -829,7 +855,24 @@
 
   /* ---- feature page: keys, permalink ---------------------------------------------------- */
   var ALIAS = { "[": "h", "]": "l" };
+  // The keys, in the footer's first line (they need this script, so it writes them).
+  var KEYS = [[["j", "k"], " next/previous unit \u00b7 "], [["h", "l"], " or "],
+              [["[", "]"], " previous/next layer \u00b7 "], [["u"], " layer page \u00b7 "],
+              [["m"], " heatmaps \u00b7 "], [["a"], " attribution map \u00b7 "], [["/"], " search. "]];
+  function keysLine() {
+    var line = el("span", "atlas-keys", "Keys: ");
+    KEYS.forEach(function (k) {
+      k[0].forEach(function (key, j) {
+        if (j) line.appendChild(document.createTextNode("/"));
+        line.appendChild(el("kbd", null, key));
+      });
+      line.appendChild(document.createTextNode(k[1]));
+    });
+    return line;
+  }
   function setupKeys() {
+    var foot = document.querySelector(".atlas-foot");
+    if (foot) foot.insertBefore(keysLine(), foot.firstChild);
     document.addEventListener("keydown", function (ev) {
       if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
       var t = ev.target;

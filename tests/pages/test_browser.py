@@ -150,7 +150,11 @@ def test_feature_page_in_browser(page, served, prefix):
     assert "\\url" not in bib and served not in bib and "without a canonical address" in bib
     assert page.locator("link[rel=canonical]").count() == 0
 
-    # next / previous unit and layer, by link and by key
+    # next / previous unit and layer, by link and by key; the keys' line is the script's
+    assert page.locator(".atlas-foot .atlas-keys kbd").all_text_contents() == [
+        "j", "k", "h", "l", "[", "]", "u", "m", "a", "/"]
+    assert page.locator(".atlas-foot").inner_text().startswith(
+        "Keys: j/k next/previous unit · h/l or [/] previous/next layer · u layer page")
     page.click("a[data-key=j]")
     page.wait_for_url(f"{base}/{SLUG}/0/1/")
     page.keyboard.press("k")
