@@ -410,7 +410,7 @@ def _legacy_json(record: dict) -> int:
     from pipeline.site.assets import decode_maps, expand_record
 
     def rows(cols: dict) -> list[dict]:
-        keys = [k for k in cols if k != "maps"]
+        keys = [k for k in cols if k not in ("maps", "thumb", "thumbs")]  # format 15's thumbs
         out = [dict(zip(keys, r, strict=True)) for r in zip(*(cols[k] for k in keys), strict=True)]
         if "maps" in cols:
             maps = decode_maps(cols["maps"])
@@ -421,7 +421,7 @@ def _legacy_json(record: dict) -> int:
         return out
 
     record = expand_record(record)  # format 11's inferred fields, written out
-    old = dict(record)
+    old = {k: v for k, v in record.items() if k != "class_names"}  # format 15's, written out
     old["histogram"] = {k: v for k, v in (record["histogram"] or {}).items() if k != "range"} \
         if record["histogram"] else None
     for key in ("top", "labels", "similar", "top_classes"):
