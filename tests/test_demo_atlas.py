@@ -15,7 +15,8 @@ def test_demo_atlas_has_a_page_for_every_channel(tmp_path):
     concepts = tmp_path / "concepts.txt"  # a short list: the 20,000 default words take ~30 s
     concepts.write_text("circle\nstripes\nring\ncheckerboard\ndots\nred\nblue\nedge\n")
     proc = demo_build(out, "--steps", "2", "--max-images", "300", "--concepts", str(concepts),
-                      "--judge-trials", "4")
+                      "--judge-trials", "4",
+                      "--layer-map", "pca")  # UMAP's JIT costs ~10 s; test_relations has it
     assert "vit-atlas serve --out" in proc.stdout
     manifest = AtlasStore(out).manifest()
     layers = manifest["model"]["layers"]
