@@ -107,17 +107,15 @@ class _DirectoryAtlas(Atlas):
         return self._writers[layer].record(unit)
 
     def _table(self, columns: list[str] | None, filters: Any) -> pa.Table:
-        import pyarrow as pa
         import pyarrow.dataset as ds
         import pyarrow.parquet as pq
 
-        from pipeline.site.export import SCHEMA, feature_row
+        from pipeline.site.export import feature_row, feature_table
 
-        rows = [feature_row(self.feature(layer, unit))
-                for layer in self.layers for unit in self.units(layer)]
+        table = feature_table([feature_row(self.feature(layer, unit))
+                               for layer in self.layers for unit in self.units(layer)])
         if filters is not None and not isinstance(filters, ds.Expression):
             filters = pq.filters_to_expression(filters)
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
         return ds.dataset(table).to_table(columns=columns, filter=filters)
 
 

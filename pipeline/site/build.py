@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
 import json
 import logging
 import os
-import pickle
 import shutil
 import tempfile
 import time
@@ -65,14 +65,15 @@ from pipeline.site.overview import (
 )
 from pipeline.site.search import (
     ClassIndex,
+    Run,
     WordIndex,
-    WordRows,
     models_index,
     search_hint,
 )
-from pipeline.store import AtlasStore, atomic_write_bytes
+from pipeline.store import AtlasStore, atomic_file, atomic_write_bytes
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from mkdocs.config.defaults import MkDocsConfig
 
 MODELS_MARKER = "<!-- atlas:models -->"
@@ -152,11 +153,11 @@ def _atlas(root: str) -> AtlasView:
 def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -> list[str]:
     """Write the layer grid's ``units.json``, its map's ``map.json`` and, for every unit of
     ``layer``, ``feature.json`` and a link to each recipe's visualization and attribution map;
-    the units' rows of the bulk export go to files in the folder ``parts``, one per
-    ``export.ROW_GROUP`` rows (their paths are returned; ``_drain`` reads them back), not back
-    to the main process, where every layer's rows would wait for the export at once (some
-    10 KB a feature); the main process holds one file's rows at a time, whatever the size of
-    a layer."""
+    the units' rows of the bulk export go to files in the folder ``parts``, one table of
+    ``export.ROW_GROUP`` rows at most each (their paths are returned; ``_drain`` reads them
+    back), not back to the main process, where every layer's rows would wait for the export
+    at once (some 10 KB a feature as Python objects); the main process holds one file's
+    table at a time, as Arrow columns, whatever the size of a layer and the model."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
@@ -169,8 +170,8 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
     written: list[str] = []
 
     def flush() -> None:
-        part = Path(parts, f"{info.slug}-{layer}-{len(written)}.pickle")
-        atomic_write_bytes(part, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+        part = Path(parts, f"{info.slug}-{layer}-{len(written)}.arrow")
+        export.write_part(export.feature_table(rows), part)
         written.append(str(part))
         rows.clear()
 
@@ -237,19 +238,21 @@ class LayerPages:
 
     summary: LayerSummary
     extra: dict  # the layer's part of config.extra.atlas
-    classes: np.ndarray | None  # class search entries (ClassIndex.entries; None once indexed)
+    classes: Path  # the layer's run of class search entries (ClassIndex.run, Run.save)
     examples: np.ndarray  # example numbers the pages show, sorted, each once
     written: set[str]  # Markdown files written (relative to the docs dir)
-    words: WordRows | None  # word index entries (WordIndex.entries; None once indexed)
+    words: Path  # the layer's run of word index entries (WordIndex.run, Run.save)
     # some feature pages as (source, Markdown, data): their layer's shell is rendered from
     # the first, and the others are checked against mkdocs (``pages.LayerRequest``)
     samples: list[tuple[str, str, dict]]
 
 
 def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: int | None,
-                 info: SiteInfo, checked: int = pages.CHECKED) -> LayerPages:
+                 info: SiteInfo, parts: str, checked: int = pages.CHECKED) -> LayerPages:
     """Write the Markdown of the layer page; sample its feature pages: the first (its
-    shell's) and the ``checked`` last (``pages.LayerRequest``)."""
+    shell's) and the ``checked`` last (``pages.LayerRequest``); write the layer's runs of the
+    class and word search indexes to files in the folder ``parts`` (the main process maps
+    them, so that it never holds a model's entries)."""
     atlas = _atlas(root)
     view = atlas.layer(layer)
     docs = DocsWriter(Path(docs_root))
@@ -266,10 +269,13 @@ def _layer_pages(root: str, docs_root: str, layer: int, prev: int | None, nxt: i
         for unit in view.units:  # every quantile example feature.json names (its script
             for q in view.quantiles(unit):  # shows the first QUANTILE_SHOWN of each)
                 used.update(n for n, _ in q["examples"])
+    classes = ClassIndex(info.class_names)
+    stem = Path(parts, f"{info.slug}-{layer}")
     return LayerPages(LayerSummary.of(view), writer.layer_extra(),
-                      ClassIndex(info.class_names).entries(view),
+                      classes.run(classes.entries(view)).save(Path(f"{stem}-classes")),
                       np.array(sorted(used), dtype=np.int64), docs.written,
-                      WordIndex.entries(view, _thumbs(atlas)), samples)
+                      WordIndex.run(WordIndex.entries(view, _thumbs(atlas))).save(
+                          Path(f"{stem}-words")), samples)
 
 
 def _shown(layers: Iterable[LayerPages]) -> list[int]:
@@ -317,9 +323,8 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
     words = WordIndex(_thumbs(atlas), shard_entries)
     for p in m.pages.values():
         docs.written |= p.written
-        classes.extend(p.classes)
-        words.extend(p.words)
-        p.classes = p.words = None  # held once, in the indexes
+        classes.add(Run.load(p.classes))  # mapped: the entries stay on disk until read
+        words.add(Run.load(p.words))
     m.hint = _search_hint(m, words, classes)
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, m.summaries))
     found = (m.findings.result() if m.findings is not None  # the paper's findings
@@ -335,7 +340,9 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
             rows.append(words.shard_row(shard))
         words_meta = words.meta(atlas.slug, rows, atlas.labeler)
     if classes.names:
-        atomic_write_bytes(site / atlas.slug / urls.CLASSES_JSON, _json(classes.to_json()))
+        with atomic_file(site / atlas.slug / urls.CLASSES_JSON) as f:  # a class at a time
+            for chunk in classes.iter_json():
+                f.write(chunk.encode("utf-8"))
         rows = []
         for i, shard in enumerate(classes.iter_shards(shard_entries)):
             atomic_write_bytes(site / urls.class_shard(atlas.slug, i), _json(shard))
@@ -465,12 +472,16 @@ def _feature_pages_built(jobs: list[Future]) -> int:
 
 
 def _feature_sources(models: list[_Model]) -> Iterator[str]:
-    """The Markdown source paths the feature pages would have (``pages.page_source``)."""
-    for m in models:
-        for layer, units in m.units_by_layer.items():
-            ref = m.view.spec.layers[layer]
-            for unit in units:
-                yield pages.page_source(urls.feature_dir(m.view.slug, ref, unit))
+    """The Markdown source paths the feature pages would have (``pages.page_source``), in
+    string order, made a layer at a time. A layer's paths all begin with its folder and a
+    slash, and no layer's folder begins another's, so the layers are in order by their
+    folders."""
+    layers = sorted(((urls.layer_dir(m.view.slug, m.view.spec.layers[layer]) + "/", m, layer)
+                     for m in models for layer in m.units_by_layer), key=lambda t: t[0])
+    for _, m, layer in layers:
+        ref = m.view.spec.layers[layer]
+        yield from sorted(pages.page_source(urls.feature_dir(m.view.slug, ref, unit))
+                          for unit in m.units_by_layer[layer])
 
 
 @contextlib.contextmanager
@@ -563,6 +574,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
         docs = DocsWriter(Path(tempfile.mkdtemp(prefix=f".{site_dir.name}.docs-",
                                                 dir=site_dir.parent)))
     tmp = Path(tempfile.mkdtemp(prefix=f".{site_dir.name}.tmp-", dir=site_dir.parent))
+    # the workers' files for this process: the export's row groups, the search indexes' runs
     parts = tempfile.mkdtemp(prefix=f".{site_dir.name}.export-", dir=site_dir.parent)
     cpus = workers or os.cpu_count() or 2
     try:
@@ -595,7 +607,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
                 for i, layer in enumerate(layers):
                     jobs[m.view.slug, layer] = pool.submit(
                         _layer_pages, root, str(docs.root), layer, prev[i], nxt[i], m.info,
-                        pages.CHECKED)
+                        parts, pages.CHECKED)
                 files[m.view.slug] = [pool.submit(_layer_files, root, str(tmp), layer, m.info,
                                                   parts) for layer in layers]
             for m in models:
@@ -628,7 +640,8 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
                 job.result()
             clock.lap("feature pages, files and export (after mkdocs)")
         if site_url is not None:
-            sitemap.write(tmp, site_url, sorted(docs.written | set(_feature_sources(models))))
+            sitemap.write(tmp, site_url, heapq.merge(sorted(docs.written),
+                                                     _feature_sources(models)))
         clock.lap("sitemap")
         _swap(tmp, site_dir)
         clock.lap("swap")
@@ -650,21 +663,22 @@ def saved_site_url(store: AtlasStore) -> str | None:
     return store.manifest().get("config", {}).get("site_url") or None
 
 
-def _drain(jobs: list[Future]) -> Iterator[Any]:
-    """The export rows of each ``_layer_files`` job in turn, in order, read from the files it
-    wrote, one at a time (each removed once read); a job and its rows are let go once taken."""
+def _drain(jobs: list[Future]) -> Iterator[pa.Table]:
+    """The export tables of each ``_layer_files`` job in turn, in order, read from the files
+    it wrote, one at a time (each removed once read); a job and its tables are let go once
+    taken."""
     while jobs:
         for name in jobs.pop(0).result():
-            # written by this build's own workers; nothing here holds the rows once yielded,
-            # so the next file is read after the caller lets the last one go
-            yield pickle.loads(_taken(Path(name)))
+            # nothing here holds the table once yielded, so the next file is read after the
+            # caller lets the last one go
+            yield _taken(Path(name))
 
 
-def _taken(part: Path) -> bytes:
-    """The bytes of ``part``, which is removed."""
-    blob = part.read_bytes()
+def _taken(part: Path) -> pa.Table:
+    """The table in ``part`` (``export.read_part``), which is removed."""
+    table = export.read_part(part)
     part.unlink()
-    return blob
+    return table
 
 
 class _Phases:

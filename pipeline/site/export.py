@@ -9,9 +9,10 @@ schema reads every export.
 
 >>> import pyarrow.parquet as pq, tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "features.parquet"
->>> write_parquet([[feature_row({"model": "m", "weights": "hub", "layer": 0, "unit": 3,
-...                              "module": "blocks.0.mlp.act", "top": None,
-...                              "labels": None, "similar": None})]], path)
+>>> row = feature_row({"model": "m", "weights": "hub", "layer": 0, "unit": 3,
+...                    "module": "blocks.0.mlp.act", "top": None, "labels": None,
+...                    "similar": None})
+>>> write_parquet([feature_table([row])], path)
 1
 >>> pq.read_table(path).column("unit").to_pylist()
 [3]
@@ -102,19 +103,37 @@ def _rows(cols: dict[str, list] | None, keys: tuple[str, ...]) -> list[tuple]:
     return list(zip(*(cols[k] for k in keys), strict=True))
 
 
-def write_parquet(batches: Iterable[list[dict[str, Any]]], path: Path) -> int:
-    """Write ``batches`` of rows (``feature_row``), one row group each (the site stage's are
-    consecutive units of a layer, ``ROW_GROUP`` at most), in the order given and each sorted
-    by layer and unit, to ``path`` atomically (zstd-compressed); each batch is let go once
-    written. Returns the number of rows."""
+def feature_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """``rows`` (``feature_row``) as a table of ``SCHEMA``, sorted by layer and unit: one row
+    group of the export (``write_parquet``)."""
+    return pa.Table.from_pylist(sorted(rows, key=lambda r: (r["layer"], r["unit"])),
+                                schema=SCHEMA)
+
+
+def write_part(table: pa.Table, path: Path) -> None:
+    """Write ``table`` (``feature_table``) to ``path`` as an Arrow IPC file, atomically: how
+    the site stage's workers hand a row group to the process that writes the export, which
+    then holds it as Arrow's compact columns, never as Python rows (``read_part``)."""
+    with atomic_file(Path(path)) as f, pa.ipc.new_file(f, table.schema) as out:
+        out.write_table(table)
+
+
+def read_part(path: Path) -> pa.Table:
+    """The table ``write_part`` wrote to ``path``."""
+    with pa.OSFile(str(path)) as f:
+        return pa.ipc.open_file(f).read_all()
+
+
+def write_parquet(tables: Iterable[pa.Table], path: Path) -> int:
+    """Write ``tables`` (``feature_table``; the site stage's are consecutive units of a
+    layer, ``ROW_GROUP`` at most), one row group each, in the order given, to ``path``
+    atomically (zstd-compressed); each table is let go once written, before the next is
+    taken. Returns the number of rows."""
     n = 0
     with atomic_file(Path(path)) as f, pq.ParquetWriter(f, SCHEMA, compression="zstd") as out:
-        for rows in batches:
-            if rows:
-                n += len(rows)
-                table = pa.Table.from_pylist(sorted(rows, key=lambda r: (r["layer"], r["unit"])),
-                                             schema=SCHEMA)
-                rows = None  # let go before the next batch is read: one batch at a time
+        for table in tables:
+            if table.num_rows:
+                n += table.num_rows
                 out.write_table(table)
-                del table
+            del table  # let go before the next is read: one at a time
     return n

@@ -12,13 +12,21 @@
 - ``<slug>/words/w<n>.json``: the word index, for "search by word": every concept of every
   labelled unit's top concepts, with its units ranked by score, in shards of about
   ``SHARD_ENTRIES`` entries that ``models.json`` lists (``WordIndex``).
+
+Both indexes gather their entries as sorted runs (``Run``), one a layer, which the site stage's
+workers write to files and the indexes read as memory maps: the process that writes the shards
+holds one concept's or class's entries at a time, never the model's.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 from array import array
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +35,7 @@ from pipeline.site import urls
 from pipeline.site.data import AtlasView, LayerView
 from pipeline.site.overview import LayerSummary
 from pipeline.site.urls import SITE_FORMAT_VERSION
+from pipeline.store import atomic_file
 
 SHARD_ENTRIES = 4096  # (concept, unit) entries per word shard: about 80 KiB of JSON, 25 gzipped
 CLASS_TOP = 8  # units per class in the class index's head (what the header search shows first)
@@ -82,9 +91,57 @@ def search_hint(labels: Counter[str], classes: Counter[int], class_names: list[s
     return "Search: " + ", ".join(parts) + " or the docs" if parts else "Search the docs"
 
 
-# The indexes hold their entries as typed columns (some 24-28 bytes an entry), not as Python
-# tuples (~150 bytes with their floats and ints), and the workers hand them over so: the site
-# stage's main process holds every entry of a model at once.
+@dataclass(frozen=True)
+class Run:
+    """Entries of an index in its order: ``rows`` (``WORD_ROW`` or ``CLASS_ROW``) sorted by
+    key, then as the shards list them; key ``i``'s are ``part(i)``. ``keys``: a word run's
+    concepts, in the word index's order (its rows' ``concept`` is a position here); None for a
+    class run (key ``i`` is class ``i``).
+
+    >>> run = WordIndex.run([("b", 0, 1, 0.5, 1, 0), ("a", 0, 2, None, 1, 0)])
+    >>> run.keys.tolist(), run.part(1)["unit"].tolist()
+    (['a', 'b'], [1])
+    """
+
+    rows: np.ndarray
+    starts: np.ndarray
+    keys: np.ndarray | None = None
+
+    def part(self, i: int) -> np.ndarray:
+        return self.rows[int(self.starts[i]):int(self.starts[i + 1])]
+
+    _FIELDS = ("rows", "starts", "keys")
+
+    def save(self, stem: Path) -> Path:
+        """Write the run to files named after ``stem`` (``.rows.npy``, ...), atomically;
+        returns ``stem`` for ``load``."""
+        for name in self._FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                with atomic_file(Path(f"{stem}.{name}.npy")) as f:
+                    np.save(f, value, allow_pickle=False)
+        return Path(stem)
+
+    @classmethod
+    def load(cls, stem: Path) -> Run:
+        """The run ``save`` wrote, memory-mapped: its entries stay on disk until read."""
+        found = {name: np.load(f"{stem}.{name}.npy", mmap_mode="r", allow_pickle=False)
+                 for name in cls._FIELDS if Path(f"{stem}.{name}.npy").is_file()}
+        return cls(**found)
+
+
+def _merged_parts(parts: list[np.ndarray], dtype: np.dtype, order: Any) -> np.ndarray:
+    """One key's entries from several runs, in their order (``order(rows)``: the rows'
+    positions sorted); a single run's part is in order already."""
+    if len(parts) == 1:
+        return np.asarray(parts[0])
+    rows = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    return rows[order(rows)]
+
+
+# The indexes hold their entries as typed columns (some 20-32 bytes an entry), not as Python
+# tuples (~150 bytes with their floats and ints), in sorted runs that the site stage's workers
+# write to files (``Run``).
 CLASS_ROW = np.dtype([("c", "<i4"), ("mean", "<f8"), ("layer", "<i4"), ("unit", "<i4")])
 
 
@@ -106,8 +163,8 @@ class ClassIndex:
     def __init__(self, class_names: list[str] | None, top: int = CLASS_TOP):
         self.names = class_names or []
         self.top = top
-        self._parts: list[np.ndarray] = []
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # rows by class, best first
+        self._runs: list[Run] = []
+        self._counts = np.zeros(len(self.names), np.int64)  # units per class
 
     def entries(self, view: LayerView) -> np.ndarray:
         """``(class, mean, layer, unit)`` for every top class of every unit of ``view``, as
@@ -123,40 +180,61 @@ class ClassIndex:
         out["layer"], out["unit"] = view.layer, np.broadcast_to(units[:, None], keep.shape)[keep]
         return out
 
-    def extend(self, entries: np.ndarray | Iterable[tuple[int, float, int, int]]) -> None:
+    def run(self, entries: np.ndarray | Iterable[tuple[int, float, int, int]]) -> Run:
+        """``entries`` (``CLASS_ROW`` rows, or tuples) as a run, by class and best mean first
+        (ties by layer and unit)."""
         rows = entries if isinstance(entries, np.ndarray) else \
             np.array([tuple(e) for e in entries], dtype=CLASS_ROW)
-        if len(rows):
-            self._parts.append(rows)
-            self._sorted = None
+        rows = rows[np.lexsort((rows["unit"], rows["layer"], -rows["mean"], rows["c"]))]
+        return Run(rows, np.searchsorted(rows["c"], np.arange(len(self.names) + 1)))
 
-    def _table(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every entry, by class and best mean first (ties by layer and unit), and where each
-        class's entries begin."""
-        if self._sorted is None:
-            rows = np.concatenate(self._parts) if self._parts else np.zeros(0, CLASS_ROW)
-            rows = rows[np.lexsort((rows["unit"], rows["layer"], -rows["mean"], rows["c"]))]
-            self._parts = [rows]
-            self._sorted = rows, np.searchsorted(rows["c"], np.arange(len(self.names) + 1))
-        return self._sorted
+    def extend(self, entries: np.ndarray | Iterable[tuple[int, float, int, int]]) -> None:
+        self.add(self.run(entries))
+
+    def add(self, run: Run) -> None:
+        """Take ``run`` (``run``, or ``Run.load``: its entries stay where they are), whose
+        units no other run of the index holds (a layer's)."""
+        if len(run.rows):
+            self._runs.append(run)
+            self._counts += np.diff(run.starts)
 
     def class_counts(self) -> Counter[int]:
         """Units per class."""
-        _, starts = self._table()
-        return Counter({c: int(n) for c, n in enumerate(np.diff(starts)) if n})
+        return Counter({c: int(n) for c, n in enumerate(self._counts) if n})
+
+    def _ranked_rows(self, c: int) -> np.ndarray:
+        """Class ``c``'s entries, best mean first (ties by layer and unit)."""
+        return _merged_parts([run.part(c) for run in self._runs], CLASS_ROW, lambda rows:
+                             np.lexsort((rows["unit"], rows["layer"], -rows["mean"])))
 
     def ranked(self, c: int) -> list[tuple[int, int]]:
         """Class ``c``'s ``(layer, unit)``, best mean first (ties by layer and unit)."""
-        rows, starts = self._table()
         if not 0 <= c < len(self.names):
             return []
-        found = rows[starts[c]:starts[c + 1]]
+        found = self._ranked_rows(c)
         return list(zip(found["layer"].tolist(), found["unit"].tolist(), strict=True))
 
     def to_json(self) -> dict[str, Any]:
         """``{"classes": [name], "units": [[layer, unit, ...] per class, best first]}``."""
         units = [[v for pair in self.ranked(c) for v in pair] for c in range(len(self.names))]
         return {"format_version": SITE_FORMAT_VERSION, "classes": self.names, "units": units}
+
+    def iter_json(self) -> Iterator[str]:
+        """``to_json`` as compact JSON (no spaces, as the site writes it), a class at a time:
+        the whole index grows with the atlas, so the site stage writes it so.
+
+        >>> ci = ClassIndex(["cat", "dog"])
+        >>> ci.extend([(0, 0.5, 1, 7), (1, 0.2, 1, 7)])
+        >>> "".join(ci.iter_json()) == json.dumps(ci.to_json(), separators=(",", ":"))
+        True
+        """
+        yield (f'{{"format_version":{SITE_FORMAT_VERSION},"classes":'
+               f'{json.dumps(self.names, ensure_ascii=False, separators=(",", ":"))},"units":[')
+        for c in range(len(self.names)):
+            rows = self._ranked_rows(c)
+            pairs = np.stack([rows["layer"], rows["unit"]], 1).ravel().tolist()
+            yield ("," if c else "") + "[" + ",".join(map(str, pairs)) + "]"
+        yield "]}"
 
     def shards(self, shard_entries: int | None = None) -> list[dict[str, Any]]:
         """Every class's units, classes in order, cut into consecutive shards of about
@@ -172,7 +250,7 @@ class ClassIndex:
         size = max(1, shard_entries or SHARD_ENTRIES)
         current: dict[str, Any] | None = None
         for c in range(len(self.names)):
-            ranked, offset = self.ranked(c), 0
+            ranked, offset = self._ranked_rows(c), 0
             while offset < len(ranked):
                 if current is None or current["n"] >= size:
                     if current is not None:
@@ -180,7 +258,8 @@ class ClassIndex:
                     current = {"format_version": SITE_FORMAT_VERSION, "first": c, "last": c,
                                "units": {}, "split": {}, "n": 0}
                 take = ranked[offset:offset + size - current["n"]]
-                current["units"][str(c)] = [v for pair in take for v in pair]
+                current["units"][str(c)] = np.stack([take["layer"], take["unit"]],
+                                                    1).ravel().tolist()
                 if offset > 0 or len(take) < len(ranked):
                     current["split"][str(c)] = [offset, len(ranked)]
                 current["last"] = c
@@ -202,9 +281,9 @@ class ClassIndex:
         return {
             "format_version": SITE_FORMAT_VERSION,
             "classes": self.names,
-            "counts": np.diff(self._table()[1]).tolist(),
-            "top": [[v for pair in self.ranked(c)[:self.top] for v in pair]
-                    for c in range(len(self.names))],
+            "counts": self._counts.tolist(),
+            "top": [np.stack([(r := self._ranked_rows(c)[:self.top])["layer"], r["unit"]],
+                             1).ravel().tolist() for c in range(len(self.names))],
             "shards": [[urls.class_shard(slug, i), *row] for i, row in enumerate(rows)],
         }
 
@@ -230,6 +309,27 @@ def _round(score: float | None) -> float | None:
     return None if score is None else float(f"{score:.4g}")
 
 
+def _concept_order(concept: str) -> tuple[bytes, bytes]:
+    """Where a concept stands in the word index: by its key, then by itself, each in
+    JavaScript's order."""
+    return _js_order(word_key(concept)), _js_order(concept)
+
+
+def _best_first(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``np.lexsort`` keys (last is first) of word entries: highest score first, entries
+    without a score last, ties by layer and unit."""
+    none = np.isnan(rows["score"])
+    return rows["unit"], rows["layer"], -np.where(none, 0.0, rows["score"]), none
+
+
+def _word_entries(rows: np.ndarray) -> list[list]:
+    """``[[layer, unit, score, rank, thumb], ...]`` of word rows (``ranked``'s)."""
+    return [[layer, unit, None if score != score else _round(score), rank, thumb]
+            for layer, unit, score, rank, thumb in zip(
+                rows["layer"].tolist(), rows["unit"].tolist(), rows["score"].tolist(),
+                rows["rank"].tolist(), rows["thumb"].tolist(), strict=True)]
+
+
 WordEntry = tuple[str, int, int, float | None, int, int]  # concept, layer, unit, score, rank, thumb
 # the word index's entries as the workers hand them over: the concepts, and rows whose
 # "concept" is a position in that list ("score" NaN: none)
@@ -253,9 +353,10 @@ class WordIndex:
     def __init__(self, thumbs: list[str], shard_entries: int | None = None):
         self.thumbs = thumbs
         self.shard_entries = max(1, shard_entries or SHARD_ENTRIES)
-        self.concepts: dict[str, int] = {}  # concept -> its number in the rows
-        self._parts: list[np.ndarray] = []
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # rows by concept, best first
+        self.concepts: dict[str, None] = {}  # every concept, once (the vocabulary)
+        self._runs: list[Run] = []
+        self._labels: Counter[str] = Counter()  # units per label (their best concept)
+        self._units = self._entries = 0
 
     @staticmethod
     def entries(view: LayerView, thumbs: list[str]) -> WordRows:
@@ -275,7 +376,11 @@ class WordIndex:
             out[key] = table[:, i]
         return list(names), out
 
-    def extend(self, entries: WordRows | Iterable[WordEntry]) -> None:
+    @staticmethod
+    def run(entries: WordRows | Iterable[WordEntry]) -> Run:
+        """``entries`` (``entries``'s, or ``WordEntry`` tuples) as a run: by concept in the
+        shards' order (``_concept_order``), then highest score first (ties by layer and unit;
+        entries without a score last)."""
         if isinstance(entries, tuple) and len(entries) == 2 and \
                 isinstance(entries[1], np.ndarray):
             names, rows = entries
@@ -286,57 +391,74 @@ class WordIndex:
             rows = np.array([(where[c], layer, unit, np.nan if score is None else score, rank,
                               thumb) for c, layer, unit, score, rank, thumb in listed],
                             dtype=WORD_ROW)
-        if not len(rows):
-            return
-        ids = np.array([self.concepts.setdefault(n, len(self.concepts)) for n in names],
-                       dtype=np.int32)
+        by_order = sorted(range(len(names)), key=lambda i: _concept_order(names[i]))
+        position = np.zeros(len(names), np.int32)
+        position[by_order] = np.arange(len(names), dtype=np.int32)
         rows = rows.copy()
-        rows["concept"] = ids[rows["concept"]]
-        self._parts.append(rows)
-        self._sorted = None
+        rows["concept"] = position[rows["concept"]] if len(names) else rows["concept"]
+        rows = rows[np.lexsort((*_best_first(rows), rows["concept"]))]
+        keys = np.array([names[i] for i in by_order], dtype=str)
+        return Run(rows, np.searchsorted(rows["concept"], np.arange(len(names) + 1)), keys)
 
-    def _table(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every entry, by concept number and highest score first (ties by layer and unit;
-        entries without a score last), and where each concept's entries begin."""
-        if self._sorted is None:
-            rows = np.concatenate(self._parts) if self._parts else np.zeros(0, WORD_ROW)
-            none = np.isnan(rows["score"])
-            order = np.lexsort((rows["unit"], rows["layer"],
-                                -np.where(none, 0.0, rows["score"]), none, rows["concept"]))
-            rows = rows[order]
-            self._parts = [rows]
-            self._sorted = rows, np.searchsorted(rows["concept"],
-                                                 np.arange(len(self.concepts) + 1))
-        return self._sorted
+    def extend(self, entries: WordRows | Iterable[WordEntry]) -> None:
+        self.add(self.run(entries))
+
+    def add(self, run: Run) -> None:
+        """Take ``run`` (``run``, or ``Run.load``: its entries stay where they are), whose
+        units no other run of the index holds (a layer's)."""
+        if not len(run.rows):
+            return
+        self._runs.append(run)
+        keys = run.keys.tolist()  # type: ignore[union-attr]
+        self.concepts.update(dict.fromkeys(keys))
+        self._entries += len(run.rows)
+        best = np.bincount(run.rows["concept"][run.rows["rank"] == 1], minlength=len(keys))
+        self._labels.update({keys[c]: int(n) for c in np.flatnonzero(best) for n in [best[c]]})
+        self._units += len(np.unique(run.rows["layer"].astype(np.int64) << 32
+                                     | run.rows["unit"].astype(np.int64)))
 
     def __len__(self) -> int:
-        return int(sum(len(p) for p in self._parts))
+        return self._entries
 
     @property
     def units(self) -> int:
         """Labelled units with an entry."""
-        rows = self._table()[0]
-        return len(np.unique(rows["layer"].astype(np.int64) << 32 | rows["unit"]))
+        return self._units
 
     def label_counts(self) -> Counter[str]:
         """Units per label (their best concept)."""
-        rows = self._table()[0]
-        names = list(self.concepts)
-        found = Counter(rows["concept"][rows["rank"] == 1].tolist())
-        return Counter({names[c]: n for c, n in found.items()})
+        return Counter(self._labels)
+
+    def _ranked_rows(self, parts: list[np.ndarray]) -> np.ndarray:
+        """One concept's entries from ``parts`` (of runs), highest score first."""
+        return _merged_parts(parts, WORD_ROW, lambda rows: np.lexsort(_best_first(rows)))
+
+    def _merged(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every concept in the shards' order with its entries, highest score first: the runs
+        walked side by side, one concept's entries read at a time."""
+        runs = self._runs
+        heap = [(_concept_order(str(run.keys[0])), i, 0)  # type: ignore[index]
+                for i, run in enumerate(runs) if len(run.keys)]  # type: ignore[arg-type]
+        heapq.heapify(heap)
+        while heap:
+            order, parts, concept = heap[0][0], [], ""
+            while heap and heap[0][0] == order:
+                _, i, k = heapq.heappop(heap)
+                keys = runs[i].keys
+                concept = str(keys[k])  # type: ignore[index]
+                parts.append(runs[i].part(k))
+                if k + 1 < len(keys):  # type: ignore[arg-type]
+                    heapq.heappush(heap, (_concept_order(str(keys[k + 1])), i, k + 1))  # type: ignore[index]
+            yield concept, self._ranked_rows(parts)
 
     def ranked(self, concept: str) -> list[list]:
         """``[[layer, unit, score, rank, thumb], ...]`` of ``concept``, highest score first
         (ties by layer and unit; units without a score last)."""
         if concept not in self.concepts:
             return []
-        rows, starts = self._table()
-        c = self.concepts[concept]
-        found = rows[starts[c]:starts[c + 1]]
-        return [[layer, unit, None if score != score else _round(score), rank, thumb]
-                for layer, unit, score, rank, thumb in zip(
-                    found["layer"].tolist(), found["unit"].tolist(), found["score"].tolist(),
-                    found["rank"].tolist(), found["thumb"].tolist(), strict=True)]
+        parts = [run.part(int(k)) for run in self._runs
+                 for k in np.flatnonzero(run.keys == concept)]  # type: ignore[operator]
+        return _word_entries(self._ranked_rows(parts))
 
     def shards(self) -> list[dict[str, Any]]:
         """The shards: ``{"format_version", "first", "last", "words": {concept: ranked
@@ -346,26 +468,22 @@ class WordIndex:
 
     def iter_shards(self) -> Iterator[dict[str, Any]]:
         """``shards``, each made when the previous one is taken."""
-        by_key: dict[str, list[str]] = defaultdict(list)
-        for concept in self.concepts:
-            by_key[word_key(concept)].append(concept)
         current: dict[str, Any] | None = None
-        for key in sorted(by_key, key=_js_order):
-            for concept in sorted(by_key[key], key=_js_order):
-                ranked, offset = self.ranked(concept), 0
-                while offset < len(ranked):
-                    if current is None or current["n"] >= self.shard_entries:
-                        if current is not None:
-                            yield _complete(current)
-                        current = {"format_version": SITE_FORMAT_VERSION, "first": key,
-                                   "last": key, "words": {}, "split": {}, "n": 0}
-                    take = ranked[offset:offset + self.shard_entries - current["n"]]
-                    current["words"][concept] = take
-                    if offset > 0 or len(take) < len(ranked):
-                        current["split"][concept] = [offset, len(ranked)]
-                    current["last"] = key
-                    current["n"] += len(take)
-                    offset += len(take)
+        for concept, ranked in self._merged():
+            key, offset = word_key(concept), 0
+            while offset < len(ranked):
+                if current is None or current["n"] >= self.shard_entries:
+                    if current is not None:
+                        yield _complete(current)
+                    current = {"format_version": SITE_FORMAT_VERSION, "first": key,
+                               "last": key, "words": {}, "split": {}, "n": 0}
+                take = _word_entries(ranked[offset:offset + self.shard_entries - current["n"]])
+                current["words"][concept] = take
+                if offset > 0 or len(take) < len(ranked):
+                    current["split"][concept] = [offset, len(ranked)]
+                current["last"] = key
+                current["n"] += len(take)
+                offset += len(take)
         if current is not None:
             yield _complete(current)
 

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -36,13 +37,21 @@ def page_url(source: str) -> str:
 
 def write(site: Path, base_url: str, sources: Iterable[str]) -> None:
     """``sitemap.xml`` (an index) and its ``sitemap-<n>.xml`` parts for the pages built from
-    ``sources`` (Markdown paths relative to the docs folder), under ``base_url``."""
+    ``sources`` (Markdown paths relative to the docs folder, in the order to list them), under
+    ``base_url``. A part is written once its ``MAX_URLS`` have come: a site of any size is
+    held a part at a time."""
     base = base_url.rstrip("/") + "/"
-    locs = [base + page_url(s) for s in sources if s.endswith(".md")]
-    parts = [locs[i:i + MAX_URLS] for i in range(0, len(locs), MAX_URLS)] or [[]]
-    for n, part in enumerate(parts):
-        atomic_write_text(site / f"sitemap-{n}.xml", _urlset(part))
-    write_index(site / "sitemap.xml", [f"{base}sitemap-{n}.xml" for n in range(len(parts))])
+    locs = (base + page_url(s) for s in sources if s.endswith(".md"))
+    parts = 0
+    while True:
+        part = list(itertools.islice(locs, MAX_URLS))
+        if parts and not part:
+            break
+        atomic_write_text(site / f"sitemap-{parts}.xml", _urlset(part))
+        parts += 1
+        if len(part) < MAX_URLS:
+            break
+    write_index(site / "sitemap.xml", [f"{base}sitemap-{n}.xml" for n in range(parts)])
 
 
 def write_index(path: Path, sitemaps: list[str]) -> None:

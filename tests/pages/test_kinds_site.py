@@ -101,6 +101,10 @@ def test_key_pages_at_kind_and_depth_ffn_pages_where_they_were(key_site):
     assert f"<loc>{SITE_URL}{slug}/key/1/</loc>" in sitemap
     assert f"<loc>{SITE_URL}{slug}/1/23/</loc>" in sitemap
     assert f"{slug}/3/" not in sitemap and f"{slug}/2/" not in sitemap
+    locs = re.findall(r"<loc>([^<]*)</loc>", sitemap)  # made a layer at a time, merged:
+    assert len(set(locs)) == len(locs)  # each page once, the feature pages in their order
+    features = [u for u in locs if re.search(r"/\d+/\d+/$", u)]
+    assert features == sorted(features) and len(features) > 100
     found = json.loads((model / "findings" / "findings.json").read_text())
     pages = {u["kind"]: u["page"] for s in found["sample"] for u in s["units"]}
     assert pages and all(p.startswith(f"{slug}/key/") for k, p in pages.items() if k == "key")
@@ -280,3 +284,22 @@ def test_header_search_and_word_page_reach_key_pages(browser, key_site,  # noqa:
                                        for e in entries)
         pg.locator(".atlas-words-results a.atlas-word-hit[href*='/key/']").first.click()
         pg.wait_for_url(re.compile(rf"{re.escape(base)}/{slug}/key/[01]/\d+/$"))
+
+
+def test_sitemap_parts_are_written_as_their_urls_come(tmp_path, monkeypatch):
+    """``sitemap.write`` takes its sources as an iterator and writes a part per ``MAX_URLS``
+    of them, in the order given; the index lists the parts."""
+    from pipeline.site import sitemap
+
+    monkeypatch.setattr(sitemap, "MAX_URLS", 3)
+    for n, parts in ((7, [3, 3, 1]), (6, [3, 3]), (0, [0])):
+        site = tmp_path / str(n)
+        site.mkdir()
+        sitemap.write(site, SITE_URL, (f"m/{i}/index.md" for i in range(n)))
+        got = [re.findall(r"<loc>([^<]*)</loc>", (site / f"sitemap-{k}.xml").read_text())
+               for k in range(len(parts))]
+        assert [len(g) for g in got] == parts and not (site / f"sitemap-{len(parts)}.xml").exists()
+        assert sum(got, []) == [f"{SITE_URL}m/{i}/" for i in range(n)]
+        index = re.findall(r"<loc>([^<]*)</loc>", (site / "sitemap.xml").read_text())
+        assert index == [f"{SITE_URL}sitemap-{k}.xml" for k in range(len(parts))]
+

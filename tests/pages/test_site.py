@@ -695,6 +695,50 @@ def test_word_shards_split_in_javascript_order():
     assert (meta["concepts"], meta["entries"], meta["units"]) == (5, 9, 9)
 
 
+def test_search_indexes_merge_runs_mapped_from_files(tmp_path):
+    """The site stage's workers write each layer's run of the word and class indexes to files
+    (``Run.save``) and the main process maps them (``Run.load``): shards, counts and the
+    whole class index are those of one index of every entry, made in memory."""
+    import json
+
+    from pipeline.site.search import ClassIndex, Run
+
+    rng = np.random.default_rng(3)
+    concepts = ["b", "B", "a", "\uffe0", "\U0001f600", "stripes", "Stripes", "dots"]
+    words = {layer: [(concepts[c], layer, unit, None if c == 4 else float(rng.normal()),
+                      rank, int(unit % 2) - 1)
+                     for unit in range(40) for rank, c in enumerate(
+                         rng.choice(len(concepts), 3, replace=False), 1)]
+             for layer in (0, 1, 2)}
+    whole = WordIndex(["v.avif"], shard_entries=7)
+    whole.extend([e for layer in words.values() for e in layer])
+    mapped = WordIndex(["v.avif"], shard_entries=7)
+    for layer, entries in words.items():
+        run = Run.load(WordIndex.run(entries).save(tmp_path / f"w{layer}"))
+        assert isinstance(run.rows, np.memmap)  # on disk until read
+        mapped.add(run)
+    assert mapped.shards() == whole.shards() and len(mapped.shards()) > 10
+    assert mapped.label_counts() == whole.label_counts()
+    assert (mapped.units, len(mapped), len(mapped.concepts)) == (120, 360, len(concepts))
+    assert mapped.ranked("a") == whole.ranked("a") and len(mapped.ranked("a")) > 10
+
+    names = [f"class {c}" for c in range(6)]
+    classes = {layer: [(int(c), float(rng.random()), layer, unit)
+                       for unit in range(30) for c in rng.choice(6, 2, replace=False)]
+               for layer in (0, 1, 2)}
+    whole_c = ClassIndex(names, top=3)
+    whole_c.extend([e for layer in classes.values() for e in layer])
+    mapped_c = ClassIndex(names, top=3)
+    for layer, entries in classes.items():
+        mapped_c.add(Run.load(mapped_c.run(entries).save(tmp_path / f"c{layer}")))
+    assert mapped_c.shards(8) == whole_c.shards(8)
+    assert mapped_c.class_counts() == whole_c.class_counts()
+    rows = [whole_c.shard_row(s) for s in whole_c.shards(8)]
+    assert mapped_c.head("m", rows) == whole_c.head("m", rows)
+    assert json.loads("".join(mapped_c.iter_json())) == whole_c.to_json()
+    assert "".join(mapped_c.iter_json()) == json.dumps(whole_c.to_json(), separators=(",", ":"))
+
+
 def test_model_page_words_by_layer(small_site: Path):
     from collections import Counter
 

@@ -171,39 +171,42 @@ def test_export_rows_leave_the_workers_a_row_group_at_a_time(atlas, tmp_path, mo
     assert pq.read_table(chunked).equals(pq.read_table(whole))
 
 
-def test_the_export_holds_one_batch_of_rows_at_a_time(tmp_path):
-    """``write_parquet`` lets go of a batch before it reads the next (the site stage's main
-    process then holds one file's rows, ``_drain``), and writes them all, in order."""
-    import gc
-    import weakref
-
+def test_the_export_holds_one_table_at_a_time(tmp_path):
+    """The workers hand the export's row groups over as Arrow IPC files (``write_part``),
+    never as Python rows; ``write_parquet`` lets go of a table before it takes the next (the
+    site stage's main process then holds one row group, as Arrow's columns, ``_drain``), and
+    writes them all, in order, each sorted."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.site.export import feature_row, write_parquet
+    from pipeline.site.export import (
+        feature_row,
+        feature_table,
+        read_part,
+        write_parquet,
+        write_part,
+    )
 
-    class Probe:  # held by a row, followed by a weak reference: is the row alive?
-        pass
-
-    alive: list[weakref.ref] = []
-
-    def batch(first: int) -> list[dict]:
-        gc.collect()
-        assert [r for r in alive if r() is not None] == []  # the last batch's rows are gone
+    paths = []
+    for first in (0, 2, 4, 6):  # each part's rows out of order: the table sorts them
         rows = [feature_row({"model": "m", "weights": "w", "layer": 0, "unit": u,
-                             "module": "blocks.0.mlp.act", "top": None, "labels": None,
-                             "similar": None}) for u in (first + 1, first)]
-        for row in rows:
-            row["probe"] = Probe()  # not a column: the export leaves it out
-            alive.append(weakref.ref(row["probe"]))
-        return rows
+                             "module": "blocks.0.mlp.act", "top": {"id": [f"x/{u}"] * 200},
+                             "labels": None, "similar": None}) for u in (first + 1, first)]
+        paths.append(tmp_path / f"{first}.arrow")
+        write_part(feature_table(rows), paths[-1])
+    held = []
 
-    def batches():
-        for first in (0, 2, 4):
-            yield batch(first)  # nothing here keeps it
+    def tables():
+        for path in paths:
+            held.append(pa.total_allocated_bytes())  # before this one is read
+            yield read_part(path)  # nothing here keeps it
 
-    assert write_parquet(batches(), tmp_path / "f.parquet") == 6
-    assert len(alive) == 6
+    assert write_parquet(tables(), tmp_path / "f.parquet") == 8
+    one = read_part(paths[0]).nbytes
+    # once the writer has its own buffers (the first table), what Arrow holds before each
+    # table is read stays the same: the last one is gone
+    assert one > 2000 and max(held[1:]) - min(held[1:]) < one / 2
     table = pq.read_table(tmp_path / "f.parquet")
-    assert table.column("unit").to_pylist() == [0, 1, 2, 3, 4, 5]  # each batch sorted
-    assert pq.ParquetFile(tmp_path / "f.parquet").metadata.num_row_groups == 3
-    assert "probe" not in table.column_names
+    assert table.column("unit").to_pylist() == list(range(8))
+    assert pq.ParquetFile(tmp_path / "f.parquet").metadata.num_row_groups == 4
+    assert table.schema.equals(read_part(paths[0]).schema)

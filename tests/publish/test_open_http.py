@@ -24,7 +24,7 @@ from pipeline.http_location import RangesIgnored
 from pipeline.publish import publish
 from pipeline.site import serving, urls
 from pipeline.site.data import AtlasView
-from pipeline.site.export import SCHEMA, write_parquet
+from pipeline.site.export import SCHEMA, feature_table, write_parquet
 from pipeline.site.serve import Request, running
 from pipeline.testing.fake import make_fake_atlas, tiny_spec
 
@@ -122,7 +122,7 @@ def big(site, tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
 
     def layer(n: int) -> list[dict]:
-        rows = []  # columns left out are nulls (write_parquet's schema)
+        rows = []  # columns left out are nulls (the export's schema)
         for unit in range(1024):
             scores = sorted(rng.random(16).tolist(), reverse=True)
             rows.append({"model": "vit_tiny_patch16_224", "weights": "random(seed=0)",
@@ -134,7 +134,8 @@ def big(site, tmp_path_factory) -> Path:
         return rows
 
     (folder / site["slug"]).mkdir()
-    write_parquet((layer(n) for n in range(16)), folder / urls.export_file(site["slug"]))
+    write_parquet((feature_table(layer(n)) for n in range(16)),
+                  folder / urls.export_file(site["slug"]))
     return folder
 
 
