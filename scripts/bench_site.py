@@ -349,23 +349,26 @@ def report(r: dict) -> None:
               f"{r['layer_units']:,}-unit layer)")
 
 
-def memory_bench(depths: list[int], topk: int, examples: int, workers: int,
+def memory_bench(sizes: list[tuple[int, int]], topk: int, examples: int, workers: int,
                  keep: bool) -> None:
-    """The site stage's peak memory at several page counts (ViT-B/16's layers of 3,072
-    units, ``depths`` of them): the main process's peak above its imports, the largest
-    worker's, and what each further feature page adds to the main process's, from the
-    smallest size (the baseline) to each larger one."""
-    print(f"site memory: ViT-B/16-shaped fakes (3,072-unit layers, top-{topk}, 2 recipes, "
-          f"16-px images), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    """The site stage's peak memory at several page counts (``sizes``: fakes of ``(depth,
+    width)``, layers of ``width`` units, ViT-B/16's 3,072 by default): the main process's
+    peak above its imports, the largest worker's, and what each further feature page adds to
+    the main process's, from the smallest size (the baseline) to each larger one. A deeper
+    fake also has more similar units a feature (some in every layer); a wider one the same."""
+    print(f"site memory: ViT-B/16-shaped fakes (top-{topk}, 2 recipes, 16-px images), "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     results = []
-    for depth in sorted(depths):
-        r = run_size(3072, topk, examples, workers, keep, False,
-                     {"embed_dim": 768, "num_heads": 12, "depth": depth}, image_size=16)
+    for depth, width in sorted(sizes, key=lambda s: (s[0] * s[1], s)):
+        r = run_size(width, topk, examples, workers, keep, False,
+                     {"embed_dim": max(768, width // 4), "num_heads": 12, "depth": depth},
+                     image_size=16)
         results.append(r)
         own = (r["maxrss_main_kb"] - r["maxrss_main_before_kb"]) / 1024
-        print(f"  {r['features']:>7,} features: {r['wall_s']:.1f} s, {r['pages_per_s']:.0f} "
-              f"pages/s; peak main {r['maxrss_main_kb'] / 1024:.0f} MiB ({own:.0f} MiB above "
-              f"its imports), largest worker {r['maxrss_workers_kb'] / 1024:.0f} MiB")
+        print(f"  {depth} x {width:,} units, {r['features']:>7,} features: {r['wall_s']:.1f} s, "
+              f"{r['pages_per_s']:.0f} pages/s; peak main {r['maxrss_main_kb'] / 1024:.0f} MiB "
+              f"({own:.0f} MiB above its imports), largest worker "
+              f"{r['maxrss_workers_kb'] / 1024:.0f} MiB")
     base = results[0]
     for r in results[1:]:
         pages = r["features"] / base["features"]
@@ -373,10 +376,12 @@ def memory_bench(depths: list[int], topk: int, examples: int, workers: int,
             base["maxrss_main_kb"] - base["maxrss_main_before_kb"])
         per = grown * 1024 / (r["features"] - base["features"])
         left = (2**30 - r["maxrss_main_kb"] * 1024) / max(per, 1.0)
+        reach = (f"at that rate it reaches 1 GiB near {r['features'] + left:,.0f} features"
+                 if per > 0 else "it does not grow with the pages")
         print(f"  {pages:.1f}x the pages of {base['features']:,}: the main process's peak "
-              f"grows {grown / 1024:.0f} MiB, {per / 1024:.2f} KiB per feature page; at that "
-              f"rate it reaches 1 GiB near {r['features'] + left:,.0f} features; largest "
-              f"worker {r['maxrss_workers_kb'] / max(1, base['maxrss_workers_kb']):.2f}x")
+              f"grows {grown / 1024:.0f} MiB, {per / 1024:.2f} KiB per feature page; {reach}; "
+              f"largest worker "
+              f"{r['maxrss_workers_kb'] / max(1, base['maxrss_workers_kb']):.2f}x")
 
 
 PARTS = ("page HTML", "feature.json", "visualization images", "thumbnails", "layer data",
@@ -642,10 +647,12 @@ def main() -> None:
                         "of `vit-atlas build`)")
     p.add_argument("--vitb-units", type=int, default=8,
                    help="units per layer of the ViT-B/16-shaped sample (--bytes; 0: skip it)")
-    p.add_argument("--memory", metavar="DEPTHS", nargs="?", const="3,12",
+    p.add_argument("--memory", metavar="SIZES", nargs="?", const="3,12",
                    help="instead: the site stage's memory against its page count, on fakes of "
                         "ViT-B/16's shape (layers of 3,072 units) at these depths (default "
-                        "3,12: 9,216 and 36,864 features), 16-px images")
+                        "3,12: 9,216 and 36,864 features), 16-px images; DEPTHxWIDTH for "
+                        "layers of WIDTH units (a multiple of 48), e.g. 3,3x12288: as many "
+                        "pages as 12 layers of 3,072 in 3 layers")
     p.add_argument("--codecs", metavar="ATLAS",
                    help="instead: the site's image encoding against PNG and format 13's WebP, "
                         "on the images of the atlas directory ATLAS (e.g. atlas-demo)")
@@ -665,8 +672,9 @@ def main() -> None:
         bytes_bench(args.bytes_units, args.vitb_units, 2000, 2000)
         return
     if args.memory:
-        memory_bench([int(d) for d in args.memory.split(",")], args.topk, args.examples,
-                     args.workers, args.keep)
+        sizes = [(int(d), int(w or 3072)) for d, _, w in
+                 (item.partition("x") for item in args.memory.split(","))]
+        memory_bench(sizes, args.topk, args.examples, args.workers, args.keep)
         return
     if args.large:
         kwargs = {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 16, "depth": 25}
