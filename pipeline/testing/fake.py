@@ -154,11 +154,11 @@ def attribution(seed: int, size: int) -> np.ndarray:
     return (blob * 255).astype(np.uint8)
 
 
-def tiny_spec(**model_kwargs: Any) -> ModelSpec:
-    """The registry's spec of a (small, random) ``vit_tiny_patch16_224``."""
+def tiny_spec(name: str = "vit_tiny_patch16_224", **model_kwargs: Any) -> ModelSpec:
+    """The registry's spec of a (small, random) ``vit_tiny_patch16_224``, or of the timm model
+    ``name`` (``deit_tiny_patch16_224``: another model of the same shape)."""
     from pipeline.models import create_model, spec_for
 
-    name = "vit_tiny_patch16_224"
     return spec_for(create_model(name, "random", model_kwargs), name, model_kwargs)
 
 
@@ -356,14 +356,14 @@ def fake_relations(layer: int, spec: ModelSpec, groups: list[int]) -> dict[str, 
 
 
 def fake_across(layer: int, spec: ModelSpec, other_layers: int = 2,
-                other_units: int = 64) -> dict[str, np.ndarray]:
-    """Similar units of ``layer`` in the other model ``TRICKY_MODEL`` (as ``relate_atlases``
-    writes them): ``other_layers`` layers of ``other_units`` channels."""
+                other_units: int = 64, model: str = TRICKY_MODEL) -> dict[str, np.ndarray]:
+    """Similar units of ``layer`` in another model, ``model`` (as ``relate_atlases`` writes
+    them): ``other_layers`` layers of ``other_units`` channels."""
     rng = np.random.default_rng(9500 + layer)
     units = np.arange(spec.layers[layer].units, dtype=np.int64)
     ids, scores = zip(*(_similar(rng, len(units), other_units, 3, False)
                         for _ in range(other_layers)), strict=True)
-    return {"units": units, "model": np.array(TRICKY_MODEL),
+    return {"units": units, "model": np.array(model),
             "similar_layers": np.arange(other_layers, dtype=np.int64),
             "similar_units": np.stack(ids, 1), "similar_scores": np.stack(scores, 1)}
 
