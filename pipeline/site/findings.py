@@ -105,6 +105,7 @@ def measure(store: AtlasStore, spec: ModelSpec, slug: str | None = None) -> dict
     vis: dict[int, dict[int, tuple[float | None, float | None]]] = {}
     steps: set[int] = set()  # the visualizations' optimization steps
     for layer in spec.layers:
+        index = None  # the last layer's let go first: one layer's index in memory at a time
         index = load_layer_index(store, layer.index)
         if index is None:
             continue

@@ -78,3 +78,30 @@ def test_findings_json_and_page(tmp_path):
     page = (found.parent / "index.html").read_text()
     assert "Findings" in page and data["verdicts"][0].split(":")[0] in page
     assert "The CLS token replaced by its mean" in page and "atlas-findings-sample" in page
+
+
+def test_findings_hold_one_layer_index_at_a_time(tmp_path, monkeypatch):
+    """``findings.measure`` lets go of a layer's index before it reads the next: a site-stage
+    worker then holds one layer's patch maps, not two (at 12,288 units a layer, some 440 MiB
+    each)."""
+    import gc
+    import weakref
+
+    from pipeline.site import findings
+    from pipeline.testing.fake import make_fake_atlas, tiny_spec
+
+    kw = {"img_size": 32, "patch_size": 8, "depth": 3, "embed_dim": 8, "num_heads": 1}
+    spec = tiny_spec(**kw)
+    store = make_fake_atlas(tmp_path / "a", spec, model_kwargs=kw)
+    read: list[weakref.ref] = []
+
+    def tracked(store, layer):
+        gc.collect()
+        assert [r for r in read if r() is not None] == []  # the last layer's is gone
+        index = load_layer_index(store, layer)
+        read.append(weakref.ref(index))
+        return index
+
+    monkeypatch.setattr(findings, "load_layer_index", tracked)
+    found = findings.measure(store, spec)
+    assert len(read) == 3 and len(found["layers"]) == 3
