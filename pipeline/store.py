@@ -53,9 +53,11 @@ import io
 import json
 import math
 import os
+import struct
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import zipfile
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -135,6 +137,40 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def read_npz(path: Path, mapped: Collection[str] = ()) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (as ``atomic_save_npz`` writes them); those
+    named in ``mapped`` are read-only memory maps of the file, not copies, so a process holds
+    only the pages it reads and the kernel may drop them again (an array stored compressed,
+    empty or of objects is read whole). A map keeps the file it opened: replacing the file
+    (``atomic_save_npz`` renames a new one into place) does not change it.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.npz"
+    >>> atomic_save_npz(p, big=np.arange(6.0).reshape(2, 3), small=np.ones(2))
+    >>> arrays = read_npz(p, mapped={"big"})
+    >>> arrays["big"][1].tolist(), arrays["big"].flags.writeable, arrays["small"].tolist()
+    ([3.0, 4.0, 5.0], False, [1.0, 1.0])
+    """
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as fh:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name in mapped and info.compress_type == zipfile.ZIP_STORED:
+                fh.seek(info.header_offset + 26)  # the local header's name and extra lengths
+                name_len, extra_len = struct.unpack("<HH", fh.read(4))
+                fh.seek(info.header_offset + 30 + name_len + extra_len)
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(fh)
+                if math.prod(shape) and not dtype.hasobject:
+                    out[name] = np.asarray(np.memmap(path, dtype, "r", fh.tell(), shape,
+                                                     "F" if fortran else "C"))
+                    continue
+            with archive.open(info) as member:
+                out[name] = np.lib.format.read_array(member, allow_pickle=False)
+    return out
 
 
 # The site's display copies: AVIF, 4:4:4 (no colour subsampling: lossy WebP's 4:2:0 loses

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import proc_status_kb
+from benchlib import MemorySampler, proc_status_kb
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,8 @@ def build_child(root: str) -> None:
     rss_before = proc_status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     t0, c0 = time.perf_counter(), os.times()
-    site = build_site(AtlasStore(root))
+    with MemorySampler() as sampler:
+        site = build_site(AtlasStore(root))
     wall = time.perf_counter() - t0
     c1 = os.times()
     cpu = (c1.user - c0.user) + (c1.system - c0.system)
@@ -71,6 +72,7 @@ def build_child(root: str) -> None:
         "maxrss_main_kb": proc_status_kb("VmHWM"),
         "maxrss_main_before_kb": rss_before,
         "maxrss_workers_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        "sampled_kb": sampler.peaks,
     }))
 
 
@@ -324,6 +326,7 @@ def report(r: dict) -> None:
           f"(+{(r['maxrss_main_kb'] - r['maxrss_main_before_kb']) * mb:.0f} MiB over its "
           f"{r['maxrss_main_before_kb'] * mb:.0f} MiB after imports), "
           f"largest worker {r['maxrss_workers_kb'] * mb:.0f} MiB (ru_maxrss, incl. shared)")
+    print(f"         sampled peaks: {_resident(r)}")
     print(f"         feature page HTML {r['html_mean_b'] / 1024:.1f} KiB mean, "
           f"{r['html_max_b'] / 1024:.1f} KiB max; feature.json {r['json_mean_b'] / 1024:.1f} KiB"
           f" mean; fake atlas written in {r['generate_s']:.1f} s")
@@ -368,7 +371,7 @@ def memory_bench(sizes: list[tuple[int, int]], topk: int, examples: int, workers
         print(f"  {depth} x {width:,} units, {r['features']:>7,} features: {r['wall_s']:.1f} s, "
               f"{r['pages_per_s']:.0f} pages/s; peak main {r['maxrss_main_kb'] / 1024:.0f} MiB "
               f"({own:.0f} MiB above its imports), largest worker "
-              f"{r['maxrss_workers_kb'] / 1024:.0f} MiB")
+              f"{r['maxrss_workers_kb'] / 1024:.0f} MiB; {_resident(r)}")
     base = results[0]
     for r in results[1:]:
         pages = r["features"] / base["features"]
@@ -382,6 +385,14 @@ def memory_bench(sizes: list[tuple[int, int]], topk: int, examples: int, workers
               f"grows {grown / 1024:.0f} MiB, {per / 1024:.2f} KiB per feature page; {reach}; "
               f"largest worker "
               f"{r['maxrss_workers_kb'] / max(1, base['maxrss_workers_kb']):.2f}x")
+
+
+def _resident(r: dict) -> str:
+    """The sampled peaks (``MemorySampler``) of a build: anonymous memory (what a process
+    holds) and resident file pages (page cache: mapped index files, libraries)."""
+    s = r.get("sampled_kb") or {}
+    return ", ".join(f"{role} anonymous {s.get(f'{role} RssAnon', 0) / 1024:.0f} MiB + file "
+                     f"{s.get(f'{role} RssFile', 0) / 1024:.0f} MiB" for role in ("main", "worker"))
 
 
 PARTS = ("page HTML", "feature.json", "visualization images", "thumbnails", "layer data",

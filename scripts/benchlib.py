@@ -22,6 +22,62 @@ def proc_status_kb(field: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+class MemorySampler:
+    """Peaks of this process's and its child processes' anonymous and file-backed resident
+    memory (``RssAnon``, ``RssFile`` of /proc/PID/status, in kB), sampled every ``every``
+    seconds on a thread while the ``with`` block runs. Resident file pages (a memory-mapped
+    file's, shared libraries') are page cache the kernel can drop again; anonymous memory is
+    what a process holds. ``peaks``: ``{"main RssAnon": kB, "worker RssFile": kB, ...}``,
+    a worker's being the largest any child reached.
+
+    >>> with MemorySampler() as m:
+    ...     time.sleep(0.05)
+    >>> m.peaks["main RssAnon"] > 0
+    True
+    """
+
+    def __init__(self, every: float = 0.1) -> None:
+        import threading
+
+        self.every, self.peaks = every, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _status(pid: int) -> dict[str, int]:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            return {}
+        return {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in lines)
+                if k in ("RssAnon", "RssFile")}
+
+    def _sample(self) -> None:
+        pid = os.getpid()
+        try:
+            kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            kids = []
+        for role, pids in (("main", [pid]), ("worker", kids)):
+            for q in pids:
+                for k, v in self._status(q).items():
+                    self.peaks[f"{role} {k}"] = max(self.peaks.get(f"{role} {k}", 0), v)
+
+    def _run(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def busy_warning(when: str = "at the start", own: int = 0) -> str:
     """A warning line when other work loads the CPUs (1-minute load average above the core
     count plus ``own``, this run's own busy threads), so that speeds measured now are not

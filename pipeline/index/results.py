@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import AtlasError
-from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json
+from pipeline.store import AtlasStore, atomic_save_npz, atomic_write_json, read_json, read_npz
 
 INDEX_FORMAT = 5  # 2: per-unit std, image_stats.npz; 3: probe profiles; 4: quantile examples;
 # 5: whole-layer statistics (layer_*) and bottom-k examples (top_foreground: an optional
 # array, added without a bump: readers that do not know it ignore it)
+MAPPED = ("maps", "quantile_maps", "bottom_maps")  # the patch maps: most of a layer's bytes
 
 
 @dataclass
@@ -173,12 +174,13 @@ def load_examples(store: AtlasStore) -> Examples | None:
 
 
 def load_layer_index(store: AtlasStore, layer: int) -> LayerIndex | None:
-    """``layer``'s ``LayerIndex``, or None if it was not indexed."""
+    """``layer``'s ``LayerIndex``, or None if it was not indexed. Its patch maps (``MAPPED``)
+    are read-only maps of the file: a reader holds the units it reads, not the layer."""
     path = store.index_layer_path(layer)
     if not path.is_file():
         return None
-    with np.load(path) as z:
-        arrays = {f.name: z[f.name] for f in fields(LayerIndex) if f.name in z.files}
+    names = {f.name for f in fields(LayerIndex)}
+    arrays = {k: v for k, v in read_npz(path, mapped=MAPPED).items() if k in names}
     if "std" not in arrays:  # an index of format 1 (pages still read it; `index` redoes it)
         arrays["std"] = np.full(len(arrays["mean"]), np.nan, dtype=np.float32)
     return LayerIndex(**arrays)

@@ -508,3 +508,37 @@ def test_build_indexes_before_it_visualizes(monkeypatch, tmp_path):
     cli.run_command(cli.build_parser().parse_args(["visualize", "--out", str(tmp_path / "a")]))
     assert calls == ["visualize"]
     assert cli.resolve_config({"command": "index", "stats_images": 64}).index.stats_images == 64
+
+
+def test_layer_index_maps_its_patch_maps_from_the_file(synthetic_run, tmp_path):
+    """The patch maps are read-only maps of the index file, equal to the arrays stored; the
+    rest is read whole. A map keeps the file it opened when a new one replaces it."""
+    import zipfile
+
+    from pipeline.index.results import MAPPED, write_layer_index
+    from pipeline.store import atomic_save_npz, read_npz
+
+    index = load_layer_index(synthetic_run.store, 0)
+    with np.load(synthetic_run.store.index_layer_path(0)) as z:
+        stored = {name: z[name] for name in z.files}
+    mapped = [name for name in MAPPED if getattr(index, name) is not None]
+    assert "maps" in mapped and "bottom_maps" in mapped
+    for name in mapped:
+        arr = getattr(index, name)
+        assert isinstance(arr.base, np.memmap) and not arr.flags.writeable, name
+        np.testing.assert_array_equal(arr, stored[name])
+    assert index.top_ids.flags.writeable and not isinstance(index.top_ids.base, np.memmap)
+
+    copy = AtlasStore(tmp_path / "atlas")
+    write_layer_index(copy, 0, index)
+    held = load_layer_index(copy, 0)
+    atomic_save_npz(copy.index_layer_path(0), maps=np.zeros_like(stored["maps"]))
+    np.testing.assert_array_equal(held.maps, stored["maps"])
+
+    packed = tmp_path / "packed.npz"  # stored compressed: read whole, the same arrays
+    np.savez_compressed(packed, maps=stored["maps"], empty=np.zeros((0, 3), np.float32))
+    with zipfile.ZipFile(packed) as archive:
+        assert archive.getinfo("maps.npy").compress_type == zipfile.ZIP_DEFLATED
+    back = read_npz(packed, mapped={"maps", "empty"})
+    assert back["maps"].flags.writeable and back["empty"].shape == (0, 3)
+    np.testing.assert_array_equal(back["maps"], stored["maps"])
