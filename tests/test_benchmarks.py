@@ -30,7 +30,7 @@ CASES = {
                        ["SoftWPMI (batched)", "batched vs loop", "peak RSS"]),
     "bench_site.py": (["--units", "16", "--small-units", "8", "--examples", "100",
                        "--map-units", "512", "--word-units", "5000"],
-                      ["feature pages/s", "peak RSS main"]),
+                      ["feature pages/s", "peak RSS main", "sampled peaks: main anonymous"]),
     "bench_site_processes.py": (["--depth", "1", "--width", "16", "--topk", "4",
                                  "--examples", "128"],
                                 ["feature pages/s", "byte for byte the same: yes"]),

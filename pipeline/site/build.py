@@ -592,6 +592,7 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
             others = [o for o in models
                       if o is not m and linked.get(o.view.model) == o.view.slug]
             m.info.site_pages = {o.view.model: o.units_by_layer for o in others}
+            m.info.site_roots = {o.view.model: str(o.store.root) for o in others}
             m.info.site_layers = {o.view.model: {layer.index: layer for layer in o.view.spec.layers}
                                   for o in others}
         clock = _Phases()

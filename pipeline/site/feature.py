@@ -48,6 +48,7 @@ from pipeline.site.assets import (
 from pipeline.site.cite import bibtex, cite_key, is_absolute
 from pipeline.site.data import AtlasView, LayerView, clean_seed
 from pipeline.site.markup import front_matter, num
+from pipeline.store import AtlasStore
 
 
 @dataclass
@@ -76,6 +77,9 @@ class SiteInfo:
     # with this one ({model name: {index: layer}})
     layers: dict[int, urls.Layer] = field(default_factory=dict)
     site_layers: dict[str, dict[int, urls.Layer]] = field(default_factory=dict)
+    # the atlas directories of the models built with this one ({model name: path}): their
+    # units' visualizations are shown beside the similar units
+    site_roots: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, atlas: AtlasView, units_by_layer: dict[int, list[int]], year: int,
@@ -315,6 +319,7 @@ class FeatureWriter:
         self.info = info
         self.view = view
         self.thumbnails = thumbnails
+        self._site_views: dict[str, AtlasView] = {}  # the models of info.site_roots, as read
         self._page_sets: dict[tuple[str | None, int], set[int]] = {}
         self._images: dict[int, str | None] = {}
         self._examples_seen: dict[int, tuple[str, int | None, str | None]] = {}
@@ -457,14 +462,28 @@ class FeatureWriter:
         cols["thumbs"] = thumbs
         return cols
 
+    def _site_thumbnails(self, model: str, layer: int) -> dict[int, str]:
+        """``{unit: visualization file}`` of ``layer`` of ``model``, another model built with
+        this one (``SiteInfo.site_roots``, read once per model); empty for any other."""
+        root = self.info.site_roots.get(model)
+        if root is None:
+            return {}
+        if model not in self._site_views:
+            self._site_views[model] = AtlasView(AtlasStore(root))
+        return self._site_views[model].thumbnails(layer)
+
     def _similar_thumb(self, entry: dict[str, Any], thumbs: list[str]) -> int | None:
         """The number in ``thumbs`` (grown as needed) of the similar unit's visualization file
         beside its page, which the page's script shows (format 15); None for a unit without
-        one, without a page in this site, or of another model."""
-        layer, unit = entry["layer"], entry["unit"]
-        if entry["model"] != self.info.model or unit not in self._pages(layer):
-            return None
-        found = self._other_thumb(layer, unit)
+        one or without a page in this site. Another model's unit has one when that model is
+        built with this one (``SiteInfo.site_roots``)."""
+        layer, unit, model = entry["layer"], entry["unit"], entry["model"]
+        if model == self.info.model:
+            found = self._other_thumb(layer, unit) if unit in self._pages(layer) else None
+        elif model in self.info.site_pages and unit in self._pages(layer, model):
+            found = self._site_thumbnails(model, layer).get(unit)
+        else:
+            found = None
         if found is None:
             return None
         if found not in thumbs:
