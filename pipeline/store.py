@@ -337,6 +337,70 @@ class SimilarUnits(Mapping[int, list[dict[str, Any]]]):
         return len(self._rows)
 
 
+class ChunkedResults(Mapping[int, dict[str, Any]]):
+    """``AtlasStore.vis_results(..., lazy=True)``: a recipe's results of one layer, each
+    chunk's parsed when one of its units is asked for and kept while it is among the
+    ``cached`` last asked for. Only the units' places are held, not their results (some
+    2 KiB a unit as dicts: a layer of 100,000 units would hold 200 MB in every process that
+    reads it). The same keys, order and results as ``vis_results``; reading in unit order
+    parses each chunk once.
+
+    >>> import tempfile
+    >>> store = AtlasStore(tempfile.mkdtemp())
+    >>> for start in (0, 2):
+    ...     atomic_write_json(store.vis_chunk_path(0, start, "r"), {"recipe": {"name": "r"},
+    ...         "units": [{"unit": u, "activation": float(u)} for u in (start, start + 1)]})
+    >>> rows = store.vis_results(0, "r", lazy=True)
+    >>> list(rows), rows[3]["activation"], 5 in rows, dict(rows) == store.vis_results(0, "r")
+    ([0, 1, 2, 3], 3.0, False, True)
+    """
+
+    def __init__(self, paths: Sequence[Path], cached: int = 2):
+        self._paths = list(paths)
+        self._cached = cached
+        self._chunks: dict[int, dict[int, dict[str, Any]]] = {}  # the last read, oldest first
+        where: dict[int, int] = {}
+        for c in range(len(self._paths)):
+            for unit in self._chunk(c):  # a later chunk's result wins, as in vis_results
+                where[unit] = c
+        self._units = np.fromiter(where, np.int64, len(where))  # in vis_results' order
+        order = np.argsort(self._units, kind="stable")
+        self._sorted = self._units[order]
+        self._chunk_of = np.fromiter(where.values(), np.int32, len(where))[order]
+
+    def _chunk(self, c: int) -> dict[int, dict[str, Any]]:
+        found = self._chunks.pop(c, None)
+        if found is None:
+            chunk = read_json(self._paths[c])
+            recipe = chunk.get("recipe") or {}
+            found = {r["unit"]: {**r, "recipe": recipe} for r in chunk["units"]}
+            while len(self._chunks) >= self._cached:
+                del self._chunks[next(iter(self._chunks))]
+        self._chunks[c] = found
+        return found
+
+    def _place(self, unit: Any) -> int | None:
+        if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)):
+            return None
+        i = int(np.searchsorted(self._sorted, unit))
+        return i if i < len(self._sorted) and self._sorted[i] == unit else None
+
+    def __getitem__(self, unit: int) -> dict[str, Any]:
+        i = self._place(unit)
+        if i is None:
+            raise KeyError(unit)
+        return self._chunk(int(self._chunk_of[i]))[int(unit)]
+
+    def __contains__(self, unit: object) -> bool:
+        return self._place(unit) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._units.tolist())
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+
 class AtlasStore:
     """Read and write one atlas directory."""
 
@@ -600,11 +664,16 @@ class AtlasStore:
         atomic_write_json(self.vis_chunk_path(layer, start, recipe["name"]),
                           {**chunk, "units": results})
 
-    def vis_results(self, layer: int, recipe: str | None = None) -> dict[int, dict[str, Any]]:
+    def vis_results(self, layer: int, recipe: str | None = None, *,
+                    lazy: bool = False) -> Mapping[int, dict[str, Any]]:
         """{unit: {"unit", "activation", "image", "fidelity", "attribution"?, "recipe"}} of
-        every finished chunk of ``layer`` (``"recipe"``: the chunk's recipe dict)."""
+        every finished chunk of ``layer`` (``"recipe"``: the chunk's recipe dict); ``lazy``:
+        read chunk by chunk as units are asked for (``ChunkedResults``), else a dict."""
+        paths = sorted(self.vis_dir(layer, recipe).glob("chunk-*.json"))
+        if lazy:
+            return ChunkedResults(paths)
         out: dict[int, dict[str, Any]] = {}
-        for path in sorted(self.vis_dir(layer, recipe).glob("chunk-*.json")):
+        for path in paths:
             chunk = read_json(path)
             for result in chunk["units"]:
                 out[result["unit"]] = {**result, "recipe": chunk.get("recipe") or {}}

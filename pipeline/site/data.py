@@ -92,7 +92,7 @@ def page_units(store: AtlasStore, layer: FFNLayer) -> list[int]:
     loading the maps."""
     found = set(indexed_units(store, layer.index))
     for recipe in store.vis_recipes():
-        found.update(store.vis_results(layer.index, recipe))
+        found.update(store.vis_results(layer.index, recipe, lazy=True))
     return sorted(u for u in found if 0 <= u < layer.units)
 
 
@@ -100,10 +100,12 @@ def page_units(store: AtlasStore, layer: FFNLayer) -> list[int]:
 class LayerView:
     """One FFN layer's results: visualizations (possibly partial) and the dataset index.
 
-    ``vis``: ``{recipe: {unit: result}}`` (``store.vis_results``) of every recipe of the atlas,
-    the primary one first; ``files``: ``{recipe: (visualization, attribution)}`` file names
-    beside a feature page (``urls.recipe_files``); ``labels``: ``{unit: [{"concept", "score"},
-    ...]}`` best first (``store.labels``), empty when the layer was not labelled;
+    ``vis``: ``{recipe: {unit: result}}`` (``store.vis_results``, read chunk by chunk as
+    pages ask for units) of every recipe of the atlas, the primary one first; ``files``:
+    ``{recipe: (visualization, attribution)}`` file names beside a feature page
+    (``urls.recipe_files``); ``labels``: ``{unit: [{"concept", "score"}, ...]}`` best first
+    (``store.labels``, held as a ``labels.ConceptTable``), empty when the layer was not
+    labelled;
     ``similar``: ``{unit: [{"model", "layer", "unit", "score"}, ...]}`` (``store.similar``:
     own layer, other layers, other models; best first in each group), empty before
     ``relate``; ``map``: the layer map with its typical units (``store.layer_map``) or None.
@@ -111,10 +113,10 @@ class LayerView:
 
     store: AtlasStore
     spec: FFNLayer
-    vis: dict[str, dict[int, dict]]
+    vis: dict[str, Mapping[int, dict]]
     index: LayerIndex | None
     files: dict[str, tuple[str, str]] = field(default_factory=dict)
-    labels: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    labels: Mapping[int, list[dict[str, Any]]] = field(default_factory=dict)
     similar: Mapping[int, list[dict[str, Any]]] = field(default_factory=dict)
     map: dict[str, Any] | None = None
 
@@ -305,7 +307,7 @@ class AtlasView:
             found: dict[int, str] = {}
             order = sorted(self.recipes, key=lambda r: r == ACCENT)  # accent: only if alone
             for recipe in reversed(order):  # the primary's last: it wins
-                found.update(dict.fromkeys(self.store.vis_results(layer, recipe),
+                found.update(dict.fromkeys(self.store.vis_results(layer, recipe, lazy=True),
                                            files[recipe][0]))
             cache[layer] = found
         return cache[layer]
@@ -353,13 +355,15 @@ class AtlasView:
         return f"{cfg.get('dataset', 'unknown')}" + (f" ({split})" if split else "")
 
     def layer(self, index: int) -> LayerView:
-        vis = {recipe: self.store.vis_results(index, recipe) for recipe in self.recipes}
+        vis = {recipe: self.store.vis_results(index, recipe, lazy=True)
+               for recipe in self.recipes}
         spec = self.spec.layers[index]
         index_ = load_layer_index(self.store, index)
         related = self.relations_info is not None
         return LayerView(self.store, spec, vis,
                          None if index_ is None else by_channel(index_, spec.units),
                          recipe_files(self.recipes),
-                         self.store.labels(index) if self.label_info is not None else {},
+                         labelling.ConceptTable(self.store.labels(index))
+                         if self.label_info is not None else {},
                          self.store.similar(index) if related else {},
                          self.store.layer_map(index) if related else None)

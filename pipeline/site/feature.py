@@ -292,15 +292,6 @@ def _recipe_summary(recipe: dict | None, name: str = "custom") -> str:
     return ", ".join(parts)
 
 
-def rank_counts(view: LayerView) -> dict[str, Counter]:
-    """Per recipe, how many units of the layer hold each z-rank (ties share the best rank)."""
-    out: dict[str, Counter] = {}
-    for name, results in view.vis.items():
-        ranks = (fidelity.clean(r.get("fidelity")) or {} for r in results.values())
-        out[name] = Counter(f["z_rank"] for f in ranks if f.get("z_rank") is not None)
-    return out
-
-
 def example_path(slug: str, thumbs: list[str | None], n: int) -> str | None:
     """Site path of example ``n``'s thumbnail (named by number: ids may hold any character;
     AVIF, whatever the atlas's file: ``assets.write_display``)."""
@@ -329,18 +320,38 @@ class FeatureWriter:
         self.layer = view.spec.index
         self.up = urls.up_to_model(info.slug, view.spec)  # from a page of the layer: ../../
         self.foreground = atlas_foreground(view.store, view.spec, view.index, self.ids)
-        # distinct (recipe name, recipe dict) pairs of the layer: a recipe's chunks may differ
-        self.recipes: list[tuple[str, dict]] = []
-        self.recipe_of: dict[tuple[str, int], int] = {}
-        seen: dict[tuple[str, str], int] = {}
+        # one pass over the layer's results (none kept): the distinct (recipe name, recipe
+        # dict) pairs as first met in unit order (a recipe's chunks may differ), and per
+        # recipe how many units hold each z-rank (ties share the best rank)
+        self._keys: dict[int, tuple[dict, str]] = {}  # id(recipe dict) -> (it, its JSON)
+        first: dict[tuple[str, str], tuple[int, dict]] = {}
+        self.ties: dict[str, Counter] = {}
         for name, results in view.vis.items():
-            for unit, result in sorted(results.items()):
-                key = (name, json.dumps(result.get("recipe") or {}, sort_keys=True))
-                if key not in seen:
-                    seen[key] = len(self.recipes)
-                    self.recipes.append((name, result.get("recipe") or {}))
-                self.recipe_of[name, unit] = seen[key]
-        self.ties = rank_counts(view)
+            ranks = self.ties.setdefault(name, Counter())
+            for unit, result in results.items():
+                key = self._recipe_key(name, result)
+                if key not in first or unit < first[key][0]:
+                    first[key] = (unit, result.get("recipe") or {})
+                rank = (fidelity.clean(result.get("fidelity")) or {}).get("z_rank")
+                if rank is not None:
+                    ranks[rank] += 1
+        self.recipes: list[tuple[str, dict]] = []
+        self._recipe_number: dict[tuple[str, str], int] = {}
+        for name in view.vis:
+            for key in sorted((k for k in first if k[0] == name), key=lambda k: first[k][0]):
+                self._recipe_number[key] = len(self.recipes)
+                self.recipes.append((name, first[key][1]))
+
+    def _recipe_key(self, name: str, result: dict[str, Any]) -> tuple[str, str]:
+        """What tells a result's recipe from another's: its name and its chunk's recipe dict
+        as JSON (made once per dict: a chunk's results share theirs)."""
+        recipe = result.get("recipe") or {}
+        held = self._keys.get(id(recipe))
+        if held is None or held[0] is not recipe:
+            if len(self._keys) > 16:
+                self._keys.clear()
+            held = self._keys[id(recipe)] = (recipe, json.dumps(recipe, sort_keys=True))
+        return name, held[1]
 
     def tied(self, recipe: str, fid: dict[str, Any] | None) -> int:
         """How many units of the layer share ``fid``'s z-rank under ``recipe`` (1: none)."""
@@ -401,7 +412,8 @@ class FeatureWriter:
             vis_file, attr_file = self.view.files[name]
             fid = fidelity.clean(result.get("fidelity"))
             rec = fid.get("recognisability") if fid else None
-            out.append([self.recipe_of[name, unit], num(float(result["activation"])),
+            number = self._recipe_number[self._recipe_key(name, result)]
+            out.append([number, num(float(result["activation"])),
                         vis_file, attr_file if result.get("attribution") else "",
                         "1" if fidelity.trusted(fid) else "0",
                         fidelity.line(fid, self.info.images_seen, self.tied(name, fid)),

@@ -83,7 +83,7 @@ def _vis_figures(store: AtlasStore, layer: int, steps: set[int] | None = None
     if not recipes:
         return {}
     out = {}
-    for unit, r in store.vis_results(layer, recipes[0]).items():
+    for unit, r in store.vis_results(layer, recipes[0], lazy=True).items():
         if steps is not None and isinstance((r.get("recipe") or {}).get("steps"), int):
             steps.add(r["recipe"]["steps"])
         fid = r.get("fidelity") or {}

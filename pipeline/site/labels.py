@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+import numpy as np
 
 TOP = 5  # concepts a page shows per unit
 METHOD_ANCHOR = "method/#labels"  # the Method page's section on labels (site path)
@@ -35,6 +37,47 @@ def clean(raw: Any, n: int = TOP) -> list[dict[str, Any]]:
         if len(out) == n:
             break
     return out
+
+
+class ConceptTable(Mapping[int, list[dict[str, Any]]]):
+    """A layer's labels (``store.labels``) as ``clean`` gives them, held as arrays: each
+    concept string once, a unit's concepts as indices and scores (a dict per concept costs
+    some 1.2 KiB a unit at 5 concepts; the arrays some 60 bytes).
+
+    >>> table = ConceptTable({7: [{"concept": "ring", "score": 0.5}, {"score": 1},
+    ...                           {"concept": "dots", "score": float("nan")}], 2: []})
+    >>> list(table), table[7], table.get(3)
+    ([7, 2], [{'concept': 'ring', 'score': 0.5}, {'concept': 'dots', 'score': None}], None)
+    """
+
+    def __init__(self, raw: Mapping[int, Any]):
+        words: dict[str, int] = {}
+        concepts: list[int] = []
+        scores: list[float] = []
+        ends: list[int] = []
+        for unit in raw:
+            for item in clean(raw[unit]):
+                concepts.append(words.setdefault(item["concept"], len(words)))
+                scores.append(math.nan if item["score"] is None else item["score"])
+            ends.append(len(concepts))
+        self._words = list(words)
+        self._rows = {int(u): r for r, u in enumerate(raw)}
+        self._ends = np.asarray(ends, np.int64)
+        self._concepts = np.asarray(concepts, np.int32)
+        self._scores = np.asarray(scores, np.float64)
+
+    def __getitem__(self, unit: int) -> list[dict[str, Any]]:
+        r = self._rows[unit]
+        start, end = (int(self._ends[r - 1]) if r else 0), int(self._ends[r])
+        return [{"concept": self._words[c], "score": None if math.isnan(s) else s}
+                for c, s in zip(self._concepts[start:end].tolist(),
+                                self._scores[start:end].tolist(), strict=True)]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 def labeler_name(info: dict[str, Any] | None) -> str | None:
