@@ -340,10 +340,10 @@ class SimilarUnits(Mapping[int, list[dict[str, Any]]]):
 class ChunkedResults(Mapping[int, dict[str, Any]]):
     """``AtlasStore.vis_results(..., lazy=True)``: a recipe's results of one layer, each
     chunk's parsed when one of its units is asked for and kept while it is among the
-    ``cached`` last asked for. Only the units' places are held, not their results (some
-    2 KiB a unit as dicts: a layer of 100,000 units would hold 200 MB in every process that
-    reads it). The same keys, order and results as ``vis_results``; reading in unit order
-    parses each chunk once.
+    ``cached`` last asked for. Only the units' places are held (some 100 bytes a unit), not
+    their results (some 2 KiB a unit as dicts: a layer of 100,000 units would hold 200 MB in
+    every process that reads it). The same keys, order and results as ``vis_results``;
+    reading in unit order parses each chunk once.
 
     >>> import tempfile
     >>> store = AtlasStore(tempfile.mkdtemp())
@@ -359,14 +359,10 @@ class ChunkedResults(Mapping[int, dict[str, Any]]):
         self._paths = list(paths)
         self._cached = cached
         self._chunks: dict[int, dict[int, dict[str, Any]]] = {}  # the last read, oldest first
-        where: dict[int, int] = {}
+        self._where: dict[int, int] = {}  # unit -> its chunk, in vis_results' order
         for c in range(len(self._paths)):
             for unit in self._chunk(c):  # a later chunk's result wins, as in vis_results
-                where[unit] = c
-        self._units = np.fromiter(where, np.int64, len(where))  # in vis_results' order
-        order = np.argsort(self._units, kind="stable")
-        self._sorted = self._units[order]
-        self._chunk_of = np.fromiter(where.values(), np.int32, len(where))[order]
+                self._where[unit] = c
 
     def _chunk(self, c: int) -> dict[int, dict[str, Any]]:
         found = self._chunks.pop(c, None)
@@ -379,26 +375,17 @@ class ChunkedResults(Mapping[int, dict[str, Any]]):
         self._chunks[c] = found
         return found
 
-    def _place(self, unit: Any) -> int | None:
-        if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)):
-            return None
-        i = int(np.searchsorted(self._sorted, unit))
-        return i if i < len(self._sorted) and self._sorted[i] == unit else None
-
     def __getitem__(self, unit: int) -> dict[str, Any]:
-        i = self._place(unit)
-        if i is None:
-            raise KeyError(unit)
-        return self._chunk(int(self._chunk_of[i]))[int(unit)]
+        return self._chunk(self._where[unit])[unit]
 
     def __contains__(self, unit: object) -> bool:
-        return self._place(unit) is not None
+        return unit in self._where
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._units.tolist())
+        return iter(self._where)
 
     def __len__(self) -> int:
-        return len(self._units)
+        return len(self._where)
 
 
 class AtlasStore:

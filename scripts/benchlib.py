@@ -54,10 +54,12 @@ class MemorySampler:
 
     def _sample(self) -> None:
         pid = os.getpid()
-        try:
-            kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except OSError:
-            kids = []
+        kids = []  # the children of every thread of this process, not only the main one
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                kids += [int(x) for x in (task / "children").read_text().split()]
+            except OSError:
+                continue
         for role, pids in (("main", [pid]), ("worker", kids)):
             for q in pids:
                 for k, v in self._status(q).items():

@@ -161,9 +161,11 @@ class LayerView:
 
     def thumbnail(self, unit: int) -> str | None:
         """The visualization file the grids show for ``unit``: the first recipe's that has one,
-        an accentuation (``ACCENT``) only when no other recipe visualized the unit."""
-        found = sorted(self.results(unit), key=lambda rr: rr[0] == ACCENT)
-        return self.files[found[0][0]][0] if found else None
+        an accentuation (``ACCENT``) only when no other recipe visualized the unit (which
+        recipes did is known without reading their results: grids ask in any unit order)."""
+        found = sorted((r for r, res in self.vis.items() if unit in res),
+                       key=lambda r: r == ACCENT)
+        return self.files[found[0]][0] if found else None
 
     @property
     def accented(self) -> bool:

@@ -41,7 +41,7 @@ def test_results_are_read_chunk_by_chunk_and_equal_the_whole(atlas, monkeypatch)
     assert dict(lazy.items()) == whole  # in unit order: each chunk parsed once
     assert len(reads) == len(chunks)
     assert len(lazy._chunks) <= 2  # the last two read, no more
-    assert -1 not in lazy and "3" not in lazy and True not in lazy and 3 in lazy
+    assert -1 not in lazy and "3" not in lazy and 3 in lazy
     with pytest.raises(KeyError):
         lazy[len(whole) + 5]
 
