@@ -1,14 +1,24 @@
 """Helpers shared by the benchmark scripts: device timing, the measured matmul peak, model
-options, process memory. torch is imported where needed (bench_site runs without it)."""
+options, process memory. torch is imported where needed (bench_site runs without it).
+
+Importing it puts the checkout it is in first on ``sys.path``: a benchmark run from another
+checkout (a worktree of older code, to compare) measures that checkout's ``pipeline``, not the
+one the virtual environment's editable install points at (the scripts that import ``pipeline``
+before ``benchlib`` do not get this)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+REPO = Path(__file__).resolve().parent.parent
+if sys.path[:1] != [str(REPO)]:
+    sys.path.insert(0, str(REPO))
 
 if TYPE_CHECKING:
     import torch
