@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import time
 
+import benchlib  # noqa: F401  (this checkout's pipeline first: benchlib's docstring)
 import numpy as np
 import torch
 from PIL import Image

@@ -3,8 +3,8 @@ options, process memory. torch is imported where needed (bench_site runs without
 
 Importing it puts the checkout it is in first on ``sys.path``: a benchmark run from another
 checkout (a worktree of older code, to compare) measures that checkout's ``pipeline``, not the
-one the virtual environment's editable install points at (the scripts that import ``pipeline``
-before ``benchlib`` do not get this)."""
+one the virtual environment's editable install points at. Every benchmark imports it before
+``pipeline`` (bench_aliases puts its checkout first itself)."""
 
 from __future__ import annotations
 
