@@ -309,26 +309,48 @@ class SimilarUnits(Mapping[int, list[dict[str, Any]]]):
     ...           "similar_units": np.array([[[5, -1]], [[3, 4]]]),
     ...           "similar_scores": np.array([[[0.5, 0.0]], [[0.5, 0.25]]])}]
     >>> rows = SimilarUnits(parts)
-    >>> list(rows), rows[3], len(rows[5])
-    ([3, 5], [{'model': 'm', 'layer': 0, 'unit': 5, 'score': 0.5}], 2)
+    >>> list(rows), rows[3], len(rows[5]), rows.count(5)
+    ([3, 5], [{'model': 'm', 'layer': 0, 'unit': 5, 'score': 0.5}], 2, 2)
+    >>> rows.columns(5)
+    (['m', 'm'], [0, 0], [3, 4], [0.5, 0.25])
     """
 
     def __init__(self, parts: list[Any]):
-        self._parts = [(str(p["model"]), p["similar_layers"].tolist(), p["similar_units"],
+        self._parts = [(str(p["model"]), np.asarray(p["similar_layers"]), p["similar_units"],
                         p["similar_scores"]) for p in parts]
         self._rows = {int(u): r for r, u in enumerate(parts[0]["units"].tolist())} \
             if parts else {}
 
-    def __getitem__(self, unit: int) -> list[dict[str, Any]]:
+    def columns(self, unit: int) -> tuple[list[str], list[int], list[int], list[float]]:
+        """``unit``'s entries as columns: models, layers, units, scores (rounded to 4
+        places), in the mapping's order, without a dict per entry."""
         r = self._rows[unit]
-        out = []
-        for model, layers, ids, scores in self._parts:
-            for g, other_layer in enumerate(layers):
-                for u, s in zip(ids[r, g].tolist(), scores[r, g].tolist(), strict=True):
-                    if u >= 0:
-                        out.append({"model": model, "layer": int(other_layer), "unit": int(u),
-                                    "score": round(float(s), 4)})
-        return out
+        models: list[str] = []
+        layers: list[int] = []
+        units: list[int] = []
+        scores: list[float] = []
+        for model, groups, ids, sims in self._parts:
+            found = ids[r]  # (groups, k); -1: no unit
+            keep = found >= 0
+            n = int(keep.sum())
+            if n:
+                models += [model] * n
+                layers += np.broadcast_to(groups[:, None], found.shape)[keep].tolist()
+                units += found[keep].tolist()
+                scores += [round(s, 4) for s in sims[r][keep].tolist()]
+        return models, layers, units, scores
+
+    def count(self, unit: int) -> int:
+        """How many entries ``unit`` has (``len(self[unit])``, without making them)."""
+        r = self._rows[unit]
+        return sum(int((ids[r] >= 0).sum()) for _, _, ids, _ in self._parts)
+
+    def __contains__(self, unit: object) -> bool:
+        return unit in self._rows
+
+    def __getitem__(self, unit: int) -> list[dict[str, Any]]:
+        return [{"model": m, "layer": layer, "unit": u, "score": s}
+                for m, layer, u, s in zip(*self.columns(unit), strict=True)]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._rows)

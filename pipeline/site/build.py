@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
-import json
 import logging
 import os
 import shutil
@@ -54,6 +53,7 @@ from pipeline.site.feature import (
     site_extra,
 )
 from pipeline.site.grid import grid_record
+from pipeline.site.markup import compact_json
 from pipeline.site.overview import (
     LayerSummary,
     compare_page,
@@ -162,10 +162,10 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
     view = atlas.layer(layer)
     writer = FeatureWriter(info, view, atlas.examples, atlas.thumbnails)
     atomic_write_bytes(Path(site, urls.layer_units(info.slug, view.spec)),
-                       _json(grid_record(atlas, view)))
+                       compact_json(grid_record(atlas, view)))
     if view.map is not None:
         atomic_write_bytes(Path(site, urls.layer_map(info.slug, view.spec)),
-                           _json(map_record(atlas, view)))
+                           compact_json(map_record(atlas, view)))
     rows: list[dict] = []
     written: list[str] = []
 
@@ -183,7 +183,7 @@ def _layer_files(root: str, site: str, layer: int, info: SiteInfo, parts: str) -
         rows.append(export.feature_row(record))
         if len(rows) == export.ROW_GROUP:
             flush()
-        write_new(out + urls.FEATURE_JSON, _json(record))
+        write_new(out + urls.FEATURE_JSON, compact_json(record))
         for recipe, result in view.results(unit):
             vis_file, attr_file = view.files[recipe]
             # the atlas keeps its PNG; the site links its AVIF display copy
@@ -329,14 +329,14 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
     docs.write(f"{atlas.slug}/index.md", model_page(atlas, m.summaries))
     found = (m.findings.result() if m.findings is not None  # the paper's findings
              else findings.measure(m.store, atlas.spec, atlas.slug))
-    atomic_write_bytes(site / atlas.slug / "findings" / "findings.json", _json(found))
+    atomic_write_bytes(site / atlas.slug / "findings" / "findings.json", compact_json(found))
     docs.write(f"{atlas.slug}/findings/index.md", findings.findings_page(found))
     words_meta = None
     if atlas.label_info is not None:
         docs.write(f"{urls.words_dir(atlas.slug)}/index.md", words_page(atlas, m.summaries))
         rows = []  # each shard written and let go as soon as it is made
         for i, shard in enumerate(words.iter_shards()):
-            atomic_write_bytes(site / urls.word_shard(atlas.slug, i), _json(shard))
+            atomic_write_bytes(site / urls.word_shard(atlas.slug, i), compact_json(shard))
             rows.append(words.shard_row(shard))
         words_meta = words.meta(atlas.slug, rows, atlas.labeler)
     if classes.names:
@@ -345,10 +345,10 @@ def _model_level(m: _Model, docs: DocsWriter, site: Path,
                 f.write(chunk.encode("utf-8"))
         rows = []
         for i, shard in enumerate(classes.iter_shards(shard_entries)):
-            atomic_write_bytes(site / urls.class_shard(atlas.slug, i), _json(shard))
+            atomic_write_bytes(site / urls.class_shard(atlas.slug, i), compact_json(shard))
             rows.append(classes.shard_row(shard))
         atomic_write_bytes(site / urls.class_index(atlas.slug),
-                           _json(classes.head(atlas.slug, rows)))
+                           compact_json(classes.head(atlas.slug, rows)))
     extra = site_extra(info)
     extra["layers"] = {layer: p.extra for layer, p in m.pages.items()}
     return extra, words_meta
@@ -371,7 +371,7 @@ def _site_level(models: list[_Model], docs: DocsWriter, site: Path,
                  + cards)
     _handbook(docs, cards)
     docs.prune()
-    atomic_write_bytes(site / urls.MODELS_JSON, _json(models_index(index)))
+    atomic_write_bytes(site / urls.MODELS_JSON, compact_json(models_index(index)))
     return {"models": extras, "version": None if version is None else version.name,
             "search_hint": models[0].hint}
 
@@ -698,10 +698,3 @@ class _Phases:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.laps)
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _json(obj: object) -> bytes:
-    """``json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` in
-    UTF-8, by one encoder (``json.dumps`` makes one a call when given settings)."""
-    return _ENCODER.encode(obj).encode("utf-8")

@@ -22,7 +22,7 @@ from pipeline.site import labels as labelling
 from pipeline.site.card import ModelCard, read_card
 from pipeline.site.fidelity import clean
 from pipeline.site.urls import atlas_slug, diversity_file, recipe_files
-from pipeline.store import AtlasStore
+from pipeline.store import AtlasStore, SimilarUnits
 
 ACCENT = "accent"  # the feature-accentuation recipe: a second view, from a dataset seed
 
@@ -249,6 +249,25 @@ class LayerView:
         """``unit``'s similar units ``[{"model", "layer", "unit", "score"}]`` in the store's
         order (groups: own layer, other layers, other models; best first within each)."""
         return self.similar.get(unit, [])
+
+    def similar_columns(self, unit: int) -> tuple[list[str], list[int], list[int], list[float]]:
+        """``similar_to``'s entries as columns: models, layers, units, scores (the store's
+        ``SimilarUnits.columns``: no dict per entry)."""
+        if unit not in self.similar:
+            return [], [], [], []
+        if isinstance(self.similar, SimilarUnits):
+            return self.similar.columns(unit)
+        rows = self.similar[unit]
+        return ([r["model"] for r in rows], [r["layer"] for r in rows],
+                [r["unit"] for r in rows], [r["score"] for r in rows])
+
+    def similar_count(self, unit: int) -> int:
+        """How many similar units ``unit`` has (``len(similar_to(unit))``)."""
+        if unit not in self.similar:
+            return 0
+        if isinstance(self.similar, SimilarUnits):
+            return self.similar.count(unit)
+        return len(self.similar[unit])
 
     def quantiles(self, unit: int) -> list[dict[str, Any]]:
         """``unit``'s quantile intervals from the mean up (``LayerIndex.quantiles``: interval,

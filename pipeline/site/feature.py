@@ -241,6 +241,11 @@ def _round(x: float, digits: int = 6) -> float | None:
     return float(f"{x:.{digits}g}") if math.isfinite(x) else None
 
 
+def _rounded(values: list[float]) -> list[float | None]:
+    """``_round`` of each of ``values`` (Python floats), at 6 significant digits."""
+    return [float(f"{x:.6g}") if math.isfinite(x) else None for x in values]
+
+
 def _top_slots(view: LayerView, unit: int) -> list[int]:
     if view.index is None:
         return []
@@ -312,7 +317,8 @@ class FeatureWriter:
         self.thumbnails = thumbnails
         self._site_views: dict[str, AtlasView] = {}  # the models of info.site_roots, as read
         self._page_sets: dict[tuple[str | None, int], set[int]] = {}
-        self._images: dict[int, str | None] = {}
+        self._images: dict[int, tuple[str | None, bool]] = {}  # _thumbnail's
+        self._own_thumbs: dict[int, str | None] = {}  # the layer's units' (_other_thumb)
         self._examples_seen: dict[int, tuple[str, int | None, str | None]] = {}
         self.ids = examples.ids if examples is not None else []
         self.labels = examples.labels if examples is not None else []
@@ -377,10 +383,19 @@ class FeatureWriter:
     def _image(self, n: int) -> str | None:
         """Relative URL of example ``n``'s thumbnail from a feature page (once per example:
         the layer's pages show many alike)."""
+        return self._thumbnail(n)[0]
+
+    def _by_number(self, n: int) -> bool:
+        """Whether example ``n``'s thumbnail URL is ``_image_template``'s."""
+        return self._thumbnail(n)[1]
+
+    def _thumbnail(self, n: int) -> tuple[str | None, bool]:
+        """``_image`` and ``_by_number`` of example ``n``, made once."""
         if n not in self._images:
             path = example_path(self.info.slug, self.thumbs, n)
-            self._images[n] = None if path is None else \
+            url = None if path is None else \
                 self.up + path[len(urls.model_dir(self.info.slug)) + 1:]
+            self._images[n] = url, url == self._image_template.format(example=n)
         return self._images[n]
 
     def _example(self, n: int) -> tuple[str, int | None, str | None]:
@@ -445,33 +460,34 @@ class FeatureWriter:
         return out
 
     def _other_thumb(self, layer: int, unit: int) -> str | None:
-        if layer == self.layer:
-            return self.view.thumbnail(unit)
+        if layer == self.layer:  # once per unit of the layer: each is many units' neighbour
+            if unit not in self._own_thumbs:
+                self._own_thumbs[unit] = self.view.thumbnail(unit)
+            return self._own_thumbs[unit]
         return self.thumbnails(layer).get(unit) if self.thumbnails is not None else None
-
-    def _similar_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """A similar unit of ``feature.json``; one of another model of this site also names
-        that model's ``slug`` (its pages' folder)."""
-        out = dict(entry)
-        model = entry["model"]
-        if model != self.info.model and self._in_site(model, entry["layer"], entry["unit"]):
-            out["slug"] = self.info.site_models[model]
-        return out
 
     def _similar_columns(self, unit: int) -> dict[str, list]:
         """``feature.json``'s ``similar``: columns of ``SIMILAR_COLUMNS``, ``model`` null
         for a unit of the feature's own model (most are: its name is not repeated), ``slug``
         only when some unit has one (another model's with pages in this site)."""
-        rows = [self._similar_entry(e) for e in self.view.similar_to(unit)]
-        cols = columns(rows, SIMILAR_COLUMNS)
-        cols["model"] = [None if m == self.info.model else m for m in cols["model"]]
+        models, layers, units, scores = self.view.similar_columns(unit)
+        own, site_models = self.info.model, self.info.site_models
+        cols: dict[str, list] = {
+            "model": [None if m == own else m for m in models], "layer": layers,
+            "unit": units, "score": scores,
+            "slug": [site_models[m] if m != own and self._in_site(m, layer, u) else None
+                     for m, layer, u in zip(models, layers, units, strict=True)]}
         if not any(m is not None for m in cols["model"]):
             del cols["model"]  # every unit is of the feature's own model (format 15)
         if not any(s is not None for s in cols["slug"]):
             del cols["slug"]
-        thumbs: list[str] = []
-        cols["thumb"] = [self._similar_thumb(e, thumbs) for e in rows]
-        cols["thumbs"] = thumbs
+        numbered: dict[str, int] = {}  # thumbnail file -> its number in "thumbs"
+        thumb = []
+        for m, layer, u in zip(models, layers, units, strict=True):
+            found = self._similar_thumb(m, layer, u)
+            thumb.append(None if found is None else numbered.setdefault(found, len(numbered)))
+        cols["thumb"] = thumb
+        cols["thumbs"] = list(numbered)
         return cols
 
     def _site_thumbnails(self, model: str, layer: int) -> dict[int, str]:
@@ -484,23 +500,16 @@ class FeatureWriter:
             self._site_views[model] = AtlasView(AtlasStore(root))
         return self._site_views[model].thumbnails(layer)
 
-    def _similar_thumb(self, entry: dict[str, Any], thumbs: list[str]) -> int | None:
-        """The number in ``thumbs`` (grown as needed) of the similar unit's visualization file
-        beside its page, which the page's script shows (format 15); None for a unit without
-        one or without a page in this site. Another model's unit has one when that model is
-        built with this one (``SiteInfo.site_roots``)."""
-        layer, unit, model = entry["layer"], entry["unit"], entry["model"]
+    def _similar_thumb(self, model: str, layer: int, unit: int) -> str | None:
+        """The visualization file beside the page of a similar unit, which the page's script
+        shows (``feature.json``'s ``thumbs``, format 15); None for a unit without one or
+        without a page in this site. Another model's unit has one when that model is built
+        with this one (``SiteInfo.site_roots``)."""
         if model == self.info.model:
-            found = self._other_thumb(layer, unit) if unit in self._pages(layer) else None
-        elif model in self.info.site_pages and unit in self._pages(layer, model):
-            found = self._site_thumbnails(model, layer).get(unit)
-        else:
-            found = None
-        if found is None:
-            return None
-        if found not in thumbs:
-            thumbs.append(found)
-        return thumbs.index(found)
+            return self._other_thumb(layer, unit) if unit in self._pages(layer) else None
+        if model in self.info.site_pages and unit in self._pages(layer, model):
+            return self._site_thumbnails(model, layer).get(unit)
+        return None
 
     def _pages(self, layer: int, model: str | None = None) -> set[int]:
         """Units of ``layer`` with a page, of this model or of ``model`` (another one built
@@ -556,7 +565,7 @@ class FeatureWriter:
             meta["div"] = div
         # the similar units are drawn by the page's script from feature.json, which holds
         # them anyway (format 15): how many, and how many it shows per group
-        similar = len(view.similar_to(unit))
+        similar = view.similar_count(unit)
         if similar:
             meta["similar"] = [similar, SIMILAR_SHOWN]
         concepts = view.concepts(unit)
@@ -616,28 +625,31 @@ class FeatureWriter:
                 histogram_x(float(idx.mean[unit]), edges), histogram_x(threshold, edges),
                 vis_x, num(act) if vis_x is not None else "", beyond, scale]
 
-    def _examples(self, found: list[tuple[int, float]], maps: np.ndarray) -> dict[str, Any]:
-        """Dataset examples ``(number, score)`` of ``feature.json`` (``top`` and
-        ``quantiles`` alike) as columns, their patch maps ``(n, rows, cols)`` as one
+    def _examples(self, numbers: list[int], scores: list[float],
+                  maps: np.ndarray) -> dict[str, Any]:
+        """Dataset examples (their ``numbers`` and ``scores``) of ``feature.json`` (``top``
+        and ``quantiles`` alike) as columns, their patch maps ``(n, rows, cols)`` as one
         ``encode_maps`` object. When every example has its thumbnail (as the index makes
         them), the ``image`` column gives way to ``images``, their URL with ``{example}`` for
         the number (``../../examples/e{example}.avif``): the same 26 characters a row less."""
-        cols: dict[str, list] = {k: [] for k in EXAMPLE_COLUMNS}
-        for n, score in found:
-            ex_id, label, name = self._example(n)
-            cols["example"].append(n)
-            cols["id"].append(ex_id)
-            cols["score"].append(_round(score))
-            cols["image"].append(self._image(n))
-            cols["label_index"].append(label)  # its name: the record's class_names
+        seen = [self._example(n) for n in numbers]
+        cols: dict[str, Any] = {
+            "example": numbers, "id": [e[0] for e in seen], "score": _rounded(scores),
+            "image": [self._image(n) for n in numbers],
+            "label_index": [e[1] for e in seen]}  # its name: the record's class_names
         if maps.size == 0:
-            maps = np.zeros((len(found), *self.view.spec.grid), np.float32)
-        template = self.up + urls.example_file(self.info.slug, "{example}")[
-            len(urls.model_dir(self.info.slug)) + 1:]  # type: ignore[arg-type]
-        if cols["image"] == [template.format(example=n) for n in cols["example"]]:
+            maps = np.zeros((len(numbers), *self.view.spec.grid), np.float32)
+        if all(map(self._by_number, numbers)):
             del cols["image"]  # every example has its thumbnail, named by its number
-            cols["images"] = template  # type: ignore[assignment]
+            cols["images"] = self._image_template
         return {**cols, "maps": encode_maps(maps)}
+
+    @property
+    def _image_template(self) -> str:
+        """The URL of an example's thumbnail from a page of the layer, ``{example}`` for its
+        number (``../../examples/e{example}.avif``)."""
+        return self.up + urls.example_file(self.info.slug, "{example}")[
+            len(urls.model_dir(self.info.slug)) + 1:]  # type: ignore[arg-type]
 
     def record(self, unit: int) -> dict[str, Any]:
         """``feature.json``: the page's data (schema: the Data format page). Figures keep the
@@ -710,20 +722,21 @@ class FeatureWriter:
             "permalink": self.permalink(unit),
         })
         if idx is None:
-            rec["top"] = self._examples([], np.zeros(0))
-            rec["quantiles"] = {"intervals": [], "examples": self._examples([], np.zeros(0))}
+            rec["top"] = self._examples([], [], np.zeros(0))
+            rec["quantiles"] = {"intervals": [], "examples": self._examples([], [], np.zeros(0))}
             return rec
         slots = _top_slots(view, unit)
-        rec["top"] = self._examples(
-            [(int(idx.top_ids[unit, s]), idx.top_scores[unit, s]) for s in slots],
-            idx.maps[unit, slots])
-        intervals, found, which, qmaps = [], [], [], []
+        rec["top"] = self._examples(idx.top_ids[unit, slots].tolist(),
+                                    idx.top_scores[unit, slots].tolist(), idx.maps[unit, slots])
+        intervals, numbers, scores, which, qmaps = [], [], [], [], []
         for j, q in enumerate(view.quantiles(unit)):
             intervals.append([_round(q["interval"][0]), _round(q["interval"][1])])
-            found += q["examples"]
+            numbers += [n for n, _ in q["examples"]]
+            scores += [score for _, score in q["examples"]]
             which += [j] * len(q["examples"])
             qmaps.append(idx.quantile_maps[unit, j, q["slots"]])
-        examples = self._examples(found, np.concatenate(qmaps) if qmaps else np.zeros(0))
+        examples = self._examples(numbers, scores,
+                                  np.concatenate(qmaps) if qmaps else np.zeros(0))
         rec["quantiles"] = {"intervals": intervals, "examples": {"interval": which, **examples}}
         rec["histogram"] = histogram_record(idx.hist_counts[unit], idx.hist_edges[unit])
         rec["top_classes"] = columns([

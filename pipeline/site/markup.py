@@ -80,9 +80,23 @@ def pack(*fields: str) -> str:
     return SEP.join([f.replace(SEP, " ") for f in head] + [last])
 
 
+# one encoder for every compact JSON the site writes (``json.dumps`` makes one a call when
+# given settings)
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def compact_json(obj: Any) -> bytes:
+    """``obj`` as the site's data files hold it: JSON without spaces, in UTF-8, no NaN.
+
+    >>> compact_json({"unit": 3, "label": "é"})
+    b'{"unit":3,"label":"\\xc3\\xa9"}'
+    """
+    return _COMPACT.encode(obj).encode("utf-8")
+
+
 def script_json(obj: Any) -> str:
     """JSON text for a ``<script type="application/json">`` element."""
-    s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    s = _COMPACT.encode(obj)
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
