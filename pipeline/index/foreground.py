@@ -23,6 +23,7 @@ the image's mean colour). Pure numpy: the numbers do not depend on batch size or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +113,27 @@ def normalized_entropy(heatmap: np.ndarray) -> float | None:
     >>> normalized_entropy(np.ones((2, 2))), normalized_entropy(np.array([[5.0, 0], [-1, 0]]))
     (1.0, 0.0)
     """
-    p = np.clip(np.asarray(heatmap, dtype=np.float64).ravel(), 0, None)
-    if p.size < 2 or p.sum() <= 0:
-        return None
-    p = p / p.sum()
-    nz = p[p > 0]
-    return float(abs((nz * np.log(nz)).sum()) / np.log(p.size))
+    found = float(normalized_entropies(np.asarray(heatmap)[None])[0])
+    return None if math.isnan(found) else found
+
+
+def normalized_entropies(heatmaps: np.ndarray) -> np.ndarray:
+    """``normalized_entropy`` of each ``(rows, cols)`` map of ``heatmaps`` (``(..., rows,
+    cols)``) at once, NaN where a map has no positive activation.
+
+    >>> normalized_entropies(np.array([np.ones((2, 2)), np.zeros((2, 2))])).tolist()
+    [1.0, nan]
+    """
+    maps = np.asarray(heatmaps, dtype=np.float64)
+    p = np.clip(maps.reshape(-1, maps.shape[-2] * maps.shape[-1]), 0, None)
+    total = p.sum(axis=1)
+    out = np.full(len(p), np.nan)
+    some = total > 0
+    if p.shape[1] >= 2 and some.any():
+        q = p[some] / total[some, None]
+        terms = q * np.log(np.where(q > 0, q, 1.0))  # 0 log 0 = 0
+        out[some] = np.abs(terms.sum(axis=1)) / np.log(p.shape[1])
+    return out.reshape(maps.shape[:-2])
 
 
 def replace_region(image: np.ndarray, mask: np.ndarray, region: str) -> np.ndarray:

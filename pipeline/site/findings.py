@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.index.foreground import atlas_foreground, normalized_entropy
+from pipeline.index.foreground import atlas_foreground, normalized_entropies
 from pipeline.index.results import load_examples, load_layer_index
 from pipeline.models.spec import ModelSpec
 from pipeline.site import urls
@@ -33,6 +33,7 @@ from pipeline.store import AtlasStore
 # sample, classifier and cls; 3: masking ratios as the median over units; 4: the sample shows
 # each kind's median unit, not its best
 FINDINGS_VERSION = 4
+_ROWS = 256  # units whose maps are measured at once (their float64 copy: 256 x k x patches)
 SAMPLE_DEPTHS = 3  # blocks shown side by side: the first, the middle and the last compared
 MEANING = {
     "entropy": "Normalized entropy of a unit's positive patch activation on its top examples, "
@@ -110,12 +111,16 @@ def measure(store: AtlasStore, spec: ModelSpec, slug: str | None = None) -> dict
         if index is None:
             continue
         entropies, purities = [], []
+        filled = (np.asarray(index.top_ids) >= 0).sum(axis=1)
+        for start in range(0, len(filled), _ROWS):  # a block of units' maps at a time
+            block = normalized_entropies(index.maps[start:start + _ROWS])
+            for row, ents in enumerate(block, start):
+                ents = ents[:filled[row]]  # the filled slots' maps
+                ents = ents[~np.isnan(ents)]
+                if len(ents):
+                    entropies.append(float(np.mean(ents)))
         for row in range(index.top_ids.shape[0]):
             ids = [int(i) for i in index.top_ids[row] if i >= 0]
-            ents = [e for j in range(len(ids))
-                    if (e := normalized_entropy(index.maps[row, j])) is not None]
-            if ents:
-                entropies.append(float(np.mean(ents)))
             labels = [examples.labels[i] for i in ids] if examples is not None else []
             labels = [c for c in labels if c is not None]
             if labels:

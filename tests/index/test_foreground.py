@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.index.foreground import (
     foreground_share,
+    normalized_entropies,
     normalized_entropy,
     patch_foreground,
     replace_region,
@@ -108,3 +109,28 @@ def test_masks_through_the_models_transform_and_a_layer(tmp_path):
                                 [masks[ids[row, j]].astype(int).tolist() for j in keep], (4, 4))
         assert f.examples == n and f.share == pytest.approx(share)
         assert f.area == pytest.approx(area)
+
+
+def test_entropies_of_many_maps_at_once_against_brute_force():
+    """``normalized_entropies`` (the findings' per-layer pass) gives each map's entropy as a
+    plain loop over its patches does, NaN for a map with no positive activation, in the
+    maps' leading shape."""
+    rng = np.random.default_rng(3)
+    maps = rng.normal(size=(5, 4, 3, 3))
+    maps[1, 2] = -1.0  # nothing positive
+    maps[2, 0] = 0.0
+    maps[3, 1] = 0.0
+    maps[3, 1, 2, 2] = 4.0  # one patch: entropy 0
+    got = normalized_entropies(maps)
+    assert got.shape == (5, 4)
+    for u in range(5):
+        for j in range(4):
+            p = [max(x, 0.0) for x in maps[u, j].ravel()]
+            if sum(p) == 0:
+                assert math.isnan(got[u, j]) and normalized_entropy(maps[u, j]) is None
+                continue
+            p = [x / sum(p) for x in p]
+            want = -sum(x * math.log(x) for x in p if x > 0) / math.log(9)
+            assert got[u, j] == pytest.approx(want, abs=1e-12)
+            assert normalized_entropy(maps[u, j]) == pytest.approx(want, abs=1e-12)
+    assert got[3, 1] == 0.0
