@@ -135,7 +135,9 @@ def _merged_parts(parts: list[np.ndarray], dtype: np.dtype, order: Any) -> np.nd
     positions sorted); a single run's part is in order already."""
     if len(parts) == 1:
         return np.asarray(parts[0])
-    rows = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    # the runs' rows are all of ``dtype``: no field-by-field promotion (it cost more than
+    # the copy: ~40 us a call, a call per key and pass)
+    rows = np.concatenate(parts, dtype=dtype, casting="no") if parts else np.zeros(0, dtype)
     return rows[order(rows)]
 
 
