@@ -45,7 +45,7 @@ from pipeline.resources import handbook_dir, mkdocs_yml
 from pipeline.site import export, findings, notfound, pages, sitemap, theme_files, urls
 from pipeline.site.assets import link_display, write_display, write_new
 from pipeline.site.cite import build_year
-from pipeline.site.data import AtlasView, page_units
+from pipeline.site.data import AtlasView, compact_units, page_units
 from pipeline.site.feature import (
     FeatureWriter,
     SiteInfo,
@@ -298,7 +298,7 @@ class _Model:
     store: AtlasStore
     view: AtlasView
     info: SiteInfo
-    units_by_layer: dict[int, list[int]]
+    units_by_layer: dict[int, Sequence[int]]  # compact_units
     pages: dict[int, LayerPages] = field(default_factory=dict)
     findings: Future | None = None  # findings.measure's, from a worker (``_findings``)
     hint: str = ""  # the header search's placeholder (``_search_hint``)
@@ -556,7 +556,8 @@ def build_site(stores: AtlasStore | Sequence[AtlasStore], site_dir: Path | None 
     models = []
     for store in stores:
         view = AtlasView(store)
-        units = {layer.index: u for layer in view.spec.layers if (u := page_units(store, layer))}
+        units = {layer.index: compact_units(u) for layer in view.spec.layers
+                 if (u := page_units(store, layer))}
         models.append(_Model(store, view, None, units))  # type: ignore[arg-type]
     slugs = [m.view.slug for m in models]
     if len(set(slugs)) < len(slugs):

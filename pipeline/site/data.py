@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -94,6 +94,20 @@ def page_units(store: AtlasStore, layer: FFNLayer) -> list[int]:
     for recipe in store.vis_recipes():
         found.update(store.vis_results(layer.index, recipe, lazy=True))
     return sorted(u for u in found if 0 <= u < layer.units)
+
+
+def compact_units(units: Sequence[int]) -> Sequence[int]:
+    """Sorted ``units`` as a ``range`` where they are consecutive (every unit of a layer, or a
+    ``--channels`` span), else as a list: a few bytes whatever the layer's width, for the
+    site's per-layer unit lists that every process holds and every task is sent
+    (``SiteInfo.units_by_layer``), and membership without a set.
+
+    >>> compact_units([3, 4, 5]), compact_units([0, 2]), compact_units([])
+    (range(3, 6), [0, 2], [])
+    """
+    if units and units[-1] - units[0] == len(units) - 1:
+        return range(units[0], units[-1] + 1)
+    return list(units)
 
 
 @dataclass

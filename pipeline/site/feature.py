@@ -29,7 +29,7 @@ import bisect
 import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -62,7 +62,9 @@ class SiteInfo:
     dataset: str
     images_seen: int | None
     class_names: list[str] | None
-    units_by_layer: dict[int, list[int]]  # units that have a page, per layer with pages
+    # units that have a page, per layer with pages (sorted; data.compact_units: a range where
+    # consecutive)
+    units_by_layer: dict[int, Sequence[int]]
     year: int
     site_url: str | None = None  # absolute base URL of the pages (--site-url), else None
     labeler: str | None = None  # what made the labels (None: the atlas has none)
@@ -72,7 +74,7 @@ class SiteInfo:
     version: str | None = None  # the published version (publish), None for a plain build
     # of those built with this one, the units with a page, per layer ({model name:
     # units_by_layer}); a unit of one missing here links without a check
-    site_pages: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    site_pages: dict[str, dict[int, Sequence[int]]] = field(default_factory=dict)
     # the model's layers by index (their URLs: urls.layer_path), and those of the models built
     # with this one ({model name: {index: layer}})
     layers: dict[int, urls.Layer] = field(default_factory=dict)
@@ -82,7 +84,7 @@ class SiteInfo:
     site_roots: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, atlas: AtlasView, units_by_layer: dict[int, list[int]], year: int,
+    def of(cls, atlas: AtlasView, units_by_layer: dict[int, Sequence[int]], year: int,
            site_url: str | None, version: str | None = None) -> SiteInfo:
         ex = atlas.examples
         return cls(atlas.model, atlas.slug, atlas.weights, atlas.atlas_version, atlas.dataset,
@@ -316,7 +318,7 @@ class FeatureWriter:
         self.view = view
         self.thumbnails = thumbnails
         self._site_views: dict[str, AtlasView] = {}  # the models of info.site_roots, as read
-        self._page_sets: dict[tuple[str | None, int], set[int]] = {}
+        self._page_sets: dict[tuple[str | None, int], Container[int]] = {}
         self._images: dict[int, tuple[str | None, bool]] = {}  # _thumbnail's
         self._own_thumbs: dict[int, str | None] = {}  # the layer's units' (_other_thumb)
         self._examples_seen: dict[int, tuple[str, int | None, str | None]] = {}
@@ -511,13 +513,14 @@ class FeatureWriter:
             return self._site_thumbnails(model, layer).get(unit)
         return None
 
-    def _pages(self, layer: int, model: str | None = None) -> set[int]:
+    def _pages(self, layer: int, model: str | None = None) -> Container[int]:
         """Units of ``layer`` with a page, of this model or of ``model`` (another one built
-        with it)."""
+        with it): a ``range`` as ``SiteInfo`` holds it, else a set of its units."""
         key = (model, layer)
         if key not in self._page_sets:
             by_layer = self.info.units_by_layer if model is None else self.info.site_pages[model]
-            self._page_sets[key] = set(by_layer.get(layer, ()))
+            units = by_layer.get(layer, ())
+            self._page_sets[key] = units if isinstance(units, range) else set(units)
         return self._page_sets[key]
 
     def _in_site(self, model: str, layer: int, unit: int) -> bool:

@@ -55,14 +55,14 @@ def models_index(atlases: Models) -> dict[str, Any]:
         layers = []
         for s in summaries:
             units = units_by_layer[s.layer]
-            dense = units == list(range(s.units))
+            dense = list(units) == list(range(s.units))
             layers.append({"layer": s.layer, "kind": s.kind,
                            **({} if s.kind == urls.FFN else {"depth": s.level}),
                            "path": urls.layer_dir(atlas.slug, s) + "/",
                            # by name (urls.layer_name): the browser fills in "{unit}"
                            "name": urls.layer_name(s), "unit_name": urls.layer_name(s, "{unit}"),
                            "module": s.module,
-                           "units": s.units, "pages": None if dense else units})
+                           "units": s.units, "pages": None if dense else list(units)})
         named = atlas.examples is not None and atlas.examples.class_names is not None
         models.append({"name": atlas.model, "slug": atlas.slug, "weights": atlas.weights,
                        "layers": layers,
