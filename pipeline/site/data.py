@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -108,6 +108,46 @@ def compact_units(units: Sequence[int]) -> Sequence[int]:
     if units and units[-1] - units[0] == len(units) - 1:
         return range(units[0], units[-1] + 1)
     return list(units)
+
+
+class UnitFiles(Mapping[int, str]):
+    """A read-only ``{unit: file name}`` of one layer, where the names are few (a recipe's
+    visualization file): a byte a unit, the name's number (``AtlasView.thumbnails``; a dict
+    held some 100 bytes a unit, for every layer of the model in each process).
+
+    >>> files = UnitFiles({4: "a.avif", 1: "b.avif", 2: "a.avif"})
+    >>> files.get(4), files.get(0), files.get(99), sorted(files.items())
+    ('a.avif', None, None, [(1, 'b.avif'), (2, 'a.avif'), (4, 'a.avif')])
+    """
+
+    _NONE = 255
+
+    def __init__(self, found: Mapping[int, str]):
+        self._names: list[str] = sorted(set(found.values()))
+        if len(self._names) >= self._NONE:
+            raise ValueError(f"{len(self._names)} file names for one layer: at most 254")
+        number = {name: i for i, name in enumerate(self._names)}
+        self._codes = bytearray([self._NONE]) * (max(found, default=-1) + 1)
+        for unit, name in found.items():
+            self._codes[unit] = number[name]
+        self._len = len(found)
+
+    def __getitem__(self, unit: int) -> str:
+        code = self._codes[unit] if 0 <= unit < len(self._codes) else self._NONE
+        if code == self._NONE:
+            raise KeyError(unit)
+        return self._names[code]
+
+    def get(self, unit: int, default: Any = None) -> Any:  # type: ignore[override]
+        if 0 <= unit < len(self._codes) and (code := self._codes[unit]) != self._NONE:
+            return self._names[code]
+        return default
+
+    def __iter__(self) -> Iterator[int]:
+        return (u for u, code in enumerate(self._codes) if code != self._NONE)
+
+    def __len__(self) -> int:
+        return self._len
 
 
 @dataclass
@@ -313,7 +353,7 @@ class AtlasView:
     spec: ModelSpec = field(init=False)
 
     recipes: list[str] = field(init=False)
-    _thumbs: dict[int, dict[int, str]] = field(init=False, default_factory=dict, repr=False)
+    _thumbs: dict[int, UnitFiles] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.manifest = self.store.manifest()
@@ -332,10 +372,11 @@ class AtlasView:
         before the ``relations`` stage."""
         return self.store.relations_info()
 
-    def thumbnails(self, layer: int) -> dict[int, str]:
+    def thumbnails(self, layer: int) -> Mapping[int, str]:
         """``{unit: visualization file}`` of ``layer`` (the first recipe that visualized each
-        unit, as ``LayerView.thumbnail``), read once per layer: similar units link to other
-        layers' thumbnails."""
+        unit, as ``LayerView.thumbnail``), read once per layer, one byte a unit
+        (``UnitFiles``): similar units link to other layers' thumbnails, so a process may
+        hold every layer's."""
         cache = self._thumbs
         if layer not in cache:
             files = recipe_files(self.recipes)
@@ -344,7 +385,7 @@ class AtlasView:
             for recipe in reversed(order):  # the primary's last: it wins
                 found.update(dict.fromkeys(self.store.vis_results(layer, recipe, lazy=True),
                                            files[recipe][0]))
-            cache[layer] = found
+            cache[layer] = UnitFiles(found)
         return cache[layer]
 
     @property

@@ -29,7 +29,7 @@ import bisect
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -310,7 +310,7 @@ class FeatureWriter:
     """Renders the page and the record of every unit of one layer."""
 
     def __init__(self, info: SiteInfo, view: LayerView, examples: Examples | None,
-                 thumbnails: Callable[[int], dict[int, str]] | None = None):
+                 thumbnails: Callable[[int], Mapping[int, str]] | None = None):
         """``thumbnails(layer)``: ``{unit: visualization file}`` of any layer of the model
         (``AtlasView.thumbnails``), for the similar units' thumbnails; None: placeholders
         outside ``view``'s layer."""
@@ -492,7 +492,7 @@ class FeatureWriter:
         cols["thumbs"] = list(numbered)
         return cols
 
-    def _site_thumbnails(self, model: str, layer: int) -> dict[int, str]:
+    def _site_thumbnails(self, model: str, layer: int) -> Mapping[int, str]:
         """``{unit: visualization file}`` of ``layer`` of ``model``, another model built with
         this one (``SiteInfo.site_roots``, read once per model); empty for any other."""
         root = self.info.site_roots.get(model)

@@ -14,7 +14,7 @@ from pipeline.site.data import AtlasView
 from pipeline.site.feature import FeatureWriter, SiteInfo
 from pipeline.site.labels import ConceptTable, clean
 from pipeline.store import AtlasStore, ChunkedResults, atomic_write_json
-from pipeline.testing.fake import CHUNK, FAKE_RECIPE, make_fake_atlas
+from pipeline.testing.fake import ACCENT_RECIPE, CHUNK, FAKE_RECIPE, make_fake_atlas, pattern
 
 KW = {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 64, "num_heads": 1}
 
@@ -87,3 +87,27 @@ def test_a_recipes_differing_chunks_are_numbered_in_unit_order(atlas, tmp_path):
     assert writer._visualizations(0)[0][0] == 0 and writer._visualizations(later)[0][0] == 1
     assert sum(writer.ties[FAKE_RECIPE["name"]].values()) == sum(
         1 for r in store.vis_results(0).values() if (r.get("fidelity") or {}).get("z_rank"))
+
+
+def test_thumbnails_of_a_layer_are_its_units_first_visualizations(tmp_path):
+    """``AtlasView.thumbnails`` (a byte a unit, ``UnitFiles``) names, for every unit of the
+    layer, the file ``LayerView.thumbnail`` names (the primary recipe's first, the
+    accentuation only when alone), and nothing for a unit no recipe visualized."""
+    spec = spec_for(create_model("vit_tiny_patch16_224", "random", KW), "vit_tiny_patch16_224",
+                    KW)
+    store = make_fake_atlas(tmp_path, spec, topk=3, n_examples=16, vis_units=150, accent=True)
+    alone = 3 * CHUNK  # beyond the other recipes' units (150), within the layer (256)
+    store.write_vis_chunk(0, alone, dict(ACCENT_RECIPE),
+                          [{"unit": alone, "activation": 1.0}], [pattern(1, 32)], None)
+    view = AtlasView(store)
+    layer = view.layer(0)
+    shown = view.thumbnails(0)
+    units = range(spec.layers[0].units)
+    assert len(units) > 150 and "accent" in layer.vis
+    want = {u: layer.thumbnail(u) for u in units}
+    assert {u: shown.get(u) for u in units} == want
+    assert dict(shown) == {u: f for u, f in want.items() if f is not None}
+    assert want[alone] == layer.files["accent"][0] and want[0] == layer.files[layer.primary][0]
+    assert shown.get(-1) is None
+    with pytest.raises(KeyError):
+        shown[units[-1]]
