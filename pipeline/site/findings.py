@@ -33,7 +33,7 @@ from pipeline.store import AtlasStore
 # sample, classifier and cls; 3: masking ratios as the median over units; 4: the sample shows
 # each kind's median unit, not its best
 FINDINGS_VERSION = 4
-_ROWS = 256  # units whose maps are measured at once (their float64 copy: 256 x k x patches)
+_ROWS = 64  # units whose maps are measured at once (a few float64 copies of 64 x k x patches)
 SAMPLE_DEPTHS = 3  # blocks shown side by side: the first, the middle and the last compared
 MEANING = {
     "entropy": "Normalized entropy of a unit's positive patch activation on its top examples, "
